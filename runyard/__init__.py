@@ -1,0 +1,39 @@
+"""runyard: self-hosted ML training runs with an Azure ML v1-shaped API.
+
+    from runyard import Workspace, Experiment, Run
+    ws = Workspace.from_config()
+    run = Experiment(ws, "digits").start_logging()
+    run.log("loss", 0.5); run.complete()
+"""
+from runyard.errors import (
+    ConfigError,
+    InvalidStatusTransition,
+    NotFound,
+    RunFailed,
+    RunyardError,
+    StoreError,
+    ValidationError,
+    WorkspaceError,
+)
+from runyard.experiment import Experiment
+from runyard.run import OfflineRun, Run
+from runyard.status import RunStatus
+from runyard.workspace import Workspace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "Experiment",
+    "InvalidStatusTransition",
+    "NotFound",
+    "OfflineRun",
+    "Run",
+    "RunFailed",
+    "RunStatus",
+    "RunyardError",
+    "StoreError",
+    "ValidationError",
+    "Workspace",
+    "WorkspaceError",
+]

@@ -1,0 +1,1 @@
+"""What a script sees at run time: the current run, the background metric logger."""

@@ -1,0 +1,267 @@
+"""Metric logging that never slows training and never loses data.
+
+``log()`` appends to an in-memory queue (a few microseconds). A background thread drains it in batches of up to
+``RUNYARD_LOG_BATCH_SIZE`` values, one transaction each. A failed write is kept and retried with backoff, and
+reported on stderr once per outage; it never raises into the user's script. ``flush()`` waits until everything
+logged before it is stored. At process exit (atexit, SIGTERM) the queue is flushed; values that still cannot be
+written are saved to a spool file that ``runyard sync`` writes to the store later.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from runyard import env_vars
+from runyard.store.metadata import MetadataStore, MetricRecord
+
+_DEFAULT_BATCH = 20_000
+_DEFAULT_INTERVAL = 0.5
+_MAX_BACKOFF = 5.0
+
+
+class _Flush:
+    """A marker in the queue: set once every value queued before it is stored."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class MetricLogger:
+    """Batches metric records for one metadata store (one per store per process)."""
+
+    def __init__(self, store: MetadataStore, spool_dir: str | os.PathLike | None = None) -> None:
+        self.store = store
+        self.spool_dir = Path(spool_dir) if spool_dir else None
+        self.batch_size = int(os.environ.get(env_vars.LOG_BATCH_SIZE, _DEFAULT_BATCH))
+        self.interval = float(os.environ.get(env_vars.LOG_FLUSH_INTERVAL, _DEFAULT_INTERVAL))
+        self._reset()
+
+    def _reset(self) -> None:
+        self._queue: deque = deque()
+        self._pending: list[MetricRecord] = []  # taken from the queue, not yet written
+        self._waiting: list[_Flush] = []  # flush markers behind the pending batch
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._io_lock = threading.Lock()  # held while the writer owns _pending
+        self._failures = 0
+        self.last_error: BaseException | None = None
+        self.written = 0
+
+    # -- producer side (the user's threads) --------------------------------------------------
+    def log(self, record: MetricRecord) -> None:
+        queue = self._queue
+        queue.append(record)
+        if self._thread is None:
+            self._start()
+        elif len(queue) >= self.batch_size:
+            self._wake.set()
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Wait until every value logged so far is stored. Return False if that did not happen in time."""
+        if self._thread is None and not self._queue and not self._pending:
+            return True
+        marker = _Flush()
+        self._queue.append(marker)
+        if self._thread is None:
+            self._start()
+        self._wake.set()
+        return marker.done.wait(timeout)
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="runyard-metrics", daemon=True)
+                self._thread.start()
+
+    # -- writer thread -----------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval if not self._failures else min(_MAX_BACKOFF, 0.25 * 2**self._failures))
+            self._wake.clear()
+            with self._io_lock:
+                self._drain()
+
+    def _drain(self) -> None:
+        """Write queued values batch by batch until the queue is empty or a write fails."""
+        queue, size = self._queue, self.batch_size
+        while True:
+            batch = self._pending
+            while len(batch) < size and not self._waiting:
+                try:
+                    item = queue.popleft()
+                except IndexError:
+                    break
+                if type(item) is _Flush:
+                    self._waiting.append(item)  # write what came before it, then release it
+                else:
+                    batch.append(item)
+            if batch and not self._write(batch):
+                return
+            self._pending = []
+            for marker in self._waiting:
+                marker.done.set()
+            self._waiting = []
+            if not queue:
+                return
+
+    def _write(self, batch: list[MetricRecord]) -> bool:
+        try:
+            self.store.log_batch(metrics=batch)
+        except Exception as exc:  # noqa: BLE001 - a store error must never reach the training script
+            self._pending = batch
+            self.last_error = exc
+            if self._failures == 0:
+                _warn(f"could not write {len(batch)} metric values to {_where(self.store)} (retrying): {exc}")
+            self._failures += 1
+            return False
+        if self._failures:
+            _warn(f"metric writes to {_where(self.store)} recovered after {self._failures} failed attempts")
+        self._failures = 0
+        self.written += len(batch)
+        return True
+
+    # -- process exit ------------------------------------------------------------------------
+    def close(self, timeout: float = 30.0) -> None:
+        """Flush; whatever still cannot be stored goes to a spool file (never dropped)."""
+        if self.flush(timeout):
+            return
+        with self._io_lock:  # the writer may be mid-retry: take its batch only between attempts
+            records, self._pending = list(self._pending), []
+            while True:  # popleft is safe while other threads still append
+                try:
+                    item = self._queue.popleft()
+                except IndexError:
+                    break
+                if type(item) is not _Flush:
+                    records.append(item)
+        if not records:
+            return
+        path = spool(records, self.spool_dir)
+        _warn(
+            f"{len(records)} metric values could not be written to {_where(self.store)} ({self.last_error}); "
+            f"saved to {path} — run `runyard sync` to write them once the store is reachable"
+        )
+
+
+def spool(records: list[MetricRecord], spool_dir: Path | None) -> Path:
+    folder = spool_dir or Path.home() / ".runyard" / "spool"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"metrics-{os.getpid()}-{time.time_ns()}.jsonl"
+    with open(path, "w", encoding="utf-8") as out:
+        for r in records:
+            out.write(json.dumps(r._asdict(), allow_nan=True) + "\n")
+    return path
+
+
+def replay_spool(store: MetadataStore, spool_dir: Path, batch_size: int = _DEFAULT_BATCH) -> tuple[int, int]:
+    """Write spooled values to the store; return (files, values) written. A file is deleted once stored."""
+    files = values = 0
+    for path in sorted(spool_dir.glob("metrics-*.jsonl")):
+        with open(path, encoding="utf-8") as f:
+            records = [MetricRecord(**json.loads(line)) for line in f if line.strip()]
+        for i in range(0, len(records), batch_size):
+            store.log_batch(metrics=records[i : i + batch_size])
+        path.unlink()
+        files, values = files + 1, values + len(records)
+    return files, values
+
+
+def _where(store: MetadataStore) -> str:
+    from runyard.store.metadata.sql_store import redact
+
+    return redact(getattr(store, "url", "the metadata store"))
+
+
+def _warn(message: str) -> None:
+    try:
+        print(f"runyard: {message}", file=sys.stderr, flush=True)
+    except Exception:  # noqa: BLE001 - stderr closed at shutdown
+        pass
+
+
+# -- one logger per store per process ------------------------------------------------------------
+_loggers: dict[str, MetricLogger] = {}
+_loggers_lock = threading.Lock()
+_exit_hooks_installed = False
+
+
+def logger_for(store: MetadataStore, spool_dir: str | os.PathLike | None = None) -> MetricLogger:
+    key = getattr(store, "url", str(id(store)))
+    logger = _loggers.get(key)
+    if logger is None:
+        with _loggers_lock:
+            logger = _loggers.get(key)
+            if logger is None:
+                logger = _loggers[key] = MetricLogger(store, spool_dir)
+                _install_exit_hooks()
+    return logger
+
+
+def flush_all(timeout: float = 30.0) -> None:
+    for logger in list(_loggers.values()):
+        logger.close(timeout)
+
+
+_exit_callbacks: list = []
+
+
+def on_exit(callback) -> None:
+    """Run ``callback(reason)`` at process exit, after metrics are flushed (reason: 'exit' or 'signal')."""
+    _install_exit_hooks()
+    _exit_callbacks.append(callback)
+
+
+def _at_exit(reason: str = "exit") -> None:
+    flush_all()
+    for callback in list(_exit_callbacks):
+        try:
+            callback(reason)
+        except Exception as exc:  # noqa: BLE001
+            _warn(f"at exit: {exc}")
+    flush_all()
+
+
+def _install_exit_hooks() -> None:
+    global _exit_hooks_installed
+    if _exit_hooks_installed:
+        return
+    _exit_hooks_installed = True
+    atexit.register(_at_exit)
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum, frame):
+            atexit.unregister(_at_exit)
+            _at_exit("signal")
+            if callable(previous):
+                previous(signum, frame)
+            elif previous != signal.SIG_IGN:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        try:
+            signal.signal(signal.SIGTERM, on_sigterm)
+        except (ValueError, OSError):  # not allowed here (embedded interpreter): atexit still flushes
+            pass
+
+
+def _after_fork_in_child() -> None:
+    # The writer thread does not survive fork(); a forked rank starts with an empty queue of its own.
+    global _loggers_lock
+    _loggers_lock = threading.Lock()
+    for logger in _loggers.values():
+        logger._reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

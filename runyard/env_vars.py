@@ -1,0 +1,30 @@
+"""Environment variables runyard reads and sets (the contract between a submitted process and its run).
+
+A process started by runyard (a later issue's supervisor/launchers) gets these; ``Run.get_context()`` reads them.
+Setting them by hand also works, e.g. to log from a process you started yourself into an existing run.
+
+| variable | meaning |
+|---|---|
+| ``RUNYARD_HOME`` | workspace folder used when no ``.runyard/config.json`` is found upward (default ``~/.runyard``) |
+| ``RUNYARD_RUN_ID`` | id of the run this process belongs to; ``Run.get_context()`` returns that run |
+| ``RUNYARD_EXPERIMENT_NAME`` | name of that run's experiment (informational) |
+| ``RUNYARD_TRACKING_URI`` | metadata store URL (``sqlite:///…``, ``postgresql+psycopg://…``) or ``runyard:///WORKSPACE`` |
+| ``RUNYARD_ARTIFACT_URI`` | artifact store root (a folder or an fsspec URL) |
+| ``RUNYARD_WORKSPACE`` | workspace folder of the run (holds ``config.json``); used when the two URIs are not set |
+| ``RUNYARD_PARENT_RUN_ID`` | parent run id, for child runs (informational) |
+| ``RUNYARD_RANK`` | rank of this process in a distributed run; metrics from rank ≠ 0 still land in the same run |
+| ``RUNYARD_LOG_BATCH_SIZE`` | most metric values written in one transaction (default 20000) |
+| ``RUNYARD_LOG_FLUSH_INTERVAL`` | seconds between background writes (default 0.5) |
+"""
+from __future__ import annotations
+
+HOME = "RUNYARD_HOME"
+RUN_ID = "RUNYARD_RUN_ID"
+EXPERIMENT_NAME = "RUNYARD_EXPERIMENT_NAME"
+TRACKING_URI = "RUNYARD_TRACKING_URI"
+ARTIFACT_URI = "RUNYARD_ARTIFACT_URI"
+WORKSPACE = "RUNYARD_WORKSPACE"
+PARENT_RUN_ID = "RUNYARD_PARENT_RUN_ID"
+RANK = "RUNYARD_RANK"
+LOG_BATCH_SIZE = "RUNYARD_LOG_BATCH_SIZE"
+LOG_FLUSH_INTERVAL = "RUNYARD_LOG_FLUSH_INTERVAL"

@@ -1,0 +1,34 @@
+"""The runyard error tree: one root, shallow branches, messages that say what to do next."""
+from __future__ import annotations
+
+
+class RunyardError(Exception):
+    """Root of every error runyard raises on purpose."""
+
+
+class ConfigError(RunyardError):
+    """A spec, name, value or configuration file is invalid."""
+
+
+class ValidationError(ConfigError, ValueError):
+    """A value passed to the API is invalid (bad name, bad metric value, unsafe artifact path)."""
+
+
+class NotFound(RunyardError, LookupError):
+    """A run, experiment or artifact does not exist."""
+
+
+class StoreError(RunyardError):
+    """The metadata or artifact store cannot be reached or refused an operation."""
+
+
+class WorkspaceError(RunyardError):
+    """The workspace folder cannot be created, read or written."""
+
+
+class InvalidStatusTransition(RunyardError):
+    """A run in a terminal status was asked to change status."""
+
+
+class RunFailed(RunyardError):
+    """A run ended Failed (raised by waiting helpers when raise_on_error=True)."""

@@ -1,0 +1,663 @@
+"""The Run handle: log metrics, upload files, tag, nest child runs, read everything back (Azure ML v1 shapes)."""
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from runyard import env_vars, validation
+from runyard.errors import NotFound, RunyardError, ValidationError
+from runyard.status import RunStatus
+from runyard.store.metadata import ArtifactInfo, MetricRecord, RunInfo
+
+if TYPE_CHECKING:
+    from runyard.experiment import Experiment
+    from runyard.workspace import Workspace
+
+_now = time.time
+
+
+def shape_metrics(records: Iterable[tuple[str, Any, str]]) -> dict[str, Any]:
+    """Turn (name, value, kind) records, in logging order, into ``get_metrics()``'s dict.
+
+    ``log`` once → the value; more often → a list. ``log_list`` → a list. ``log_row`` → {column: [values]}.
+    ``log_table`` → the last table logged. ``log_image`` → the image's artifact name (a list when several).
+    """
+    grouped: dict[str, tuple[str, list]] = {}
+    for name, value, kind in records:
+        grouped.setdefault(name, (kind, []))[1].append(value)
+    out: dict[str, Any] = {}
+    for name, (kind, values) in grouped.items():
+        if kind == "table":
+            out[name] = values[-1]
+        elif kind == "row":
+            columns: dict[str, list] = {}
+            for i, row in enumerate(values):
+                for col, v in row.items():
+                    columns.setdefault(col, [None] * i).append(v)
+                for col in columns:  # a column missing from this row gets None, keeping columns aligned
+                    if len(columns[col]) < i + 1:
+                        columns[col].append(None)
+            out[name] = columns
+        elif kind == "list" or len(values) > 1:
+            out[name] = values
+        else:
+            out[name] = values[0]
+    return out
+
+
+class _RunBase:
+    """The logging API shared by stored runs and offline runs."""
+
+    id: str
+
+    def __init__(self) -> None:
+        self._names: set[str] = set()  # metric names already validated
+        self._steps: dict[str, int] = {}
+
+    def _record(self, name: str, value: Any, kind: str, step: int | None) -> None:
+        if name not in self._names:
+            validation.key(name, "metric name")
+            self._names.add(name)
+        if step is None:
+            step = self._steps.get(name, 0)
+        self._steps[name] = step + 1
+        self._emit(MetricRecord(self.id, name, value, step, _now(), kind))
+
+    def _emit(self, record: MetricRecord) -> None:
+        raise NotImplementedError
+
+    def log(self, name: str, value: Any, description: str = "", step: int | None = None) -> None:
+        """Log a number or a string. Logged once it reads back as a value, logged again as a list.
+
+        Args:
+            name: any printable text (spaces and '@' allowed), up to 255 characters.
+            value: int, float (NaN and ±inf kept), bool, str, or a numpy/torch scalar.
+            step: the x position; by default 0, 1, 2… per metric name.
+        """
+        self._record(name, validation.metric_value(name, value), "scalar", None if step is None else int(step))
+
+    def log_list(self, name: str, value: Iterable[Any], description: str = "") -> None:
+        """Log a list of numbers or strings; reads back as a list even with one element."""
+        for v in validation.metric_list(name, value):
+            self._record(name, v, "list", None)
+
+    def log_row(self, name: str, description: str | None = None, **kwargs: Any) -> None:
+        """Append a row to a table metric: ``log_row("t", epoch=1, acc=0.9)``; reads back as {column: [values]}."""
+        self._record(name, validation.row(name, kwargs), "row", None)
+
+    def log_table(self, name: str, value: Mapping[str, Iterable[Any]], description: str = "") -> None:
+        """Log a whole table as {column: [values]}; reads back as the last table logged."""
+        self._record(name, validation.table(name, value), "table", None)
+
+    def log_image(self, name: str, path: str | os.PathLike | None = None, plot: Any = None, description: str = "") -> None:
+        """Log an image file (``path=``) or a matplotlib figure/pyplot (``plot=``); it is stored as a run file."""
+        if (path is None) == (plot is None):
+            raise ValidationError(f"log_image({name!r}) needs exactly one of path= or plot=")
+        validation.key(name, "image name")
+        if path is not None:
+            if not os.path.isfile(path):
+                raise NotFound(f"log_image({name!r}): no image file at {path}")
+            source: Any = os.fspath(path)
+            suffix = Path(path).suffix or ".png"
+        else:
+            if not hasattr(plot, "savefig"):
+                raise ValidationError(f"log_image({name!r}): plot= must be a matplotlib figure or pyplot, got {type(plot).__name__}")
+            source = io.BytesIO()
+            plot.savefig(source, format="png")
+            source.seek(0)
+            suffix = ".png"
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "image"
+        artifact = f"images/{safe}_{int(_now() * 1000)}{suffix}"
+        self.upload_file(artifact, source)
+        self._record(name, artifact, "image", None)
+
+    def upload_file(self, name: str, path_or_stream: str | os.PathLike | BinaryIO) -> str:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is None:
+            self.complete()
+        else:
+            self.fail(error_details=exc)
+
+    def complete(self, _set_status: bool = True) -> None:
+        raise NotImplementedError
+
+    def fail(self, error_details: Any = None, error_code: str | None = None, _set_status: bool = True) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def get_context(cls, allow_offline: bool = True) -> "_RunBase":
+        """The run this process belongs to (``RUNYARD_RUN_ID``), else an offline run that prints what is logged."""
+        global _context
+        run_id = os.environ.get(env_vars.RUN_ID)
+        if run_id:
+            if not (isinstance(_context, Run) and _context.id == run_id):
+                from runyard.workspace import Workspace
+
+                _context = Run._by_id(Workspace.from_environment(), run_id)
+            return _context
+        if not allow_offline:
+            raise RunyardError(f"this process is not part of a runyard run ({env_vars.RUN_ID} is not set)")
+        if not isinstance(_context, OfflineRun):
+            _context = OfflineRun()
+        return _context
+
+
+_context: _RunBase | None = None
+
+
+class Run(_RunBase):
+    """A run in the run history.
+
+    ``Run(experiment, run_id)`` opens an existing run (NotFound when there is none); new runs come from
+    ``Experiment.start_logging()``, ``run.child_run()`` and (later) ``Experiment.submit()``.
+    """
+
+    def __init__(self, experiment: "Experiment", run_id: str, outputs: str | None = None, *, _info: RunInfo | None = None):
+        super().__init__()
+        self.experiment = experiment
+        self._ws = experiment.workspace
+        info = _info or self._ws.metadata.get_run(validation.run_id(run_id))
+        if info.experiment_id != experiment.id:
+            raise NotFound(f"run {run_id!r} belongs to experiment {info.experiment_name!r}, not {experiment.name!r}")
+        self._info = info
+        self.id = info.run_id
+        self._outputs = outputs
+        self._logger = self._ws.logger
+
+    @classmethod
+    def _by_id(cls, ws: "Workspace", run_id: str) -> "Run":
+        from runyard.experiment import Experiment
+
+        info = ws.metadata.get_run(validation.run_id(run_id))
+        return cls(Experiment._from_info(ws, ws.metadata.get_experiment(info.experiment_id)), run_id, _info=info)
+
+    # -- identity ----------------------------------------------------------------------------
+    @property
+    def workspace(self) -> "Workspace":
+        return self._ws
+
+    @property
+    def display_name(self) -> str:
+        return self._info.display_name or self.id
+
+    @display_name.setter
+    def display_name(self, value: str) -> None:
+        self._ws.metadata.update_run(self.id, display_name=validation.key(value, "display name"))
+        self._refresh()
+
+    @property
+    def description(self) -> str | None:
+        return self._refresh().description
+
+    @description.setter
+    def description(self, value: str) -> None:
+        self._ws.metadata.update_run(self.id, description=validation.text(value, "description"))
+        self._refresh()
+
+    @property
+    def type(self) -> str:
+        return self._info.run_type
+
+    @property
+    def parent(self) -> "Run | None":
+        return Run._by_id(self._ws, self._info.parent_run_id) if self._info.parent_run_id else None
+
+    @property
+    def status(self) -> str:
+        return self.get_status()
+
+    def _refresh(self) -> RunInfo:
+        self._info = self._ws.metadata.get_run(self.id)
+        return self._info
+
+    def get_status(self) -> str:
+        """The current status, as Azure ML spells it ("Running", "Completed", ...)."""
+        return self._refresh().status.value
+
+    def get_details(self) -> dict[str, Any]:
+        info = self._refresh()
+        return {
+            "runId": info.run_id,
+            "experiment": info.experiment_name,
+            "displayName": self.display_name,
+            "runType": info.run_type,
+            "parentRunId": info.parent_run_id,
+            "status": info.status.value,
+            "createdUtc": _iso(info.created_at),
+            "startTimeUtc": _iso(info.start_time),
+            "endTimeUtc": _iso(info.end_time),
+            "durationSeconds": info.duration,
+            "properties": dict(info.properties),
+            "tags": dict(info.tags),
+            "error": info.error,
+            "exitCode": info.exit_code,
+            "description": info.description,
+        }
+
+    def __repr__(self) -> str:
+        return f"Run(experiment={self.experiment.name!r}, id={self.id!r}, type={self.type!r}, status={self._info.status.value!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and other.id == self.id and other._ws == self._ws
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    # -- metrics -----------------------------------------------------------------------------
+    def _emit(self, record: MetricRecord) -> None:
+        self._logger.log(record)
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Wait until every value logged so far is in the store."""
+        return self._logger.flush(timeout)
+
+    def get_metrics(
+        self, name: str | None = None, recursive: bool = False, run_type: str | None = None, populate: bool = False
+    ) -> dict[str, Any]:
+        """Metrics as {name: value or list}; with ``recursive=True``, {run_id: metrics} for this run and its descendants."""
+        self.flush()
+        runs = [self, *self.get_children(recursive=True)] if recursive else [self]
+        if run_type:
+            runs = [r for r in runs if r.type == run_type]
+        ids = [r.id for r in runs]
+        by_run: dict[str, list] = {i: [] for i in ids}
+        for rec in self._ws.metadata.get_metric_history(ids, [name] if name else None):
+            by_run[rec.run_id].append((rec.name, rec.value, rec.kind))
+        shaped = {run_id: shape_metrics(records) for run_id, records in by_run.items()}
+        return shaped if recursive else shaped[self.id]
+
+    # -- tags and properties -----------------------------------------------------------------
+    def tag(self, key: str, value: Any = None) -> None:
+        """Set a tag (mutable). ``value`` may be omitted: the tag is then present with an empty value."""
+        self._ws.metadata.set_tag(self.id, validation.key(key, "tag key"), validation.text(value, f"tag {key!r}"))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        rows = [(self.id, validation.key(k, "tag key"), validation.text(v, f"tag {k!r}")) for k, v in tags.items()]
+        self._ws.metadata.log_batch(tags=rows)
+
+    def remove_tags(self, keys: str | Iterable[str]) -> None:
+        for key in [keys] if isinstance(keys, str) else keys:
+            self._ws.metadata.delete_tag(self.id, key)
+
+    def get_tags(self) -> dict[str, str]:
+        return dict(self._refresh().tags)
+
+    def add_properties(self, properties: Mapping[str, Any]) -> None:
+        """Add write-once properties; re-adding the same value is fine, changing one raises ValidationError."""
+        clean = {validation.key(k, "property key"): validation.text(v, f"property {k!r}") for k, v in properties.items()}
+        self._ws.metadata.add_properties(self.id, clean)
+
+    def get_properties(self) -> dict[str, str]:
+        return dict(self._refresh().properties)
+
+    # -- files -------------------------------------------------------------------------------
+    def upload_file(self, name: str, path_or_stream: str | os.PathLike | BinaryIO) -> str:
+        """Store a file under ``name`` (a relative path such as ``outputs/model.pkl``)."""
+        name = validation.artifact_path(name)
+        if isinstance(path_or_stream, (str, os.PathLike)):
+            size = self._ws.artifacts.put_file(self.id, name, os.fspath(path_or_stream))
+        else:
+            size = self._ws.artifacts.put_stream(self.id, name, path_or_stream)
+        self._ws.metadata.record_artifacts(self.id, [ArtifactInfo(name, size, _now())])
+        return name
+
+    def upload_files(self, names: list[str], paths: list[str | os.PathLike], show_progress: bool | None = None) -> list[str]:
+        if len(names) != len(paths):
+            raise ValidationError(f"upload_files: {len(names)} names but {len(paths)} paths")
+        names = [validation.artifact_path(n) for n in names]
+        for path in paths:
+            if not os.path.isfile(path):
+                raise NotFound(f"cannot upload {path}: no such file")
+        from runyard.progress import track
+
+        infos = []
+        for name, path in track(list(zip(names, paths)), "uploading", show_progress, total_bytes=lambda p: os.path.getsize(p[1])):
+            infos.append(ArtifactInfo(name, self._ws.artifacts.put_file(self.id, name, os.fspath(path)), _now()))
+        self._ws.metadata.record_artifacts(self.id, infos)
+        return names
+
+    def upload_folder(self, name: str, path: str | os.PathLike, show_progress: bool | None = None) -> list[str]:
+        """Store every file under the local folder ``path`` as ``name/<relative path>``."""
+        root = Path(path)
+        if not root.is_dir():
+            raise NotFound(f"cannot upload folder {path}: no such folder")
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+        prefix = validation.artifact_path(name)
+        return self.upload_files([f"{prefix}/{p.relative_to(root).as_posix()}" for p in files], files, show_progress)
+
+    def get_file_names(self) -> list[str]:
+        return [a.path for a in self._ws.metadata.list_artifacts(self.id)]
+
+    def download_file(self, name: str, output_file_path: str | os.PathLike | None = None) -> str:
+        """Copy a stored file out; ``output_file_path`` may be a file path or an existing folder (default: cwd)."""
+        name = validation.artifact_path(name)
+        dest = Path(output_file_path) if output_file_path is not None else Path(Path(name).name)
+        if dest.is_dir():
+            dest = dest / Path(name).name
+        self._ws.artifacts.get_file(self.id, name, str(dest))
+        return str(dest)
+
+    def download_files(
+        self,
+        prefix: str | None = None,
+        output_directory: str | os.PathLike | None = None,
+        append_prefix: bool = True,
+        show_progress: bool | None = None,
+    ) -> list[str]:
+        """Copy every stored file under ``prefix`` into ``output_directory`` (default: cwd), keeping relative paths.
+
+        With ``append_prefix=False`` the prefix is dropped from the local paths.
+        """
+        prefix = validation.artifact_path(prefix) if prefix else None
+        found = self._ws.metadata.list_artifacts(self.id, prefix)
+        if prefix and not found:
+            raise NotFound(f"run {self.id} has no files under {prefix!r}")
+        out = Path(output_directory or ".")
+        from runyard.progress import track
+
+        paths = []
+        for art in track(found, "downloading", show_progress, total_bytes=lambda a: a.size):
+            rel = art.path if append_prefix or not prefix else os.path.relpath(art.path, prefix)
+            if rel == ".":
+                rel = Path(art.path).name
+            dest = out / rel
+            self._ws.artifacts.get_file(self.id, art.path, str(dest))
+            paths.append(str(dest))
+        return paths
+
+    # -- children ----------------------------------------------------------------------------
+    def child_run(self, name: str | None = None, run_id: str | None = None, outputs: str | None = None) -> "Run":
+        """Start a child run (status Running); it is completed at process exit if you do not complete it."""
+        info = self._ws.metadata.create_run(
+            self.experiment.id,
+            run_id=validation.run_id(run_id) if run_id else None,
+            parent_run_id=self.id,
+            display_name=validation.key(name, "child run name") if name else None,
+            run_type="child",
+            status=RunStatus.RUNNING,
+        )
+        child = Run(self.experiment, info.run_id, outputs=outputs, _info=info)
+        _own(child)
+        return child
+
+    def create_children(self, count: int | None = None, tag_key: str | None = None, tag_values: list[str] | None = None) -> list["Run"]:
+        """Start ``count`` child runs, or one per value in ``tag_values`` tagged ``tag_key=value``."""
+        if tag_values is not None:
+            if not tag_key:
+                raise ValidationError("create_children: tag_values needs tag_key")
+            children = [self.child_run() for _ in tag_values]
+            for child, value in zip(children, tag_values):
+                child.tag(tag_key, value)
+            return children
+        if count is None or count < 1:
+            raise ValidationError("create_children: give count >= 1 or tag_key with tag_values")
+        return [self.child_run() for _ in range(count)]
+
+    def get_children(self, recursive: bool = False, tags: Mapping[str, str] | None = None) -> Iterator["Run"]:
+        """Child runs, newest first; with ``recursive=True`` their descendants too."""
+        queue = [self.id]
+        while queue:
+            parent = queue.pop(0)
+            for info in _paged(lambda limit, offset: self._ws.metadata.list_runs(parent_run_id=parent, limit=limit, offset=offset)):
+                if recursive:
+                    queue.append(info.run_id)
+                if not _matches(info.tags, tags):
+                    continue
+                yield Run(self.experiment, info.run_id, _info=info)
+
+    # -- life cycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Mark the run Running."""
+        self._set_status(RunStatus.RUNNING)
+
+    def complete(self, _set_status: bool = True) -> None:
+        """Flush metrics, upload the tracked outputs folder, and mark the run Completed."""
+        self._finish(RunStatus.COMPLETED, _set_status=_set_status)
+
+    def fail(self, error_details: Any = None, error_code: str | None = None, _set_status: bool = True) -> None:
+        """Mark the run Failed, recording the error (an exception or a message)."""
+        self._finish(RunStatus.FAILED, error=_error_dict(error_details, error_code), _set_status=_set_status)
+
+    def cancel(self) -> None:
+        """Mark the run Canceled (a submitted run's process is stopped by its compute target)."""
+        self._finish(RunStatus.CANCELED)
+
+    def _finish(self, status: RunStatus, error: dict | None = None, _set_status: bool = True) -> None:
+        flushed = self.flush()
+        self._upload_outputs()
+        _disown(self)
+        if _set_status:
+            if not flushed:
+                error = dict(error or {}, metrics=f"some metrics were still being written: {self._logger.last_error}")
+            self._set_status(status, error=error)
+
+    def _upload_outputs(self) -> None:
+        if self._outputs and Path(self._outputs).is_dir():
+            self.upload_folder("outputs", self._outputs)
+
+    def _set_status(self, status: RunStatus, **kwargs: Any) -> None:
+        self._info = self._ws.metadata.set_status(self.id, status, **kwargs)
+
+    # -- listing -----------------------------------------------------------------------------
+    @staticmethod
+    def list(
+        experiment: "Experiment",
+        type: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        status: str | None = None,
+        include_children: bool = False,
+    ) -> Iterator["Run"]:
+        """Runs of an experiment, newest first, filtered by type, tags, properties and status."""
+        store = experiment.workspace.metadata
+        statuses = [RunStatus.parse(status)] if status else None
+        for info in _paged(
+            lambda limit, offset: store.list_runs(
+                experiment_id=experiment.id, top_level_only=not include_children, statuses=statuses, limit=limit, offset=offset
+            )
+        ):
+            if type and info.run_type != type:
+                continue
+            if not (_matches(info.tags, tags) and _matches(info.properties, properties)):
+                continue
+            yield Run(experiment, info.run_id, _info=info)
+
+
+class OfflineRun(_RunBase):
+    """What ``Run.get_context()`` returns outside runyard: prints what is logged, keeps it in memory."""
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__()
+        self.id = f"OfflineRun_{uuid.uuid4()}"
+        self.display_name = name or self.id
+        self.experiment = None
+        self._records: list[MetricRecord] = []
+        self._files: dict[str, Any] = {}
+        self._tags: dict[str, str] = {}
+        self._properties: dict[str, str] = {}
+        self._status = RunStatus.RUNNING
+        self.parent: OfflineRun | None = None
+
+    def _emit(self, record: MetricRecord) -> None:
+        self._records.append(record)
+        print(f"Attempted to log {record.kind} metric {record.name}:\n{record.value}")
+
+    def get_metrics(self, name: str | None = None, recursive: bool = False, **_: Any) -> dict[str, Any]:
+        shaped = shape_metrics((r.name, r.value, r.kind) for r in self._records if name in (None, r.name))
+        return {self.id: shaped} if recursive else shaped
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def upload_file(self, name: str, path_or_stream: str | os.PathLike | BinaryIO) -> str:
+        name = validation.artifact_path(name)
+        self._files[name] = os.fspath(path_or_stream) if isinstance(path_or_stream, (str, os.PathLike)) else path_or_stream.read()
+        print(f"Attempted to upload file {name}")
+        return name
+
+    def get_file_names(self) -> list[str]:
+        return sorted(self._files)
+
+    def download_file(self, name: str, output_file_path: str | os.PathLike | None = None) -> str:
+        if name not in self._files:
+            raise NotFound(f"offline run has no file {name!r}")
+        dest = Path(output_file_path or Path(name).name)
+        if dest.is_dir():
+            dest = dest / Path(name).name
+        source = self._files[name]
+        if isinstance(source, bytes):
+            dest.write_bytes(source)
+        else:
+            shutil.copyfile(source, dest)
+        return str(dest)
+
+    def tag(self, key: str, value: Any = None) -> None:
+        self._tags[validation.key(key, "tag key")] = validation.text(value, f"tag {key!r}")
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        for k, v in tags.items():
+            self.tag(k, v)
+
+    def get_tags(self) -> dict[str, str]:
+        return dict(self._tags)
+
+    def add_properties(self, properties: Mapping[str, Any]) -> None:
+        for k, v in properties.items():
+            v = validation.text(v, f"property {k!r}")
+            if self._properties.get(k, v) != v:
+                raise ValidationError(f"property {k!r} is already {self._properties[k]!r}; a property cannot be changed")
+            self._properties[validation.key(k, "property key")] = v
+
+    def get_properties(self) -> dict[str, str]:
+        return dict(self._properties)
+
+    def child_run(self, name: str | None = None, run_id: str | None = None, outputs: str | None = None) -> "OfflineRun":
+        child = OfflineRun(name)
+        child.parent = self
+        return child
+
+    def get_status(self) -> str:
+        return self._status.value
+
+    def start(self) -> None:
+        self._status = RunStatus.RUNNING
+
+    def complete(self, _set_status: bool = True) -> None:
+        self._status = RunStatus.COMPLETED
+
+    def fail(self, error_details: Any = None, error_code: str | None = None, _set_status: bool = True) -> None:
+        self._status = RunStatus.FAILED
+
+    def cancel(self) -> None:
+        self._status = RunStatus.CANCELED
+
+    def __repr__(self) -> str:
+        return f"OfflineRun(id={self.id!r})"
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _paged(fetch, page: int = 200) -> Iterator[RunInfo]:
+    offset = 0
+    while True:
+        batch = fetch(page, offset)
+        yield from batch
+        if len(batch) < page:
+            return
+        offset += page
+
+
+def _matches(values: Mapping[str, str], wanted: Mapping[str, Any] | None) -> bool:
+    """Every wanted key is present; with a value other than None, with that value."""
+    return not wanted or all(k in values and (v is None or values[k] == str(v)) for k, v in wanted.items())
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _error_dict(error: Any, code: str | None) -> dict[str, Any] | None:
+    if error is None and code is None:
+        return None
+    if isinstance(error, BaseException):
+        import traceback
+
+        out = {"message": f"{type(error).__name__}: {error}", "type": type(error).__name__,
+               "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__))[-8000:]}
+    elif isinstance(error, Mapping):
+        out = {str(k): v for k, v in error.items()}
+    else:
+        out = {"message": "" if error is None else str(error)}
+    if code:
+        out["code"] = code
+    return out
+
+
+# -- runs this process started: never left Running when it exits ------------------------------
+_owned: dict[str, Run] = {}
+_owned_lock = threading.Lock()
+_uncaught: BaseException | None = None
+
+
+def _own(run: Run) -> None:
+    with _owned_lock:
+        first = not _owned and not _hooks_installed
+        _owned[run.id] = run
+    if first:
+        _install_hooks()
+
+
+def _disown(run: Run) -> None:
+    with _owned_lock:
+        _owned.pop(run.id, None)
+
+
+_hooks_installed = False
+
+
+def _install_hooks() -> None:
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    from runyard.context.logger import on_exit
+
+    previous = sys.excepthook
+
+    def excepthook(exc_type, exc, tb):
+        global _uncaught
+        _uncaught = exc
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = excepthook
+    on_exit(_finish_owned)
+
+
+def _finish_owned(reason: str) -> None:
+    """At exit, runs started here and not finished: Completed, Failed (uncaught exception) or Canceled (SIGTERM)."""
+    with _owned_lock:
+        runs = list(_owned.values())[::-1]  # children before parents
+    for run in runs:
+        try:
+            if reason == "signal":
+                run._finish(RunStatus.CANCELED, error={"message": "the process was terminated (SIGTERM)"})
+            elif _uncaught is not None:
+                run.fail(error_details=_uncaught)
+            else:
+                run.complete()
+        except RunyardError:
+            pass  # already terminal (finished elsewhere): nothing to do

@@ -1,0 +1,1 @@
+"""Stores: metadata (runs, metrics, ...) and artifacts (files)."""

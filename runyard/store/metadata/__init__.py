@@ -1,0 +1,45 @@
+"""Metadata store: open one by URL; stores are shared per process and reopened after fork()."""
+from __future__ import annotations
+
+import os
+import threading
+
+from runyard.store.metadata.api import MetadataStore
+from runyard.store.metadata.entities import ArtifactInfo, ExperimentInfo, LatestMetric, MetricRecord, RunInfo
+
+_stores: dict[str, MetadataStore] = {}
+_lock = threading.Lock()
+
+
+def open_metadata_store(url: str) -> MetadataStore:
+    """Return the process-wide store for ``url``, creating (and migrating) it on first use."""
+    with _lock:
+        store = _stores.get(url)
+        if store is None:
+            from runyard.store.metadata.sql_store import SqlMetadataStore
+
+            store = _stores[url] = SqlMetadataStore(url)
+        return store
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # a thread of the parent may have held it at fork time
+    for store in _stores.values():
+        after_fork = getattr(store, "after_fork", None)
+        if after_fork:
+            after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+__all__ = [
+    "ArtifactInfo",
+    "ExperimentInfo",
+    "LatestMetric",
+    "MetadataStore",
+    "MetricRecord",
+    "RunInfo",
+    "open_metadata_store",
+]

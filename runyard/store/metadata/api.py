@@ -1,0 +1,124 @@
+"""The metadata store interface. Convenience calls funnel into one primitive, ``log_batch``."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+
+from runyard.status import RunStatus
+from runyard.store.metadata.entities import (
+    ArtifactInfo,
+    ExperimentInfo,
+    LatestMetric,
+    MetricRecord,
+    RunInfo,
+)
+
+
+class MetadataStore(ABC):
+    """Experiments, runs, metrics, params, tags, properties and the artifact index."""
+
+    url: str
+
+    # -- experiments -------------------------------------------------------------------------
+    @abstractmethod
+    def get_or_create_experiment(self, name: str) -> ExperimentInfo:
+        """Return the experiment called ``name``, creating it (safe when processes race)."""
+
+    @abstractmethod
+    def get_experiment(self, name_or_id: str | int) -> ExperimentInfo:
+        """Raise NotFound when there is no such experiment."""
+
+    @abstractmethod
+    def list_experiments(self) -> list[ExperimentInfo]: ...
+
+    # -- runs --------------------------------------------------------------------------------
+    @abstractmethod
+    def create_run(
+        self,
+        experiment_id: int,
+        *,
+        run_id: str | None = None,
+        parent_run_id: str | None = None,
+        display_name: str | None = None,
+        run_type: str = "interactive",
+        status: RunStatus = RunStatus.NOT_STARTED,
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> RunInfo: ...
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunInfo:
+        """Raise NotFound for an unknown id."""
+
+    @abstractmethod
+    def list_runs(
+        self,
+        *,
+        experiment_id: int | None = None,
+        parent_run_id: str | None = None,
+        top_level_only: bool = False,
+        statuses: Sequence[RunStatus] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[RunInfo]:
+        """Newest first; paginated with limit/offset."""
+
+    @abstractmethod
+    def set_status(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        error: Mapping | None = None,
+        exit_code: int | None = None,
+    ) -> RunInfo:
+        """Move a run to ``status``. Raise InvalidStatusTransition when the run is already terminal."""
+
+    @abstractmethod
+    def heartbeat(self, run_id: str) -> None: ...
+
+    @abstractmethod
+    def update_run(self, run_id: str, *, display_name: str | None = None, description: str | None = None) -> None: ...
+
+    # -- values ------------------------------------------------------------------------------
+    @abstractmethod
+    def log_batch(
+        self,
+        metrics: Sequence[MetricRecord] = (),
+        params: Iterable[tuple[str, str, str]] = (),
+        tags: Iterable[tuple[str, str, str]] = (),
+    ) -> None:
+        """Write metrics, params ``(run_id, key, value)`` and tags ``(run_id, key, value)`` in one transaction."""
+
+    def log_metric(self, record: MetricRecord) -> None:
+        self.log_batch(metrics=[record])
+
+    def log_param(self, run_id: str, key: str, value: str) -> None:
+        self.log_batch(params=[(run_id, key, value)])
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.log_batch(tags=[(run_id, key, value)])
+
+    @abstractmethod
+    def delete_tag(self, run_id: str, key: str) -> None: ...
+
+    @abstractmethod
+    def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
+        """Properties are write-once: changing an existing key's value raises ValidationError."""
+
+    @abstractmethod
+    def get_metric_history(self, run_ids: Sequence[str], names: Sequence[str] | None = None) -> list[MetricRecord]:
+        """Every value of the runs' metrics, in logging order."""
+
+    @abstractmethod
+    def get_latest_metrics(self, run_ids: Sequence[str]) -> list[LatestMetric]: ...
+
+    # -- artifact index ----------------------------------------------------------------------
+    @abstractmethod
+    def record_artifacts(self, run_id: str, artifacts: Sequence[ArtifactInfo]) -> None: ...
+
+    @abstractmethod
+    def list_artifacts(self, run_id: str, prefix: str | None = None) -> list[ArtifactInfo]: ...
+
+    def close(self) -> None:  # pragma: no cover - trivial default
+        """Release connections."""

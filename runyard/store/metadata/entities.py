@@ -1,0 +1,73 @@
+"""Plain data the metadata store hands out; SQL rows never leave the store."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from runyard.status import RunStatus
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    id: int
+    name: str
+    created_at: float
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    experiment_id: int
+    experiment_name: str
+    status: RunStatus
+    created_at: float
+    parent_run_id: str | None = None
+    display_name: str | None = None
+    run_type: str = "interactive"
+    description: str | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    heartbeat_at: float | None = None
+    error: dict[str, Any] | None = None
+    exit_code: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end (or to the last heartbeat / now for a live run)."""
+        import time
+
+        if self.start_time is None:
+            return None
+        end = self.end_time if self.end_time is not None else (None if self.status.is_terminal() else time.time())
+        return None if end is None else max(0.0, end - self.start_time)
+
+
+class MetricRecord(NamedTuple):
+    """One logged value. ``kind`` says how it was logged (scalar, list, row, table, image)."""
+
+    run_id: str
+    name: str
+    value: Any
+    step: int
+    timestamp: float
+    kind: str = "scalar"
+
+
+class LatestMetric(NamedTuple):
+    run_id: str
+    name: str
+    value: Any
+    step: int
+    timestamp: float
+    kind: str
+    count: int
+
+
+class ArtifactInfo(NamedTuple):
+    path: str
+    size: int
+    created_at: float

@@ -1,0 +1,117 @@
+"""Table definitions (SQLAlchemy Core). Alembic migrations in ``migrations/`` must produce exactly this schema.
+
+Timestamps are Unix seconds (double precision): portable across SQLite and PostgreSQL, cheap to index and sort.
+Metric values: ``value`` (double) for numbers, ``value_str`` for strings and JSON (rows, tables);
+``vtype`` says which (``f`` float, ``i`` int, ``b`` bool, ``s`` str, ``j`` JSON). A float row with a NULL
+``value`` is NaN (SQLite cannot store NaN; PostgreSQL could, one rule serves both).
+"""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias); PostgreSQL wants BIGINT for metrics.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("created_at", Double, nullable=False),
+    Column("tags", Text, nullable=True),  # JSON object
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(255), primary_key=True),
+    Column("experiment_id", Integer, ForeignKey("experiments.id"), nullable=False),
+    Column("parent_run_id", String(255), ForeignKey("runs.run_id"), nullable=True),
+    Column("display_name", String(255), nullable=True),
+    Column("description", Text, nullable=True),
+    Column("run_type", String(64), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("start_time", Double, nullable=True),
+    Column("end_time", Double, nullable=True),
+    Column("heartbeat_at", Double, nullable=True),
+    Column("error", Text, nullable=True),  # JSON object
+    Column("exit_code", Integer, nullable=True),
+    Index(None, "experiment_id", "created_at"),
+    Index(None, "parent_run_id"),
+    Index(None, "status"),
+)
+
+
+def _kv_table(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("run_id", String(255), ForeignKey("runs.run_id"), primary_key=True),
+        Column("key", String(255), primary_key=True),
+        Column("value", Text, nullable=False),
+    )
+
+
+run_tags = _kv_table("run_tags")
+run_properties = _kv_table("run_properties")
+run_params = _kv_table("run_params")
+
+# No foreign key on metrics: it is the hot insert path, and run ids are checked when a Run handle is made.
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", String(255), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("value", Double, nullable=True),
+    Column("value_str", Text, nullable=True),
+    Column("vtype", String(1), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("timestamp", Double, nullable=False),
+    Index(None, "run_id", "name"),
+)
+
+metric_latest = Table(
+    "metric_latest",
+    metadata,
+    Column("run_id", String(255), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("value", Double, nullable=True),
+    Column("value_str", Text, nullable=True),
+    Column("vtype", String(1), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", Double, nullable=False),
+    Column("count", BigInteger, nullable=False),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("run_id", String(255), ForeignKey("runs.run_id"), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", Double, nullable=False),
+)

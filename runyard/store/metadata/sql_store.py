@@ -1,0 +1,453 @@
+"""The SQL metadata store: SQLite (WAL, embedded default) or PostgreSQL, through SQLAlchemy 2 Core."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, case, create_engine, event, func, or_, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from runyard.errors import InvalidStatusTransition, NotFound, StoreError, ValidationError
+from runyard.status import RunStatus
+from runyard.store.metadata import schema as t
+from runyard.store.metadata.api import MetadataStore
+from runyard.store.metadata.entities import (
+    ArtifactInfo,
+    ExperimentInfo,
+    LatestMetric,
+    MetricRecord,
+    RunInfo,
+)
+from runyard.store.metadata.migrations_runner import upgrade_to_head
+from runyard.store.metadata.values import decode, latest_rows, metric_row
+
+_TERMINAL = [s.value for s in RunStatus if s.is_terminal()]
+_STARTED = {RunStatus.RUNNING, RunStatus.FINALIZING, RunStatus.COMPLETED}
+# SQLite allows 32766 bound parameters per statement; keep IN lists well below it.
+_IN_CHUNK = 500
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as given
+        return url
+
+
+class SqlMetadataStore(MetadataStore):
+    """Metadata store over a SQLAlchemy URL (``sqlite:///path.db`` or ``postgresql+psycopg://...``)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            parsed = make_url(url)
+        except Exception as exc:  # noqa: BLE001
+            raise StoreError(f"invalid metadata store URL {url!r}: {exc}") from None
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise StoreError(
+                f"unsupported metadata store {redact(url)!r}: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+            )
+        self.engine = self._make_engine(url)
+        self._writer = self.engine.execution_options(runyard_write=True)
+        with self._errors("open"):
+            upgrade_to_head(self.engine, lock_path=self._lock_path(parsed))
+
+    # -- engine --------------------------------------------------------------------------------
+    def _make_engine(self, url: str) -> Engine:
+        if self.dialect == "sqlite":
+            db = make_url(url).database
+            if db and db != ":memory:":
+                Path(db).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+            event.listen(engine, "connect", _sqlite_on_connect)
+            event.listen(engine, "begin", _sqlite_on_begin)
+            return engine
+        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+
+    def _lock_path(self, parsed) -> str | None:
+        if self.dialect == "sqlite" and parsed.database and parsed.database != ":memory:":
+            return parsed.database + ".migrate.lock"
+        return None
+
+    def after_fork(self) -> None:
+        """Drop pooled connections inherited from a parent process (a forked rank must open its own)."""
+        self.engine.dispose(close=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (OperationalError, DBAPIError) as exc:
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+            raise StoreError(f"metadata store {redact(self.url)} failed to {what}: {reason}") from exc
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[Connection]:
+        with self._errors(what), self._writer.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self, what: str) -> Iterator[Connection]:
+        with self._errors(what), self.engine.begin() as conn:
+            yield conn
+
+    def _insert(self, table):
+        if self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        return insert(table)
+
+    # -- experiments ---------------------------------------------------------------------------
+    def get_or_create_experiment(self, name: str) -> ExperimentInfo:
+        try:
+            return self.get_experiment(name)
+        except NotFound:
+            pass
+        stmt = self._insert(t.experiments).values(name=name, created_at=time.time(), tags="{}")
+        with self._write("create experiment") as conn:
+            # Two processes may race to create it: the unique name makes the loser a no-op.
+            conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
+        return self.get_experiment(name)
+
+    def get_experiment(self, name_or_id: str | int) -> ExperimentInfo:
+        col = t.experiments.c.id if isinstance(name_or_id, int) else t.experiments.c.name
+        with self._read("read experiment") as conn:
+            row = conn.execute(select(t.experiments).where(col == name_or_id)).first()
+        if row is None:
+            raise NotFound(f"experiment {name_or_id!r} does not exist")
+        return _experiment(row)
+
+    def list_experiments(self) -> list[ExperimentInfo]:
+        with self._read("list experiments") as conn:
+            rows = conn.execute(select(t.experiments).order_by(t.experiments.c.name)).all()
+        return [_experiment(r) for r in rows]
+
+    # -- runs ----------------------------------------------------------------------------------
+    def create_run(
+        self,
+        experiment_id: int,
+        *,
+        run_id: str | None = None,
+        parent_run_id: str | None = None,
+        display_name: str | None = None,
+        run_type: str = "interactive",
+        status: RunStatus = RunStatus.NOT_STARTED,
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> RunInfo:
+        from runyard.ids import new_run_id
+
+        exp = self.get_experiment(int(experiment_id))
+        run_id = run_id or new_run_id(exp.name)
+        now = time.time()
+        status = RunStatus.parse(status)
+        row = {
+            "run_id": run_id,
+            "experiment_id": exp.id,
+            "parent_run_id": parent_run_id,
+            "display_name": display_name,
+            "run_type": run_type,
+            "status": status.value,
+            "created_at": now,
+            "start_time": now if status in _STARTED else None,
+            "end_time": now if status.is_terminal() else None,
+        }
+        try:
+            with self._write("create run") as conn:
+                conn.execute(t.runs.insert().values(**row))
+                for table, values in ((t.run_tags, tags), (t.run_properties, properties)):
+                    if values:
+                        conn.execute(table.insert(), [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()])
+        except IntegrityError as exc:
+            if parent_run_id is not None:
+                self.get_run(parent_run_id)  # NotFound names the missing parent
+            raise ValidationError(f"run {run_id!r} already exists") from exc
+        return self.get_run(run_id)
+
+    def get_run(self, run_id: str) -> RunInfo:
+        runs = self._runs(t.runs.c.run_id == run_id, limit=1)
+        if not runs:
+            raise NotFound(f"run {run_id!r} does not exist")
+        return runs[0]
+
+    def list_runs(
+        self,
+        *,
+        experiment_id: int | None = None,
+        parent_run_id: str | None = None,
+        top_level_only: bool = False,
+        statuses: Sequence[RunStatus] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[RunInfo]:
+        cond = []
+        if experiment_id is not None:
+            cond.append(t.runs.c.experiment_id == experiment_id)
+        if parent_run_id is not None:
+            cond.append(t.runs.c.parent_run_id == parent_run_id)
+        if top_level_only:
+            cond.append(t.runs.c.parent_run_id.is_(None))
+        if statuses:
+            cond.append(t.runs.c.status.in_([RunStatus.parse(s).value for s in statuses]))
+        return self._runs(and_(True, *cond), limit=limit, offset=offset)
+
+    def _runs(self, where, *, limit: int, offset: int = 0) -> list[RunInfo]:
+        query = (
+            select(t.runs, t.experiments.c.name.label("experiment_name"))
+            .join(t.experiments, t.experiments.c.id == t.runs.c.experiment_id)
+            .where(where)
+            .order_by(t.runs.c.created_at.desc(), t.runs.c.run_id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self._read("read runs") as conn:
+            rows = conn.execute(query).all()
+            ids = [r.run_id for r in rows]
+            extra = {
+                name: self._key_values(conn, table, ids)
+                for name, table in (("tags", t.run_tags), ("properties", t.run_properties), ("params", t.run_params))
+            }
+        return [_run(r, {name: kv.get(r.run_id, {}) for name, kv in extra.items()}) for r in rows]
+
+    @staticmethod
+    def _key_values(conn: Connection, table, run_ids: list[str]) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for i in range(0, len(run_ids), _IN_CHUNK):
+            chunk = run_ids[i : i + _IN_CHUNK]
+            for run_id, key, value in conn.execute(select(table).where(table.c.run_id.in_(chunk)).order_by(table.c.key)):
+                out.setdefault(run_id, {})[key] = value
+        return out
+
+    def set_status(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        error: Mapping | None = None,
+        exit_code: int | None = None,
+    ) -> RunInfo:
+        status = RunStatus.parse(status)
+        now = time.time()
+        values: dict[str, Any] = {"status": status.value, "heartbeat_at": now}
+        if status in _STARTED:
+            values["start_time"] = func.coalesce(t.runs.c.start_time, now)
+        if status.is_terminal():
+            values["end_time"] = now
+        if error is not None:
+            values["error"] = json.dumps(dict(error), default=str)
+        if exit_code is not None:
+            values["exit_code"] = exit_code
+        stmt = (
+            update(t.runs)
+            .where(t.runs.c.run_id == run_id, t.runs.c.status.not_in(_TERMINAL))
+            .values(**values)
+        )
+        with self._write("set run status") as conn:
+            changed = conn.execute(stmt).rowcount
+        info = self.get_run(run_id)  # NotFound for an unknown id
+        if not changed and info.status != status:
+            raise InvalidStatusTransition(
+                f"run {run_id} is already {info.status.value}; a finished run's status cannot change to {status.value}"
+            )
+        return info
+
+    def heartbeat(self, run_id: str) -> None:
+        with self._write("heartbeat") as conn:
+            conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(heartbeat_at=time.time()))
+
+    def update_run(self, run_id: str, *, display_name: str | None = None, description: str | None = None) -> None:
+        values = {k: v for k, v in (("display_name", display_name), ("description", description)) if v is not None}
+        if not values:
+            return
+        with self._write("update run") as conn:
+            changed = conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(**values)).rowcount
+        if not changed:
+            raise NotFound(f"run {run_id!r} does not exist")
+
+    # -- values --------------------------------------------------------------------------------
+    def log_batch(
+        self,
+        metrics: Sequence[MetricRecord] = (),
+        params: Iterable[tuple[str, str, str]] = (),
+        tags: Iterable[tuple[str, str, str]] = (),
+    ) -> None:
+        rows = [metric_row(m) for m in metrics]
+        params = [{"run_id": r, "key": k, "value": v} for r, k, v in params]
+        tags = [{"run_id": r, "key": k, "value": v} for r, k, v in tags]
+        try:
+            with self._write("log values") as conn:
+                if rows:
+                    self._insert_metrics(conn, rows)
+                    self._upsert_latest(conn, latest_rows(rows))
+                if params:
+                    self._insert_write_once(conn, t.run_params, params, "param")
+                if tags:
+                    ins = self._insert(t.run_tags)
+                    conn.execute(ins.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": ins.excluded.value}), tags)
+        except IntegrityError as exc:
+            raise NotFound(f"cannot log to a run that does not exist: {str(exc.orig).splitlines()[0]}") from exc
+
+    def _insert_metrics(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        if self.dialect == "postgresql":
+            # COPY is several times faster than multi-row INSERT for the bulk path.
+            cols = ("run_id", "name", "step", "value", "value_str", "vtype", "kind", "timestamp")
+            raw = conn.connection.driver_connection
+            with raw.cursor() as cur, cur.copy(f"COPY metrics ({', '.join(cols)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(tuple(row[c] for c in cols))
+        else:
+            conn.execute(t.metrics.insert(), rows)
+
+    def _upsert_latest(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        ins = self._insert(t.metric_latest)
+        ml, ex = t.metric_latest.c, ins.excluded
+        newer = ex.timestamp >= ml.timestamp
+        set_ = {c: case((newer, getattr(ex, c)), else_=getattr(ml, c)) for c in ("value", "value_str", "vtype", "kind", "step")}
+        set_["timestamp"] = case((newer, ex.timestamp), else_=ml.timestamp)
+        set_["count"] = ml.count + ex.count
+        conn.execute(ins.on_conflict_do_update(index_elements=["run_id", "name"], set_=set_), rows)
+
+    def _insert_write_once(self, conn: Connection, table, rows: list[dict[str, str]], what: str) -> None:
+        """Insert key/values that may be repeated with the same value but never changed (params, properties)."""
+        existing: dict[tuple[str, str], str] = {}
+        for run_id in {r["run_id"] for r in rows}:
+            for key, value in conn.execute(select(table.c.key, table.c.value).where(table.c.run_id == run_id)):
+                existing[(run_id, key)] = value
+        fresh = {}
+        for row in rows:
+            old = existing.get((row["run_id"], row["key"]))
+            if old is not None and old != row["value"]:
+                raise ValidationError(
+                    f"{what} {row['key']!r} of run {row['run_id']} is already {old!r}; a {what} cannot be changed "
+                    f"(tried {row['value']!r}) — use a tag for values that change"
+                )
+            if old is None:
+                fresh[(row["run_id"], row["key"])] = row
+        if fresh:
+            conn.execute(table.insert(), list(fresh.values()))
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        with self._write("delete tag") as conn:
+            conn.execute(t.run_tags.delete().where(t.run_tags.c.run_id == run_id, t.run_tags.c.key == key))
+
+    def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
+        rows = [{"run_id": run_id, "key": k, "value": v} for k, v in properties.items()]
+        if not rows:
+            return
+        try:
+            with self._write("add properties") as conn:
+                self._insert_write_once(conn, t.run_properties, rows, "property")
+        except IntegrityError as exc:
+            raise NotFound(f"run {run_id!r} does not exist") from exc
+
+    def get_metric_history(self, run_ids: Sequence[str], names: Sequence[str] | None = None) -> list[MetricRecord]:
+        m = t.metrics.c
+        out: list[MetricRecord] = []
+        with self._read("read metrics") as conn:
+            for i in range(0, len(run_ids), _IN_CHUNK):
+                query = select(m.run_id, m.name, m.value, m.value_str, m.vtype, m.step, m.timestamp, m.kind).where(
+                    m.run_id.in_(run_ids[i : i + _IN_CHUNK])
+                )
+                if names:
+                    query = query.where(m.name.in_(list(names)))
+                query = query.order_by(m.run_id, m.name, m.timestamp, m.id)
+                out.extend(
+                    MetricRecord(r[0], r[1], decode(r[2], r[3], r[4]), r[5], r[6], r[7]) for r in conn.execute(query)
+                )
+        return out
+
+    def get_latest_metrics(self, run_ids: Sequence[str]) -> list[LatestMetric]:
+        ml = t.metric_latest.c
+        out: list[LatestMetric] = []
+        with self._read("read latest metrics") as conn:
+            for i in range(0, len(run_ids), _IN_CHUNK):
+                query = (
+                    select(ml.run_id, ml.name, ml.value, ml.value_str, ml.vtype, ml.step, ml.timestamp, ml.kind, ml.count)
+                    .where(ml.run_id.in_(run_ids[i : i + _IN_CHUNK]))
+                    .order_by(ml.run_id, ml.name)
+                )
+                out.extend(LatestMetric(r[0], r[1], decode(r[2], r[3], r[4]), *r[5:]) for r in conn.execute(query))
+        return out
+
+    # -- artifact index ------------------------------------------------------------------------
+    def record_artifacts(self, run_id: str, artifacts: Sequence[ArtifactInfo]) -> None:
+        if not artifacts:
+            return
+        ins = self._insert(t.artifacts)
+        rows = [{"run_id": run_id, "path": a.path, "size": a.size, "created_at": a.created_at} for a in artifacts]
+        stmt = ins.on_conflict_do_update(
+            index_elements=["run_id", "path"], set_={"size": ins.excluded.size, "created_at": ins.excluded.created_at}
+        )
+        try:
+            with self._write("record artifacts") as conn:
+                conn.execute(stmt, rows)
+        except IntegrityError as exc:
+            raise NotFound(f"run {run_id!r} does not exist") from exc
+
+    def list_artifacts(self, run_id: str, prefix: str | None = None) -> list[ArtifactInfo]:
+        a = t.artifacts.c
+        query = select(a.path, a.size, a.created_at).where(a.run_id == run_id).order_by(a.path)
+        if prefix:
+            prefix = prefix.rstrip("/")
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(or_(a.path == prefix, a.path.like(escaped + "/%", escape="\\")))
+        with self._read("list artifacts") as conn:
+            return [ArtifactInfo(*r) for r in conn.execute(query)]
+
+
+# -- SQLite connection behaviour ----------------------------------------------------------------
+def _sqlite_on_connect(dbapi_conn, _record) -> None:
+    # Let SQLAlchemy's "begin" event own transactions instead of pysqlite's implicit ones.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; ranks of one run log at once
+    cur.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints, safe in WAL mode
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # A write transaction takes the write lock up front: a deferred one that upgrades later can fail with
+    # "database is locked" without waiting when another process holds it.
+    immediate = conn.get_execution_options().get("runyard_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+# -- row → entity ------------------------------------------------------------------------------
+def _experiment(row) -> ExperimentInfo:
+    return ExperimentInfo(id=row.id, name=row.name, created_at=row.created_at, tags=json.loads(row.tags or "{}"))
+
+
+def _run(row, extra: dict[str, dict[str, str]]) -> RunInfo:
+    return RunInfo(
+        run_id=row.run_id,
+        experiment_id=row.experiment_id,
+        experiment_name=row.experiment_name,
+        status=RunStatus.parse(row.status),
+        created_at=row.created_at,
+        parent_run_id=row.parent_run_id,
+        display_name=row.display_name,
+        run_type=row.run_type,
+        description=row.description,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        heartbeat_at=row.heartbeat_at,
+        error=json.loads(row.error) if row.error else None,
+        exit_code=row.exit_code,
+        **extra,
+    )
+
+
+__all__ = ["SqlMetadataStore", "redact"]
