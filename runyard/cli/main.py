@@ -1,0 +1,247 @@
+"""The ``runyard`` command line (typer + rich): tables, not dumps."""
+from __future__ import annotations
+
+import functools
+import math
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from runyard.errors import RunyardError
+
+app = typer.Typer(help="runyard: ML training runs, their metrics and files.", no_args_is_help=True, add_completion=False)
+runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+# Off a terminal (pipes, CI logs) rich would fold tables at 80 columns and cut run ids.
+console = Console() if sys.stdout.isatty() else Console(width=200)
+err = Console(stderr=True)
+
+_STATUS_STYLE = {"Completed": "green", "Failed": "red", "Canceled": "yellow", "Running": "cyan"}
+_state: dict[str, Any] = {"workspace": None}
+
+
+@app.callback()
+def main(
+    workspace: Optional[Path] = typer.Option(
+        None, "--workspace", "-w", help="Workspace folder (default: nearest .runyard/config.json, $RUNYARD_HOME, ~/.runyard)."
+    ),
+) -> None:
+    _state["workspace"] = workspace
+
+
+def _ws():
+    from runyard.workspace import Workspace
+
+    folder = _state["workspace"]
+    return Workspace(folder) if folder else Workspace.from_config()
+
+
+def _friendly(fn):
+    """Runyard errors become one red line and exit status 1, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RunyardError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.command()
+@_friendly
+def init(
+    path: Path = typer.Argument(Path("."), help="Project folder; the workspace goes in PATH/.runyard."),
+    tracking_uri: Optional[str] = typer.Option(None, help="Metadata store URL, e.g. postgresql+psycopg://user@host/db."),
+    artifact_uri: Optional[str] = typer.Option(None, help="Artifact store root (folder or s3://, gs://, az:// URL)."),
+) -> None:
+    """Create a project workspace (PATH/.runyard/config.json)."""
+    from runyard.workspace import Workspace
+
+    ws = Workspace.create(path, tracking_uri=tracking_uri, artifact_uri=artifact_uri)
+    ws.metadata  # opens (and migrates) the store now, so a bad URL is reported here
+    console.print(f"workspace [bold]{ws.name}[/bold] at {ws.path}\n  metadata: {_redact(ws.tracking_uri)}\n  artifacts: {ws.artifact_uri}")
+
+
+@app.command("experiments")
+@_friendly
+def experiments() -> None:
+    """List experiments."""
+    ws = _ws()
+    table = Table("experiment", "created", "runs")
+    for exp in ws.metadata.list_experiments():
+        count = len(ws.metadata.list_runs(experiment_id=exp.id, top_level_only=True, limit=10_000))
+        table.add_row(exp.name, _when(exp.created_at), str(count) if count < 10_000 else "10000+")
+    console.print(table)
+
+
+@runs_app.command("list")
+@_friendly
+def runs_list(
+    experiment: Optional[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
+    status: Optional[str] = typer.Option(None, "--status", "-s", help="Only runs with this status."),
+    children: bool = typer.Option(False, "--children", help="Include child runs."),
+    limit: int = typer.Option(50, "--limit", "-n", help="Show at most this many runs."),
+    offset: int = typer.Option(0, "--offset", help="Skip this many (for paging)."),
+) -> None:
+    """List runs, newest first, with status and duration."""
+    from runyard.status import RunStatus
+
+    ws = _ws()
+    exp_id = ws.metadata.get_experiment(experiment).id if experiment else None
+    infos = ws.metadata.list_runs(
+        experiment_id=exp_id,
+        top_level_only=not children,
+        statuses=[RunStatus.parse(status)] if status else None,
+        limit=limit,
+        offset=offset,
+    )
+    table = Table("run", "experiment", "name", "type", "status", "started", "duration")
+    table.columns[0].no_wrap = True
+    for info in infos:
+        table.add_row(
+            info.run_id,
+            info.experiment_name,
+            info.display_name or "",
+            info.run_type,
+            _status(info.status.value),
+            _when(info.start_time or info.created_at),
+            _duration(info.duration),
+        )
+    console.print(table)
+    if len(infos) == limit:
+        console.print(f"[dim]showing {limit} runs from {offset}; --offset {offset + limit} for more[/dim]")
+
+
+@runs_app.command("show")
+@_friendly
+def runs_show(run_id: str = typer.Argument(..., help="Run id.")) -> None:
+    """Show a run: status, times, tags, properties, error, children, files."""
+    ws = _ws()
+    run = ws.get_run(run_id)
+    info = run._refresh()
+    table = Table(show_header=False, box=None)
+    for key, value in (
+        ("run", info.run_id),
+        ("experiment", info.experiment_name),
+        ("name", info.display_name or ""),
+        ("type", info.run_type),
+        ("status", _status(info.status.value)),
+        ("parent", info.parent_run_id or ""),
+        ("created", _when(info.created_at)),
+        ("started", _when(info.start_time)),
+        ("ended", _when(info.end_time)),
+        ("duration", _duration(info.duration)),
+        ("exit code", "" if info.exit_code is None else str(info.exit_code)),
+    ):
+        table.add_row(f"[bold]{key}[/bold]", value)
+    console.print(table)
+    for title, values in (("tags", info.tags), ("properties", info.properties), ("params", info.params)):
+        if values:
+            kv = Table(title, "value", title_justify="left")
+            for k, v in values.items():
+                kv.add_row(k, v)
+            console.print(kv)
+    if info.error:
+        console.print(f"[red bold]error:[/red bold] {info.error.get('message', info.error)}", highlight=False)
+    children = list(run.get_children())
+    if children:
+        console.print(f"[bold]children:[/bold] {', '.join(c.id for c in children)}")
+    files = ws.metadata.list_artifacts(info.run_id)
+    if files:
+        ft = Table("file", "size")
+        for f in files:
+            ft.add_row(f.path, _size(f.size))
+        console.print(ft)
+
+
+@app.command()
+@_friendly
+def metrics(
+    run_id: str = typer.Argument(..., help="Run id."),
+    name: Optional[str] = typer.Option(None, "--name", help="Show every value of this metric."),
+) -> None:
+    """A run's metrics: the last value and count of each, or every value of one (--name)."""
+    ws = _ws()
+    run = ws.get_run(run_id)
+    if name:
+        table = Table("step", name, "time")
+        for rec in ws.metadata.get_metric_history([run.id], [name]):
+            table.add_row(str(rec.step), _value(rec.value), _when(rec.timestamp))
+        console.print(table)
+        return
+    table = Table("metric", "last value", "step", "values", "kind")
+    for m in ws.metadata.get_latest_metrics([run.id]):
+        table.add_row(m.name, _value(m.value), str(m.step), str(m.count), m.kind)
+    console.print(table)
+
+
+@app.command()
+@_friendly
+def download(
+    run_id: str = typer.Argument(..., help="Run id."),
+    prefix: Optional[str] = typer.Argument(None, help="Only files under this path, e.g. outputs."),
+    output: Path = typer.Option(Path("."), "--output", "-o", help="Folder to download into."),
+) -> None:
+    """Download a run's files (keeping their relative paths)."""
+    run = _ws().get_run(run_id)
+    paths = run.download_files(prefix=prefix, output_directory=output, show_progress=True)
+    console.print(f"downloaded {len(paths)} files to {output}")
+
+
+@app.command()
+@_friendly
+def sync() -> None:
+    """Write metric values that were saved locally because the store was unreachable."""
+    from runyard.context.logger import replay_spool
+
+    ws = _ws()
+    files, values = replay_spool(ws.metadata, ws.path / "spool")
+    console.print(f"wrote {values} metric values from {files} spool files to {_redact(ws.tracking_uri)}")
+
+
+# -- formatting ----------------------------------------------------------------------------------
+def _status(value: str) -> str:
+    style = _STATUS_STYLE.get(value)
+    return f"[{style}]{value}[/{style}]" if style else value
+
+
+def _when(ts: float | None) -> str:
+    return "" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, float) and math.isfinite(v):
+        return f"{v:.6g}"
+    text = str(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _redact(url: str) -> str:
+    from runyard.store.metadata.sql_store import redact
+
+    return redact(url)
