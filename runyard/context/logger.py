@@ -207,6 +207,13 @@ def logger_for(store: MetadataStore, spool_dir: str | os.PathLike | None = None)
     return logger
 
 
+def forget_logger(store: MetadataStore, timeout: float = 30.0) -> None:
+    """Flush and drop the logger of ``store`` (when a store is closed)."""
+    logger = _loggers.pop(getattr(store, "url", str(id(store))), None)
+    if logger is not None:
+        logger.close(timeout)
+
+
 def flush_all(timeout: float = 30.0) -> None:
     for logger in list(_loggers.values()):
         logger.close(timeout)

@@ -22,6 +22,14 @@ def open_metadata_store(url: str) -> MetadataStore:
         return store
 
 
+def close_metadata_store(url: str) -> None:
+    """Flush nothing, forget the process-wide store for ``url`` and release its connections."""
+    with _lock:
+        store = _stores.pop(url, None)
+    if store is not None:
+        store.close()
+
+
 def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()  # a thread of the parent may have held it at fork time
@@ -41,5 +49,6 @@ __all__ = [
     "MetadataStore",
     "MetricRecord",
     "RunInfo",
+    "close_metadata_store",
     "open_metadata_store",
 ]

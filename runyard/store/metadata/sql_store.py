@@ -87,6 +87,8 @@ class SqlMetadataStore(MetadataStore):
     def _errors(self, what: str) -> Iterator[None]:
         try:
             yield
+        except IntegrityError:
+            raise  # a caller's mistake (duplicate id, missing parent): callers turn it into a precise error
         except (OperationalError, DBAPIError) as exc:
             reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
             raise StoreError(f"metadata store {redact(self.url)} failed to {what}: {reason}") from exc

@@ -1,0 +1,87 @@
+"""Shared fixtures. The store-backed suites run on SQLite and, when RUNYARD_TEST_DB_URI is set, on PostgreSQL."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+PG_URI = os.environ.get("RUNYARD_TEST_DB_URI")
+BACKENDS = ["sqlite"] + (["postgres"] if PG_URI else [])
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path, monkeypatch):
+    """No test touches ~/.runyard or inherits a run context from the environment."""
+    monkeypatch.setenv("RUNYARD_HOME", str(tmp_path / "home-ws"))
+    for var in ("RUNYARD_RUN_ID", "RUNYARD_TRACKING_URI", "RUNYARD_ARTIFACT_URI", "RUNYARD_WORKSPACE",
+                "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    import runyard.run
+
+    runyard.run._context = None
+
+
+def pg_schema_uri(schema: str) -> str:
+    """A URL whose connections use their own PostgreSQL schema: isolated tests on one database."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(PG_URI)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    engine.dispose()
+    sep = "&" if "?" in PG_URI else "?"
+    return f"{PG_URI}{sep}options=-csearch_path%3D{schema}"
+
+
+def drop_pg_schema(schema: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(PG_URI)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ws' / 'runyard.db'}"
+        return
+    pytest.importorskip("psycopg")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield pg_schema_uri(schema)
+    drop_pg_schema(schema)
+
+
+@pytest.fixture
+def workspace(db_url, tmp_path):
+    from runyard import Workspace
+    from runyard.context.logger import forget_logger
+    from runyard.store.metadata import close_metadata_store
+
+    ws = Workspace(tmp_path / "ws", tracking_uri=db_url)
+    yield ws
+    forget_logger(ws.metadata)
+    close_metadata_store(db_url)
+
+
+@pytest.fixture
+def store(workspace):
+    return workspace.metadata
+
+
+def run_python(code: str, env: dict | None = None, cwd: str | Path | None = None, timeout: float = 120, check: bool = True):
+    """Run a Python snippet in a fresh interpreter (a real separate process), returning the CompletedProcess."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=full_env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"subprocess failed ({proc.returncode}):\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc

@@ -1,0 +1,139 @@
+"""The metadata store contract, run on SQLite and (with RUNYARD_TEST_DB_URI) PostgreSQL."""
+import math
+import time
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from runyard import RunStatus
+from runyard.errors import InvalidStatusTransition, NotFound, StoreError, ValidationError
+from runyard.store.metadata import ArtifactInfo, MetricRecord
+from runyard.store.metadata.schema import metadata as orm_metadata
+
+
+def test_migrations_produce_the_orm_schema(store):
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), orm_metadata)
+    assert diff == []
+
+
+def test_reopening_a_migrated_database_is_cheap_and_safe(store):
+    from runyard.store.metadata.sql_store import SqlMetadataStore
+
+    again = SqlMetadataStore(store.url)
+    assert again.get_or_create_experiment("e").id == store.get_or_create_experiment("e").id
+    again.close()
+
+
+def test_experiment_get_or_create_is_idempotent(store):
+    a = store.get_or_create_experiment("exp")
+    b = store.get_or_create_experiment("exp")
+    assert a.id == b.id and [e.name for e in store.list_experiments()] == ["exp"]
+    assert store.get_experiment(a.id).name == "exp"
+    with pytest.raises(NotFound, match="'nope'"):
+        store.get_experiment("nope")
+
+
+def test_runs_create_list_page_and_children(store):
+    exp = store.get_or_create_experiment("exp")
+    ids = [store.create_run(exp.id, run_id=f"r{i}", status=RunStatus.RUNNING).run_id for i in range(5)]
+    child = store.create_run(exp.id, run_id="c1", parent_run_id="r0", tags={"k": "v"}, properties={"p": "1"})
+    listed = [r.run_id for r in store.list_runs(experiment_id=exp.id, top_level_only=True, limit=3)]
+    assert listed == ids[::-1][:3]  # newest first
+    assert [r.run_id for r in store.list_runs(experiment_id=exp.id, top_level_only=True, limit=3, offset=3)] == ids[::-1][3:]
+    assert [r.run_id for r in store.list_runs(parent_run_id="r0")] == ["c1"]
+    got = store.get_run("c1")
+    assert got.parent_run_id == "r0" and got.tags == {"k": "v"} and got.properties == {"p": "1"}
+    assert got.status is RunStatus.NOT_STARTED and got.start_time is None
+    with pytest.raises(NotFound, match="'missing'"):
+        store.get_run("missing")
+    with pytest.raises(NotFound, match="'ghost'"):
+        store.create_run(exp.id, parent_run_id="ghost")
+    with pytest.raises(ValidationError, match="already exists"):
+        store.create_run(exp.id, run_id="r1")
+
+
+def test_status_transitions_and_terminal_statuses_never_change(store):
+    exp = store.get_or_create_experiment("exp")
+    run = store.create_run(exp.id, run_id="r", status=RunStatus.QUEUED)
+    assert run.start_time is None
+    assert store.set_status("r", RunStatus.RUNNING).start_time is not None
+    done = store.set_status("r", RunStatus.FAILED, error={"message": "boom"}, exit_code=3)
+    assert done.status is RunStatus.FAILED and done.error == {"message": "boom"} and done.exit_code == 3
+    assert done.end_time >= done.start_time
+    assert store.set_status("r", RunStatus.FAILED).status is RunStatus.FAILED  # same terminal status: no-op
+    with pytest.raises(InvalidStatusTransition, match="already Failed"):
+        store.set_status("r", RunStatus.COMPLETED)
+    assert store.get_run("r").status is RunStatus.FAILED
+    with pytest.raises(NotFound):
+        store.set_status("nope", RunStatus.RUNNING)
+
+
+def test_metrics_round_trip_numbers_strings_nan_inf_and_odd_names(store):
+    exp = store.get_or_create_experiment("exp")
+    store.create_run(exp.id, run_id="r")
+    t = time.time()
+    values = [1, 2.5, float("nan"), float("inf"), float("-inf"), True, "text", {"col": [1, 2]}, 2**40]
+    store.log_batch(metrics=[MetricRecord("r", "val loss@5", v, i, t + i) for i, v in enumerate(values)])
+    got = [m.value for m in store.get_metric_history(["r"])]
+    assert got[0] == 1 and type(got[0]) is int and got[1] == 2.5 and math.isnan(got[2])
+    assert got[3:] == [float("inf"), float("-inf"), True, "text", {"col": [1, 2]}, 2**40]
+    (latest,) = store.get_latest_metrics(["r"])
+    assert latest.name == "val loss@5" and latest.count == len(values) and latest.value == 2**40 and latest.step == 8
+
+
+def test_latest_metric_follows_time_across_batches(store):
+    exp = store.get_or_create_experiment("exp")
+    store.create_run(exp.id, run_id="r")
+    store.log_batch(metrics=[MetricRecord("r", "m", 2.0, 1, 200.0)])
+    store.log_batch(metrics=[MetricRecord("r", "m", 1.0, 0, 100.0)])  # a late batch with an older value
+    (latest,) = store.get_latest_metrics(["r"])
+    assert (latest.value, latest.count) == (2.0, 2)
+    assert [m.value for m in store.get_metric_history(["r"], ["m"])] == [1.0, 2.0]  # logging-time order
+
+
+def test_params_and_properties_are_write_once_tags_are_not(store):
+    exp = store.get_or_create_experiment("exp")
+    store.create_run(exp.id, run_id="r")
+    store.log_batch(params=[("r", "lr", "0.1")], tags=[("r", "t", "a")])
+    store.log_batch(params=[("r", "lr", "0.1")], tags=[("r", "t", "b")])
+    with pytest.raises(ValidationError, match="param 'lr' .* cannot be changed"):
+        store.log_param("r", "lr", "0.2")
+    store.add_properties("r", {"git": "abc"})
+    store.add_properties("r", {"git": "abc", "x": "1"})
+    with pytest.raises(ValidationError, match="property 'git'"):
+        store.add_properties("r", {"git": "def"})
+    run = store.get_run("r")
+    assert run.params == {"lr": "0.1"} and run.tags == {"t": "b"} and run.properties == {"git": "abc", "x": "1"}
+    store.delete_tag("r", "t")
+    assert store.get_run("r").tags == {}
+    with pytest.raises(NotFound):
+        store.add_properties("ghost", {"a": "b"})
+
+
+def test_artifact_index_and_prefix_matching_is_literal(store):
+    exp = store.get_or_create_experiment("exp")
+    store.create_run(exp.id, run_id="r")
+    names = ["outputs/m.pkl", "outputs/sub/x.txt", "outputsX/y", "out_1/a", "out%1/b", "logs/l.txt"]
+    store.record_artifacts("r", [ArtifactInfo(n, 10, time.time()) for n in names])
+    store.record_artifacts("r", [ArtifactInfo("outputs/m.pkl", 20, time.time())])  # re-upload updates
+    assert [a.path for a in store.list_artifacts("r", "outputs")] == ["outputs/m.pkl", "outputs/sub/x.txt"]
+    assert [a.path for a in store.list_artifacts("r", "out_1")] == ["out_1/a"]
+    assert [a.path for a in store.list_artifacts("r", "out%1/")] == ["out%1/b"]
+    assert {a.path: a.size for a in store.list_artifacts("r")}["outputs/m.pkl"] == 20
+
+
+def test_unreachable_database_names_the_url():
+    from runyard.store.metadata.sql_store import SqlMetadataStore
+
+    with pytest.raises(StoreError, match=r"postgresql\+psycopg://runyard:\*\*\*@127.0.0.1:1/nodb") as info:
+        SqlMetadataStore("postgresql+psycopg://runyard:secret@127.0.0.1:1/nodb")
+    assert "secret" not in str(info.value)
+
+
+def test_unsupported_url_is_refused():
+    from runyard.store.metadata.sql_store import SqlMetadataStore
+
+    with pytest.raises(StoreError, match="unsupported metadata store"):
+        SqlMetadataStore("mysql://u@h/db")
