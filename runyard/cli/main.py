@@ -28,7 +28,8 @@ _state: dict[str, Any] = {"workspace": None}
 @app.callback()
 def main(
     workspace: Optional[Path] = typer.Option(
-        None, "--workspace", "-w", help="Workspace folder (default: nearest .runyard/config.json, $RUNYARD_HOME, ~/.runyard)."
+        None, "--workspace", "-w",
+        help="Workspace folder (default: $RUNYARD_WORKSPACE/$RUNYARD_TRACKING_URI, nearest .runyard/config.json, $RUNYARD_HOME, ~/.runyard).",
     ),
 ) -> None:
     _state["workspace"] = workspace
@@ -38,7 +39,8 @@ def _ws():
     from runyard.workspace import Workspace
 
     folder = _state["workspace"]
-    return Workspace(folder) if folder else Workspace.from_config()
+    # Like MLFLOW_TRACKING_URI for mlflow's CLI, the RUNYARD_* variables choose the workspace when -w is not given.
+    return Workspace(folder) if folder else Workspace.from_environment()
 
 
 def _friendly(fn):

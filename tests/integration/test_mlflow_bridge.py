@@ -1,0 +1,76 @@
+"""Scripts that log with mlflow.* land in runyard runs (MLFLOW_TRACKING_URI=runyard://…)."""
+import pytest
+
+from conftest import run_python
+from runyard import Experiment
+
+pytest.importorskip("mlflow")
+pytestmark = [pytest.mark.integration, pytest.mark.mlflow]
+
+
+def test_mlflow_calls_land_in_the_runyard_run(workspace, tmp_path):
+    run = Experiment(workspace, "bridge").start_logging(outputs=False)
+    (tmp_path / "report.txt").write_text("hello")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "w.bin").write_bytes(b"w")
+    run_python(
+        f"""
+        import mlflow
+        for i, v in enumerate([0.9, 0.5, 0.1]):
+            mlflow.log_metric("loss", v, step=i)
+        mlflow.log_metrics({{"acc": 0.97, "val loss": 0.2}})
+        mlflow.log_param("lr", 0.01)
+        mlflow.set_tag("framework", "sklearn")
+        mlflow.log_artifact({str(tmp_path / "report.txt")!r})
+        mlflow.log_artifacts({str(tmp_path / "model")!r}, artifact_path="model")
+        client = mlflow.MlflowClient()
+        rid = mlflow.active_run().info.run_id
+        assert [m.value for m in client.get_metric_history(rid, "loss")] == [0.9, 0.5, 0.1]
+        assert sorted(f.path for f in client.list_artifacts(rid)) == ["model", "report.txt"]
+        """,
+        env={**workspace.environment_variables(), "MLFLOW_TRACKING_URI": "runyard://", "MLFLOW_RUN_ID": run.id},
+    )
+    m = run.get_metrics()
+    assert m == {"loss": [0.9, 0.5, 0.1], "acc": 0.97, "val loss": 0.2}
+    assert run.get_tags()["framework"] == "sklearn"
+    assert workspace.metadata.get_run(run.id).params == {"lr": "0.01"}
+    assert run.get_file_names() == ["model/w.bin", "report.txt"]
+    assert run.get_status() == "Running"  # mlflow's end_run does not finish a run runyard owns
+
+
+def test_runs_mlflow_creates_are_runyard_runs(workspace):
+    run_python(
+        """
+        import mlflow
+        mlflow.set_experiment("made-by-mlflow")
+        with mlflow.start_run(run_name="outer"):
+            mlflow.log_metric("m", 1.0)
+            with mlflow.start_run(run_name="inner", nested=True):
+                mlflow.log_metric("c", 2.0)
+        with mlflow.start_run(run_name="broken"):
+            mlflow.end_run(status="FAILED")
+        found = mlflow.search_runs(experiment_names=["made-by-mlflow"], filter_string="metrics.m > 0.5")
+        assert list(found["tags.mlflow.runName"]) == ["outer"], found
+        """,
+        env={"MLFLOW_TRACKING_URI": f"runyard://{workspace.path}", **workspace.environment_variables()},
+    )
+    exp = Experiment(workspace, "made-by-mlflow")
+    runs = {r.display_name: r for r in exp.get_runs(include_children=True)}
+    assert set(runs) == {"outer", "inner", "broken"}
+    assert runs["inner"].parent == runs["outer"]
+    assert runs["outer"].get_status() == "Completed" and runs["broken"].get_status() == "Failed"
+    assert runs["outer"].get_metrics(recursive=True)[runs["inner"].id] == {"c": 2.0}
+
+
+def test_bad_experiment_names_are_mlflow_errors(workspace):
+    proc = run_python(
+        """
+        import mlflow
+        try:
+            mlflow.create_experiment("/Users/me/exp")
+        except mlflow.exceptions.MlflowException as e:
+            print("REFUSED", e.message)
+        """,
+        env={"MLFLOW_TRACKING_URI": f"runyard://{workspace.path}", **workspace.environment_variables()},
+    )
+    assert "REFUSED invalid experiment name" in proc.stdout
