@@ -28,13 +28,20 @@ STEP = textwrap.dedent(
     _a = np.random.default_rng(0).random((128, 128))
     def step(i):
         return float((_a @ _a)[0, 0]) + i
-    def loop(n, log=None):
+    def _chunk(n, log):
         t = time.perf_counter()
         for i in range(n):
             v = step(i)
             if log is not None:
                 log(v)
         return time.perf_counter() - t
+    def loops(n, log, chunks=10):
+        # Bare and logging chunks alternate so drift (clock, cache, other load) falls on both alike.
+        bare = logged = 0.0
+        for _ in range(chunks):
+            bare += _chunk(n // chunks, None)
+            logged += _chunk(n // chunks, log)
+        return bare, logged
     """
 )
 
@@ -44,9 +51,8 @@ RUNYARD = STEP + textwrap.dedent(
     from runyard import Workspace, Experiment
     n, folder, uri = int(sys.argv[1]), sys.argv[2], sys.argv[3] or None
     ws = Workspace(folder, tracking_uri=uri)
-    bare = loop(n)
     run = Experiment(ws, "bench").start_logging(outputs=False)
-    logged = loop(n, lambda v: run.log("loss", v))
+    bare, logged = loops(n, lambda v: run.log("loss", v))
     t = time.perf_counter(); run.complete(); stored = time.perf_counter() - t
     count = len(run.get_metrics()["loss"])
     # Accepted/s without the training work: the logging call alone.
@@ -71,8 +77,7 @@ MLFLOW_SINGLE = STEP + textwrap.dedent(
         mlflow.start_run(run_id=preexisting)
     else:
         mlflow.set_experiment("bench"); mlflow.start_run()
-    bare = loop(n)
-    logged = loop(n, lambda v: mlflow.log_metric("loss", v))
+    bare, logged = loops(n, lambda v: mlflow.log_metric("loss", v))
     t = time.perf_counter(); rid = mlflow.active_run().info.run_id; mlflow.end_run(); stored = time.perf_counter() - t
     count = len(mlflow.MlflowClient().get_metric_history(rid, "loss"))
     t = time.perf_counter()
@@ -108,8 +113,10 @@ MLFLOW_BATCH = textwrap.dedent(
 
 
 def measure(code: str, *args: str, env: dict | None = None) -> dict:
+    # One BLAS thread: the step's cost stays steady instead of depending on which core the logger thread uses.
+    pinned = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=3600)
+                          env={**os.environ, **pinned, **(env or {})}, timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

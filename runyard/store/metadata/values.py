@@ -33,31 +33,30 @@ def decode(value: float | None, value_str: str | None, vtype: str) -> Any:
     return json.loads(value_str)
 
 
-def metric_row(record: MetricRecord) -> dict[str, Any]:
-    value, value_str, vtype = encode(record.value)
-    return {
-        "run_id": record.run_id,
-        "name": record.name,
-        "step": record.step,
-        "value": value,
-        "value_str": value_str,
-        "vtype": vtype,
-        "kind": record.kind,
-        "timestamp": record.timestamp,
-    }
+# Column order of the bulk metric insert (the tuples below follow it).
+METRIC_COLUMNS = ("run_id", "name", "step", "value", "value_str", "vtype", "kind", "timestamp")
 
 
-def latest_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def metric_tuple(record: MetricRecord) -> tuple:
+    """One row for the bulk insert. The writer thread runs this per value: the float case comes first."""
+    value = record.value
+    if type(value) is float:
+        number, text, vtype = (None if value != value else value), None, "f"
+    else:
+        number, text, vtype = encode(value)
+    return (record.run_id, record.name, record.step, number, text, vtype, record.kind, record.timestamp)
+
+
+def latest_rows(rows: list[tuple]) -> list[dict[str, Any]]:
     """Collapse a batch of metric rows to one row per (run, name): the newest value and the count."""
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    latest: dict[tuple[str, str], list] = {}
     for row in rows:
-        key = (row["run_id"], row["name"])
+        key = (row[0], row[1])
         seen = latest.get(key)
         if seen is None:
-            latest[key] = dict(row, count=1)
-            continue
-        count = seen["count"] + 1
-        if row["timestamp"] >= seen["timestamp"]:
-            seen = latest[key] = dict(row)
-        seen["count"] = count
-    return list(latest.values())
+            latest[key] = [row, 1]
+        else:
+            if row[7] >= seen[0][7]:
+                seen[0] = row
+            seen[1] += 1
+    return [dict(zip(METRIC_COLUMNS, row), count=count) for row, count in latest.values()]
