@@ -346,9 +346,7 @@ class Run(_RunBase):
     def download_file(self, name: str, output_file_path: str | os.PathLike | None = None) -> str:
         """Copy a stored file out; ``output_file_path`` may be a file path or an existing folder (default: cwd)."""
         name = validation.artifact_path(name)
-        dest = Path(output_file_path) if output_file_path is not None else Path(Path(name).name)
-        if dest.is_dir():
-            dest = dest / Path(name).name
+        dest = _download_target(name, output_file_path)
         self._ws.artifacts.get_file(self.id, name, str(dest))
         return str(dest)
 
@@ -516,9 +514,7 @@ class OfflineRun(_RunBase):
     def download_file(self, name: str, output_file_path: str | os.PathLike | None = None) -> str:
         if name not in self._files:
             raise NotFound(f"offline run has no file {name!r}")
-        dest = Path(output_file_path or Path(name).name)
-        if dest.is_dir():
-            dest = dest / Path(name).name
+        dest = _download_target(name, output_file_path)
         source = self._files[name]
         if isinstance(source, bytes):
             dest.write_bytes(source)
@@ -579,6 +575,12 @@ def _paged(fetch, page: int = 200) -> Iterator[RunInfo]:
         if len(batch) < page:
             return
         offset += page
+
+
+def _download_target(name: str, output_file_path: str | os.PathLike | None) -> Path:
+    """Where ``download_file`` writes: the given path, inside it when it is a folder, else the cwd."""
+    dest = Path(output_file_path) if output_file_path is not None else Path(Path(name).name)
+    return dest / Path(name).name if dest.is_dir() else dest
 
 
 def _matches(values: Mapping[str, str], wanted: Mapping[str, Any] | None) -> bool:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from runyard.errors import ValidationError
+
 
 class RunStatus(str, Enum):
     """The life cycle of a run. Terminal statuses never change."""
@@ -32,8 +34,6 @@ class RunStatus(str, Enum):
             if value in (status.value, status.name) or value.lower() == status.value.lower():
                 return status
         names = ", ".join(s.value for s in cls)
-        from runyard.errors import ValidationError
-
         raise ValidationError(f"unknown run status {value!r}; expected one of {names}")
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from runyard.errors import InvalidStatusTransition, NotFound, StoreError, ValidationError
+from runyard.ids import new_run_id
 from runyard.status import RunStatus
 from runyard.store.metadata import schema as t
 from runyard.store.metadata.api import MetadataStore
@@ -148,8 +149,6 @@ class SqlMetadataStore(MetadataStore):
         tags: Mapping[str, str] | None = None,
         properties: Mapping[str, str] | None = None,
     ) -> RunInfo:
-        from runyard.ids import new_run_id
-
         exp = self.get_experiment(int(experiment_id))
         run_id = run_id or new_run_id(exp.name)
         now = time.time()
