@@ -49,7 +49,8 @@ class Experiment:
         The run is completed when you call ``complete()`` or leave its ``with`` block; if you do neither, it is
         marked Completed (or Failed, on an uncaught exception) when the process exits.
         """
-        from runyard.run import Run, _own
+        from runyard.context import owned
+        from runyard.run import Run
 
         info = self.workspace.metadata.create_run(
             self.id,
@@ -59,7 +60,7 @@ class Experiment:
         )
         tracked = None if outputs is False else str(Path(outputs if isinstance(outputs, str) else "outputs").absolute())
         run = Run(self, info.run_id, outputs=tracked, _info=info)
-        _own(run)
+        owned.own(run)
         return run
 
     def get_runs(

@@ -5,8 +5,6 @@ import io
 import os
 import re
 import shutil
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -15,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from runyard import env_vars, validation
+from runyard.context import owned
 from runyard.errors import NotFound, RunyardError, ValidationError
 from runyard.status import RunStatus
 from runyard.store.metadata import ArtifactInfo, MetricRecord, RunInfo
@@ -390,7 +389,7 @@ class Run(_RunBase):
             status=RunStatus.RUNNING,
         )
         child = Run(self.experiment, info.run_id, outputs=outputs, _info=info)
-        _own(child)
+        owned.own(child)
         return child
 
     def create_children(self, count: int | None = None, tag_key: str | None = None, tag_values: list[str] | None = None) -> list["Run"]:
@@ -438,7 +437,7 @@ class Run(_RunBase):
     def _finish(self, status: RunStatus, error: dict | None = None, _set_status: bool = True) -> None:
         flushed = self.flush()
         self._upload_outputs()
-        _disown(self)
+        owned.disown(self)
         if _set_status:
             if not flushed:
                 error = dict(error or {}, metrics=f"some metrics were still being written: {self._logger.last_error}")
@@ -607,59 +606,3 @@ def _error_dict(error: Any, code: str | None) -> dict[str, Any] | None:
     if code:
         out["code"] = code
     return out
-
-
-# -- runs this process started: never left Running when it exits ------------------------------
-_owned: dict[str, Run] = {}
-_owned_lock = threading.Lock()
-_uncaught: BaseException | None = None
-
-
-def _own(run: Run) -> None:
-    with _owned_lock:
-        first = not _owned and not _hooks_installed
-        _owned[run.id] = run
-    if first:
-        _install_hooks()
-
-
-def _disown(run: Run) -> None:
-    with _owned_lock:
-        _owned.pop(run.id, None)
-
-
-_hooks_installed = False
-
-
-def _install_hooks() -> None:
-    global _hooks_installed
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    from runyard.context.logger import on_exit
-
-    previous = sys.excepthook
-
-    def excepthook(exc_type, exc, tb):
-        global _uncaught
-        _uncaught = exc
-        previous(exc_type, exc, tb)
-
-    sys.excepthook = excepthook
-    on_exit(_finish_owned)
-
-
-def _finish_owned(reason: str) -> None:
-    """At exit, runs started here and not finished: Completed, Failed (uncaught exception) or Canceled (SIGTERM)."""
-    with _owned_lock:
-        runs = list(_owned.values())[::-1]  # children before parents
-    for run in runs:
-        try:
-            if reason == "signal":
-                run._finish(RunStatus.CANCELED, error={"message": "the process was terminated (SIGTERM)"})
-            elif _uncaught is not None:
-                run.fail(error_details=_uncaught)
-            else:
-                run.complete()
-        except RunyardError:
-            pass  # already terminal (finished elsewhere): nothing to do

@@ -212,3 +212,40 @@ def test_fresh_database_opened_by_many_processes_migrates_once(tmp_path):
     from runyard import Workspace
 
     assert len(list(Experiment(Workspace(tmp_path / "fresh"), "e").get_runs())) == 5
+
+
+def test_a_killed_process_leaves_no_run_running_forever(workspace, monkeypatch):
+    code = textwrap.dedent(
+        """
+        import time
+        from runyard import Workspace, Experiment
+        run = Experiment(Workspace.from_environment(), "e").start_logging(outputs=False)
+        child = run.child_run()
+        print(run.id, child.id, flush=True)
+        time.sleep(60)
+        """
+    )
+    env = {**__import__("os").environ, **_env(workspace), "RUNYARD_HEARTBEAT_INTERVAL": "0.2"}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    run_id, child_id = proc.stdout.readline().split()
+    monkeypatch.setenv("RUNYARD_HEARTBEAT_TIMEOUT", "1.5")
+    time.sleep(2)
+    workspace.metadata._last_reap = float("-inf")
+    assert workspace.get_run(run_id).get_status() == "Running"  # alive: its heartbeat is fresh
+    proc.kill()  # SIGKILL: no atexit, no signal handler
+    proc.wait()
+    time.sleep(2)
+    workspace.metadata._last_reap = float("-inf")  # the reaper runs at most every few seconds per process
+    run = workspace.get_run(run_id)
+    assert run.get_status() == "Failed" and run.get_details()["error"]["code"] == "HeartbeatLost"
+    assert workspace.get_run(child_id).get_status() == "Failed"
+    assert run.get_details()["endTimeUtc"] is not None
+
+
+def test_runs_that_never_heartbeat_are_not_reaped(workspace, monkeypatch):
+    exp = Experiment(workspace, "e")
+    info = workspace.metadata.create_run(exp.id, status="Running")  # e.g. a queued/submitted run, no driver yet
+    monkeypatch.setenv("RUNYARD_HEARTBEAT_TIMEOUT", "0")
+    workspace.metadata._last_reap = float("-inf")
+    assert workspace.metadata.fail_stale_runs(0) == []
+    assert workspace.get_run(info.run_id).get_status() == "Running"

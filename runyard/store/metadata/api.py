@@ -75,7 +75,12 @@ class MetadataStore(ABC):
         """Move a run to ``status``. Raise InvalidStatusTransition when the run is already terminal."""
 
     @abstractmethod
-    def heartbeat(self, run_id: str) -> None: ...
+    def heartbeat(self, run_ids: Sequence[str]) -> None:
+        """Record that the processes driving these runs are alive. Only runs that heartbeat can go stale."""
+
+    @abstractmethod
+    def fail_stale_runs(self, timeout: float) -> list[str]:
+        """Mark Failed every unfinished run whose last heartbeat is older than ``timeout`` seconds; return their ids."""
 
     @abstractmethod
     def update_run(self, run_id: str, *, display_name: str | None = None, description: str | None = None) -> None: ...

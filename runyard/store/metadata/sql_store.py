@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from sqlalchemy import Connection, Engine, and_, case, create_engine, event, fun
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from runyard import env_vars
 from runyard.errors import InvalidStatusTransition, NotFound, StoreError, ValidationError
 from runyard.ids import new_run_id
 from runyard.status import RunStatus
@@ -29,6 +31,14 @@ from runyard.store.metadata.values import METRIC_COLUMNS, decode, latest_rows, m
 
 _TERMINAL = [s.value for s in RunStatus if s.is_terminal()]
 _STARTED = {RunStatus.RUNNING, RunStatus.FINALIZING, RunStatus.COMPLETED}
+_REAP_EVERY = 5.0  # seconds between stale-run checks per store
+
+
+def heartbeat_timeout() -> float:
+    """Seconds without a heartbeat after which an unfinished run counts as dead (RUNYARD_HEARTBEAT_TIMEOUT)."""
+    return float(os.environ.get(env_vars.HEARTBEAT_TIMEOUT, 60))
+
+
 # SQLite allows 32766 bound parameters per statement; keep IN lists well below it.
 _IN_CHUNK = 500
 
@@ -56,6 +66,7 @@ class SqlMetadataStore(MetadataStore):
                 f"unsupported metadata store {redact(url)!r}: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
             )
         self.engine = self._make_engine(url)
+        self._last_reap = float("-inf")
         self._writer = self.engine.execution_options(runyard_write=True)
         with self._errors("open"):
             upgrade_to_head(self.engine, lock_path=self._lock_path(parsed))
@@ -204,6 +215,7 @@ class SqlMetadataStore(MetadataStore):
         return self._runs(and_(True, *cond), limit=limit, offset=offset)
 
     def _runs(self, where, *, limit: int, offset: int = 0) -> list[RunInfo]:
+        self._reap_stale_runs()
         query = (
             select(t.runs, t.experiments.c.name.label("experiment_name"))
             .join(t.experiments, t.experiments.c.id == t.runs.c.experiment_id)
@@ -240,7 +252,7 @@ class SqlMetadataStore(MetadataStore):
     ) -> RunInfo:
         status = RunStatus.parse(status)
         now = time.time()
-        values: dict[str, Any] = {"status": status.value, "heartbeat_at": now}
+        values: dict[str, Any] = {"status": status.value}
         if status in _STARTED:
             values["start_time"] = func.coalesce(t.runs.c.start_time, now)
         if status.is_terminal():
@@ -263,9 +275,47 @@ class SqlMetadataStore(MetadataStore):
             )
         return info
 
-    def heartbeat(self, run_id: str) -> None:
+    def heartbeat(self, run_ids: Sequence[str]) -> None:
+        if not run_ids:
+            return
         with self._write("heartbeat") as conn:
-            conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(heartbeat_at=time.time()))
+            conn.execute(
+                update(t.runs)
+                .where(t.runs.c.run_id.in_(list(run_ids)), t.runs.c.status.not_in(_TERMINAL))
+                .values(heartbeat_at=time.time())
+            )
+
+    def _reap_stale_runs(self) -> None:
+        """The next reader fails runs whose driver died (no server does it); at most every few seconds."""
+        now = time.monotonic()
+        if now - self._last_reap < _REAP_EVERY:
+            return
+        self._last_reap = now
+        try:
+            self.fail_stale_runs(heartbeat_timeout())
+        except StoreError:
+            pass  # a read must not fail because housekeeping could not write (e.g. a read-only replica)
+
+    def fail_stale_runs(self, timeout: float) -> list[str]:
+        r = t.runs.c
+        cutoff = time.time() - timeout
+        stale = (r.status.not_in(_TERMINAL), r.heartbeat_at.is_not(None), r.heartbeat_at < cutoff)
+        # A read first: the common case (nothing stale) must not take SQLite's write lock.
+        with self._read("find stale runs") as conn:
+            ids = [row[0] for row in conn.execute(select(r.run_id).where(*stale).limit(_IN_CHUNK))]
+        if not ids:
+            return []
+        error = json.dumps({
+            "message": f"heartbeat lost: the process driving this run stopped (killed or crashed) without finishing "
+                       f"it; no heartbeat for more than {timeout:g} s",
+            "code": "HeartbeatLost",
+        })
+        with self._write("fail stale runs") as conn:
+            conn.execute(
+                update(t.runs).where(r.run_id.in_(ids), *stale)
+                .values(status=RunStatus.FAILED.value, end_time=r.heartbeat_at, error=error)
+            )
+        return ids
 
     def update_run(self, run_id: str, *, display_name: str | None = None, description: str | None = None) -> None:
         values = {k: v for k, v in (("display_name", display_name), ("description", description)) if v is not None}
@@ -305,7 +355,10 @@ class SqlMetadataStore(MetadataStore):
         raw = conn.connection.driver_connection
         columns = ", ".join(METRIC_COLUMNS)
         if self.dialect == "postgresql":
-            with raw.cursor() as cur, cur.copy(f"COPY metrics ({columns}) FROM STDIN") as copy:
+            from psycopg.copy import LibpqWriter
+
+            # LibpqWriter sends from this thread; psycopg's default writer adds a thread that competes for the GIL.
+            with raw.cursor() as cur, cur.copy(f"COPY metrics ({columns}) FROM STDIN", writer=LibpqWriter(cur)) as copy:
                 for row in rows:
                     copy.write_row(row)
         else:

@@ -1,0 +1,103 @@
+"""Runs this process drives (started with ``start_logging()`` or ``child_run()``): kept alive, never left Running.
+
+While the process lives, a daemon thread heartbeats them (``RUNYARD_HEARTBEAT_INTERVAL``); if the process is
+killed, the heartbeat stops and the next reader marks them Failed. At a normal exit they are Completed, Failed on
+an uncaught exception, Canceled on SIGTERM.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+from runyard import env_vars
+from runyard.errors import RunyardError
+from runyard.status import RunStatus
+
+if TYPE_CHECKING:
+    from runyard.run import Run
+
+_runs: dict[str, "Run"] = {}
+_lock = threading.Lock()
+_uncaught: BaseException | None = None
+_started = False
+_wake = threading.Event()
+
+
+def own(run: "Run") -> None:
+    run.workspace.metadata.heartbeat([run.id])  # from now on, a silent run is a dead one
+    with _lock:
+        _runs[run.id] = run
+    _start()
+
+
+def disown(run: "Run") -> None:
+    with _lock:
+        _runs.pop(run.id, None)
+
+
+def _start() -> None:
+    global _started
+    with _lock:
+        if _started:
+            return
+        _started = True
+    from runyard.context.logger import on_exit
+
+    previous = sys.excepthook
+
+    def excepthook(exc_type, exc, tb):
+        global _uncaught
+        _uncaught = exc
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = excepthook
+    on_exit(_finish_all)
+    threading.Thread(target=_heartbeat_loop, name="runyard-heartbeat", daemon=True).start()
+
+
+def _heartbeat_loop() -> None:
+    interval = float(os.environ.get(env_vars.HEARTBEAT_INTERVAL, 10))
+    failing = False
+    while not _wake.wait(interval):
+        by_store: dict[int, tuple] = {}
+        with _lock:
+            for run in _runs.values():
+                store = run.workspace.metadata
+                by_store.setdefault(id(store), (store, []))[1].append(run.id)
+        for store, ids in by_store.values():
+            try:
+                store.heartbeat(ids)
+                failing = False
+            except Exception as exc:  # noqa: BLE001 - a heartbeat must never disturb the script
+                if not failing:
+                    print(f"runyard: heartbeat failed (will retry): {exc}", file=sys.stderr, flush=True)
+                failing = True
+
+
+def _finish_all(reason: str) -> None:
+    """At exit, runs started here and not finished: Completed, Failed (uncaught exception) or Canceled (SIGTERM)."""
+    with _lock:
+        runs = list(_runs.values())[::-1]  # children before parents
+    for run in runs:
+        try:
+            if reason == "signal":
+                run._finish(RunStatus.CANCELED, error={"message": "the process was terminated (SIGTERM)"})
+            elif _uncaught is not None:
+                run.fail(error_details=_uncaught)
+            else:
+                run.complete()
+        except RunyardError:
+            pass  # already terminal (finished elsewhere): nothing to do
+
+
+def _after_fork_in_child() -> None:
+    # A forked child (a rank, a data-loader worker) does not drive its parent's runs.
+    global _lock, _started, _wake
+    _lock, _started, _wake = threading.Lock(), False, threading.Event()
+    _runs.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
