@@ -49,6 +49,7 @@ class MetricLogger:
         self._queue: deque = deque()
         self._pending: list[MetricRecord] = []  # taken from the queue, not yet written
         self._waiting: list[_Flush] = []  # flush markers behind the pending batch
+        self._urgent = False  # a flush() waits: write everything now, batch after batch
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -72,6 +73,7 @@ class MetricLogger:
             return True
         marker = _Flush()
         self._queue.append(marker)
+        self._urgent = True
         if self._thread is None:
             self._start()
         self._wake.set()
@@ -92,7 +94,9 @@ class MetricLogger:
                 self._drain()
 
     def _drain(self) -> None:
-        """Write queued values batch by batch until the queue is empty or a write fails."""
+        """Write queued values in batches. After a write, go on only with a full batch waiting or a flush asked
+        for: writing whatever trickled in meanwhile would turn into many tiny transactions whose overhead (under
+        the GIL) the training loop pays."""
         queue, size = self._queue, self.batch_size
         while True:
             batch = self._pending
@@ -112,6 +116,9 @@ class MetricLogger:
                 marker.done.set()
             self._waiting = []
             if not queue:
+                self._urgent = False
+                return
+            if len(queue) < size and not self._urgent:
                 return
 
     def _write(self, batch: list[MetricRecord]) -> bool:
