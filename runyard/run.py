@@ -7,6 +7,7 @@ import re
 import shutil
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from runyard import env_vars, validation
 from runyard.context import owned
-from runyard.errors import NotFound, RunyardError, ValidationError
+from runyard.errors import InvalidStatusTransition, NotFound, RunyardError, ValidationError
 from runyard.status import RunStatus
 from runyard.store.metadata import ArtifactInfo, MetricRecord, RunInfo
 
@@ -54,8 +55,8 @@ def shape_metrics(records: Iterable[tuple[str, Any, str]]) -> dict[str, Any]:
     return out
 
 
-class _RunBase:
-    """The logging API shared by stored runs and offline runs."""
+class _RunBase(ABC):
+    """The API shared by stored runs and offline runs: logging, files, tags, life cycle."""
 
     id: str
 
@@ -72,8 +73,26 @@ class _RunBase:
         self._steps[name] = step + 1
         self._emit(MetricRecord(self.id, name, value, step, _now(), kind))
 
+    @abstractmethod
     def _emit(self, record: MetricRecord) -> None:
-        raise NotImplementedError
+        """Deliver one validated metric record."""
+
+    @abstractmethod
+    def _put(self, items: list[tuple[str, Any]], show_progress: bool | None) -> None:
+        """Store files: (validated name, local path or binary stream) pairs."""
+
+    @abstractmethod
+    def _files(self, prefix: str | None = None) -> list[tuple[str, int]]:
+        """(name, size) of the run's files under ``prefix``."""
+
+    @abstractmethod
+    def download_file(self, name: str, output_file_path: str | os.PathLike | None = None) -> str: ...
+
+    @abstractmethod
+    def complete(self, _set_status: bool = True) -> None: ...
+
+    @abstractmethod
+    def fail(self, error_details: Any = None, error_code: str | None = None, _set_status: bool = True) -> None: ...
 
     def log(self, name: str, value: Any, description: str = "", step: int | None = None) -> None:
         """Log a number or a string. Logged once it reads back as a value, logged again as a list.
@@ -116,12 +135,67 @@ class _RunBase:
             source.seek(0)
             suffix = ".png"
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "image"
-        artifact = f"images/{safe}_{int(_now() * 1000)}{suffix}"
+        artifact = f"images/{safe}_{int(_now() * 1000)}_{uuid.uuid4().hex[:6]}{suffix}"  # unique across ranks
         self.upload_file(artifact, source)
         self._record(name, artifact, "image", None)
 
+    # -- files (one implementation over _put/_files for stored and offline runs) --------------
     def upload_file(self, name: str, path_or_stream: str | os.PathLike | BinaryIO) -> str:
-        raise NotImplementedError
+        """Store a file under ``name`` (a relative path such as ``outputs/model.pkl``)."""
+        return self.upload_files([name], [path_or_stream])[0]
+
+    def upload_files(
+        self, names: list[str], paths: list[str | os.PathLike | BinaryIO], show_progress: bool | None = None
+    ) -> list[str]:
+        """Store several files; every name and path is checked before the first byte is written."""
+        if len(names) != len(paths):
+            raise ValidationError(f"upload_files: {len(names)} names but {len(paths)} paths")
+        names = [validation.artifact_path(n) for n in names]
+        for path in paths:
+            if isinstance(path, (str, os.PathLike)) and not os.path.isfile(path):
+                raise NotFound(f"cannot upload {os.fspath(path)}: no such file")
+        self._put(list(zip(names, paths)), show_progress)
+        return names
+
+    def upload_folder(self, name: str, path: str | os.PathLike, show_progress: bool | None = None) -> list[str]:
+        """Store every file under the local folder ``path`` as ``name/<relative path>``."""
+        root = Path(path)
+        if not root.is_dir():
+            raise NotFound(f"cannot upload folder {path}: no such folder")
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+        prefix = validation.artifact_path(name)
+        return self.upload_files([f"{prefix}/{p.relative_to(root).as_posix()}" for p in files], files, show_progress)
+
+    def get_file_names(self) -> list[str]:
+        return [name for name, _ in self._files()]
+
+    def download_files(
+        self,
+        prefix: str | None = None,
+        output_directory: str | os.PathLike | None = None,
+        append_prefix: bool = True,
+        show_progress: bool | None = None,
+    ) -> list[str]:
+        """Copy every stored file under ``prefix`` into ``output_directory`` (default: cwd), keeping relative paths.
+
+        With ``append_prefix=False`` the prefix is dropped from the local paths.
+        """
+        prefix = validation.artifact_path(prefix) if prefix else None
+        found = self._files(prefix)
+        if prefix and not found:
+            raise NotFound(f"run {self.id} has no files under {prefix!r}")
+        out = Path(output_directory or ".")
+        from runyard.progress import track
+
+        paths = []
+        for name, _ in track(found, "downloading", show_progress, total_bytes=lambda f: f[1]):
+            rel = name if append_prefix or not prefix else os.path.relpath(name, prefix)
+            if rel == ".":
+                rel = Path(name).name
+            dest = out / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            paths.append(self.download_file(name, dest))
+        return paths
 
     def __enter__(self):
         return self
@@ -131,12 +205,6 @@ class _RunBase:
             self.complete()
         else:
             self.fail(error_details=exc)
-
-    def complete(self, _set_status: bool = True) -> None:
-        raise NotImplementedError
-
-    def fail(self, error_details: Any = None, error_code: str | None = None, _set_status: bool = True) -> None:
-        raise NotImplementedError
 
     @classmethod
     def get_context(cls, allow_offline: bool = True) -> "_RunBase":
@@ -265,9 +333,7 @@ class Run(_RunBase):
         """Wait until every value logged so far is in the store."""
         return self._logger.flush(timeout)
 
-    def get_metrics(
-        self, name: str | None = None, recursive: bool = False, run_type: str | None = None, populate: bool = False
-    ) -> dict[str, Any]:
+    def get_metrics(self, name: str | None = None, recursive: bool = False, run_type: str | None = None) -> dict[str, Any]:
         """Metrics as {name: value or list}; with ``recursive=True``, {run_id: metrics} for this run and its descendants."""
         self.flush()
         runs = [self, *self.get_children(recursive=True)] if recursive else [self]
@@ -305,42 +371,25 @@ class Run(_RunBase):
         return dict(self._refresh().properties)
 
     # -- files -------------------------------------------------------------------------------
-    def upload_file(self, name: str, path_or_stream: str | os.PathLike | BinaryIO) -> str:
-        """Store a file under ``name`` (a relative path such as ``outputs/model.pkl``)."""
-        name = validation.artifact_path(name)
-        if isinstance(path_or_stream, (str, os.PathLike)):
-            size = self._ws.artifacts.put_file(self.id, name, os.fspath(path_or_stream))
-        else:
-            size = self._ws.artifacts.put_stream(self.id, name, path_or_stream)
-        self._ws.metadata.record_artifacts(self.id, [ArtifactInfo(name, size, _now())])
-        return name
-
-    def upload_files(self, names: list[str], paths: list[str | os.PathLike], show_progress: bool | None = None) -> list[str]:
-        if len(names) != len(paths):
-            raise ValidationError(f"upload_files: {len(names)} names but {len(paths)} paths")
-        names = [validation.artifact_path(n) for n in names]
-        for path in paths:
-            if not os.path.isfile(path):
-                raise NotFound(f"cannot upload {path}: no such file")
+    def _put(self, items: list[tuple[str, Any]], show_progress: bool | None) -> None:
         from runyard.progress import track
 
-        infos = []
-        for name, path in track(list(zip(names, paths)), "uploading", show_progress, total_bytes=lambda p: os.path.getsize(p[1])):
-            infos.append(ArtifactInfo(name, self._ws.artifacts.put_file(self.id, name, os.fspath(path)), _now()))
-        self._ws.metadata.record_artifacts(self.id, infos)
-        return names
+        def size(item: tuple[str, Any]) -> int:
+            return os.path.getsize(item[1]) if isinstance(item[1], (str, os.PathLike)) else 0
 
-    def upload_folder(self, name: str, path: str | os.PathLike, show_progress: bool | None = None) -> list[str]:
-        """Store every file under the local folder ``path`` as ``name/<relative path>``."""
-        root = Path(path)
-        if not root.is_dir():
-            raise NotFound(f"cannot upload folder {path}: no such folder")
-        files = sorted(p for p in root.rglob("*") if p.is_file())
-        prefix = validation.artifact_path(name)
-        return self.upload_files([f"{prefix}/{p.relative_to(root).as_posix()}" for p in files], files, show_progress)
+        done: list[ArtifactInfo] = []
+        try:
+            for name, source in track(items, "uploading", show_progress, total_bytes=size):
+                if isinstance(source, (str, os.PathLike)):
+                    stored = self._ws.artifacts.put_file(self.id, name, os.fspath(source))
+                else:
+                    stored = self._ws.artifacts.put_stream(self.id, name, source)
+                done.append(ArtifactInfo(name, stored, _now()))
+        finally:  # what was stored is indexed even when a later file fails
+            self._ws.metadata.record_artifacts(self.id, done)
 
-    def get_file_names(self) -> list[str]:
-        return [a.path for a in self._ws.metadata.list_artifacts(self.id)]
+    def _files(self, prefix: str | None = None) -> list[tuple[str, int]]:
+        return [(a.path, a.size) for a in self._ws.metadata.list_artifacts(self.id, prefix)]
 
     def download_file(self, name: str, output_file_path: str | os.PathLike | None = None) -> str:
         """Copy a stored file out; ``output_file_path`` may be a file path or an existing folder (default: cwd)."""
@@ -348,34 +397,6 @@ class Run(_RunBase):
         dest = _download_target(name, output_file_path)
         self._ws.artifacts.get_file(self.id, name, str(dest))
         return str(dest)
-
-    def download_files(
-        self,
-        prefix: str | None = None,
-        output_directory: str | os.PathLike | None = None,
-        append_prefix: bool = True,
-        show_progress: bool | None = None,
-    ) -> list[str]:
-        """Copy every stored file under ``prefix`` into ``output_directory`` (default: cwd), keeping relative paths.
-
-        With ``append_prefix=False`` the prefix is dropped from the local paths.
-        """
-        prefix = validation.artifact_path(prefix) if prefix else None
-        found = self._ws.metadata.list_artifacts(self.id, prefix)
-        if prefix and not found:
-            raise NotFound(f"run {self.id} has no files under {prefix!r}")
-        out = Path(output_directory or ".")
-        from runyard.progress import track
-
-        paths = []
-        for art in track(found, "downloading", show_progress, total_bytes=lambda a: a.size):
-            rel = art.path if append_prefix or not prefix else os.path.relpath(art.path, prefix)
-            if rel == ".":
-                rel = Path(art.path).name
-            dest = out / rel
-            self._ws.artifacts.get_file(self.id, art.path, str(dest))
-            paths.append(str(dest))
-        return paths
 
     # -- children ----------------------------------------------------------------------------
     def child_run(self, name: str | None = None, run_id: str | None = None, outputs: str | None = None) -> "Run":
@@ -435,17 +456,23 @@ class Run(_RunBase):
         self._finish(RunStatus.CANCELED)
 
     def _finish(self, status: RunStatus, error: dict | None = None, _set_status: bool = True) -> None:
+        current = self._refresh().status
+        if current.is_terminal():
+            owned.disown(self)
+            if current == status:
+                return  # finishing twice the same way is harmless
+            raise InvalidStatusTransition(f"run {self.id} is already {current.value}; it cannot become {status.value}")
         flushed = self.flush()
-        self._upload_outputs()
+        try:
+            if self._outputs and Path(self._outputs).is_dir():
+                self.upload_folder("outputs", self._outputs)
+        except RunyardError as exc:
+            status, error = RunStatus.FAILED, dict(error or {}, message=f"could not upload outputs: {exc}")
         owned.disown(self)
         if _set_status:
             if not flushed:
                 error = dict(error or {}, metrics=f"some metrics were still being written: {self._logger.last_error}")
             self._set_status(status, error=error)
-
-    def _upload_outputs(self) -> None:
-        if self._outputs and Path(self._outputs).is_dir():
-            self.upload_folder("outputs", self._outputs)
 
     def _set_status(self, status: RunStatus, **kwargs: Any) -> None:
         self._info = self._ws.metadata.set_status(self.id, status, **kwargs)
@@ -484,7 +511,7 @@ class OfflineRun(_RunBase):
         self.display_name = name or self.id
         self.experiment = None
         self._records: list[MetricRecord] = []
-        self._files: dict[str, Any] = {}
+        self._stored: dict[str, Any] = {}  # name → local path, or the bytes of an uploaded stream
         self._tags: dict[str, str] = {}
         self._properties: dict[str, str] = {}
         self._status = RunStatus.RUNNING
@@ -501,20 +528,23 @@ class OfflineRun(_RunBase):
     def flush(self, timeout: float | None = None) -> bool:
         return True
 
-    def upload_file(self, name: str, path_or_stream: str | os.PathLike | BinaryIO) -> str:
-        name = validation.artifact_path(name)
-        self._files[name] = os.fspath(path_or_stream) if isinstance(path_or_stream, (str, os.PathLike)) else path_or_stream.read()
-        print(f"Attempted to upload file {name}")
-        return name
+    def _put(self, items: list[tuple[str, Any]], show_progress: bool | None) -> None:
+        for name, source in items:
+            self._stored[name] = os.fspath(source) if isinstance(source, (str, os.PathLike)) else source.read()
+            print(f"Attempted to upload file {name}")
 
-    def get_file_names(self) -> list[str]:
-        return sorted(self._files)
+    def _files(self, prefix: str | None = None) -> list[tuple[str, int]]:
+        def size(source: Any) -> int:
+            return len(source) if isinstance(source, bytes) else os.path.getsize(source)
+
+        return [(n, size(src)) for n, src in sorted(self._stored.items())
+                if not prefix or n == prefix or n.startswith(prefix + "/")]
 
     def download_file(self, name: str, output_file_path: str | os.PathLike | None = None) -> str:
-        if name not in self._files:
+        if name not in self._stored:
             raise NotFound(f"offline run has no file {name!r}")
         dest = _download_target(name, output_file_path)
-        source = self._files[name]
+        source = self._stored[name]
         if isinstance(source, bytes):
             dest.write_bytes(source)
         else:

@@ -107,13 +107,38 @@ def test_unknown_run_ids(workspace):
     assert workspace.get_run(other.id) == other
 
 
-def test_terminal_status_never_changes(workspace):
-    run = Experiment(workspace, "e").start_logging(outputs=False)
+def test_terminal_status_never_changes(workspace, tmp_path):
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "m.txt").write_text("m")
+    run = Experiment(workspace, "e").start_logging()
     run.fail(error_details=ValueError("bad data"))
     assert run.get_status() == "Failed" and "ValueError: bad data" in run.get_details()["error"]["message"]
-    with pytest.raises(InvalidStatusTransition):
+    assert run.get_file_names() == ["outputs/m.txt"]  # a failed run still keeps its outputs
+    (tmp_path / "outputs" / "late.txt").write_text("late")
+    with pytest.raises(InvalidStatusTransition, match="already Failed"):
         run.complete()
-    assert run.get_status() == "Failed"
+    run.fail()  # failing twice is harmless
+    assert run.get_status() == "Failed" and run.get_file_names() == ["outputs/m.txt"]  # nothing re-uploaded
+
+
+def test_a_failed_upload_keeps_what_was_stored_and_fails_the_run(workspace, tmp_path):
+    (tmp_path / "outputs").mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (tmp_path / "outputs" / name).write_text(name)
+    run = Experiment(workspace, "e").start_logging()
+    real_put = workspace.artifacts.put_file
+
+    def flaky(run_id, name, path):
+        if name.endswith("c.txt"):
+            from runyard.errors import StoreError
+
+            raise StoreError("disk full (injected)")
+        return real_put(run_id, name, path)
+
+    workspace.artifacts.put_file = flaky
+    run.complete()
+    assert run.get_status() == "Failed" and "disk full" in run.get_details()["error"]["message"]
+    assert run.get_file_names() == ["outputs/a.txt", "outputs/b.txt"]
 
 
 def test_context_manager_fails_the_run_on_exception(workspace):

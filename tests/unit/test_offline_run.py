@@ -30,3 +30,19 @@ def test_offline_run_keeps_uploaded_files(tmp_path):
 def test_get_context_can_refuse_offline():
     with pytest.raises(RunyardError, match="RUNYARD_RUN_ID"):
         Run.get_context(allow_offline=False)
+
+
+def test_offline_run_has_the_whole_file_api(tmp_path, capsys):
+    (tmp_path / "out" / "sub").mkdir(parents=True)
+    (tmp_path / "out" / "a.txt").write_text("a")
+    (tmp_path / "out" / "sub" / "b.txt").write_text("bb")
+    run = OfflineRun()
+    assert run.upload_folder("outputs", tmp_path / "out") == ["outputs/a.txt", "outputs/sub/b.txt"]
+    import io
+
+    run.upload_files(["logs/x.log"], [io.BytesIO(b"log")])
+    assert run.get_file_names() == ["logs/x.log", "outputs/a.txt", "outputs/sub/b.txt"]
+    got = run.download_files(prefix="outputs", output_directory=tmp_path / "dl", append_prefix=False)
+    assert sorted(got) == sorted([str(tmp_path / "dl" / "a.txt"), str(tmp_path / "dl" / "sub" / "b.txt")])
+    assert (tmp_path / "dl" / "sub" / "b.txt").read_text() == "bb"
+    assert "Attempted to upload file outputs/a.txt" in capsys.readouterr().out
