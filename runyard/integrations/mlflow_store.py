@@ -14,6 +14,7 @@ only to runs MLflow created; a runyard run's status belongs to runyard.
 """
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 from collections.abc import Iterable
@@ -233,9 +234,29 @@ class RunyardMlflowStore(AbstractStore):
         return PagedList(page, token)
 
     def log_inputs(self, run_id, datasets=None, models=None):
-        if datasets:
-            raise MlflowException("runyard does not record MLflow dataset inputs yet (use runyard datasets)",
-                                  INVALID_PARAMETER_VALUE)
+        """MLflow dataset inputs (mlflow.log_input, autologging) become tags ``mlflow.dataset.<name>``."""
+        tags = []
+        for item in datasets or []:
+            ds = item.dataset
+            context = next((t.value for t in item.tags or [] if t.key == "mlflow.data.context"), None)
+            value = json.dumps({"digest": ds.digest, "source_type": ds.source_type, "source": ds.source,
+                                "context": context}, default=str)
+            tags.append((run_id, validation.key(f"mlflow.dataset.{ds.name}", "dataset name"), value))
+        if tags:
+            self.meta.log_batch(tags=tags)
+
+    # -- MLflow 3 logged models (mlflow.<flavor>.log_model) ---------------------------------------
+    def _no_logged_models(self, *args, **kwargs):
+        raise MlflowException(
+            "MLflow logged models (mlflow.<flavor>.log_model) are not kept by the runyard bridge yet: save the model "
+            "with mlflow.<flavor>.save_model(path) and log the folder with mlflow.log_artifacts(path, 'model') — it "
+            "lands in the runyard run's files — or use run.upload_folder('outputs/model', path)",
+            INVALID_PARAMETER_VALUE,
+        )
+
+    create_logged_model = get_logged_model = search_logged_models = finalize_logged_model = _no_logged_models
+    set_logged_model_tags = delete_logged_model = delete_logged_model_tag = log_outputs = _no_logged_models
+    record_logged_model = _no_logged_models
 
     def flush_async_logging(self):
         super().flush_async_logging()

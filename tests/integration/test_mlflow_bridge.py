@@ -23,6 +23,8 @@ def test_mlflow_calls_land_in_the_runyard_run(workspace, tmp_path):
         mlflow.set_tag("framework", "sklearn")
         mlflow.log_artifact({str(tmp_path / "report.txt")!r})
         mlflow.log_artifacts({str(tmp_path / "model")!r}, artifact_path="model")
+        import numpy as np
+        mlflow.log_input(mlflow.data.from_numpy(np.arange(6.0).reshape(3, 2), name="train"), context="training")
         client = mlflow.MlflowClient()
         rid = mlflow.active_run().info.run_id
         assert [m.value for m in client.get_metric_history(rid, "loss")] == [0.9, 0.5, 0.1]
@@ -33,6 +35,10 @@ def test_mlflow_calls_land_in_the_runyard_run(workspace, tmp_path):
     m = run.get_metrics()
     assert m == {"loss": [0.9, 0.5, 0.1], "acc": 0.97, "val loss": 0.2}
     assert run.get_tags()["framework"] == "sklearn"
+    import json
+
+    dataset = json.loads(run.get_tags()["mlflow.dataset.train"])
+    assert dataset["context"] == "training" and dataset["digest"]
     assert workspace.metadata.get_run(run.id).params == {"lr": "0.01"}
     assert run.get_file_names() == ["model/w.bin", "report.txt"]
     assert run.get_status() == "Running"  # mlflow's end_run does not finish a run runyard owns
@@ -74,3 +80,30 @@ def test_bad_experiment_names_are_mlflow_errors(workspace):
         env={"MLFLOW_TRACKING_URI": f"runyard://{workspace.path}", **workspace.environment_variables()},
     )
     assert "REFUSED invalid experiment name" in proc.stdout
+
+
+def test_log_model_says_what_to_do_instead(workspace):
+    proc = run_python(
+        """
+        import mlflow, mlflow.pyfunc
+
+        class Echo(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input):
+                return model_input
+
+        with mlflow.start_run():
+            try:
+                mlflow.pyfunc.log_model(name="model", python_model=Echo())
+            except mlflow.exceptions.MlflowException as e:
+                print("REFUSED", e.message)
+            import tempfile, os
+            path = os.path.join(tempfile.mkdtemp(), "model")
+            mlflow.pyfunc.save_model(path, python_model=Echo())
+            mlflow.log_artifacts(path, "model")
+            print("RUN", mlflow.active_run().info.run_id)
+        """,
+        env={"MLFLOW_TRACKING_URI": f"runyard://{workspace.path}", **workspace.environment_variables()},
+    )
+    assert "REFUSED MLflow logged models" in proc.stdout and "save_model" in proc.stdout
+    run_id = proc.stdout.split("RUN ")[1].split()[0]
+    assert "model/MLmodel" in workspace.get_run(run_id).get_file_names()

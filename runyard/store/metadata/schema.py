@@ -58,6 +58,7 @@ runs = Table(
     Column("error", Text, nullable=True),  # JSON object
     Column("exit_code", Integer, nullable=True),
     Index(None, "experiment_id", "created_at"),
+    Index(None, "created_at"),  # runs list across experiments, newest first
     Index(None, "parent_run_id"),
     Index(None, "status"),
 )

@@ -69,6 +69,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('runs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_runs_experiment_id_created_at'), ['experiment_id', 'created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_runs_created_at'), ['created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_runs_parent_run_id'), ['parent_run_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_runs_status'), ['status'], unique=False)
 
@@ -111,6 +112,7 @@ def downgrade() -> None:
     with op.batch_alter_table('runs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_runs_status'))
         batch_op.drop_index(batch_op.f('ix_runs_parent_run_id'))
+        batch_op.drop_index(batch_op.f('ix_runs_created_at'))
         batch_op.drop_index(batch_op.f('ix_runs_experiment_id_created_at'))
 
     op.drop_table('runs')
