@@ -137,3 +137,32 @@ def test_unsupported_url_is_refused():
 
     with pytest.raises(StoreError, match="unsupported metadata store"):
         SqlMetadataStore("mysql://u@h/db")
+
+
+def test_migrations_downgrade_and_upgrade_again(store):
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from runyard.store.metadata.migrations_runner import _config, current_revision, head_revision, upgrade_to_head
+
+    cfg = _config()
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+    cfg.attributes.pop("connection")
+    assert current_revision(store.engine) is None
+    assert set(inspect(store.engine).get_table_names()) <= {"alembic_version"}
+    upgrade_to_head(store.engine)
+    assert current_revision(store.engine) == head_revision()
+    assert store.get_or_create_experiment("after").name == "after"
+
+
+def test_a_database_from_a_newer_runyard_is_refused(store):
+    from sqlalchemy import text
+
+    from runyard.store.metadata.migrations_runner import upgrade_to_head
+
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'ffff_future'"))
+    with pytest.raises(StoreError, match="newer runyard"):
+        upgrade_to_head(store.engine)
