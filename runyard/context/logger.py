@@ -56,7 +56,6 @@ class MetricLogger:
         self._io_lock = threading.Lock()  # held while the writer owns _pending
         self._failures = 0
         self.last_error: BaseException | None = None
-        self.written = 0
 
     # -- producer side (the user's threads) --------------------------------------------------
     def log(self, record: MetricRecord) -> None:
@@ -134,7 +133,6 @@ class MetricLogger:
         if self._failures:
             _warn(f"metric writes to {_where(self.store)} recovered after {self._failures} failed attempts")
         self._failures = 0
-        self.written += len(batch)
         return True
 
     # -- process exit ------------------------------------------------------------------------
@@ -200,6 +198,7 @@ def _warn(message: str) -> None:
 _loggers: dict[str, MetricLogger] = {}
 _loggers_lock = threading.Lock()
 _exit_hooks_installed = False
+_exit_callbacks: list = []
 
 
 def logger_for(store: MetadataStore, spool_dir: str | os.PathLike | None = None) -> MetricLogger:
@@ -221,12 +220,10 @@ def forget_logger(store: MetadataStore, timeout: float = 30.0) -> None:
         logger.close(timeout)
 
 
-def flush_all(timeout: float = 30.0) -> None:
+def close_all(timeout: float = 30.0) -> None:
+    """Flush every logger; what cannot be stored in ``timeout`` seconds is spooled."""
     for logger in list(_loggers.values()):
         logger.close(timeout)
-
-
-_exit_callbacks: list = []
 
 
 def on_exit(callback) -> None:
@@ -236,13 +233,13 @@ def on_exit(callback) -> None:
 
 
 def _at_exit(reason: str = "exit") -> None:
-    flush_all()
+    close_all()
     for callback in list(_exit_callbacks):
         try:
             callback(reason)
         except Exception as exc:  # noqa: BLE001
             _warn(f"at exit: {exc}")
-    flush_all()
+    close_all()  # what the callbacks logged (e.g. a run's last status-related metrics)
 
 
 def _install_exit_hooks() -> None:

@@ -165,7 +165,7 @@ def test_values_that_cannot_be_stored_are_spooled_then_synced(workspace):
         ws.metadata.log_batch = down
         for i in range(500):
             run.log("v", i)
-        lg.flush_all(timeout=1)   # what atexit does, with a short timeout
+        lg.close_all(timeout=1)   # what atexit does, with a short timeout
         print(run.id)
         import os; os._exit(0)    # skip the normal exit: the run stays as the outage left it
         """,
