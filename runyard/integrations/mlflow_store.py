@@ -92,12 +92,17 @@ class RunyardMlflowStore(AbstractStore):
     def _artifact_uri(self, run_id: str) -> str:
         return f"runyard://{self.ws.path}{_RUNS_MARK}{run_id}"
 
-    def _to_run(self, info: RunInfo) -> MlflowRun:
-        metrics = [
-            Metric(m.name, m.value, int(m.timestamp * 1000), m.step)
-            for m in self.meta.get_latest_metrics([info.run_id])
-            if isinstance(m.value, (int, float))
-        ]
+    def _to_runs(self, infos: list[RunInfo]) -> list[MlflowRun]:
+        """MLflow runs with their latest numeric metrics, read in one query for the whole list."""
+        latest: dict[str, list[Metric]] = {i.run_id: [] for i in infos}
+        for m in self.meta.get_latest_metrics(list(latest)):
+            if isinstance(m.value, (int, float)):  # MLflow metrics are numbers; runyard's strings stay in runyard
+                latest[m.run_id].append(Metric(m.name, m.value, int(m.timestamp * 1000), m.step))
+        return [self._to_run(i, latest[i.run_id]) for i in infos]
+
+    def _to_run(self, info: RunInfo, metrics: list[Metric] | None = None) -> MlflowRun:
+        if metrics is None:
+            return self._to_runs([info])[0]
         tags = dict(info.tags)
         tags.setdefault("mlflow.runName", info.display_name or info.run_id)
         if info.parent_run_id:
@@ -202,7 +207,7 @@ class RunyardMlflowStore(AbstractStore):
             offset = 0
             while True:
                 batch = self.meta.list_runs(experiment_id=self._experiment_id(exp_id), limit=500, offset=offset)
-                runs.extend(self._to_run(i) for i in batch)
+                runs.extend(self._to_runs(batch))
                 if len(batch) < 500:
                     break
                 offset += 500
