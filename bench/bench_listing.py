@@ -61,7 +61,7 @@ def mlflow_rows(n: int, folder: str) -> dict:
 
     logging.disable(logging.WARNING)
     from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
     exp_id = client.create_experiment("listing")

@@ -24,6 +24,6 @@ def track(
     columns += [DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()] if total_bytes else []
     with Progress(*columns, transient=False) as progress:
         task = progress.add_task(f"{description} {len(items)} files", total=sum(sizes))
-        for item, size in zip(items, sizes):
+        for item, size in zip(items, sizes, strict=True):
             yield item
             progress.advance(task, size)

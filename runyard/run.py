@@ -8,7 +8,7 @@ import shutil
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -145,7 +145,7 @@ class _RunBase(ABC):
         return self.upload_files([name], [path_or_stream])[0]
 
     def upload_files(
-        self, names: list[str], paths: list[str | os.PathLike | BinaryIO], show_progress: bool | None = None
+        self, names: Sequence[str], paths: Sequence[str | os.PathLike | BinaryIO], show_progress: bool | None = None
     ) -> list[str]:
         """Store several files; every name and path is checked before the first byte is written."""
         if len(names) != len(paths):
@@ -154,7 +154,7 @@ class _RunBase(ABC):
         for path in paths:
             if isinstance(path, (str, os.PathLike)) and not os.path.isfile(path):
                 raise NotFound(f"cannot upload {os.fspath(path)}: no such file")
-        self._put(list(zip(names, paths)), show_progress)
+        self._put(list(zip(names, paths, strict=True)), show_progress)
         return names
 
     def upload_folder(self, name: str, path: str | os.PathLike, show_progress: bool | None = None) -> list[str]:
@@ -419,7 +419,7 @@ class Run(_RunBase):
             if not tag_key:
                 raise ValidationError("create_children: tag_values needs tag_key")
             children = [self.child_run() for _ in tag_values]
-            for child, value in zip(children, tag_values):
+            for child, value in zip(children, tag_values, strict=True):
                 child.tag(tag_key, value)
             return children
         if count is None or count < 1:
@@ -431,7 +431,10 @@ class Run(_RunBase):
         queue = [self.id]
         while queue:
             parent = queue.pop(0)
-            for info in _paged(lambda limit, offset: self._ws.metadata.list_runs(parent_run_id=parent, limit=limit, offset=offset)):
+            def page(limit: int, offset: int, parent: str = parent) -> list[RunInfo]:
+                return self._ws.metadata.list_runs(parent_run_id=parent, limit=limit, offset=offset)
+
+            for info in _paged(page):
                 if recursive:
                     queue.append(info.run_id)
                 if not _matches(info.tags, tags):

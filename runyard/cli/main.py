@@ -68,8 +68,9 @@ def init(
     from runyard.workspace import Workspace
 
     ws = Workspace.create(path, tracking_uri=tracking_uri, artifact_uri=artifact_uri)
-    ws.metadata  # opens (and migrates) the store now, so a bad URL is reported here
-    console.print(f"workspace [bold]{ws.name}[/bold] at {ws.path}\n  metadata: {_redact(ws.tracking_uri)}\n  artifacts: {ws.artifact_uri}")
+    experiments = ws.metadata.list_experiments()  # opens (and migrates) the store now: a bad URL is reported here
+    console.print(f"workspace [bold]{ws.name}[/bold] at {ws.path}\n  metadata: {_redact(ws.tracking_uri)} "
+                  f"({len(experiments)} experiments)\n  artifacts: {ws.artifact_uri}")
 
 
 @app.command("experiments")
@@ -181,7 +182,7 @@ def metrics(
         return
     table = Table("metric", "last value", "step", "values", "kind")
     for m in ws.metadata.get_latest_metrics([run.id]):
-        table.add_row(m.name, _value(m.value), str(m.step), str(m.count), m.kind)
+        table.add_row(m.name, _value(m.value), str(m.step), str(m.value_count), m.kind)
     console.print(table)
 
 
@@ -228,7 +229,7 @@ def _duration(seconds: float | None) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -159,7 +159,11 @@ class RunyardMlflowStore(AbstractStore):
     def delete_experiment(self, experiment_id):
         raise MlflowException("runyard keeps every experiment; deleting experiments is not supported", INVALID_PARAMETER_VALUE)
 
-    restore_experiment = rename_experiment = delete_experiment
+    def restore_experiment(self, experiment_id):
+        self._experiment_id(experiment_id)  # experiments are never deleted: restoring an existing one is a no-op
+
+    def rename_experiment(self, experiment_id, new_name):
+        raise MlflowException("runyard experiment names are permanent; renaming is not supported", INVALID_PARAMETER_VALUE)
 
     # -- runs ------------------------------------------------------------------------------------
     def create_run(self, experiment_id, user_id, start_time, tags, run_name):
@@ -222,10 +226,11 @@ class RunyardMlflowStore(AbstractStore):
                 value = validation.metric_value(m.key, m.value)
                 self.ws.logger.log(MetricRecord(run_id, validation.key(m.key, "metric name"), value,
                                                 int(m.step or 0), m.timestamp / 1000.0, "scalar"))
-            params = [(run_id, validation.key(p.key, "param"), validation.text(p.value, f"param {p.key!r}")) for p in params]
-            tags = [(run_id, validation.key(t.key, "tag"), str(t.value)) for t in tags]
-            if params or tags:
-                self.meta.log_batch(params=params, tags=tags)
+            param_rows = [(run_id, validation.key(p.key, "param"), validation.text(p.value, f"param {p.key!r}"))
+                          for p in params]
+            tag_rows = [(run_id, validation.key(t.key, "tag"), str(t.value)) for t in tags]
+            if param_rows or tag_rows:
+                self.meta.log_batch(params=param_rows, tags=tag_rows)
         except RunyardError as exc:
             raise _mlflow_error(exc) from None
 

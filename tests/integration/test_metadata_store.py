@@ -38,7 +38,7 @@ def test_experiment_get_or_create_is_idempotent(store):
 def test_runs_create_list_page_and_children(store):
     exp = store.get_or_create_experiment("exp")
     ids = [store.create_run(exp.id, run_id=f"r{i}", status=RunStatus.RUNNING).run_id for i in range(5)]
-    child = store.create_run(exp.id, run_id="c1", parent_run_id="r0", tags={"k": "v"}, properties={"p": "1"})
+    store.create_run(exp.id, run_id="c1", parent_run_id="r0", tags={"k": "v"}, properties={"p": "1"})
     listed = [r.run_id for r in store.list_runs(experiment_id=exp.id, top_level_only=True, limit=3)]
     assert listed == ids[::-1][:3]  # newest first
     assert [r.run_id for r in store.list_runs(experiment_id=exp.id, top_level_only=True, limit=3, offset=3)] == ids[::-1][3:]
@@ -80,7 +80,7 @@ def test_metrics_round_trip_numbers_strings_nan_inf_and_odd_names(store):
     assert got[0] == 1 and type(got[0]) is int and got[1] == 2.5 and math.isnan(got[2])
     assert got[3:] == [float("inf"), float("-inf"), True, "text", {"col": [1, 2]}, 2**40]
     (latest,) = store.get_latest_metrics(["r"])
-    assert latest.name == "val loss@5" and latest.count == len(values) and latest.value == 2**40 and latest.step == 8
+    assert latest.name == "val loss@5" and latest.value_count == len(values) and latest.value == 2**40 and latest.step == 8
 
 
 def test_latest_metric_follows_time_across_batches(store):
@@ -89,7 +89,7 @@ def test_latest_metric_follows_time_across_batches(store):
     store.log_batch(metrics=[MetricRecord("r", "m", 2.0, 1, 200.0)])
     store.log_batch(metrics=[MetricRecord("r", "m", 1.0, 0, 100.0)])  # a late batch with an older value
     (latest,) = store.get_latest_metrics(["r"])
-    assert (latest.value, latest.count) == (2.0, 2)
+    assert (latest.value, latest.value_count) == (2.0, 2)
     assert [m.value for m in store.get_metric_history(["r"], ["m"])] == [1.0, 2.0]  # logging-time order
 
 

@@ -76,10 +76,16 @@ def test_bad_experiment_names_are_mlflow_errors(workspace):
             mlflow.create_experiment("/Users/me/exp")
         except mlflow.exceptions.MlflowException as e:
             print("REFUSED", e.message)
+        exp_id = mlflow.create_experiment("fine-name")
+        try:
+            mlflow.MlflowClient().rename_experiment(exp_id, "other")
+        except mlflow.exceptions.MlflowException as e:
+            print("RENAME", e.message)
         """,
         env={"MLFLOW_TRACKING_URI": f"runyard://{workspace.path}", **workspace.environment_variables()},
     )
     assert "REFUSED invalid experiment name" in proc.stdout
+    assert "RENAME runyard experiment names are permanent" in proc.stdout
 
 
 def test_log_model_says_what_to_do_instead(workspace):

@@ -125,5 +125,5 @@ class MetadataStore(ABC):
     @abstractmethod
     def list_artifacts(self, run_id: str, prefix: str | None = None) -> list[ArtifactInfo]: ...
 
-    def close(self) -> None:  # pragma: no cover - trivial default
+    def close(self) -> None:  # noqa: B027 - a no-op unless the store holds connections
         """Release connections."""

@@ -64,7 +64,7 @@ class LatestMetric(NamedTuple):
     step: int
     timestamp: float
     kind: str
-    count: int
+    value_count: int
 
 
 class ArtifactInfo(NamedTuple):

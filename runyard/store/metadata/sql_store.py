@@ -334,18 +334,19 @@ class SqlMetadataStore(MetadataStore):
         tags: Iterable[tuple[str, str, str]] = (),
     ) -> None:
         rows = [metric_tuple(m) for m in metrics]
-        params = [{"run_id": r, "key": k, "value": v} for r, k, v in params]
-        tags = [{"run_id": r, "key": k, "value": v} for r, k, v in tags]
+        param_rows = [{"run_id": r, "key": k, "value": v} for r, k, v in params]
+        tag_rows = [{"run_id": r, "key": k, "value": v} for r, k, v in tags]
         try:
             with self._write("log values") as conn:
                 if rows:
                     self._insert_metrics(conn, rows)
                     self._upsert_latest(conn, latest_rows(rows))
-                if params:
-                    self._insert_write_once(conn, t.run_params, params, "param")
-                if tags:
+                if param_rows:
+                    self._insert_write_once(conn, t.run_params, param_rows, "param")
+                if tag_rows:
                     ins = self._insert(t.run_tags)
-                    conn.execute(ins.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": ins.excluded.value}), tags)
+                    upsert = ins.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": ins.excluded.value})
+                    conn.execute(upsert, tag_rows)
         except IntegrityError as exc:
             raise NotFound(f"cannot log to a run that does not exist: {str(exc.orig).splitlines()[0]}") from exc
 
@@ -372,7 +373,7 @@ class SqlMetadataStore(MetadataStore):
         newer = ex.timestamp >= ml.timestamp
         set_ = {c: case((newer, getattr(ex, c)), else_=getattr(ml, c)) for c in ("value", "value_str", "vtype", "kind", "step")}
         set_["timestamp"] = case((newer, ex.timestamp), else_=ml.timestamp)
-        set_["count"] = ml.count + ex.count
+        set_["count"] = ml["count"] + ex["count"]
         conn.execute(ins.on_conflict_do_update(index_elements=["run_id", "name"], set_=set_), rows)
 
     def _insert_write_once(self, conn: Connection, table, rows: list[dict[str, str]], what: str) -> None:
@@ -430,7 +431,7 @@ class SqlMetadataStore(MetadataStore):
         with self._read("read latest metrics") as conn:
             for i in range(0, len(run_ids), _IN_CHUNK):
                 query = (
-                    select(ml.run_id, ml.name, ml.value, ml.value_str, ml.vtype, ml.step, ml.timestamp, ml.kind, ml.count)
+                    select(ml.run_id, ml.name, ml.value, ml.value_str, ml.vtype, ml.step, ml.timestamp, ml.kind, ml["count"])
                     .where(ml.run_id.in_(run_ids[i : i + _IN_CHUNK]))
                     .order_by(ml.run_id, ml.name)
                 )

@@ -59,4 +59,4 @@ def latest_rows(rows: list[tuple]) -> list[dict[str, Any]]:
             if row[7] >= seen[0][7]:
                 seen[0] = row
             seen[1] += 1
-    return [dict(zip(METRIC_COLUMNS, row), count=count) for row, count in latest.values()]
+    return [dict(zip(METRIC_COLUMNS, row, strict=True), count=count) for row, count in latest.values()]
