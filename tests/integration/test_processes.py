@@ -249,3 +249,59 @@ def test_runs_that_never_heartbeat_are_not_reaped(workspace, monkeypatch):
     workspace.metadata._last_reap = float("-inf")
     assert workspace.metadata.fail_stale_runs(0) == []
     assert workspace.get_run(info.run_id).get_status() == "Running"
+
+
+def test_forked_children_log_through_the_parents_run_object(workspace):
+    """multiprocessing's fork (DataLoader workers, pools): the child gets its own logger thread and connections."""
+    proc = run_python(
+        """
+        import multiprocessing as mp
+        from runyard import Workspace, Experiment
+        run = Experiment(Workspace.from_environment(), "fork").start_logging(outputs=False)
+        run.log("parent", 1)          # the parent's logger thread and pool exist before the fork
+
+        def work(rank):
+            for i in range(300):
+                run.log(f"worker{rank}", i)
+            run.flush()
+
+        ctx = mp.get_context("fork")
+        procs = [ctx.Process(target=work, args=(r,)) for r in range(3)]
+        for p in procs: p.start()
+        for p in procs: p.join()
+        assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+        run.complete()
+        print(run.id)
+        """,
+        env=_env(workspace),
+    )
+    run = workspace.get_run(proc.stdout.split()[-1])
+    m = run.get_metrics()
+    assert m["parent"] == 1 and all(m[f"worker{r}"] == list(range(300)) for r in range(3))
+    assert run.get_status() == "Completed"  # a forked child does not finish its parent's runs
+
+
+def test_sigterm_chains_to_the_scripts_own_handler(workspace):
+    code = textwrap.dedent(
+        """
+        import signal, sys, time
+        def mine(signum, frame):
+            print("MY HANDLER", flush=True)
+            sys.exit(3)
+        signal.signal(signal.SIGTERM, mine)
+        from runyard import Workspace, Experiment
+        run = Experiment(Workspace.from_environment(), "e").start_logging(outputs=False)
+        run.log("v", 1)
+        print(run.id, flush=True)
+        time.sleep(60)
+        """
+    )
+    env = {**__import__("os").environ, **_env(workspace)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    run_id = proc.stdout.readline().strip()
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 3 and "MY HANDLER" in out
+    run = workspace.get_run(run_id)
+    assert run.get_status() == "Canceled" and run.get_metrics() == {"v": 1}
