@@ -63,6 +63,20 @@ class Experiment:
         owned.own(run)
         return run
 
+    @property
+    def tags(self) -> dict[str, str]:
+        """The experiment's tags (read fresh from the store)."""
+        return dict(self.workspace.metadata.get_experiment(self.id).tags)
+
+    def tag(self, key: str, value: str | None = None) -> None:
+        """Tag the experiment; ``value`` may be omitted (the tag is then present with an empty value)."""
+        self.workspace.metadata.set_experiment_tags(
+            self.id, {validation.key(key, "tag key"): validation.text(value, f"tag {key!r}")}
+        )
+
+    def remove_tags(self, tags: list[str]) -> None:
+        self.workspace.metadata.set_experiment_tags(self.id, {key: None for key in tags})
+
     def get_runs(
         self,
         type: str | None = None,

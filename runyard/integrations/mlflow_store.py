@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mlflow.entities import (
     Experiment as MlflowExperiment,
+    ExperimentTag,
     FileInfo,
     LifecycleStage,
     Metric,
@@ -87,7 +88,7 @@ class RunyardMlflowStore(AbstractStore):
     def _to_experiment(self, info) -> MlflowExperiment:
         ms = int(info.created_at * 1000)
         return MlflowExperiment(str(info.id), info.name, f"runyard://{self.ws.path}", LifecycleStage.ACTIVE,
-                                [], ms, ms)
+                                [ExperimentTag(k, v) for k, v in info.tags.items()], ms, ms)
 
     def _artifact_uri(self, run_id: str) -> str:
         return f"runyard://{self.ws.path}{_RUNS_MARK}{run_id}"
@@ -154,7 +155,10 @@ class RunyardMlflowStore(AbstractStore):
             return None
 
     def set_experiment_tag(self, experiment_id, tag):
-        self._experiment_id(experiment_id)  # experiment tags are not kept by runyard yet; the id must exist
+        self.meta.set_experiment_tags(self._experiment_id(experiment_id), {tag.key: str(tag.value)})
+
+    def delete_experiment_tag(self, experiment_id, key):
+        self.meta.set_experiment_tags(self._experiment_id(experiment_id), {key: None})
 
     def delete_experiment(self, experiment_id):
         raise MlflowException("runyard keeps every experiment; deleting experiments is not supported", INVALID_PARAMETER_VALUE)

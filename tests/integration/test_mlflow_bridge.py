@@ -49,6 +49,7 @@ def test_runs_mlflow_creates_are_runyard_runs(workspace):
         """
         import mlflow
         mlflow.set_experiment("made-by-mlflow")
+        mlflow.set_experiment_tag("purpose", "bridge test")
         with mlflow.start_run(run_name="outer"):
             mlflow.log_metric("m", 1.0)
             with mlflow.start_run(run_name="inner", nested=True):
@@ -61,6 +62,7 @@ def test_runs_mlflow_creates_are_runyard_runs(workspace):
         env={"MLFLOW_TRACKING_URI": f"runyard://{workspace.path}", **workspace.environment_variables()},
     )
     exp = Experiment(workspace, "made-by-mlflow")
+    assert exp.tags == {"purpose": "bridge test"}
     runs = {r.display_name: r for r in exp.get_runs(include_children=True)}
     assert set(runs) == {"outer", "inner", "broken"}
     assert runs["inner"].parent == runs["outer"]

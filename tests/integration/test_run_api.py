@@ -199,3 +199,12 @@ def test_display_name_and_description(workspace):
     run.description = "lr sweep"
     again = workspace.get_run(run.id)
     assert again.display_name == "renamed" and again.description == "lr sweep"
+
+
+def test_experiment_tags(workspace):
+    exp = Experiment(workspace, "tagged")
+    exp.tag("owner", "vision-team")
+    exp.tag("flag")
+    assert exp.tags == {"owner": "vision-team", "flag": ""}
+    exp.remove_tags(["flag"])
+    assert workspace.experiments["tagged"].tags == {"owner": "vision-team"}

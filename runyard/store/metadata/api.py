@@ -31,6 +31,10 @@ class MetadataStore(ABC):
     @abstractmethod
     def list_experiments(self) -> list[ExperimentInfo]: ...
 
+    @abstractmethod
+    def set_experiment_tags(self, experiment_id: int, tags: Mapping[str, str | None]) -> ExperimentInfo:
+        """Set experiment tags; a value of None removes the tag."""
+
     # -- runs --------------------------------------------------------------------------------
     @abstractmethod
     def create_run(

@@ -147,6 +147,21 @@ class SqlMetadataStore(MetadataStore):
             rows = conn.execute(select(t.experiments).order_by(t.experiments.c.name)).all()
         return [_experiment(r) for r in rows]
 
+    def set_experiment_tags(self, experiment_id: int, tags: Mapping[str, str | None]) -> ExperimentInfo:
+        e = t.experiments.c
+        with self._write("set experiment tags") as conn:  # the write lock makes read-modify-write safe
+            row = conn.execute(select(e.tags).where(e.id == experiment_id)).first()
+            if row is None:
+                raise NotFound(f"experiment {experiment_id!r} does not exist")
+            current = json.loads(row.tags or "{}")
+            for key, value in tags.items():
+                if value is None:
+                    current.pop(key, None)
+                else:
+                    current[key] = value
+            conn.execute(update(t.experiments).where(e.id == experiment_id).values(tags=json.dumps(current)))
+        return self.get_experiment(experiment_id)
+
     # -- runs ----------------------------------------------------------------------------------
     def create_run(
         self,
