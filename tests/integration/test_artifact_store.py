@@ -53,3 +53,15 @@ def test_a_symlink_inside_the_run_folder_cannot_point_out(tmp_path):
     with pytest.raises(ValidationError, match="outside the run's folder"):
         store.put_file("run1", "link/f", str(src))
     assert not (outside / "f").exists()
+
+
+def test_unknown_or_uninstalled_schemes_say_what_to_do():
+    from runyard.errors import StoreError
+
+    with pytest.raises(StoreError, match="cannot open artifact store 'nosuch://bucket'"):
+        open_artifact_store("nosuch://bucket")
+    try:
+        import s3fs  # noqa: F401
+    except ImportError:
+        with pytest.raises(StoreError, match="pip install s3fs"):
+            open_artifact_store("s3://bucket/prefix")

@@ -12,7 +12,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from runyard import validation
-from runyard.errors import NotFound, StoreError
+from runyard.errors import NotFound, StoreError, ValidationError
 from runyard.store.artifacts.api import ArtifactStore
 
 
@@ -40,7 +40,7 @@ class FsspecArtifactStore(ArtifactStore):
             real_dir = os.path.realpath(run_dir)
             real = os.path.realpath(path)
             if real != real_dir and not real.startswith(real_dir + os.sep):
-                raise validation.ValidationError(f"artifact name {name!r} resolves outside the run's folder")
+                raise ValidationError(f"artifact name {name!r} resolves outside the run's folder")
         return path
 
     def put_file(self, run_id: str, name: str, local_path: str) -> int:
