@@ -72,20 +72,17 @@ class Workspace:
         cls, path: str | os.PathLike = ".", *, tracking_uri: str | None = None, artifact_uri: str | None = None,
         exist_ok: bool = True,
     ) -> "Workspace":
-        """Create ``PATH/.runyard/config.json`` (a project workspace found by ``from_config`` below PATH)."""
-        folder = Path(path).expanduser().absolute() / CONFIG_DIR
-        config = folder / CONFIG_FILE
+        """Create ``PATH/.runyard/config.json`` (a project workspace found by ``from_config`` below PATH).
+
+        On an existing workspace (``exist_ok=True``), the URIs given replace those in its config; others stay.
+        """
+        config = Path(path).expanduser().absolute() / CONFIG_DIR / CONFIG_FILE
         if config.exists() and not exist_ok:
-            raise ConfigError(f"a workspace already exists at {folder}")
-        _ensure_writable_dir(folder)
-        if not config.exists() or tracking_uri or artifact_uri:
-            settings = {"name": _default_name(folder)}
-            if tracking_uri:
-                settings["tracking_uri"] = tracking_uri
-            if artifact_uri:
-                settings["artifact_uri"] = artifact_uri
-            _write_json(config, settings)
-        return cls(folder)
+            raise ConfigError(f"a workspace already exists at {config.parent}")
+        given = {k: v for k, v in (("tracking_uri", tracking_uri), ("artifact_uri", artifact_uri)) if v}
+        if given or not config.exists():
+            _write_project_config(path, given)
+        return cls(config.parent)
 
     @classmethod
     def from_environment(cls) -> "Workspace":
@@ -103,11 +100,9 @@ class Workspace:
 
     def write_config(self, path: str | os.PathLike = ".") -> Path:
         """Write ``PATH/.runyard/config.json`` pointing at this workspace's stores (share one history across projects)."""
-        folder = Path(path).expanduser().absolute() / CONFIG_DIR
-        _ensure_writable_dir(folder)
-        config = folder / CONFIG_FILE
-        _write_json(config, {"name": self.name, "tracking_uri": self.tracking_uri, "artifact_uri": self.artifact_uri})
-        return config
+        return _write_project_config(
+            path, {"name": self.name, "tracking_uri": self.tracking_uri, "artifact_uri": self.artifact_uri}
+        )
 
     # -- stores -------------------------------------------------------------------------------
     @cached_property
@@ -162,13 +157,7 @@ class Workspace:
         config = self.path / CONFIG_FILE
         if not config.exists():
             _write_json(config, {"name": _default_name(self.path)})
-        try:
-            data = json.loads(config.read_text(encoding="utf-8") or "{}")
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read workspace config {config}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"workspace config {config} must hold a JSON object")
-        return data
+        return _read_config(config)
 
 
 def default_home() -> Path:
@@ -209,6 +198,26 @@ def _ensure_writable_dir(path: Path) -> None:
             f"workspace folder {path} is not writable by this user — fix its permissions or choose another "
             f"folder (set {env_vars.HOME}, or run `runyard init` in your project)"
         )
+
+
+def _write_project_config(project: str | os.PathLike, settings: dict[str, str]) -> Path:
+    """Merge ``settings`` into ``PROJECT/.runyard/config.json`` (created with a default name when missing)."""
+    folder = Path(project).expanduser().absolute() / CONFIG_DIR
+    _ensure_writable_dir(folder)
+    config = folder / CONFIG_FILE
+    current = {"name": _default_name(folder), **(_read_config(config) if config.exists() else {})}
+    _write_json(config, {**current, **settings})
+    return config
+
+
+def _read_config(config: Path) -> dict:
+    try:
+        data = json.loads(config.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read workspace config {config}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"workspace config {config} must hold a JSON object")
+    return data
 
 
 def _write_json(path: Path, data: dict) -> None:

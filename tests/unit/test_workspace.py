@@ -102,3 +102,11 @@ def test_write_config_points_a_project_at_this_workspace(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "proj")
     ws = Workspace.from_config()
     assert ws.tracking_uri == shared.tracking_uri and ws.artifact_uri == shared.artifact_uri
+
+
+def test_create_again_changes_only_what_is_given(tmp_path):
+    Workspace.create(tmp_path / "p", artifact_uri="/data/shared-artifacts")
+    ws = Workspace.create(tmp_path / "p", tracking_uri="sqlite:////data/shared.db")
+    assert ws.artifact_uri == "/data/shared-artifacts" and ws.tracking_uri == "sqlite:////data/shared.db"
+    with pytest.raises(ConfigError, match="already exists"):
+        Workspace.create(tmp_path / "p", exist_ok=False)
