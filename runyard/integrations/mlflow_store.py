@@ -7,8 +7,9 @@ Registered through the entry points ``mlflow.tracking_store`` and ``mlflow.artif
   (``RUNYARD_*`` variables, else ``Workspace.from_config()``).
 * A run's artifact URI is ``runyard:///ABS/WORKSPACE/FOLDER/@runs/RUN_ID``.
 
-Inside a runyard run, set ``MLFLOW_RUN_ID`` to the run id (the submitting code does): ``mlflow.log_metric`` then
-lands in that run. Metric values go through runyard's batched logger, so ``mlflow.log_metric`` costs a queue append;
+Inside a runyard run (``RUNYARD_RUN_ID`` set), ``mlflow.start_run()`` — explicit, or implied by the first
+``mlflow.log_metric`` — attaches to that run, as in Azure ML; ``start_run(nested=True)`` makes child runs of it.
+``MLFLOW_RUN_ID`` works too. Metric values go through runyard's batched logger, so ``mlflow.log_metric`` costs a queue append;
 reads (``get_run``, ``get_metric_history``, search) flush first. MLflow's own status changes (``end_run``) apply
 only to runs MLflow created; a runyard run's status belongs to runyard.
 """
@@ -173,9 +174,20 @@ class RunyardMlflowStore(AbstractStore):
     def create_run(self, experiment_id, user_id, start_time, tags, run_name):
         tags = {t.key: t.value for t in tags or []}
         parent = tags.get("mlflow.parentRunId")
+        current = os.environ.get(env_vars.RUN_ID)
+        if current and not parent:
+            # As in Azure ML: inside a runyard run, mlflow.start_run() attaches to that run instead of starting
+            # another one; nested runs (start_run(nested=True)) become its child runs.
+            try:
+                self.meta.log_batch(tags=[(current, k, v) for k, v in tags.items() if not k.startswith("mlflow.runName")])
+                return self._to_run(self.meta.get_run(current))
+            except RunyardError as exc:
+                raise _mlflow_error(exc) from None
         try:
+            # A child run lives in its parent's experiment, whatever experiment MLflow has active.
+            exp_id = self.meta.get_run(parent).experiment_id if parent else self._experiment_id(experiment_id)
             info = self.meta.create_run(
-                self._experiment_id(experiment_id),
+                exp_id,
                 parent_run_id=parent,
                 display_name=run_name or tags.get("mlflow.runName"),
                 run_type=_MLFLOW_RUN_TYPE,

@@ -115,3 +115,22 @@ def test_log_model_says_what_to_do_instead(workspace):
     assert "REFUSED MLflow logged models" in proc.stdout and "save_model" in proc.stdout
     run_id = proc.stdout.split("RUN ")[1].split()[0]
     assert "model/MLmodel" in workspace.get_run(run_id).get_file_names()
+
+
+def test_inside_a_runyard_run_mlflow_attaches_to_it(workspace):
+    run = Experiment(workspace, "attached").start_logging(outputs=False)
+    run_python(
+        """
+        import mlflow
+        mlflow.log_metric("loss", 0.5)                      # implies start_run(): the runyard run, not a new one
+        with mlflow.start_run(run_name="tuning", nested=True):
+            mlflow.log_metric("trial_loss", 0.1)
+        print(mlflow.active_run().info.run_id)
+        """,
+        env={**workspace.environment_variables(), "MLFLOW_TRACKING_URI": "runyard://", "RUNYARD_RUN_ID": run.id},
+    )
+    assert run.get_metrics() == {"loss": 0.5}
+    (child,) = run.get_children()
+    assert child.display_name == "tuning" and child.get_metrics() == {"trial_loss": 0.1}
+    assert [r.id for r in Experiment(workspace, "attached").get_runs()] == [run.id]  # no stray top-level run
+    assert run.get_status() == "Running"
