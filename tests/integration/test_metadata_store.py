@@ -18,7 +18,7 @@ def test_migrations_produce_the_orm_schema(store):
     assert diff == []
 
 
-def test_reopening_a_migrated_database_is_cheap_and_safe(store):
+def test_reopening_a_migrated_database_keeps_its_data(store):
     from runyard.store.metadata.sql_store import SqlMetadataStore
 
     again = SqlMetadataStore(store.url)

@@ -198,7 +198,7 @@ def test_processes_creating_one_experiment_at_once_get_the_same_one(workspace):
     assert [e for e in workspace.experiments] == ["race"]
 
 
-def test_fresh_database_opened_by_many_processes_migrates_once(tmp_path):
+def test_a_fresh_database_opened_by_many_processes_at_once(tmp_path):
     code = textwrap.dedent(
         f"""
         from runyard import Workspace, Experiment
@@ -210,8 +210,11 @@ def test_fresh_database_opened_by_many_processes_migrates_once(tmp_path):
     errs = [p.communicate(timeout=120)[1] for p in procs]
     assert all(p.returncode == 0 for p in procs), errs
     from runyard import Workspace
+    from runyard.store.metadata.migrations_runner import current_revision, head_revision
 
-    assert len(list(Experiment(Workspace(tmp_path / "fresh"), "e").get_runs())) == 5
+    ws = Workspace(tmp_path / "fresh")
+    assert current_revision(ws.metadata.engine) == head_revision()
+    assert len(list(Experiment(ws, "e").get_runs())) == 5
 
 
 def test_a_killed_process_leaves_no_run_running_forever(workspace, monkeypatch):
