@@ -15,6 +15,7 @@ Setting them by hand also works, e.g. to log from a process you started yourself
 | ``RUNYARD_RANK`` | rank of this process in a distributed run; metrics from rank ≠ 0 still land in the same run |
 | ``RUNYARD_LOG_BATCH_SIZE`` | most metric values written in one transaction (default 20000) |
 | ``RUNYARD_LOG_FLUSH_INTERVAL`` | seconds between background writes (default 0.5) |
+| ``RUNYARD_LOG_MAX_BACKLOG`` | values kept in memory while the store is unreachable; more go to a spool file (1000000) |
 | ``RUNYARD_HEARTBEAT_INTERVAL`` | seconds between heartbeats of the runs a process drives (default 10) |
 | ``RUNYARD_HEARTBEAT_TIMEOUT`` | seconds without a heartbeat after which the next reader marks the run Failed (default 60) |
 """
@@ -32,3 +33,4 @@ LOG_BATCH_SIZE = "RUNYARD_LOG_BATCH_SIZE"
 LOG_FLUSH_INTERVAL = "RUNYARD_LOG_FLUSH_INTERVAL"
 HEARTBEAT_INTERVAL = "RUNYARD_HEARTBEAT_INTERVAL"
 HEARTBEAT_TIMEOUT = "RUNYARD_HEARTBEAT_TIMEOUT"
+LOG_MAX_BACKLOG = "RUNYARD_LOG_MAX_BACKLOG"

@@ -23,6 +23,7 @@ from runyard.store.metadata import MetadataStore, MetricRecord
 
 _DEFAULT_BATCH = 20_000
 _DEFAULT_INTERVAL = 0.5
+_DEFAULT_MAX_BACKLOG = 1_000_000  # values held in memory during a store outage before they go to disk
 _MAX_BACKOFF = 5.0
 
 
@@ -43,6 +44,7 @@ class MetricLogger:
         self.spool_dir = Path(spool_dir) if spool_dir else None
         self.batch_size = int(os.environ.get(env_vars.LOG_BATCH_SIZE, _DEFAULT_BATCH))
         self.interval = float(os.environ.get(env_vars.LOG_FLUSH_INTERVAL, _DEFAULT_INTERVAL))
+        self.max_backlog = int(os.environ.get(env_vars.LOG_MAX_BACKLOG, _DEFAULT_MAX_BACKLOG))
         self._reset()
 
     def _reset(self) -> None:
@@ -55,6 +57,7 @@ class MetricLogger:
         self._start_lock = threading.Lock()
         self._io_lock = threading.Lock()  # held while the writer owns _pending
         self._failures = 0
+        self._spilled: list[Path] = []  # spool files written during an outage, replayed when the store is back
         self.last_error: BaseException | None = None
 
     # -- producer side (the user's threads) --------------------------------------------------
@@ -76,7 +79,7 @@ class MetricLogger:
         if self._thread is None:
             self._start()
         self._wake.set()
-        return marker.done.wait(timeout)
+        return marker.done.wait(timeout) and not self._spilled
 
     def _start(self) -> None:
         with self._start_lock:
@@ -97,6 +100,10 @@ class MetricLogger:
         for: writing whatever trickled in meanwhile would turn into many tiny transactions whose overhead (under
         the GIL) the training loop pays."""
         queue, size = self._queue, self.batch_size
+        if self._spilled and not self._replay_spilled():
+            if len(self._pending) + len(queue) > self.max_backlog:  # the outage goes on: keep memory bounded
+                self._spill()
+            return
         while True:
             batch = self._pending
             while len(batch) < size and not self._waiting:
@@ -121,18 +128,58 @@ class MetricLogger:
                 return
 
     def _write(self, batch: list[MetricRecord]) -> bool:
+        if self._attempt(lambda: self.store.log_batch(metrics=batch), f"write {len(batch)} metric values"):
+            return True
+        self._pending = batch
+        if len(batch) + len(self._queue) > self.max_backlog:
+            self._spill()
+        return False
+
+    def _attempt(self, call, what: str) -> bool:
+        """Run a store call; on failure count it, report the first of an outage, and say False."""
         try:
-            self.store.log_batch(metrics=batch)
+            call()
         except Exception as exc:  # noqa: BLE001 - a store error must never reach the training script
-            self._pending = batch
             self.last_error = exc
             if self._failures == 0:
-                _warn(f"could not write {len(batch)} metric values to {_where(self.store)} (retrying): {exc}")
+                _warn(f"could not {what} to {_where(self.store)} (retrying): {exc}")
             self._failures += 1
             return False
         if self._failures:
             _warn(f"metric writes to {_where(self.store)} recovered after {self._failures} failed attempts")
         self._failures = 0
+        return True
+
+    def _spill(self) -> None:
+        """An outage with more than ``max_backlog`` values waiting: move them to disk instead of memory."""
+        records, markers = self._take_all()
+        self._waiting.extend(markers)  # released once what came before them is stored or spilled
+        path = spool(records, self.spool_dir)
+        self._spilled.append(path)
+        _warn(f"{len(records)} metric values are waiting for {_where(self.store)}; saved to {path} and written "
+              "automatically when it is reachable again")
+
+    def _take_all(self) -> tuple[list[MetricRecord], list[_Flush]]:
+        """Empty the pending batch and the queue (popleft is safe while other threads still append)."""
+        records, self._pending = self._pending, []
+        markers = []
+        while True:
+            try:
+                item = self._queue.popleft()
+            except IndexError:
+                break
+            if type(item) is _Flush:
+                markers.append(item)
+            else:
+                records.append(item)
+        return records, markers
+
+    def _replay_spilled(self) -> bool:
+        while self._spilled:
+            path = self._spilled[0]
+            if not self._attempt(lambda: replay_file(self.store, path), f"write the values saved in {path}"):
+                return False
+            self._spilled.pop(0)
         return True
 
     # -- process exit ------------------------------------------------------------------------
@@ -141,21 +188,15 @@ class MetricLogger:
         if self.flush(timeout):
             return
         with self._io_lock:  # the writer may be mid-retry: take its batch only between attempts
-            records, self._pending = list(self._pending), []
-            while True:  # popleft is safe while other threads still append
-                try:
-                    item = self._queue.popleft()
-                except IndexError:
-                    break
-                if type(item) is not _Flush:
-                    records.append(item)
-        if not records:
-            return
-        path = spool(records, self.spool_dir)
-        _warn(
-            f"{len(records)} metric values could not be written to {_where(self.store)} ({self.last_error}); "
-            f"saved to {path} — run `runyard sync` to write them once the store is reachable"
-        )
+            records, _ = self._take_all()
+            paths, self._spilled = list(self._spilled), []
+        if records:
+            paths.append(spool(records, self.spool_dir))
+        if paths:
+            _warn(
+                f"metric values could not be written to {_where(self.store)} ({self.last_error}); they are saved to "
+                f"{', '.join(map(str, paths))} — run `runyard sync` to write them once the store is reachable"
+            )
 
 
 def spool(records: list[MetricRecord], spool_dir: Path | None) -> Path:
@@ -168,16 +209,21 @@ def spool(records: list[MetricRecord], spool_dir: Path | None) -> Path:
     return path
 
 
-def replay_spool(store: MetadataStore, spool_dir: Path, batch_size: int = _DEFAULT_BATCH) -> tuple[int, int]:
-    """Write spooled values to the store; return (files, values) written. A file is deleted once stored."""
+def replay_file(store: MetadataStore, path: Path) -> int:
+    """Write one spool file in a single transaction (a retry after a failure cannot duplicate), then delete it."""
+    with open(path, encoding="utf-8") as f:
+        records = [MetricRecord(**json.loads(line)) for line in f if line.strip()]
+    store.log_batch(metrics=records)
+    path.unlink()
+    return len(records)
+
+
+def replay_spool(store: MetadataStore, spool_dir: Path) -> tuple[int, int]:
+    """Write every spool file of a workspace (``runyard sync``); return (files, values) written."""
     files = values = 0
     for path in sorted(spool_dir.glob("metrics-*.jsonl")):
-        with open(path, encoding="utf-8") as f:
-            records = [MetricRecord(**json.loads(line)) for line in f if line.strip()]
-        for i in range(0, len(records), batch_size):
-            store.log_batch(metrics=records[i : i + batch_size])
-        path.unlink()
-        files, values = files + 1, values + len(records)
+        values += replay_file(store, path)
+        files += 1
     return files, values
 
 

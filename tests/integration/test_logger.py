@@ -66,3 +66,37 @@ def test_many_threads_logging_at_once_lose_nothing(workspace):
     run.complete()
     m = run.get_metrics()
     assert all(len(m[f"thread{t}"]) == 5000 for t in range(4))
+
+
+class OutageStore(CountingStore):
+    """The real store behind a switch: while ``down``, every write fails like an unreachable database."""
+
+    down = True
+
+    def log_batch(self, metrics=(), **kw):
+        if self.down:
+            from runyard.errors import StoreError
+
+            raise StoreError("connection refused (injected outage)")
+        super().log_batch(metrics=metrics, **kw)
+
+
+def test_a_long_outage_spills_to_disk_and_replays_when_the_store_is_back(workspace, monkeypatch, tmp_path, capfd):
+    monkeypatch.setenv("RUNYARD_LOG_MAX_BACKLOG", "500")
+    monkeypatch.setenv("RUNYARD_LOG_BATCH_SIZE", "100")  # a full batch wakes the writer out of its outage backoff
+    monkeypatch.setenv("RUNYARD_LOG_FLUSH_INTERVAL", "0.02")
+    run = Experiment(workspace, "e").start_logging(outputs=False)
+    store = OutageStore(workspace.metadata)
+    logger = MetricLogger(store, tmp_path / "spool")
+    for i in range(3000):
+        logger.log(MetricRecord(run.id, "v", i, i, time.time()))
+        if i % 100 == 0:
+            time.sleep(0.03)  # let the writer fail and spill while the loop goes on
+    assert not logger.flush(1)  # still down: nothing is claimed stored
+    assert list((tmp_path / "spool").glob("*.jsonl")), "the backlog went to disk"
+    assert len(logger._queue) + len(logger._pending) <= 2 * 500  # memory stays bounded (3000 without spilling)
+    store.down = False
+    assert logger.flush(10)
+    assert run.get_metrics()["v"] == list(range(3000))  # every value once, in order
+    assert not list((tmp_path / "spool").glob("*.jsonl"))
+    assert "written automatically" in capfd.readouterr().err
