@@ -24,6 +24,8 @@ def finished_run(workspace, tmp_path):
     for v in (0.9, 0.5, 0.25):
         run.log("loss", v)
     run.log("best acc@1", 0.97)
+    run.log("grad norm", float("nan"))
+    run.log("max ratio", float("inf"))
     (tmp_path / "m.pkl").write_bytes(b"m" * 2048)
     run.upload_file("outputs/m.pkl", str(tmp_path / "m.pkl"))
     run.upload_file("logs/train.log", str(tmp_path / "m.pkl"))
@@ -44,6 +46,8 @@ def test_runs_list_and_show(workspace, finished_run):
 def test_metrics_table_and_history(workspace, finished_run):
     out = cli(workspace, "metrics", finished_run.id).stdout
     assert "loss" in out and "0.25" in out and "best acc@1" in out
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in out.splitlines() if line.count("│") > 3}
+    assert rows["grad norm"] == "nan" and rows["max ratio"] == "inf"  # stored and shown, not dropped or zeroed
     history = cli(workspace, "metrics", finished_run.id, "--name", "loss").stdout
     assert all(v in history for v in ("0.9", "0.5", "0.25"))
 
