@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from runyard.workspace import Workspace
 
 _now = time.time
+_PARENTS_PER_QUERY = 500
 
 
 def shape_metrics(records: Iterable[tuple[str, Any, str]]) -> dict[str, Any]:
@@ -427,19 +428,24 @@ class Run(_RunBase):
         return [self.child_run() for _ in range(count)]
 
     def get_children(self, recursive: bool = False, tags: Mapping[str, str] | None = None) -> Iterator["Run"]:
-        """Child runs, newest first; with ``recursive=True`` their descendants too."""
-        queue = [self.id]
-        while queue:
-            parent = queue.pop(0)
-            def page(limit: int, offset: int, parent: str = parent) -> list[RunInfo]:
-                return self._ws.metadata.list_runs(parent_run_id=parent, limit=limit, offset=offset)
+        """Child runs, newest first; with ``recursive=True`` their descendants too, level by level.
 
-            for info in _paged(page):
-                if recursive:
-                    queue.append(info.run_id)
-                if not _matches(info.tags, tags):
-                    continue
-                yield Run(self.experiment, info.run_id, _info=info)
+        A level is read with one query per page of parents, not one per run: a sweep's thousand trials cost a few.
+        """
+        level = [self.id]
+        while level:
+            next_level: list[str] = []
+            for i in range(0, len(level), _PARENTS_PER_QUERY):
+                parents = level[i : i + _PARENTS_PER_QUERY]
+
+                def page(limit: int, offset: int, parents: list[str] = parents) -> list[RunInfo]:
+                    return self._ws.metadata.list_runs(parent_run_id=parents, limit=limit, offset=offset)
+
+                for info in _paged(page):
+                    next_level.append(info.run_id)
+                    if _matches(info.tags, tags):
+                        yield Run(self.experiment, info.run_id, _info=info)
+            level = next_level if recursive else []
 
     # -- life cycle --------------------------------------------------------------------------
     def start(self) -> None:

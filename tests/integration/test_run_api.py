@@ -208,3 +208,21 @@ def test_experiment_tags(workspace):
     assert exp.tags == {"owner": "vision-team", "flag": ""}
     exp.remove_tags(["flag"])
     assert workspace.experiments["tagged"].tags == {"owner": "vision-team"}
+
+
+def test_a_big_tree_is_read_level_by_level(workspace):
+    exp = Experiment(workspace, "sweep")
+    root = exp.start_logging(outputs=False)
+    store = workspace.metadata
+    trials = [store.create_run(exp.id, parent_run_id=root.id, status="Completed").run_id for _ in range(300)]
+    for trial in trials[:3]:
+        store.create_run(exp.id, parent_run_id=trial, status="Completed")
+    calls = []
+    real = store.list_runs
+    store.list_runs = lambda **kw: calls.append(kw) or real(**kw)
+    try:
+        found = [r.id for r in root.get_children(recursive=True)]
+    finally:
+        del store.list_runs
+    assert len(found) == 303 and set(trials) <= set(found)
+    assert len(calls) <= 6  # two pages of trials, one page of grandchildren, one empty level — not 300 queries

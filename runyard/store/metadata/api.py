@@ -59,13 +59,13 @@ class MetadataStore(ABC):
         self,
         *,
         experiment_id: int | None = None,
-        parent_run_id: str | None = None,
+        parent_run_id: str | Sequence[str] | None = None,
         top_level_only: bool = False,
         statuses: Sequence[RunStatus] | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[RunInfo]:
-        """Newest first; paginated with limit/offset."""
+        """Newest first; paginated with limit/offset. ``parent_run_id`` may list several parents (a tree level)."""
 
     @abstractmethod
     def set_status(

@@ -212,7 +212,7 @@ class SqlMetadataStore(MetadataStore):
         self,
         *,
         experiment_id: int | None = None,
-        parent_run_id: str | None = None,
+        parent_run_id: str | Sequence[str] | None = None,
         top_level_only: bool = False,
         statuses: Sequence[RunStatus] | None = None,
         limit: int = 100,
@@ -221,8 +221,10 @@ class SqlMetadataStore(MetadataStore):
         cond = []
         if experiment_id is not None:
             cond.append(t.runs.c.experiment_id == experiment_id)
-        if parent_run_id is not None:
+        if isinstance(parent_run_id, str):
             cond.append(t.runs.c.parent_run_id == parent_run_id)
+        elif parent_run_id is not None:
+            cond.append(t.runs.c.parent_run_id.in_(list(parent_run_id)))
         if top_level_only:
             cond.append(t.runs.c.parent_run_id.is_(None))
         if statuses:
