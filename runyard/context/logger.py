@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections import deque
+from functools import partial
 from pathlib import Path
 
 from runyard import env_vars
@@ -177,7 +178,7 @@ class MetricLogger:
     def _replay_spilled(self) -> bool:
         while self._spilled:
             path = self._spilled[0]
-            if not self._attempt(lambda: replay_file(self.store, path), f"write the values saved in {path}"):
+            if not self._attempt(partial(replay_file, self.store, path), f"write the values saved in {path}"):
                 return False
             self._spilled.pop(0)
         return True
