@@ -5,6 +5,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -53,8 +54,9 @@ def main() -> None:
     #    (runyard submit, in a later release, starts it this way for you).
     script_run = exp.start_logging(display_name="train.py (softmax regression)", outputs=False)
     env = {**os.environ, **ws.environment_variables(), "RUNYARD_RUN_ID": script_run.id}
-    subprocess.run([sys.executable, str(HERE / "digits" / "train.py"), "--lr", "0.5"], env=env, check=True,
-                   cwd=HERE / "digits")
+    with tempfile.TemporaryDirectory() as scratch:  # the script writes ./outputs: keep it out of the source tree
+        subprocess.run([sys.executable, str(HERE / "digits" / "train.py"), "--lr", "0.5"], env=env, check=True,
+                       cwd=scratch)
     script_run.complete()
     metrics = script_run.get_metrics()
     print(f"run {script_run.id}: {script_run.get_status()}, accuracy {metrics['accuracy']:.3f}, "
