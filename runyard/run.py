@@ -159,13 +159,13 @@ class _RunBase(ABC):
         return names
 
     def upload_folder(self, name: str, path: str | os.PathLike, show_progress: bool | None = None) -> list[str]:
-        """Store every file under the local folder ``path`` as ``name/<relative path>``."""
+        """Store every file under the local folder ``path`` as ``name/<relative path>`` (``name=""``: the run's root)."""
         root = Path(path)
         if not root.is_dir():
             raise NotFound(f"cannot upload folder {path}: no such folder")
         files = sorted(p for p in root.rglob("*") if p.is_file())
-        prefix = validation.artifact_path(name)
-        return self.upload_files([f"{prefix}/{p.relative_to(root).as_posix()}" for p in files], files, show_progress)
+        prefix = validation.artifact_path(name) + "/" if name.strip("/") else ""
+        return self.upload_files([f"{prefix}{p.relative_to(root).as_posix()}" for p in files], files, show_progress)
 
     def get_file_names(self) -> list[str]:
         return [name for name, _ in self._files()]
@@ -436,12 +436,7 @@ class Run(_RunBase):
         while level:
             next_level: list[str] = []
             for i in range(0, len(level), _PARENTS_PER_QUERY):
-                parents = level[i : i + _PARENTS_PER_QUERY]
-
-                def page(limit: int, offset: int, parents: list[str] = parents) -> list[RunInfo]:
-                    return self._ws.metadata.list_runs(parent_run_id=parents, limit=limit, offset=offset)
-
-                for info in _paged(page):
+                for info in self._ws.metadata.iter_runs(parent_run_id=level[i : i + _PARENTS_PER_QUERY]):
                     next_level.append(info.run_id)
                     if _matches(info.tags, tags):
                         yield Run(self.experiment, info.run_id, _info=info)
@@ -499,11 +494,7 @@ class Run(_RunBase):
         """Runs of an experiment, newest first, filtered by type, tags, properties and status."""
         store = experiment.workspace.metadata
         statuses = [RunStatus.parse(status)] if status else None
-        for info in _paged(
-            lambda limit, offset: store.list_runs(
-                experiment_id=experiment.id, top_level_only=not include_children, statuses=statuses, limit=limit, offset=offset
-            )
-        ):
+        for info in store.iter_runs(experiment_id=experiment.id, top_level_only=not include_children, statuses=statuses):
             if type and info.run_type != type:
                 continue
             if not (_matches(info.tags, tags) and _matches(info.properties, properties)):
@@ -605,16 +596,6 @@ class OfflineRun(_RunBase):
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _paged(fetch, page: int = 200) -> Iterator[RunInfo]:
-    offset = 0
-    while True:
-        batch = fetch(page, offset)
-        yield from batch
-        if len(batch) < page:
-            return
-        offset += page
-
-
 def _download_target(name: str, output_file_path: str | os.PathLike | None) -> Path:
     """Where ``download_file`` writes: the given path, inside it when it is a folder, else the cwd."""
     dest = Path(output_file_path) if output_file_path is not None else Path(Path(name).name)

@@ -80,8 +80,7 @@ def experiments() -> None:
     ws = _ws()
     table = Table("experiment", "created", "runs")
     for exp in ws.metadata.list_experiments():
-        count = len(ws.metadata.list_runs(experiment_id=exp.id, top_level_only=True, limit=10_000))
-        table.add_row(exp.name, _when(exp.created_at), str(count) if count < 10_000 else "10000+")
+        table.add_row(exp.name, _when(exp.created_at), str(ws.metadata.count_runs(experiment_id=exp.id, top_level_only=True)))
     console.print(table)
 
 

@@ -19,7 +19,6 @@ import json
 import os
 import posixpath
 from collections.abc import Iterable
-from pathlib import Path
 
 from mlflow.entities import (
     Experiment as MlflowExperiment,
@@ -224,13 +223,9 @@ class RunyardMlflowStore(AbstractStore):
         self._flush()
         runs = []
         for exp_id in experiment_ids:
-            offset = 0
-            while True:
-                batch = self.meta.list_runs(experiment_id=self._experiment_id(exp_id), limit=500, offset=offset)
-                runs.extend(self._to_runs(batch))
-                if len(batch) < 500:
-                    break
-                offset += 500
+            infos = list(self.meta.iter_runs(page=500, experiment_id=self._experiment_id(exp_id)))
+            for i in range(0, len(infos), 500):  # latest metrics: one query per 500 runs
+                runs.extend(self._to_runs(infos[i : i + 500]))
         runs = SearchUtils.sort(SearchUtils.filter(runs, filter_string), order_by)
         return SearchUtils.paginate(runs, page_token, max_results)
 
@@ -280,9 +275,18 @@ class RunyardMlflowStore(AbstractStore):
             INVALID_PARAMETER_VALUE,
         )
 
-    create_logged_model = get_logged_model = search_logged_models = finalize_logged_model = _no_logged_models
-    set_logged_model_tags = delete_logged_model = delete_logged_model_tag = log_outputs = _no_logged_models
-    record_logged_model = _no_logged_models
+    # Calls that would create or change one are refused; reads answer truthfully that there are none (MLflow
+    # itself searches logged models when it resolves a run's artifact paths).
+    create_logged_model = finalize_logged_model = set_logged_model_tags = _no_logged_models
+    delete_logged_model = delete_logged_model_tag = log_outputs = record_logged_model = _no_logged_models
+
+    def search_logged_models(self, experiment_ids, filter_string=None, datasets=None, max_results=None,
+                             order_by=None, page_token=None):
+        return PagedList([], None)
+
+    def get_logged_model(self, model_id, allow_deleted=False):
+        raise MlflowException(f"logged model {model_id!r} does not exist (the runyard bridge keeps no logged models)",
+                              RESOURCE_DOES_NOT_EXIST)
 
     def flush_async_logging(self):
         super().flush_async_logging()
@@ -309,15 +313,15 @@ class RunyardArtifactRepository(ArtifactRepository):
         self.run.upload_file(self._name(artifact_path, os.path.basename(local_file)), local_file)
 
     def log_artifacts(self, local_dir, artifact_path=None):
-        root = Path(local_dir)
-        files = sorted(p for p in root.rglob("*") if p.is_file())
-        self.run.upload_files([self._name(artifact_path, p.relative_to(root).as_posix()) for p in files], files)
+        self.run.upload_folder(posixpath.join(self.base, artifact_path or ""), local_dir)
 
     def list_artifacts(self, path=None):
         prefix = posixpath.join(self.base, path) if path else self.base
         prefix = prefix.strip("/")
         seen: dict[str, FileInfo] = {}
         for art in self.ws.metadata.list_artifacts(self.run.id, prefix or None):
+            if art.path == prefix:
+                return []  # MLflow lists nothing for a path that names a file
             rel = art.path[len(prefix) + 1:] if prefix else art.path
             head, _, tail = rel.partition("/")
             shown = posixpath.join(path or "", head) if path else head

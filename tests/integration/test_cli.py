@@ -43,6 +43,12 @@ def test_runs_list_and_show(workspace, finished_run):
     assert "team" in show and "vision" in show and "outputs/m.pkl" in show and "2.0 KB" in show
 
 
+def test_experiments_lists_names_and_run_counts(workspace, finished_run):
+    out = cli(workspace, "experiments").stdout
+    (row,) = [line for line in out.splitlines() if "digits" in line]
+    assert row.split("│")[3].strip() == "1"
+
+
 def test_metrics_table_and_history(workspace, finished_run):
     out = cli(workspace, "metrics", finished_run.id).stdout
     assert "loss" in out and "0.25" in out and "best acc@1" in out

@@ -43,6 +43,8 @@ def test_runs_create_list_page_and_children(store):
     assert listed == ids[::-1][:3]  # newest first
     assert [r.run_id for r in store.list_runs(experiment_id=exp.id, top_level_only=True, limit=3, offset=3)] == ids[::-1][3:]
     assert [r.run_id for r in store.list_runs(parent_run_id="r0")] == ["c1"]
+    assert store.count_runs(experiment_id=exp.id) == 6 and store.count_runs(experiment_id=exp.id, top_level_only=True) == 5
+    assert [r.run_id for r in store.iter_runs(page=2, experiment_id=exp.id, top_level_only=True)] == ids[::-1]
     got = store.get_run("c1")
     assert got.parent_run_id == "r0" and got.tags == {"k": "v"} and got.properties == {"p": "1"}
     assert got.status is RunStatus.NOT_STARTED and got.start_time is None

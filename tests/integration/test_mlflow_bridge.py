@@ -29,6 +29,8 @@ def test_mlflow_calls_land_in_the_runyard_run(workspace, tmp_path):
         rid = mlflow.active_run().info.run_id
         assert [m.value for m in client.get_metric_history(rid, "loss")] == [0.9, 0.5, 0.1]
         assert sorted(f.path for f in client.list_artifacts(rid)) == ["model", "report.txt"]
+        assert [f.path for f in client.list_artifacts(rid, "model")] == ["model/w.bin"]
+        assert client.list_artifacts(rid, "report.txt") == []
         """,
         env={**workspace.environment_variables(), "MLFLOW_TRACKING_URI": "runyard://", "MLFLOW_RUN_ID": run.id},
     )

@@ -46,3 +46,5 @@ def test_offline_run_has_the_whole_file_api(tmp_path, capsys):
     assert sorted(got) == sorted([str(tmp_path / "dl" / "a.txt"), str(tmp_path / "dl" / "sub" / "b.txt")])
     assert (tmp_path / "dl" / "sub" / "b.txt").read_text() == "bb"
     assert "Attempted to upload file outputs/a.txt" in capsys.readouterr().out
+    root = OfflineRun()
+    assert root.upload_folder("", tmp_path / "out") == ["a.txt", "sub/b.txt"]  # "" = the run's root

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from runyard.status import RunStatus
 from runyard.store.metadata.entities import (
@@ -66,6 +66,19 @@ class MetadataStore(ABC):
         offset: int = 0,
     ) -> list[RunInfo]:
         """Newest first; paginated with limit/offset. ``parent_run_id`` may list several parents (a tree level)."""
+
+    def iter_runs(self, page: int = 200, **filters) -> Iterator[RunInfo]:
+        """Every run matching ``list_runs``' filters, newest first, read a page at a time."""
+        offset = 0
+        while True:
+            batch = self.list_runs(limit=page, offset=offset, **filters)
+            yield from batch
+            if len(batch) < page:
+                return
+            offset += page
+
+    @abstractmethod
+    def count_runs(self, *, experiment_id: int | None = None, top_level_only: bool = False) -> int: ...
 
     @abstractmethod
     def set_status(

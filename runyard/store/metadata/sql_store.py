@@ -231,6 +231,16 @@ class SqlMetadataStore(MetadataStore):
             cond.append(t.runs.c.status.in_([RunStatus.parse(s).value for s in statuses]))
         return self._runs(and_(True, *cond), limit=limit, offset=offset)
 
+    def count_runs(self, *, experiment_id: int | None = None, top_level_only: bool = False) -> int:
+        r = t.runs.c
+        query = select(func.count()).select_from(t.runs)
+        if experiment_id is not None:
+            query = query.where(r.experiment_id == experiment_id)
+        if top_level_only:
+            query = query.where(r.parent_run_id.is_(None))
+        with self._read("count runs") as conn:
+            return int(conn.execute(query).scalar_one())
+
     def _runs(self, where, *, limit: int, offset: int = 0) -> list[RunInfo]:
         self._reap_stale_runs()
         query = (
