@@ -4,8 +4,13 @@
     ws = Workspace.from_config()
     run = Experiment(ws, "digits").start_logging()
     run.log("loss", 0.5); run.complete()
+
+    run = Experiment(ws, "digits").submit(ScriptRunConfig(source_directory=".", script="train.py"))
+    run.wait_for_completion(show_output=True)
 """
+from runyard.config import Environment, ScriptRunConfig
 from runyard.errors import (
+    ComputeError,
     ConfigError,
     InvalidStatusTransition,
     NotFound,
@@ -23,7 +28,9 @@ from runyard.workspace import Workspace
 __version__ = "0.1.0"
 
 __all__ = [
+    "ComputeError",
     "ConfigError",
+    "Environment",
     "Experiment",
     "InvalidStatusTransition",
     "NotFound",
@@ -32,6 +39,7 @@ __all__ = [
     "RunFailed",
     "RunStatus",
     "RunyardError",
+    "ScriptRunConfig",
     "StoreError",
     "ValidationError",
     "Workspace",

@@ -30,5 +30,9 @@ class InvalidStatusTransition(RunyardError):
     """A run in a terminal status was asked to change status."""
 
 
+class ComputeError(RunyardError):
+    """A compute target cannot run a job (no GPU, capacity, a supervisor that cannot start)."""
+
+
 class RunFailed(RunyardError):
     """A run ended Failed (raised by waiting helpers when raise_on_error=True)."""

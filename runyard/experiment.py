@@ -63,6 +63,21 @@ class Experiment:
         owned.own(run)
         return run
 
+    def submit(self, config: Any, tags: Mapping[str, Any] | None = None, display_name: str | None = None) -> "Run":
+        """Submit a ``ScriptRunConfig`` or an ``Estimator``; returns the run at once (status Queued).
+
+        The code in ``source_directory`` is snapshotted, the run is recorded, and the compute target starts it
+        (locally: in a detached supervisor process, so the run goes on if this process exits). Everything is
+        validated first: a bad spec raises before anything is stored or started.
+
+        Args:
+            tags: tags set on the run.
+            display_name: a friendly name for the run.
+        """
+        from runyard.submission import submit
+
+        return submit(self, config, tags=tags, display_name=display_name)
+
     @property
     def tags(self) -> dict[str, str]:
         """The experiment's tags (read fresh from the store)."""

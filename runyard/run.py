@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from runyard import env_vars, validation
 from runyard.context import owned
-from runyard.errors import InvalidStatusTransition, NotFound, RunyardError, ValidationError
+from runyard.errors import InvalidStatusTransition, NotFound, RunFailed, RunyardError, ValidationError
 from runyard.status import RunStatus
 from runyard.store.metadata import ArtifactInfo, MetricRecord, RunInfo
 
@@ -315,7 +315,24 @@ class Run(_RunBase):
             "error": info.error,
             "exitCode": info.exit_code,
             "description": info.description,
+            "target": info.compute_target,
+            "runDefinition": info.definition,
+            "logFiles": {a.path: self._ws.artifacts.uri(self.id, a.path) for a in self._ws.metadata.list_artifacts(self.id, "logs")}
+            if info.compute_target else {},
         }
+
+    def restore_snapshot(self, path: str | os.PathLike | None = None) -> str:
+        """Write the code snapshot this run ran (``source_directory`` as submitted) into ``path`` (default ./snapshot_<id>)."""
+        from runyard.submission import restore_snapshot
+
+        snapshot_id = self.get_properties().get("ContentSnapshotId")
+        if not snapshot_id:
+            raise NotFound(f"run {self.id} has no code snapshot (only submitted runs have one)")
+        return str(restore_snapshot(self._ws, snapshot_id, path or f"snapshot_{self.id}"))
+
+    def get_all_logs(self, destination: str | os.PathLike | None = None) -> list[str]:
+        """Download the run's ``logs/`` (captured output of every rank, the supervisor's log, the script's ./logs)."""
+        return self.download_files(prefix="logs", output_directory=destination or ".")
 
     def __repr__(self) -> str:
         return f"Run(experiment={self.experiment.name!r}, id={self.id!r}, type={self.type!r}, status={self._info.status.value!r})"
@@ -456,11 +473,64 @@ class Run(_RunBase):
         self._finish(RunStatus.FAILED, error=_error_dict(error_details, error_code), _set_status=_set_status)
 
     def cancel(self) -> None:
-        """Mark the run Canceled (a submitted run's process is stopped by its compute target)."""
-        self._finish(RunStatus.CANCELED)
+        """Cancel the run. A submitted run's compute target stops its whole process tree (SIGTERM, then SIGKILL)
+        and the run ends Canceled; an interactive run is marked Canceled. Canceling a finished run does nothing."""
+        target = self._target()
+        if target is None:
+            self._finish(RunStatus.CANCELED)
+        else:
+            target.cancel(self.id)
+            self._refresh()
+
+    def _target(self):
+        """The compute target of a submitted run (None for interactive runs)."""
+        if not self._info.compute_target:
+            return None
+        from runyard.compute import get_target
+
+        return get_target(self._ws, self._info.compute_target)
+
+    def _supervised_here(self) -> bool:
+        """This process is a submitted run's script: its supervisor decides the final status."""
+        return bool(self._info.compute_target) and os.environ.get(env_vars.RUN_ID) == self.id
+
+    def wait_for_completion(
+        self, show_output: bool = False, wait_post_processing: bool = False, raise_on_error: bool = True
+    ) -> dict[str, Any]:
+        """Wait until the run ends; return ``get_details()``.
+
+        Args:
+            show_output: stream the output of the run's rank 0 as it is printed, then an execution summary.
+            raise_on_error: raise RunFailed (with the error and the failing rank's last lines) if it Failed.
+        """
+        import sys
+
+        target = self._target()
+        if show_output:
+            print(f"RunId: {self.id}\n", flush=True)
+            if target is not None:
+                for text in target.log_iter(self.id, rank=0, follow=True):
+                    sys.stdout.write(text)
+                    sys.stdout.flush()
+        started = time.monotonic()
+        while not self._refresh().status.is_terminal():
+            time.sleep(min(0.5, 0.02 + 0.05 * (time.monotonic() - started)))  # quick for short runs, then calm
+        details = self.get_details()
+        if show_output:
+            print(f"\nExecution Summary\n=================\nRunId: {self.id}\nStatus: {details['status']}"
+                  + (f"\nError: {details['error'].get('message')}" if details.get("error") else ""), flush=True)
+        if raise_on_error and self._info.status == RunStatus.FAILED:
+            error = self._info.error or {}
+            tail = "\n".join(error.get("last_lines") or [])
+            raise RunFailed(f"run {self.id} failed: {error.get('message', 'no error recorded')}"
+                            + (f"\nlast lines of rank {error.get('rank', 0)}:\n{tail}" if tail else ""))
+        return details
 
     def _finish(self, status: RunStatus, error: dict | None = None, _set_status: bool = True) -> None:
         current = self._refresh().status
+        if status == RunStatus.COMPLETED and self._supervised_here() and not current.is_terminal():
+            self.flush()  # a script completing its own submitted run: the supervisor completes it at exit
+            return
         if current.is_terminal():
             owned.disown(self)
             if current == status:

@@ -38,6 +38,7 @@ class Workspace:
         self.path = Path(path).expanduser().absolute()
         _ensure_writable_dir(self.path)
         config = self._read_or_write_config()
+        self._config = config
         self.name: str = config.get("name") or _default_name(self.path)
         self.tracking_uri = _resolve_db_url(tracking_uri or config.get("tracking_uri") or f"sqlite:///{DEFAULT_DB}", self.path)
         self.artifact_uri = _resolve_artifact_uri(artifact_uri or config.get("artifact_uri") or DEFAULT_ARTIFACTS, self.path)
@@ -130,6 +131,13 @@ class Workspace:
             env_vars.TRACKING_URI: self.tracking_uri,
             env_vars.ARTIFACT_URI: self.artifact_uri,
         }
+
+    def compute_settings(self, target: str) -> dict:
+        """Settings of a compute target from ``config.json``: ``{"compute": {"local": {"max_concurrent_runs": 2}}}``."""
+        section = (self._config.get("compute") or {}).get(target) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"workspace config {self.path / CONFIG_FILE}: compute.{target} must be an object")
+        return dict(section)
 
     # -- contents -----------------------------------------------------------------------------
     @property

@@ -11,7 +11,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
-from runyard import env_vars
+from runyard.context import heartbeat
 from runyard.errors import RunyardError
 from runyard.status import RunStatus
 
@@ -54,26 +54,12 @@ def _start() -> None:
 
     sys.excepthook = excepthook
     on_exit(_finish_all)
-    threading.Thread(target=_heartbeat_loop, name="runyard-heartbeat", daemon=True).start()
+    heartbeat.start(_owned_runs, _wake)
 
 
-def _heartbeat_loop() -> None:
-    interval = float(os.environ.get(env_vars.HEARTBEAT_INTERVAL, 10))
-    failing = False
-    while not _wake.wait(interval):
-        by_store: dict[int, tuple] = {}
-        with _lock:
-            for run in _runs.values():
-                store = run.workspace.metadata
-                by_store.setdefault(id(store), (store, []))[1].append(run.id)
-        for store, ids in by_store.values():
-            try:
-                store.heartbeat(ids)
-                failing = False
-            except Exception as exc:  # noqa: BLE001 - a heartbeat must never disturb the script
-                if not failing:
-                    print(f"runyard: heartbeat failed (will retry): {exc}", file=sys.stderr, flush=True)
-                failing = True
+def _owned_runs() -> list[tuple]:
+    with _lock:
+        return [(run.workspace.metadata, run.id) for run in _runs.values()]
 
 
 def _finish_all(reason: str) -> None:

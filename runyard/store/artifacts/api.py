@@ -30,3 +30,15 @@ class ArtifactStore(ABC):
 
     @abstractmethod
     def uri(self, run_id: str, name: str = "") -> str: ...
+
+    # Objects: content addressed by the caller under ``<root>/<key>`` (the snapshot store uses ``snapshots/``).
+    @abstractmethod
+    def put_object(self, key: str, source: str | BinaryIO) -> int:
+        """Store a local file (path) or a binary stream under ``key``; return its size."""
+
+    @abstractmethod
+    def get_object(self, key: str, local_path: str) -> None:
+        """Copy an object out; raise NotFound when there is none."""
+
+    @abstractmethod
+    def has_object(self, key: str) -> bool: ...

@@ -44,38 +44,60 @@ class FsspecArtifactStore(ArtifactStore):
         return path
 
     def put_file(self, run_id: str, name: str, local_path: str) -> int:
-        if not os.path.isfile(local_path):
-            raise NotFound(f"cannot upload {local_path!r}: no such file")
-        path = self._path(run_id, name)
-        with self._errors(f"write {name}"):
-            self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
-            if self.local:
-                tmp = path + ".uploading"
-                shutil.copyfile(local_path, tmp)
-                os.replace(tmp, path)  # readers never see half a file
-            else:
-                self.fs.put_file(local_path, path)
-        return os.path.getsize(local_path)
+        return self._write(self._path(run_id, name), local_path, name)
 
     def put_stream(self, run_id: str, name: str, stream: BinaryIO) -> int:
-        path = self._path(run_id, name)
-        with self._errors(f"write {name}"):
-            self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
-            tmp = path + ".uploading" if self.local else path
-            with self.fs.open(tmp, "wb") as out:
-                shutil.copyfileobj(stream, out, 1 << 20)
-            if self.local:
-                os.replace(tmp, path)
-            return self.fs.size(path)
+        return self._write(self._path(run_id, name), stream, name)
 
     def get_file(self, run_id: str, name: str, local_path: str) -> None:
-        path = self._path(run_id, name)
-        if not self.fs.isfile(path):
-            raise NotFound(f"run {run_id} has no file {name!r}")
-        parent = os.path.dirname(os.path.abspath(local_path))
-        os.makedirs(parent, exist_ok=True)
-        with self._errors(f"read {name}"):
-            self.fs.get_file(path, local_path)
+        self._read(self._path(run_id, name), local_path, f"run {run_id} has no file {name!r}")
+
+    # -- objects outside runs (the snapshot content store) ------------------------------------
+    def _object_path(self, key: str) -> str:
+        return posixpath.join(self.base, validation.artifact_path(key))
+
+    def put_object(self, key: str, source: str | BinaryIO) -> int:
+        return self._write(self._object_path(key), source, key)
+
+    def get_object(self, key: str, local_path: str) -> None:
+        self._read(self._object_path(key), local_path, f"artifact store {self.root} has no object {key!r}")
+
+    def has_object(self, key: str) -> bool:
+        path = self._object_path(key)
+        return os.path.isfile(path) if self.local else self.fs.isfile(path)
+
+    # -- one writer and one reader for run files and objects ----------------------------------
+    def _write(self, path: str, source: str | BinaryIO, name: str) -> int:
+        """Store a local file (a path) or a binary stream at ``path``; local writes are atomic."""
+        if isinstance(source, str) and not os.path.isfile(source):
+            raise NotFound(f"cannot upload {source!r}: no such file")
+        with self._errors(f"write {name}"):
+            self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+            if not self.local:
+                if isinstance(source, str):
+                    self.fs.put_file(source, path)
+                else:
+                    with self.fs.open(path, "wb") as out:
+                        shutil.copyfileobj(source, out, 1 << 20)
+                return self.fs.size(path)
+            tmp = f"{path}.{os.getpid()}.uploading"
+            if isinstance(source, str):
+                shutil.copyfile(source, tmp)
+            else:
+                with open(tmp, "wb") as out:
+                    shutil.copyfileobj(source, out, 1 << 20)
+            os.replace(tmp, path)  # readers never see half a file
+            return os.path.getsize(path)
+
+    def _read(self, path: str, local_path: str, missing: str) -> None:
+        if not (os.path.isfile(path) if self.local else self.fs.isfile(path)):
+            raise NotFound(missing)
+        os.makedirs(os.path.dirname(os.path.abspath(local_path)), exist_ok=True)
+        with self._errors(f"read {path}"):
+            if self.local:
+                shutil.copyfile(path, local_path)
+            else:
+                self.fs.get_file(path, local_path)
 
     def open(self, run_id: str, name: str) -> BinaryIO:
         path = self._path(run_id, name)

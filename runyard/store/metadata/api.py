@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from runyard.status import RunStatus
 from runyard.store.metadata.entities import (
@@ -48,7 +49,11 @@ class MetadataStore(ABC):
         status: RunStatus = RunStatus.NOT_STARTED,
         tags: Mapping[str, str] | None = None,
         properties: Mapping[str, str] | None = None,
-    ) -> RunInfo: ...
+        compute_target: str | None = None,
+        definition: Mapping[str, Any] | None = None,
+        heartbeat: bool = False,
+    ) -> RunInfo:
+        """``heartbeat=True``: the run can go stale from now on (its driver must heartbeat it)."""
 
     @abstractmethod
     def get_run(self, run_id: str) -> RunInfo:

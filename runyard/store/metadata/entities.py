@@ -31,6 +31,8 @@ class RunInfo:
     heartbeat_at: float | None = None
     error: dict[str, Any] | None = None
     exit_code: int | None = None
+    compute_target: str | None = None
+    definition: dict[str, Any] | None = None
     tags: dict[str, str] = field(default_factory=dict)
     properties: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)

@@ -57,6 +57,8 @@ runs = Table(
     Column("heartbeat_at", Double, nullable=True),
     Column("error", Text, nullable=True),  # JSON object
     Column("exit_code", Integer, nullable=True),
+    Column("compute_target", String(255), nullable=True),  # submitted runs: where they run
+    Column("definition", Text, nullable=True),  # submitted runs: the job spec as JSON (get_details' runDefinition)
     Index(None, "experiment_id", "created_at"),
     Index(None, "created_at"),  # runs list across experiments, newest first
     Index(None, "parent_run_id"),

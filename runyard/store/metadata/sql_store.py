@@ -174,6 +174,9 @@ class SqlMetadataStore(MetadataStore):
         status: RunStatus = RunStatus.NOT_STARTED,
         tags: Mapping[str, str] | None = None,
         properties: Mapping[str, str] | None = None,
+        compute_target: str | None = None,
+        definition: Mapping[str, Any] | None = None,
+        heartbeat: bool = False,
     ) -> RunInfo:
         exp = self.get_experiment(int(experiment_id))
         run_id = run_id or new_run_id(exp.name)
@@ -189,6 +192,9 @@ class SqlMetadataStore(MetadataStore):
             "created_at": now,
             "start_time": now if status in _STARTED else None,
             "end_time": now if status.is_terminal() else None,
+            "heartbeat_at": now if heartbeat else None,
+            "compute_target": compute_target,
+            "definition": json.dumps(dict(definition)) if definition is not None else None,
         }
         try:
             with self._write("create run") as conn:
@@ -531,6 +537,8 @@ def _run(row, extra: dict[str, dict[str, str]]) -> RunInfo:
         heartbeat_at=row.heartbeat_at,
         error=json.loads(row.error) if row.error else None,
         exit_code=row.exit_code,
+        compute_target=row.compute_target,
+        definition=json.loads(row.definition) if row.definition else None,
         **extra,
     )
 

@@ -1,0 +1,152 @@
+"""The compute-target interface (after torchx's Scheduler): one shape for every place a run can execute.
+
+``submit()`` is a template method: ``dryrun()`` builds the backend's request without side effects (printable,
+unit-testable), ``schedule()`` sends it. ``describe()``, ``cancel()`` and ``log_iter()`` complete the contract,
+which ``tests/integration/test_compute_contract.py`` checks for every target.
+"""
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+from runyard.config.job import JobSpec
+from runyard.errors import ConfigError
+
+if TYPE_CHECKING:
+    from runyard.submission.snapshot import Snapshot
+    from runyard.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class TargetOption:
+    """A setting a target declares: read from the workspace config (``compute.<target>.<name>``), then ``env``."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    env: str | None = None
+
+
+class RunRef(NamedTuple):
+    """The run a job is submitted as (already recorded in the metadata store, status Queued)."""
+
+    run_id: str
+    experiment_name: str
+    parent_run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    """What ``schedule()`` sends: the backend-native payload for one run (JSON-ready)."""
+
+    target: str
+    run_id: str
+    payload: Mapping[str, Any]
+
+    def __str__(self) -> str:
+        return json.dumps({"target": self.target, "run_id": self.run_id, **self.payload}, indent=2, default=str)
+
+
+@dataclass(frozen=True)
+class RunDescription:
+    """What a target observes about a run it executes."""
+
+    run_id: str
+    target: str
+    status: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ComputeTarget(ABC):
+    """Where runs execute. Subclasses implement the underscored hooks and declare ``options``."""
+
+    type: ClassVar[str]
+    options: ClassVar[tuple[TargetOption, ...]] = ()
+
+    def __init__(self, workspace: "Workspace", name: str) -> None:
+        self.workspace = workspace
+        self.name = name
+        self.settings = self._resolve_options()
+
+    # -- the contract ----------------------------------------------------------------------------
+    def dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot") -> SubmitRequest:
+        """Validate the job for this target and build its request; nothing is started or written."""
+        return self._dryrun(job, run, snapshot)
+
+    def submit(self, job: JobSpec, run: RunRef, snapshot: "Snapshot") -> str:
+        """Build the request and send it; the run record and snapshot must already be stored."""
+        return self.schedule(self.dryrun(job, run, snapshot))
+
+    @abstractmethod
+    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot") -> SubmitRequest: ...
+
+    @abstractmethod
+    def schedule(self, request: SubmitRequest) -> str:
+        """Start the run described by ``request``; return its run id. The run continues if the caller exits."""
+
+    @abstractmethod
+    def describe(self, run_id: str) -> RunDescription | None:
+        """What the target knows of the run; None for a run it never executed."""
+
+    @abstractmethod
+    def cancel(self, run_id: str, wait: float = 10.0) -> None:
+        """Stop the run's whole process tree and mark it Canceled; a no-op on a finished run (idempotent)."""
+
+    def log_iter(self, run_id: str, rank: int = 0, follow: bool = False) -> Iterator[str]:
+        """The output of one rank of a run, as text chunks; with ``follow`` until the run ends.
+
+        The base version reads the logs a finished run uploaded; targets that can see a live run override it.
+        """
+        yield from stored_log(self.workspace, run_id, rank)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _resolve_options(self) -> dict[str, Any]:
+        configured = self.workspace.compute_settings(self.name)
+        unknown = set(configured) - {o.name for o in self.options}
+        if unknown:
+            raise ConfigError(
+                f"compute target {self.name!r}: unknown setting(s) {', '.join(sorted(unknown))} in the workspace "
+                f"config; known: {', '.join(o.name for o in self.options)}"
+            )
+        settings = {}
+        for opt in self.options:
+            raw = os.environ.get(opt.env) if opt.env and os.environ.get(opt.env) else configured.get(opt.name, opt.default)
+            try:
+                settings[opt.name] = opt.type(raw) if raw is not None else None
+            except (TypeError, ValueError):
+                source = f"${opt.env}" if opt.env and os.environ.get(opt.env) else f"compute.{self.name}.{opt.name}"
+                raise ConfigError(f"{source}={raw!r} is not a valid {opt.type.__name__} ({opt.help})") from None
+        return settings
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+# Captured output of rank N is stored as logs/user_log_N.txt; when it grows past the cap it is rotated to
+# user_log_N.1.txt, .2.txt … (oldest last), so a reader prints the highest number first.
+def user_log_name(rank: int, rotation: int = 0) -> str:
+    return f"logs/user_log_{rank}.txt" if rotation == 0 else f"logs/user_log_{rank}.{rotation}.txt"
+
+
+def ordered_log_names(names: list[str], rank: int) -> list[str]:
+    """The stored parts of a rank's log, oldest first."""
+    import re
+
+    pattern = re.compile(rf"^logs/user_log_{rank}(?:\.(\d+))?\.txt$")
+    parts = [(int(m.group(1) or 0), n) for n in names if (m := pattern.match(n))]
+    return [n for _, n in sorted(parts, reverse=True)]
+
+
+def stored_log(workspace: "Workspace", run_id: str, rank: int) -> Iterator[str]:
+    """A finished run's log of one rank, read from the artifact store."""
+    from runyard.submission.logfiles import decode_chunks
+
+    names = ordered_log_names([a.path for a in workspace.metadata.list_artifacts(run_id, "logs")], rank)
+    for name in names:
+        with workspace.artifacts.open(run_id, name) as f:
+            yield from decode_chunks(iter(lambda f=f: f.read(1 << 16), b""))

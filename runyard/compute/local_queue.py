@@ -1,0 +1,125 @@
+"""The local target's queue: at most ``capacity`` runs of a pool at once, the rest wait in submission order.
+
+Everything is a file under ``WORKSPACE/local/queue/<pool>/`` held with ``flock``: a waiting run's ticket
+(named by its submission time), and one lock file per slot that a running supervisor holds. A supervisor
+that dies — even by ``kill -9`` — releases its locks with it, so a slot is never lost.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+# A ticket is written by the submitting process before the supervisor starts; if nobody has locked it for this
+# long its supervisor never started (or died), and the ticket no longer holds a place in the line.
+_UNCLAIMED_TICKET_SECONDS = 30.0
+
+
+class LocalQueue:
+    def __init__(self, root: Path, pool: str, capacity: int) -> None:
+        self.dir = root / pool
+        self.capacity = max(1, int(capacity))
+
+    def ticket_for(self, run_id: str, submitted_ns: int) -> Path:
+        return self.dir / f"{submitted_ns:020d}-{run_id}.ticket"
+
+    def enqueue(self, run_id: str, submitted_ns: int) -> Path:
+        """Take a place in line (done by the submitter, so the order is the order of submission)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        ticket = self.ticket_for(run_id, submitted_ns)
+        ticket.touch()
+        return ticket
+
+    def acquire(self, ticket: Path, stop: Callable[[], bool], poll: float = 0.1) -> int | None:
+        """Wait for a free slot; return the open slot lock (hold it while running), or None when ``stop()``."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        ticket.touch()
+        mine = os.open(ticket, os.O_RDWR)
+        fcntl.flock(mine, fcntl.LOCK_EX)  # "this ticket's owner is alive and waiting"
+        try:
+            while not stop():
+                with self._locked():
+                    position = self._position(ticket.name)
+                    free = self._free_slots() if position < self.capacity else []
+                    for fd in free[1:]:
+                        os.close(fd)
+                    if position < len(free):  # the runs ahead of this one each take a free slot too
+                        ticket.unlink(missing_ok=True)
+                        return free[0]
+                    if free:
+                        os.close(free[0])
+                time.sleep(poll)
+            ticket.unlink(missing_ok=True)
+            return None
+        finally:
+            os.close(mine)
+
+    def position(self, ticket_name: str) -> int | None:
+        """Runs ahead of this ticket in line (None when the ticket is gone: running or finished)."""
+        if not (self.dir / ticket_name).exists():
+            return None
+        with self._locked():
+            return self._position(ticket_name)
+
+    # -- under the queue lock ---------------------------------------------------------------------
+    @contextmanager
+    def _locked(self):
+        fd = os.open(self.dir.parent / f"{self.dir.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _position(self, name: str) -> int:
+        ahead = 0
+        for other in sorted(os.listdir(self.dir)):
+            if other >= name:
+                break
+            if other.endswith(".ticket") and self._waiting(self.dir / other):
+                ahead += 1
+        return ahead
+
+    def _waiting(self, ticket: Path) -> bool:
+        """A ticket holds its place while its owner locks it, or while it is young enough to be claimed."""
+        try:
+            fd = os.open(ticket, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True  # locked: a live supervisor waits on it
+            if time.time() - os.fstat(fd).st_mtime < _UNCLAIMED_TICKET_SECONDS:
+                return True
+            ticket.unlink(missing_ok=True)  # abandoned
+            return False
+        finally:
+            os.close(fd)
+
+    def _slot_path(self, i: int) -> Path:
+        return self.dir / f"slot-{i}.lock"
+
+    def _free_slots(self) -> list[int]:
+        """Lock every free slot; return their open descriptors (closing one frees its slot again)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        held = []
+        for i in range(self.capacity):
+            fd = os.open(self.dir / f"slot-{i}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held.append(fd)
+            except BlockingIOError:
+                os.close(fd)
+        return held
+
+    def running(self) -> int:
+        """Slots in use now."""
+        free = self._free_slots()
+        for fd in free:
+            os.close(fd)
+        return self.capacity - len(free)

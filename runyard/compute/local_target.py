@@ -1,0 +1,248 @@
+"""The ``local`` compute target: runs on this machine, one detached supervisor process per run.
+
+Runtime state lives in ``WORKSPACE/local/``: ``runs/<run id>/`` (the request, the supervisor's pid and log, the
+working copy ``wd/`` and the live logs while the run is on), ``queue/`` (see ``local_queue.py``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runyard import env_vars
+from runyard.compute.api import (
+    ComputeTarget,
+    RunDescription,
+    RunRef,
+    SubmitRequest,
+    TargetOption,
+    stored_log,
+    user_log_name,
+)
+from runyard.compute.local_queue import LocalQueue
+from runyard.config.job import JobSpec
+from runyard.errors import ComputeError, InvalidStatusTransition, NotFound
+from runyard.launchers import NodeContext, launcher_for
+from runyard.status import RunStatus
+from runyard.submission.logfiles import decode_chunks, follow as follow_file, rotated_path
+
+if TYPE_CHECKING:
+    from runyard.submission.snapshot import Snapshot
+
+
+def gpu_count() -> int:
+    """GPUs this machine offers (CUDA_VISIBLE_DEVICES when set, else what nvidia-smi lists)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+class LocalTarget(ComputeTarget):
+    """This machine. Runs beyond the capacity of their pool (CPU or GPU) wait in Queued and start in order."""
+
+    type = "local"
+    options = (
+        TargetOption("max_concurrent_runs", int, os.cpu_count() or 1,
+                     "CPU runs executing at once; more wait in Queued", "RUNYARD_LOCAL_MAX_RUNS"),
+        TargetOption("max_concurrent_gpu_runs", int, None,
+                     "GPU runs (use_gpu=True) executing at once (default: one per GPU)", "RUNYARD_LOCAL_MAX_GPU_RUNS"),
+        TargetOption("log_max_mb", float, 100.0,
+                     "size of a captured log file before it is rotated (2 older parts are kept)", "RUNYARD_LOG_MAX_MB"),
+        TargetOption("kill_grace_seconds", float, 3.0,
+                     "after SIGTERM, seconds before SIGKILL when a run is canceled or times out", "RUNYARD_KILL_GRACE"),
+        TargetOption("log_sync_seconds", float, 10.0,
+                     "seconds between uploads of a running run's logs to the artifact store", "RUNYARD_LOG_SYNC_SECONDS"),
+    )
+
+    @property
+    def root(self) -> Path:
+        return self.workspace.path / "local"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def _queue(self, pool: str, capacity: int) -> LocalQueue:
+        return LocalQueue(self.root / "queue", pool, capacity)
+
+    # -- dryrun / schedule --------------------------------------------------------------------------
+    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot") -> SubmitRequest:
+        run_id = run.run_id
+        pool, capacity = "cpu", self.settings["max_concurrent_runs"]
+        if job.use_gpu:
+            gpus = gpu_count()
+            if gpus == 0:
+                raise ComputeError(
+                    "use_gpu=True but this machine has no GPU (nvidia-smi lists none, or CUDA_VISIBLE_DEVICES is "
+                    "empty) — submit with use_gpu=False, or to a compute target with GPUs"
+                )
+            pool, capacity = "gpu", self.settings["max_concurrent_gpu_runs"] or gpus
+        if capacity < 1:
+            raise ComputeError(f"compute target {self.name!r}: the capacity of the {pool} pool must be >= 1, got {capacity}")
+        run_dir = self.run_dir(run_id)
+        workdir = run_dir / "wd"
+        launcher = launcher_for(job)
+        processes = launcher.processes(job, NodeContext(node_rank=0, hosts=("127.0.0.1",)))
+        return SubmitRequest(self.name, run_id, {
+            "workspace": {"path": str(self.workspace.path), "tracking_uri": self.workspace.tracking_uri,
+                          "artifact_uri": self.workspace.artifact_uri},
+            "job": job.to_definition(),
+            "snapshot_id": snapshot.id,
+            "run_dir": str(run_dir),
+            "workdir": str(workdir),
+            "pool": pool,
+            "capacity": capacity,
+            "submitted_ns": time.time_ns(),
+            "settings": dict(self.settings),
+            "launcher": launcher.name,
+            "processes": [
+                {"rank": p.rank, "local_rank": p.local_rank, "argv": list(p.argv),
+                 "env": {**self._run_env(job, run, workdir), **p.env}}
+                for p in processes
+            ],
+        })
+
+    def _run_env(self, job: JobSpec, run: RunRef, workdir: Path) -> dict[str, str]:
+        """The variables a run's processes get on top of the supervisor's environment."""
+        return {
+            **job.environment_variables,
+            **self.workspace.environment_variables(),
+            env_vars.RUN_ID: run.run_id,
+            env_vars.EXPERIMENT_NAME: run.experiment_name,
+            **({env_vars.PARENT_RUN_ID: run.parent_run_id} if run.parent_run_id else {}),
+            "MLFLOW_TRACKING_URI": f"runyard://{self.workspace.path}",
+            "PYTHONUNBUFFERED": "1",
+            # The snapshot's root is importable even when the entry script lives in a subfolder.
+            "PYTHONPATH": os.pathsep.join(p for p in (str(workdir), os.environ.get("PYTHONPATH", "")) if p),
+        }
+
+    def schedule(self, request: SubmitRequest) -> str:
+        payload = request.payload
+        run_dir = Path(payload["run_dir"])
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "request.json").write_text(str(request), encoding="utf-8")
+        self._queue(payload["pool"], payload["capacity"]).enqueue(request.run_id, payload["submitted_ns"])
+        log = open(run_dir / "supervisor.log", "ab")
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "runyard.submission.supervisor", str(run_dir)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own session: a Ctrl-C or exit of the submitter does not reach it
+                close_fds=True, cwd=str(run_dir),
+            )
+        except OSError as exc:
+            raise ComputeError(f"cannot start the supervisor of run {request.run_id}: {exc}") from exc
+        finally:
+            log.close()
+        # Reap it when it ends (no zombie in a long-lived notebook); the thread dies with this process.
+        threading.Thread(target=proc.wait, name=f"runyard-reap-{proc.pid}", daemon=True).start()
+        return request.run_id
+
+    # -- observe / cancel ------------------------------------------------------------------------------
+    def _request(self, run_id: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.run_dir(run_id) / "request.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def supervisor_pid(self, run_id: str) -> int | None:
+        """The pid of the run's live supervisor on this machine, if any."""
+        try:
+            pid, started = (self.run_dir(run_id) / "supervisor.pid").read_text().split()
+        except (OSError, ValueError):
+            return None
+        import psutil
+
+        try:
+            proc = psutil.Process(int(pid))
+            return proc.pid if abs(proc.create_time() - float(started)) < 1.0 else None  # not a reused pid
+        except (psutil.Error, ValueError):
+            return None
+
+    def describe(self, run_id: str) -> RunDescription | None:
+        try:
+            info = self.workspace.metadata.get_run(run_id)
+        except NotFound:
+            return None
+        if info.compute_target != self.name:
+            return None
+        request = self._request(run_id) or {}
+        details: dict[str, Any] = {"supervisor_pid": self.supervisor_pid(run_id), "run_dir": str(self.run_dir(run_id))}
+        if info.status == RunStatus.QUEUED and request:
+            queue = self._queue(request["pool"], request["capacity"])
+            details["queue_position"] = queue.position(queue.ticket_for(run_id, request["submitted_ns"]).name)
+        return RunDescription(run_id, self.name, info.status.value, details)
+
+    def cancel(self, run_id: str, wait: float = 10.0) -> None:
+        store = self.workspace.metadata
+        info = store.get_run(run_id)
+        if info.status.is_terminal():
+            return
+        try:
+            store.set_status(run_id, RunStatus.CANCEL_REQUESTED)
+        except InvalidStatusTransition:
+            return  # it finished meanwhile
+        pid = self.supervisor_pid(run_id)
+        if pid is None:
+            # No supervisor here: it has not started yet (it will see CancelRequested and stop) or it is gone.
+            deadline = time.monotonic() + min(wait, 2.0)
+            while time.monotonic() < deadline and self.supervisor_pid(run_id) is None:
+                if store.get_run(run_id).status.is_terminal():
+                    return
+                time.sleep(0.1)
+            pid = self.supervisor_pid(run_id)
+            if pid is None:
+                _finish_canceled(store, run_id, "canceled; no supervisor was running")
+                return
+        try:
+            os.kill(pid, signal.SIGTERM)  # the supervisor stops the process tree, uploads logs, ends Canceled
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if store.get_run(run_id).status.is_terminal():
+                return
+            time.sleep(0.05)
+
+    # -- logs ----------------------------------------------------------------------------------------
+    def log_iter(self, run_id: str, rank: int = 0, follow: bool = False) -> Iterator[str]:
+        store = self.workspace.metadata
+        live = self.run_dir(run_id) / user_log_name(rank)
+        if not follow:
+            if live.exists() and not store.get_run(run_id).status.is_terminal():
+                for n in range(9, -1, -1):  # rotated parts, oldest first, then the current file
+                    part = rotated_path(live, n)
+                    if part.exists():
+                        with open(part, "rb") as f:
+                            yield from decode_chunks(iter(lambda f=f: f.read(1 << 16), b""))
+                return
+            yield from stored_log(self.workspace, run_id, rank)
+            return
+        emitted = False
+        finished = lambda: store.get_run(run_id).status.is_terminal()  # noqa: E731
+        for text in decode_chunks(follow_file(live, finished)):
+            emitted = True
+            yield text
+        if not emitted:  # the run ended before its live log could be read: read the stored copy
+            yield from stored_log(self.workspace, run_id, rank)
+
+
+def _finish_canceled(store, run_id: str, message: str) -> None:
+    try:
+        store.set_status(run_id, RunStatus.CANCELED, error={"message": message, "code": "Canceled"})
+    except InvalidStatusTransition:
+        pass  # finished meanwhile: nothing to do

@@ -1,0 +1,49 @@
+"""``ScriptRunConfig``: a script, its arguments, where and in which environment to run it (Azure ML v1 shape)."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from runyard.config.job import JobSpec, build_job
+
+
+class ScriptRunConfig:
+    """What to run: ``ScriptRunConfig(source_directory="./proj", script="train.py", arguments=["--lr", 0.01])``.
+
+    Args:
+        source_directory: the folder snapshotted and run from (default: the current folder).
+        script: the entry script, relative to ``source_directory``.
+        arguments: command-line arguments (str/int/float/bool); ``$VAR`` and ``${VAR}`` are expanded in the run's
+            environment when it starts.
+        compute_target: a target name (``"local"``, the default) or a compute target object.
+        environment: a runyard ``Environment`` (default: the interpreter that submits the run).
+        max_run_duration_seconds: the run is stopped and marked Failed when it runs longer.
+    """
+
+    def __init__(
+        self,
+        source_directory: str | os.PathLike | None = None,
+        script: str | os.PathLike | None = None,
+        arguments: Sequence[Any] | None = None,
+        compute_target: Any = None,
+        environment: Any = None,
+        max_run_duration_seconds: float | None = None,
+    ) -> None:
+        self.source_directory = source_directory if source_directory is not None else "."
+        self.script = script
+        self.arguments = list(arguments) if arguments is not None else []
+        self.compute_target = compute_target
+        self.environment = environment
+        self.max_run_duration_seconds = max_run_duration_seconds
+
+    def to_job_spec(self) -> JobSpec:
+        return build_job(
+            source_directory=self.source_directory, entry_script=self.script, arguments=self.arguments,
+            compute_target=self.compute_target, environment=self.environment,
+            max_run_duration_seconds=self.max_run_duration_seconds,
+        )
+
+    def __repr__(self) -> str:
+        return (f"ScriptRunConfig(source_directory={os.fspath(self.source_directory)!r}, script={self.script!r}, "
+                f"arguments={self.arguments!r}, compute_target={self.compute_target!r})")

@@ -1,0 +1,50 @@
+"""The launcher interface: pure functions from a job and a node's place in it to each process's command and env.
+
+A compute target asks the launcher what to start on each node; the launcher never starts anything itself, so
+it is unit-tested as a pure function and shared by every target (local now, Ray later).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from runyard.config.job import JobSpec
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """Where one node stands in a job: its rank, every node's address (node 0 first), ports free on it."""
+
+    node_rank: int = 0
+    hosts: tuple[str, ...] = ("127.0.0.1",)
+    ports: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process to start: its global rank, rank on its node, command line, and the variables it adds."""
+
+    rank: int
+    local_rank: int
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+class Launcher(ABC):
+    """Turns a job into the processes of one node."""
+
+    name: str
+
+    @abstractmethod
+    def processes(self, job: JobSpec, node: NodeContext) -> list[ProcessSpec]:
+        """The processes node ``node.node_rank`` starts (may be none, e.g. when node 0's ``mpirun`` starts all)."""
+
+    def ports_needed(self, job: JobSpec) -> int:
+        """How many free ports each node must reserve for this job (rendezvous, TF_CONFIG addresses...)."""
+        return 0
+
+
+def script_argv(job: JobSpec) -> tuple[str, ...]:
+    """``python -u ENTRY_SCRIPT ARGS…``: unbuffered, so output reaches the live log as it is printed."""
+    return (job.interpreter, "-u", job.entry_script, *job.arguments)

@@ -1,0 +1,101 @@
+"""Submission: a run configuration → validated JobSpec → snapshot → run record (Queued) → compute target."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runyard import validation
+from runyard.errors import RunyardError, ValidationError
+from runyard.ids import new_run_id
+from runyard.status import RunStatus
+
+if TYPE_CHECKING:
+    from runyard.compute import ComputeTarget, SubmitRequest
+    from runyard.config.job import JobSpec
+    from runyard.experiment import Experiment
+    from runyard.run import Run
+    from runyard.submission.snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything checked and built for a submission, nothing stored yet (what ``--dry-run`` prints)."""
+
+    job: "JobSpec"
+    snapshot: "Snapshot"
+    target: "ComputeTarget"
+    request: "SubmitRequest"
+
+
+def job_spec_of(config: Any) -> "JobSpec":
+    from runyard.config.job import JobSpec
+
+    if isinstance(config, JobSpec):
+        return config
+    to_spec = getattr(config, "to_job_spec", None)
+    if to_spec is None:
+        raise ValidationError(
+            f"cannot submit a {type(config).__name__}: submit a ScriptRunConfig or an Estimator"
+        )
+    return to_spec()
+
+
+def prepare(experiment: "Experiment", config: Any, run_id: str | None = None, parent_run_id: str | None = None) -> Prepared:
+    """Validate the configuration, snapshot the code (hashing only what changed) and build the target's request.
+
+    Raises before anything is stored or started: bad spec, unknown target, unreadable files, no GPU...
+    """
+    from runyard.compute import RunRef, get_target
+    from runyard.submission import snapshot
+
+    ws = experiment.workspace
+    job = job_spec_of(config)
+    target = get_target(ws, job.compute_target)
+    snap = snapshot.take(job.source_directory, cache_dir=ws.path / "cache" / "snapshots", exclude=(ws.path,))
+    run = RunRef(run_id or new_run_id(experiment.name), experiment.name, parent_run_id)
+    return Prepared(job, snap, target, target.dryrun(job, run, snap))
+
+
+def submit(
+    experiment: "Experiment",
+    config: Any,
+    tags: Mapping[str, Any] | None = None,
+    display_name: str | None = None,
+    parent_run_id: str | None = None,
+) -> "Run":
+    """Submit a run configuration; returns the Queued run at once. The run goes on if this process exits."""
+    from runyard.run import Run
+    from runyard.submission import snapshot
+
+    clean_tags = {validation.key(k, "tag key"): validation.text(v, f"tag {k!r}") for k, v in (tags or {}).items()}
+    prepared = prepare(experiment, config, parent_run_id=parent_run_id)
+    ws = experiment.workspace
+    snapshot.store(prepared.snapshot, ws.artifacts)
+    run_id = prepared.request.run_id
+    info = ws.metadata.create_run(
+        experiment.id, run_id=run_id, parent_run_id=parent_run_id,
+        display_name=validation.key(display_name, "display name") if display_name else None,
+        run_type=prepared.job.run_type, status=RunStatus.QUEUED, tags=clean_tags,
+        properties={"ContentSnapshotId": prepared.snapshot.id, "runyard.target_type": prepared.target.type},
+        compute_target=prepared.target.name, definition=prepared.job.to_definition(),
+        heartbeat=True,  # a run whose supervisor never starts is failed by the next reader, not left Queued
+    )
+    try:
+        prepared.target.schedule(prepared.request)
+    except RunyardError as exc:
+        ws.metadata.set_status(run_id, RunStatus.FAILED, error={"message": str(exc), "code": "ScheduleFailed"})
+        raise
+    return Run(experiment, run_id, _info=info)
+
+
+def restore_snapshot(workspace, snapshot_id: str, path: str | Path) -> Path:
+    """Write the files of a stored snapshot into ``path`` (created; must be empty or missing)."""
+    from runyard.submission import snapshot
+
+    dest = Path(path)
+    if dest.exists() and any(dest.iterdir()):
+        raise ValidationError(f"cannot restore a snapshot into {dest}: the folder is not empty")
+    snapshot.materialize(snapshot_id, workspace.artifacts, dest)
+    return dest

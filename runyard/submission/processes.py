@@ -1,0 +1,117 @@
+"""Starting a run's processes with their output captured, and stopping the whole tree they grow.
+
+The supervisor makes itself a *child subreaper* (Linux): processes its children leave behind — a
+double-forked daemon, a data-loader worker whose parent died — are re-parented to the supervisor instead of
+init, so stopping "every descendant of the supervisor" really stops everything the run started.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from runyard.submission.logfiles import RotatingLog
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def become_subreaper() -> bool:
+    return bool(_libc) and _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def _in_child() -> None:
+    # Runs between fork and exec: if the supervisor dies (even kill -9), the run's process gets SIGKILL too.
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class Captured:
+    """A started process: its exit is watched by one thread, its output copied into a RotatingLog by another."""
+
+    def __init__(self, popen: subprocess.Popen, log: RotatingLog, rank: int) -> None:
+        self.popen, self.log, self.rank = popen, log, rank
+        self.exited = threading.Event()
+        self._reader = threading.Thread(target=self._read, name=f"runyard-log-{rank}", daemon=True)
+        self._reader.start()
+        threading.Thread(target=self._wait, name=f"runyard-wait-{rank}", daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode if self.exited.is_set() else None
+
+    def _wait(self) -> None:
+        self.popen.wait()
+        self.exited.set()
+
+    def _read(self) -> None:
+        fd = self.popen.stdout.fileno()
+        # Keeps draining even past the log cap: a script printing gigabytes must never block on a full pipe.
+        while chunk := os.read(fd, 1 << 16):
+            self.log.write(chunk)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """After the process (and anything holding its output pipe) is gone: finish copying and close the log."""
+        self._reader.join(timeout)
+        self.popen.stdout.close()
+        self.log.close()
+
+
+def start(argv: list[str], env: dict[str, str], cwd: Path, log: RotatingLog, rank: int) -> Captured:
+    popen = subprocess.Popen(
+        argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True, preexec_fn=_in_child, close_fds=True,
+    )
+    return Captured(popen, log, rank)
+
+
+def kill_tree(grace: float) -> None:
+    """Stop every descendant of this process: SIGTERM, then SIGKILL for those alive after ``grace`` seconds."""
+    import psutil
+
+    me = psutil.Process()
+    victims = me.children(recursive=True)
+    if not victims:
+        return
+    for proc in victims:
+        _signal(proc, signal.SIGTERM)
+    _, alive = psutil.wait_procs(victims, timeout=grace)
+    # Anything started meanwhile (a process forking while being stopped) goes too.
+    alive = {p.pid: p for p in alive + me.children(recursive=True)}.values()
+    for proc in alive:
+        _signal(proc, signal.SIGKILL)
+    psutil.wait_procs(list(alive), timeout=2.0)
+
+
+def _signal(proc, sig: int) -> None:
+    import psutil
+
+    try:
+        proc.send_signal(sig)
+    except psutil.Error:
+        pass
+
+
+def reap_orphans(ours: list[Captured]) -> None:
+    """Collect exited processes re-parented to the supervisor (never the ones whose exit a Captured watches)."""
+    own = {c.pid for c in ours}
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None or info.si_pid == 0 or info.si_pid in own:
+            return
+        try:
+            os.waitpid(info.si_pid, 0)
+        except ChildProcessError:
+            return

@@ -1,0 +1,290 @@
+"""The supervisor: the detached process that drives one run of the local target (DESIGN.md §3.4).
+
+    python -m runyard.submission.supervisor RUN_DIR        (started by LocalTarget.schedule)
+
+Queued (waits for a slot) → Preparing (fresh working copy of the snapshot) → Starting → Running (processes
+started by the launcher's commands; their output captured into capped, rotated logs; a heartbeat) →
+Finalizing (``outputs/`` and ``logs/`` uploaded, also after a failure) → Completed / Failed / Canceled.
+SIGTERM (``cancel``), ``CancelRequested`` in the store, or ``max_run_duration_seconds`` stop the whole
+process tree: SIGTERM, then SIGKILL after a grace period.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from runyard.compute.api import user_log_name
+from runyard.status import RunStatus
+from runyard.submission import processes
+from runyard.submission.logfiles import RotatingLog
+
+_STATUS_POLL = 1.0  # seconds between checks for CancelRequested in the store (a cancel from another host)
+_EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?[A-Z]\w*(?:Error|Exception|Interrupt|Exit|Fault)\b.*")
+
+
+def expand_vars(value: str, env: dict[str, str]) -> str:
+    """``$VAR`` and ``${VAR}`` from the run's environment; unknown names stay as written (like os.path.expandvars)."""
+    return re.sub(r"\$(\w+)|\$\{([^}]+)\}", lambda m: env.get(m.group(1) or m.group(2), m.group(0)), value)
+
+
+class Supervisor:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.request: dict[str, Any] = json.loads((run_dir / "request.json").read_text(encoding="utf-8"))
+        self.run_id: str = self.request["run_id"]
+        self.settings: dict[str, Any] = self.request["settings"]
+        self.workdir = Path(self.request["workdir"])
+        self.log_dir = run_dir / "logs"
+        self._stop = threading.Event()  # cancel asked (signal or store)
+        self._stop_reason: str | None = None
+        self._done = threading.Event()
+        self._procs: list[processes.Captured] = []
+        self._log = open(run_dir / "supervisor.txt", "a", buffering=1, encoding="utf-8")
+        from runyard.workspace import Workspace
+
+        ws = self.request["workspace"]
+        self.ws = Workspace(ws["path"], tracking_uri=ws["tracking_uri"], artifact_uri=ws["artifact_uri"])
+        self.store = self.ws.metadata
+
+    def say(self, message: str) -> None:
+        self._log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+    # -- the life cycle ------------------------------------------------------------------------------
+    def run(self) -> int:
+        (self.run_dir / "supervisor.pid").write_text(f"{os.getpid()} {_create_time()}")
+        signal.signal(signal.SIGTERM, lambda *_: self._request_stop("canceled"))
+        signal.signal(signal.SIGINT, lambda *_: self._request_stop("canceled"))
+        from runyard.context import heartbeat
+
+        heartbeat.start(lambda: [(self.store, self.run_id)], self._done)
+        status, error, exit_code = RunStatus.FAILED, None, None
+        try:
+            if self._wait_for_slot():
+                status, error, exit_code = self._execute()
+            else:
+                status = RunStatus.CANCELED
+        except BaseException as exc:  # noqa: BLE001 - a supervisor bug must still end the run, never leave it Running
+            self.say("supervisor error:\n" + traceback.format_exc())
+            status, error = RunStatus.FAILED, {
+                "message": f"runyard supervisor error: {type(exc).__name__}: {exc}", "code": "SupervisorError",
+                "traceback": traceback.format_exc()[-8000:],
+            }
+        finally:
+            processes.kill_tree(self.settings["kill_grace_seconds"])  # whatever the run left behind
+        status, error = self._finalize(status, error)
+        self._set(status, error=error, exit_code=exit_code)
+        self._done.set()
+        self._cleanup()
+        return 0
+
+    def _wait_for_slot(self) -> bool:
+        from runyard.compute.local_queue import LocalQueue
+
+        queue = LocalQueue(self.ws.path / "local" / "queue", self.request["pool"], self.request["capacity"])
+        ticket = queue.ticket_for(self.run_id, self.request["submitted_ns"])
+        last_check = [0.0]
+
+        def stop() -> bool:
+            if time.monotonic() - last_check[0] > _STATUS_POLL:
+                last_check[0] = time.monotonic()
+                self._poll_store()
+            return self._stop.is_set()
+
+        self._slot = queue.acquire(ticket, stop)
+        if self._slot is None:
+            self.say("canceled while queued")
+            return False
+        self.say(f"got a {self.request['pool']} slot")
+        return True
+
+    def _execute(self) -> tuple[RunStatus, dict | None, int | None]:
+        from runyard.submission import snapshot
+
+        self._set(RunStatus.PREPARING)
+        if self.workdir.exists():
+            shutil.rmtree(self.workdir)
+        count = snapshot.materialize(self.request["snapshot_id"], self.ws.artifacts, self.workdir)
+        self.say(f"working copy of snapshot {self.request['snapshot_id'][:12]} ({count} files) in {self.workdir}")
+        for folder in ("outputs", "logs"):
+            (self.workdir / folder).mkdir(exist_ok=True)
+        if self._stop.is_set():
+            return RunStatus.CANCELED, None, None
+        self._set(RunStatus.STARTING)
+        max_bytes = int(self.settings["log_max_mb"] * (1 << 20))
+        for spec in self.request["processes"]:
+            env = {**_inherited_env(), **spec["env"]}
+            argv = [expand_vars(a, env) for a in spec["argv"]]
+            log = RotatingLog(self.run_dir / user_log_name(spec["rank"]), max_bytes)
+            self.say(f"rank {spec['rank']}: {' '.join(argv)}")
+            try:
+                self._procs.append(processes.start(argv, env, self.workdir, log, spec["rank"]))
+            except OSError as exc:
+                return RunStatus.FAILED, {"message": f"cannot start rank {spec['rank']} ({argv[0]}): {exc}",
+                                          "code": "StartFailed", "rank": spec["rank"]}, None
+        self._set(RunStatus.RUNNING)
+        return self._monitor()
+
+    def _monitor(self) -> tuple[RunStatus, dict | None, int | None]:
+        limit = self.request["job"].get("maxRunDurationSeconds")
+        deadline = time.monotonic() + limit if limit else None
+        next_poll = next_sync = time.monotonic()
+        while True:
+            failed = next((p for p in self._procs if p.returncode not in (None, 0)), None)
+            if failed is not None:
+                processes.kill_tree(self.settings["kill_grace_seconds"])  # fail fast: stop the others
+                return RunStatus.FAILED, self._failure(failed), failed.returncode
+            if all(p.returncode == 0 for p in self._procs):
+                return RunStatus.COMPLETED, None, 0
+            if self._stop.is_set():
+                self.say(f"stopping the process tree: {self._stop_reason}")
+                processes.kill_tree(self.settings["kill_grace_seconds"])
+                return RunStatus.CANCELED, None, None
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                self.say(f"max_run_duration_seconds={limit:g} exceeded: stopping the process tree")
+                processes.kill_tree(self.settings["kill_grace_seconds"])
+                return RunStatus.FAILED, {
+                    "message": f"the run exceeded max_run_duration_seconds={limit:g} and was stopped",
+                    "code": "RunTimeout", "last_lines": self._procs[0].log.last_lines(),
+                }, None
+            if now >= next_poll:
+                next_poll = now + _STATUS_POLL
+                self._poll_store()
+            if now >= next_sync:
+                next_sync = now + self.settings["log_sync_seconds"]
+                self._sync_logs()
+            processes.reap_orphans(self._procs)
+            self._procs[0].exited.wait(0.05) if len(self._procs) == 1 else time.sleep(0.05)
+
+    def _failure(self, proc: processes.Captured) -> dict[str, Any]:
+        """What went wrong, for the run's error: the failing rank, its exit code or signal, its last lines."""
+        lines = proc.log.last_lines(20)
+        code = proc.returncode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
+            what = f"was killed by {name}" + (" (segmentation fault)" if name == "SIGSEGV" else "")
+        else:
+            what = f"exited with code {code}"
+        cause = next((line.strip() for line in reversed(lines) if _EXCEPTION_LINE.match(line.strip())), None)
+        script = self.request["job"]["script"]
+        message = f"{script} (rank {proc.rank}) {what}" + (f": {cause}" if cause else "")
+        error = {"message": message, "code": "UserError", "rank": proc.rank, "exit_code": code, "last_lines": lines}
+        if code is not None and code < 0:
+            error["signal"] = -code
+        return error
+
+    def _finalize(self, status: RunStatus, error: dict | None) -> tuple[RunStatus, dict | None]:
+        try:
+            self._set(RunStatus.FINALIZING)
+        except Exception:  # noqa: BLE001 - e.g. already Canceled by a reader; uploading still matters
+            pass
+        for proc in self._procs:
+            proc.close()
+        try:
+            self._sync_logs()
+            outputs = self.workdir / "outputs"
+            if outputs.is_dir() and any(outputs.iterdir()):
+                self._run().upload_folder("outputs", outputs, show_progress=False)
+        except Exception as exc:  # noqa: BLE001
+            self.say(f"upload failed: {exc}")
+            if status == RunStatus.COMPLETED:
+                status, error = RunStatus.FAILED, {"message": f"could not upload outputs/logs: {exc}", "code": "UploadFailed"}
+        self.say(f"run ends {status.value}")
+        self._log.flush()
+        try:
+            self._run().upload_file("logs/runyard/supervisor.txt", str(self.run_dir / "supervisor.txt"))
+        except Exception:  # noqa: BLE001 - the supervisor's own log is best effort
+            pass
+        return status, error
+
+    def _sync_logs(self) -> None:
+        """Upload captured logs and the script's ./logs that changed since the last sync."""
+        seen = getattr(self, "_synced", {})
+        self._synced = seen
+        changed: list[tuple[str, str]] = []
+        for base, prefix in ((self.log_dir, "logs"), (self.workdir / "logs", "logs")):
+            if not base.is_dir():
+                continue
+            for path in base.rglob("*"):
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue
+                if not path.is_file():
+                    continue
+                stamp = (st.st_size, st.st_mtime_ns)
+                if seen.get(str(path)) != stamp:
+                    seen[str(path)] = stamp
+                    changed.append((f"{prefix}/{path.relative_to(base).as_posix()}", str(path)))
+        if changed:
+            names, paths = zip(*changed)
+            self._run().upload_files(list(names), list(paths), show_progress=False)
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def _run(self):
+        if not hasattr(self, "_run_handle"):
+            from runyard.run import Run
+
+            self._run_handle = Run._by_id(self.ws, self.run_id)
+        return self._run_handle
+
+    def _request_stop(self, reason: str) -> None:
+        self._stop_reason = self._stop_reason or reason
+        self._stop.set()
+
+    def _poll_store(self) -> None:
+        try:
+            status = self.store.get_run(self.run_id).status
+        except Exception:  # noqa: BLE001 - the store may blink; the next poll retries
+            return
+        # Only a cancel stops the processes: a script may mark its own run Failed and still have work to do.
+        if status in (RunStatus.CANCEL_REQUESTED, RunStatus.CANCELED):
+            self._request_stop("canceled")
+
+    def _set(self, status: RunStatus, **kwargs: Any) -> None:
+        from runyard.errors import InvalidStatusTransition
+
+        try:
+            self.store.set_status(self.run_id, status, **kwargs)
+            self.say(status.value)
+        except InvalidStatusTransition as exc:
+            self.say(f"status {status.value} not recorded: {exc}")
+
+    def _cleanup(self) -> None:
+        """Everything worth keeping is in the run history now; the working copy and live logs go."""
+        self._log.close()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _inherited_env() -> dict[str, str]:
+    """The supervisor's environment (the submitter's), without another run's identity."""
+    drop = {"RUNYARD_RUN_ID", "RUNYARD_PARENT_RUN_ID", "RUNYARD_RANK", "MLFLOW_RUN_ID"}
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def _create_time() -> float:
+    import psutil
+
+    return psutil.Process().create_time()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m runyard.submission.supervisor RUN_DIR", file=sys.stderr)
+        return 2
+    processes.become_subreaper()
+    return Supervisor(Path(argv[1])).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

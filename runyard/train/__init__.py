@@ -1,0 +1,1 @@
+"""Estimators: run configurations in Azure ML v1's ``azureml.train.estimator`` shape."""
