@@ -105,7 +105,7 @@ def runs_list(
         limit=limit,
         offset=offset,
     )
-    table = Table("run", "experiment", "name", "type", "status", "started", "duration")
+    table = Table("run", "experiment", "name", "type", "target", "status", "started", "duration")
     table.columns[0].no_wrap = True
     for info in infos:
         table.add_row(
@@ -113,6 +113,7 @@ def runs_list(
             info.experiment_name,
             info.display_name or "",
             info.run_type,
+            info.compute_target or "",
             _status(info.status.value),
             _when(info.start_time or info.created_at),
             _duration(info.duration),
@@ -137,6 +138,8 @@ def runs_show(run_id: str = typer.Argument(..., help="Run id.")) -> None:
         ("type", info.run_type),
         ("status", _status(info.status.value)),
         ("parent", info.parent_run_id or ""),
+        ("target", info.compute_target or ""),
+        ("script", " ".join([info.definition["script"], *info.definition["arguments"]]) if info.definition else ""),
         ("created", _when(info.created_at)),
         ("started", _when(info.start_time)),
         ("ended", _when(info.end_time)),
@@ -153,6 +156,8 @@ def runs_show(run_id: str = typer.Argument(..., help="Run id.")) -> None:
             console.print(kv)
     if info.error:
         console.print(f"[red bold]error:[/red bold] {info.error.get('message', info.error)}", highlight=False)
+        if info.error.get("last_lines"):
+            console.print("\n".join(info.error["last_lines"]), highlight=False, markup=False)
     children = list(run.get_children())
     if children:
         console.print(f"[bold]children:[/bold] {', '.join(c.id for c in children)}")
@@ -207,6 +212,99 @@ def sync() -> None:
     ws = _ws()
     files, values = replay_spool(ws.metadata, ws.path / "spool")
     console.print(f"wrote {values} metric values from {files} spool files to {_redact(ws.tracking_uri)}")
+
+
+@app.command(context_settings={"help_option_names": ["-h", "--help"]})
+@_friendly
+def submit(
+    script: str = typer.Argument(..., help="Entry script, relative to the source directory."),
+    args: Optional[list[str]] = typer.Argument(None, help="The script's arguments, after --: runyard submit train.py -- --lr 0.01"),
+    source_directory: Path = typer.Option(Path("."), "--source-directory", "-s", help="Folder snapshotted and run from."),
+    compute: str = typer.Option("local", "--compute", "-c", help="Compute target name."),
+    experiment: str = typer.Option("default", "--experiment", "-e", help="Experiment name."),
+    name: Optional[str] = typer.Option(None, "--name", help="Display name of the run."),
+    tag: Optional[list[str]] = typer.Option(None, "--tag", help="KEY=VALUE tag; repeatable."),
+    max_duration: Optional[float] = typer.Option(None, "--max-duration", help="Stop the run after this many seconds."),
+    wait: bool = typer.Option(False, "--wait", "-W", help="Stream the run's output until it ends; exit 1 if it fails."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the request; store and start nothing."),
+) -> None:
+    """Submit a script as a run (it goes on after this command exits unless --wait)."""
+    from runyard.config import ScriptRunConfig
+    from runyard.experiment import Experiment
+
+    tags = {}
+    for item in tag or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--tag {item!r}: use KEY=VALUE")
+        tags[key] = value
+    config = ScriptRunConfig(source_directory=source_directory, script=script, arguments=list(args or []),
+                             compute_target=compute, max_run_duration_seconds=max_duration)
+    ws = _ws()
+    if dry_run:
+        from runyard.submission import prepare
+        from runyard.validation import experiment_name
+
+        prepared = prepare(ws, experiment_name(experiment), config)
+        console.print(prepared.snapshot.describe(), highlight=False)
+        console.print_json(str(prepared.request))
+        return
+    run = Experiment(ws, experiment).submit(config, tags=tags, display_name=name)
+    console.print(f"submitted run [bold]{run.id}[/bold] ({run.get_status()}) to {compute}", highlight=False)
+    if not wait:
+        console.print(f"[dim]runyard logs -f {run.id}  |  runyard runs show {run.id}  |  runyard cancel {run.id}[/dim]")
+        return
+    try:
+        run.wait_for_completion(show_output=True, raise_on_error=False)
+    except KeyboardInterrupt:
+        err.print(f"stopped waiting; the run goes on (runyard cancel {run.id} stops it)")
+        raise typer.Exit(130) from None
+    if run.get_status() != "Completed":
+        raise typer.Exit(1)
+
+
+@app.command()
+@_friendly
+def logs(
+    run_id: str = typer.Argument(..., help="Run id."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing output until the run ends."),
+    rank: int = typer.Option(0, "--rank", "-r", help="Which process of a distributed run."),
+) -> None:
+    """Print a run's output (captured stdout and stderr of one rank)."""
+    from runyard.compute.api import stored_log
+
+    run = _ws().get_run(run_id)
+    target = run._target()
+    chunks = target.log_iter(run.id, rank=rank, follow=follow) if target else stored_log(run.workspace, run.id, rank)
+    try:
+        for text in chunks:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@app.command()
+@_friendly
+def cancel(run_id: str = typer.Argument(..., help="Run id.")) -> None:
+    """Cancel a run: its whole process tree is stopped and it ends Canceled (a finished run is left as is)."""
+    run = _ws().get_run(run_id)
+    before = run.get_status()
+    run.cancel()
+    after = run.get_status()
+    note = "" if before != after else " (it had already finished)" if run._info.status.is_terminal() else ""
+    console.print(f"run {run.id}: {after}{note}", highlight=False)
+
+
+@app.command()
+@_friendly
+def demo(
+    folder: Path = typer.Argument(Path("runyard-demo"), help="Folder for the demo's workspace and project."),
+) -> None:
+    """Create a workspace, write a small scikit-learn project, submit it, stream its output, show its results."""
+    from runyard.demo import run_demo
+
+    run_demo(folder, console)
 
 
 # -- formatting ----------------------------------------------------------------------------------

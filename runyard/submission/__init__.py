@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from runyard.experiment import Experiment
     from runyard.run import Run
     from runyard.submission.snapshot import Snapshot
+    from runyard.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,9 @@ def job_spec_of(config: Any) -> "JobSpec":
     return to_spec()
 
 
-def prepare(experiment: "Experiment", config: Any, run_id: str | None = None, parent_run_id: str | None = None) -> Prepared:
+def prepare(
+    workspace: "Workspace", experiment_name: str, config: Any, run_id: str | None = None, parent_run_id: str | None = None
+) -> Prepared:
     """Validate the configuration, snapshot the code (hashing only what changed) and build the target's request.
 
     Raises before anything is stored or started: bad spec, unknown target, unreadable files, no GPU...
@@ -50,11 +53,11 @@ def prepare(experiment: "Experiment", config: Any, run_id: str | None = None, pa
     from runyard.compute import RunRef, get_target
     from runyard.submission import snapshot
 
-    ws = experiment.workspace
+    ws = workspace
     job = job_spec_of(config)
     target = get_target(ws, job.compute_target)
     snap = snapshot.take(job.source_directory, cache_dir=ws.path / "cache" / "snapshots", exclude=(ws.path,))
-    run = RunRef(run_id or new_run_id(experiment.name), experiment.name, parent_run_id)
+    run = RunRef(run_id or new_run_id(experiment_name), experiment_name, parent_run_id)
     return Prepared(job, snap, target, target.dryrun(job, run, snap))
 
 
@@ -70,8 +73,8 @@ def submit(
     from runyard.submission import snapshot
 
     clean_tags = {validation.key(k, "tag key"): validation.text(v, f"tag {k!r}") for k, v in (tags or {}).items()}
-    prepared = prepare(experiment, config, parent_run_id=parent_run_id)
     ws = experiment.workspace
+    prepared = prepare(ws, experiment.name, config, parent_run_id=parent_run_id)
     snapshot.store(prepared.snapshot, ws.artifacts)
     run_id = prepared.request.run_id
     info = ws.metadata.create_run(
