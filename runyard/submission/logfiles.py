@@ -84,7 +84,8 @@ def decode_chunks(chunks: Iterable[bytes]) -> Iterator[str]:
 def follow(path: Path, finished: Callable[[], bool], poll: float = 0.1) -> Iterator[bytes]:
     """Bytes appended to ``path`` until ``finished()`` says the writer is done (then the rest is drained).
 
-    Follows rotation: when the name points at a new file, the old one is read to its end first. Returns when the
+    Follows rotation: when the name points at a new file, the old one is read to its end first (a reader that
+    falls a whole file behind skips to the newest: the log is capped, and this is a live view). Returns when the
     file does not exist once the writer is finished (the caller then reads the stored copy).
     """
     handle = None
