@@ -67,9 +67,10 @@ class Supervisor:
         from runyard.context import heartbeat
 
         heartbeat.start(lambda: [(self.store, self.run_id)], self._done)
-        status, error, exit_code = RunStatus.FAILED, None, None
+        status, error, exit_code, started = RunStatus.FAILED, None, None, False
         try:
-            if self._wait_for_slot():
+            started = self._wait_for_slot()
+            if started:
                 status, error, exit_code = self._execute()
             else:
                 status = RunStatus.CANCELED
@@ -81,7 +82,8 @@ class Supervisor:
             }
         finally:
             processes.kill_tree(self.settings["kill_grace_seconds"])  # whatever the run left behind
-        status, error = self._finalize(status, error)
+        if started:  # a run canceled in the queue never started: nothing to finalize
+            status, error = self._finalize(status, error)
         self._set(status, error=error, exit_code=exit_code)
         self._done.set()
         self._cleanup()

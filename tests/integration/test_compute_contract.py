@@ -1,0 +1,98 @@
+"""The contract every compute target keeps (STYLE.md): good script → Completed; failing → Failed with its exit
+code; cancel twice is safe; unknown id → None; stdout reaches the logs. Runs on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import textwrap
+import time
+
+import pytest
+
+from runyard import Experiment, RunFailed, ScriptRunConfig
+from runyard.compute import get_target
+
+pytestmark = pytest.mark.integration
+TARGETS = ["local"]
+
+
+@pytest.fixture
+def project(tmp_path):
+    root = tmp_path / "proj"
+    (root / "src").mkdir(parents=True)
+    (root / "helpers.py").write_text("def answer():\n    return 42\n")
+    (root / "src" / "train.py").write_text(textwrap.dedent("""
+        import os, sys, time
+        from helpers import answer          # the snapshot's root is importable from a subfolder script
+        from runyard import Run
+        run = Run.get_context()
+        print("args", sys.argv[1:], "answer", answer(), "cwd-has-helpers", os.path.exists("helpers.py"))
+        mode = sys.argv[1] if len(sys.argv) > 1 else "ok"
+        run.log("mode", mode)
+        os.makedirs("outputs", exist_ok=True)
+        open("outputs/result.txt", "w").write(mode)
+        open("logs/custom.txt", "w").write("from the script")
+        if mode == "fail":
+            print("about to fail", file=sys.stderr)
+            raise SystemExit(3)
+        if mode == "slow":
+            for i in range(600):
+                print("tick", i, flush=True)
+                time.sleep(0.1)
+    """))
+    return root
+
+
+@pytest.mark.parametrize("target_name", TARGETS)
+def test_good_script_completes_with_outputs_logs_and_metrics(workspace, project, target_name, monkeypatch):
+    monkeypatch.setenv("DATA_ROOT", "/data/here")
+    config = ScriptRunConfig(source_directory=project, script="src/train.py", compute_target=target_name,
+                             arguments=["ok", "--data", "$DATA_ROOT/x", "--lr", 0.5])
+    run = Experiment(workspace, "contract").submit(config)
+    assert run.get_status() in ("Queued", "Preparing", "Starting", "Running")
+    details = run.wait_for_completion()
+    assert details["status"] == "Completed" and details["exitCode"] == 0 and details["target"] == target_name
+    assert details["runDefinition"]["arguments"] == ["ok", "--data", "$DATA_ROOT/x", "--lr", "0.5"]
+    assert run.get_metrics() == {"mode": "ok"}
+    files = set(run.get_file_names())
+    assert {"outputs/result.txt", "logs/user_log_0.txt", "logs/custom.txt", "logs/runyard/supervisor.txt"} <= files
+    log = "".join(get_target(workspace, target_name).log_iter(run.id))
+    assert "args ['ok', '--data', '/data/here/x', '--lr', '0.5'] answer 42 cwd-has-helpers True" in log
+    assert details["properties"]["ContentSnapshotId"]
+
+
+@pytest.mark.parametrize("target_name", TARGETS)
+def test_failing_script_fails_with_exit_code_and_keeps_its_files(workspace, project, target_name):
+    run = Experiment(workspace, "contract").submit(
+        ScriptRunConfig(source_directory=project, script="src/train.py", arguments=["fail"], compute_target=target_name))
+    with pytest.raises(RunFailed, match=r"(?s)exited with code 3.*about to fail"):
+        run.wait_for_completion()
+    info = workspace.metadata.get_run(run.id)
+    assert info.status.value == "Failed" and info.exit_code == 3
+    assert info.error["rank"] == 0 and "about to fail" in info.error["last_lines"]
+    assert {"outputs/result.txt", "logs/user_log_0.txt"} <= set(run.get_file_names())
+    assert run.wait_for_completion(raise_on_error=False)["status"] == "Failed"
+
+
+@pytest.mark.parametrize("target_name", TARGETS)
+def test_cancel_twice_is_safe_and_logs_stream_live(workspace, project, target_name):
+    target = get_target(workspace, target_name)
+    run = Experiment(workspace, "contract").submit(
+        ScriptRunConfig(source_directory=project, script="src/train.py", arguments=["slow"], compute_target=target_name))
+    stream = target.log_iter(run.id, follow=True)
+    seen = ""
+    while "tick 3" not in seen:  # output arrives while the run is still running
+        seen += next(stream)
+    assert run.get_status() == "Running"
+    assert target.describe(run.id).status == "Running"
+    started = time.monotonic()
+    run.cancel()
+    assert time.monotonic() - started < 5
+    assert run.get_status() == "Canceled"
+    run.cancel()
+    target.cancel(run.id)
+    assert run.get_status() == "Canceled"
+    assert "tick 3" in "".join(target.log_iter(run.id))
+
+
+@pytest.mark.parametrize("target_name", TARGETS)
+def test_unknown_run_is_described_as_none(workspace, target_name):
+    assert get_target(workspace, target_name).describe("no_such_run_1") is None

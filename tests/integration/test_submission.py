@@ -1,0 +1,223 @@
+"""Submitted runs on the local target: detached supervisors, failures of every kind, limits, the queue."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+from conftest import run_python
+from runyard import ComputeError, Experiment, RunFailed, ScriptRunConfig, Workspace
+from runyard.compute import get_target
+from runyard.train.estimator import Estimator
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return Workspace(tmp_path / "ws")
+
+
+@pytest.fixture
+def project(tmp_path):
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "job.py").write_text(textwrap.dedent("""
+        import ctypes, os, subprocess, sys, time
+        os.makedirs("outputs", exist_ok=True)
+        open("outputs/started.txt", "w").write(str(os.getpid()))
+        mode = sys.argv[1]
+        print("mode", mode, flush=True)
+        if mode == "segv":
+            ctypes.string_at(0)
+        elif mode == "tree":                     # a child and a double-forked grandchild that outlive us
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    open("outputs/daemon.pid", "w").write(str(os.getpid())); time.sleep(600)
+                os._exit(0)
+            open("outputs/child.pid", "w").write(str(child.pid))
+            time.sleep(600)
+        elif mode == "spam":                     # 1 GB of output
+            chunk = (b"y" * 1023 + b"\\n") * 1024
+            for _ in range(1024):
+                sys.stdout.buffer.write(chunk)
+            print("spam done")
+        elif mode == "sleep":
+            time.sleep(float(sys.argv[2]))
+        elif mode == "kill-self":
+            os.kill(os.getpid(), 9)
+    """))
+    return root
+
+
+def submit(ws, project, *args, **kw):
+    return Experiment(ws, "sub").submit(ScriptRunConfig(source_directory=project, script="job.py", arguments=list(args), **kw))
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_run_survives_the_submitting_process(ws, project):
+    code = f"""
+        from runyard import Workspace, Experiment, ScriptRunConfig
+        ws = Workspace({str(ws.path)!r})
+        run = Experiment(ws, "sub").submit(ScriptRunConfig(source_directory={str(project)!r}, script="job.py",
+                                                           arguments=["sleep", "1.5"]))
+        print(run.id)
+    """
+    started = time.monotonic()
+    run_id = run_python(code).stdout.strip().splitlines()[-1]
+    assert time.monotonic() - started < 5  # submit returned long before the run ended
+    run = ws.get_run(run_id)
+    assert run.get_status() != "Completed"
+    assert run.wait_for_completion()["status"] == "Completed"
+
+
+def test_segfault_and_signals_are_recorded(ws, project):
+    run = submit(ws, project, "segv")
+    with pytest.raises(RunFailed, match=r"killed by SIGSEGV \(segmentation fault\)"):
+        run.wait_for_completion()
+    info = ws.metadata.get_run(run.id)
+    assert info.exit_code == -signal.SIGSEGV and info.error["signal"] == signal.SIGSEGV
+    assert "outputs/started.txt" in run.get_file_names()
+    run = submit(ws, project, "kill-self")
+    with pytest.raises(RunFailed, match="killed by SIGKILL"):
+        run.wait_for_completion()
+
+
+def test_max_run_duration_stops_the_run(ws, project):
+    run = submit(ws, project, "sleep", "600", max_run_duration_seconds=1)
+    started = time.monotonic()
+    with pytest.raises(RunFailed, match="exceeded max_run_duration_seconds=1"):
+        run.wait_for_completion()
+    assert time.monotonic() - started < 10
+    assert ws.metadata.get_run(run.id).error["code"] == "RunTimeout"
+
+
+def test_cancel_kills_the_whole_tree_within_5_seconds(ws, project, tmp_path):
+    run = submit(ws, project, "tree")
+    deadline = time.monotonic() + 30
+    target = get_target(ws, "local")
+    wd = target.run_dir(run.id) / "wd" / "outputs"
+    while not ((wd / "child.pid").exists() and (wd / "daemon.pid").exists()):
+        assert time.monotonic() < deadline, "the script did not start its processes"
+        time.sleep(0.05)
+    time.sleep(0.1)
+    pids = [int((wd / name).read_text()) for name in ("started.txt", "child.pid", "daemon.pid")]
+    assert not any(_gone(p) for p in pids)
+    started = time.monotonic()
+    run.cancel()
+    assert time.monotonic() - started < 5
+    assert run.get_status() == "Canceled"
+    assert all(_gone(p) for p in pids), [p for p in pids if not _gone(p)]
+    run.cancel()  # idempotent
+    assert run.get_status() == "Canceled"
+
+
+def test_killed_supervisor_is_failed_by_the_next_reader(tmp_path, project, monkeypatch):
+    monkeypatch.setenv("RUNYARD_HEARTBEAT_INTERVAL", "0.2")
+    monkeypatch.setenv("RUNYARD_HEARTBEAT_TIMEOUT", "1")
+    ws = Workspace(tmp_path / "ws")
+    run = submit(ws, project, "sleep", "600")
+    target = get_target(ws, "local")
+    started = target.run_dir(run.id) / "wd" / "outputs" / "started.txt"
+    while not started.exists() or not started.read_text():
+        time.sleep(0.05)
+    script_pid = int(started.read_text())
+    os.kill(target.supervisor_pid(run.id), signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while run.get_status() == "Running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    info = ws.metadata.get_run(run.id)
+    assert info.status.value == "Failed" and info.error["code"] == "HeartbeatLost"
+    time.sleep(0.2)
+    assert _gone(script_pid)  # the script does not run on unsupervised
+
+
+def test_a_gigabyte_of_output_is_capped_and_the_run_finishes(ws, project, monkeypatch):
+    monkeypatch.setenv("RUNYARD_LOG_MAX_MB", "4")
+    run = submit(ws, project, "spam")
+    assert run.wait_for_completion()["status"] == "Completed"
+    logs = {a.path: a.size for a in ws.metadata.list_artifacts(run.id, "logs") if "user_log" in a.path}
+    assert set(logs) == {"logs/user_log_0.txt", "logs/user_log_0.1.txt", "logs/user_log_0.2.txt"}
+    assert sum(logs.values()) <= 12 * (1 << 20)
+    assert "".join(get_target(ws, "local").log_iter(run.id)).endswith("spam done\n")
+
+
+def test_queue_runs_in_order_within_capacity(ws, project, monkeypatch):
+    monkeypatch.setenv("RUNYARD_LOCAL_MAX_RUNS", "1")
+    runs = [submit(ws, project, "sleep", "0.5") for _ in range(3)]
+    time.sleep(0.3)
+    statuses = [r.get_status() for r in runs]
+    assert statuses.count("Queued") >= 2, statuses
+    assert get_target(ws, "local").describe(runs[2].id).details["queue_position"] in (0, 1)
+    for r in runs:
+        r.wait_for_completion()
+    infos = [ws.metadata.get_run(r.id) for r in runs]
+    for earlier, later in zip(infos, infos[1:]):
+        assert earlier.end_time <= later.start_time + 0.05  # one at a time, in submission order
+
+
+def test_cancel_while_queued_never_starts(ws, project, monkeypatch):
+    monkeypatch.setenv("RUNYARD_LOCAL_MAX_RUNS", "1")
+    first = submit(ws, project, "sleep", "2")
+    queued = submit(ws, project, "sleep", "0")
+    time.sleep(0.3)
+    assert queued.get_status() == "Queued"
+    queued.cancel()
+    assert queued.get_status() == "Canceled" and queued.get_details()["startTimeUtc"] is None
+    first.cancel()
+    assert "outputs/started.txt" not in queued.get_file_names()
+
+
+def test_wait_for_completion_streams_output(ws, project, capsys):
+    run = Experiment(ws, "sub").submit(Estimator(project, entry_script="job.py", script_params={"sleep": 0.2}))
+    run.wait_for_completion(show_output=True)
+    out = capsys.readouterr().out
+    assert f"RunId: {run.id}" in out and "mode --sleep" in out and "Status: Completed" in out
+
+
+def test_restore_snapshot_and_all_logs(ws, project, tmp_path):
+    run = submit(ws, project, "sleep", "0")
+    run.wait_for_completion()
+    restored = run.restore_snapshot(tmp_path / "restored")
+    assert (tmp_path / "restored" / "job.py").read_text() == (project / "job.py").read_text() and restored
+    paths = run.get_all_logs(tmp_path / "all-logs")
+    assert any(p.endswith("user_log_0.txt") for p in paths)
+
+
+def test_gpu_request_without_a_gpu_stores_nothing(ws, project, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(ComputeError, match="use_gpu=True but this machine has no GPU"):
+        Experiment(ws, "gpu").submit(Estimator(project, entry_script="job.py", use_gpu=True))
+    assert ws.metadata.count_runs() == 0
+
+
+def test_bad_spec_stores_nothing(ws, project):
+    with pytest.raises(Exception, match="did you mean 'job.py'"):
+        submit_bad = ScriptRunConfig(source_directory=project, script="jbo.py")
+        Experiment(ws, "bad").submit(submit_bad)
+    assert ws.metadata.count_runs() == 0 and not (ws.path / "local").exists()
+
+
+def test_script_completing_its_own_run_is_still_supervised(ws, tmp_path):
+    proj = tmp_path / "own"
+    proj.mkdir()
+    (proj / "t.py").write_text("from runyard import Run\nr = Run.get_context()\nr.log('a', 1)\nr.complete()\n"
+                               "import time; time.sleep(0.5)\nopen('outputs/late.txt','w').write('x')\n")
+    run = Experiment(ws, "own").submit(ScriptRunConfig(source_directory=proj, script="t.py"))
+    assert run.wait_for_completion()["status"] == "Completed"
+    assert "outputs/late.txt" in run.get_file_names() and run.get_metrics() == {"a": 1}
