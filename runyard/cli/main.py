@@ -51,7 +51,7 @@ def _friendly(fn):
         try:
             return fn(*args, **kwargs)
         except RunyardError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)  # one line, never folded
             raise typer.Exit(1) from None
 
     return wrapper

@@ -168,3 +168,29 @@ def test_a_database_from_a_newer_runyard_is_refused(store):
         conn.execute(text("UPDATE alembic_version SET version_num = 'ffff_future'"))
     with pytest.raises(StoreError, match="newer runyard"):
         upgrade_to_head(store.engine)
+
+
+def test_head_constant_matches_the_migration_scripts():
+    from runyard.store.metadata.migrations_runner import HEAD, head_revision
+
+    assert HEAD == head_revision()  # upgrade_to_head trusts HEAD to skip importing Alembic
+
+
+def test_a_0001_database_is_upgraded_keeping_its_runs(store):
+    from alembic import command
+
+    from runyard.store.metadata.migrations_runner import _config, current_revision, upgrade_to_head
+
+    exp = store.get_or_create_experiment("old")
+    old = store.create_run(exp.id)
+    cfg = _config()
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001")
+    cfg.attributes.pop("connection")
+    assert current_revision(store.engine) == "0001"
+    upgrade_to_head(store.engine)
+    assert store.get_run(old.run_id).compute_target is None
+    new = store.create_run(exp.id, compute_target="local", definition={"script": "t.py"}, heartbeat=True)
+    info = store.get_run(new.run_id)
+    assert info.compute_target == "local" and info.definition == {"script": "t.py"} and info.heartbeat_at
