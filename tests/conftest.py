@@ -25,6 +25,25 @@ def _isolated_env(tmp_path, monkeypatch):
     import runyard.run
 
     runyard.run._context = None
+    yield
+    _kill_leftovers(tmp_path)
+
+
+def _kill_leftovers(tmp_path: Path) -> None:
+    """A test that fails half-way may leave a submitted run going: stop every process working under tmp_path."""
+    import psutil
+
+    me = os.getpid()
+    leftovers = []
+    for proc in psutil.process_iter(["pid", "cwd"]):
+        cwd = proc.info.get("cwd") or ""
+        if proc.info["pid"] != me and cwd.startswith(str(tmp_path)):
+            leftovers.append(proc)
+    for proc in leftovers:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
 
 
 def pg_schema_uri(schema: str) -> str:

@@ -33,29 +33,46 @@ class LocalQueue:
         ticket.touch()
         return ticket
 
+    def try_acquire(self, ticket: Path) -> int | None:
+        """One attempt, without waiting: a slot when this ticket may take one now, else None (it keeps its place)."""
+        with self._claimed(ticket):
+            return self._attempt(ticket)
+
     def acquire(self, ticket: Path, stop: Callable[[], bool], poll: float = 0.1) -> int | None:
         """Wait for a free slot; return the open slot lock (hold it while running), or None when ``stop()``."""
+        with self._claimed(ticket):
+            while not stop():
+                slot = self._attempt(ticket)
+                if slot is not None:
+                    return slot
+                time.sleep(poll)
+        ticket.unlink(missing_ok=True)  # given up: the place in line goes
+        return None
+
+    @contextmanager
+    def _claimed(self, ticket: Path):
+        """Hold the ticket's lock: "its owner is alive and waiting"."""
         self.dir.mkdir(parents=True, exist_ok=True)
         ticket.touch()
-        mine = os.open(ticket, os.O_RDWR)
-        fcntl.flock(mine, fcntl.LOCK_EX)  # "this ticket's owner is alive and waiting"
+        fd = os.open(ticket, os.O_RDWR)
         try:
-            while not stop():
-                with self._locked():
-                    position = self._position(ticket.name)
-                    free = self._free_slots() if position < self.capacity else []
-                    for fd in free[1:]:
-                        os.close(fd)
-                    if position < len(free):  # the runs ahead of this one each take a free slot too
-                        ticket.unlink(missing_ok=True)
-                        return free[0]
-                    if free:
-                        os.close(free[0])
-                time.sleep(poll)
-            ticket.unlink(missing_ok=True)
-            return None
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
         finally:
-            os.close(mine)
+            os.close(fd)
+
+    def _attempt(self, ticket: Path) -> int | None:
+        with self._locked():
+            position = self._position(ticket.name)
+            free = self._free_slots() if position < self.capacity else []
+            for fd in free[1:]:
+                os.close(fd)
+            if position < len(free):  # the runs ahead of this one each take a free slot too
+                ticket.unlink(missing_ok=True)
+                return free[0]
+            if free:
+                os.close(free[0])
+            return None
 
     def position(self, ticket_name: str) -> int | None:
         """Runs ahead of this ticket in line (None when the ticket is gone: running or finished)."""

@@ -67,6 +67,10 @@ class LocalTarget(ComputeTarget):
                      "after SIGTERM, seconds before SIGKILL when a run is canceled or times out", "RUNYARD_KILL_GRACE"),
         TargetOption("log_sync_seconds", float, 10.0,
                      "seconds between uploads of a running run's logs to the artifact store", "RUNYARD_LOG_SYNC_SECONDS"),
+        TargetOption("supervisor_start", str, "auto",
+                     "how a run's supervisor starts: auto (forked from the submitting process when it has a single "
+                     "thread, on Linux: the run starts in ~20 ms) or spawn (always a fresh interpreter: ~0.2 s)",
+                     "RUNYARD_SUPERVISOR_START"),
     )
 
     @property
@@ -91,6 +95,8 @@ class LocalTarget(ComputeTarget):
                     "empty) — submit with use_gpu=False, or to a compute target with GPUs"
                 )
             pool, capacity = "gpu", self.settings["max_concurrent_gpu_runs"] or gpus
+        if self.settings["supervisor_start"] not in ("auto", "spawn"):
+            raise ComputeError(f"supervisor_start must be 'auto' or 'spawn', got {self.settings['supervisor_start']!r}")
         if capacity < 1:
             raise ComputeError(f"compute target {self.name!r}: the capacity of the {pool} pool must be >= 1, got {capacity}")
         run_dir = self.run_dir(run_id)
@@ -136,20 +142,11 @@ class LocalTarget(ComputeTarget):
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "request.json").write_text(str(request), encoding="utf-8")
         self._queue(payload["pool"], payload["capacity"]).enqueue(request.run_id, payload["submitted_ns"])
-        log = open(run_dir / "supervisor.log", "ab")
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "runyard.submission.supervisor", str(run_dir)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own session: a Ctrl-C or exit of the submitter does not reach it
-                close_fds=True, cwd=str(run_dir),
-            )
-        except OSError as exc:
-            raise ComputeError(f"cannot start the supervisor of run {request.run_id}: {exc}") from exc
-        finally:
-            log.close()
-        # Reap it when it ends (no zombie in a long-lived notebook); the thread dies with this process.
-        threading.Thread(target=proc.wait, name=f"runyard-reap-{proc.pid}", daemon=True).start()
+        how = payload["settings"]["supervisor_start"]
+        if how == "auto" and _fork_is_safe():
+            _fork_supervisor(run_dir)
+        else:
+            _spawn_supervisor(run_dir)
         return request.run_id
 
     # -- observe / cancel ------------------------------------------------------------------------------
@@ -239,6 +236,97 @@ class LocalTarget(ComputeTarget):
             yield text
         if not emitted:  # the run ended before its live log could be read: read the stored copy
             yield from stored_log(self.workspace, run_id, rank)
+
+
+# -- starting a supervisor ----------------------------------------------------------------------------
+def _fork_is_safe() -> bool:
+    """Fork only a process with one thread (threads' locks would be copied held), on Linux (/proc is read)."""
+    if not sys.platform.startswith("linux") or threading.active_count() != 1:
+        return False
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            threads = next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+    except (OSError, StopIteration, ValueError):
+        return False
+    return threads == 1  # also counts native threads (BLAS pools, gRPC…) that threading does not see
+
+
+def _spawn_supervisor(run_dir: Path) -> None:
+    """A fresh interpreter runs the supervisor (~0.2 s of imports before the run starts)."""
+    log = open(run_dir / "supervisor.log", "ab")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runyard.submission.supervisor", str(run_dir)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own session: a Ctrl-C or exit of the submitter does not reach it
+            close_fds=True, cwd=str(run_dir),
+        )
+    except OSError as exc:
+        raise ComputeError(f"cannot start the supervisor in {run_dir}: {exc}") from exc
+    finally:
+        log.close()
+    # Reap it when it ends (no zombie in a long-lived notebook); the thread dies with this process.
+    threading.Thread(target=proc.wait, name=f"runyard-reap-{proc.pid}", daemon=True).start()
+
+
+def _fork_supervisor(run_dir: Path) -> None:
+    """Fork twice: the grandchild, in its own session and re-parented to init, runs the supervisor with every
+    module this process already imported — the run starts in milliseconds instead of after a fresh interpreter's
+    imports. It never returns into the caller's code: it leaves with ``os._exit``."""
+    from runyard.store.metadata import release_connections
+
+    release_connections()  # the supervisor must not inherit SQLite connections (their lock state) from here
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)  # the middle process exits at once
+        return
+    code = 1
+    try:
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        _detach_descriptors(run_dir)
+        from runyard.submission.supervisor import main
+
+        code = main(["supervisor", str(run_dir), "forked"])
+    except BaseException:  # noqa: BLE001 - whatever happens, never unwind into the submitter's stack
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _detach_descriptors(run_dir: Path) -> None:
+    """Point the inherited descriptors away from what the submitter shares with others.
+
+    stdin ← /dev/null, stdout/stderr → supervisor.log; every other inherited pipe, socket or terminal gets
+    /dev/null put in its place (not closed: Python objects still own those numbers, and closing a reused number
+    later would hit the wrong file). A process waiting for the submitter's output pipe to close is not kept
+    waiting by the run, and a database socket shared with the submitter is never written to from here.
+    """
+    import stat
+
+    null = os.open(os.devnull, os.O_RDWR)
+    log = os.open(run_dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 2 or fd in (null, log):
+            continue
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            continue
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
+            os.dup2(null, fd)
+    os.chdir(run_dir)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def _finish_canceled(store, run_id: str, message: str) -> None:

@@ -81,7 +81,7 @@ def decode_chunks(chunks: Iterable[bytes]) -> Iterator[str]:
         yield tail
 
 
-def follow(path: Path, finished: Callable[[], bool], poll: float = 0.1) -> Iterator[bytes]:
+def follow(path: Path, finished: Callable[[], bool], poll: float = 0.05) -> Iterator[bytes]:
     """Bytes appended to ``path`` until ``finished()`` says the writer is done (then the rest is drained).
 
     Follows rotation: when the name points at a new file, the old one is read to its end first (a reader that

@@ -17,12 +17,19 @@ from pathlib import Path
 from runyard.submission.logfiles import RotatingLog
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 _PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 def become_subreaper() -> bool:
     return bool(_libc) and _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def set_process_name(name: str) -> None:
+    """The name ps -o comm / top show (Linux: 15 characters at most)."""
+    if _libc is not None:
+        _libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 def _in_child() -> None:

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import traceback
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -50,23 +51,40 @@ class Supervisor:
         self._done = threading.Event()
         self._procs: list[processes.Captured] = []
         self._log = open(run_dir / "supervisor.txt", "a", buffering=1, encoding="utf-8")
+        self._pending: list[tuple[RunStatus, float]] = []  # changes made before the store was open
+        self._store: Future = Future()
         from runyard.workspace import Workspace
 
         ws = self.request["workspace"]
         self.ws = Workspace(ws["path"], tracking_uri=ws["tracking_uri"], artifact_uri=ws["artifact_uri"])
-        self.store = self.ws.metadata
+
+    @property
+    def store(self):
+        """The metadata store. Importing SQLAlchemy and opening it takes ~0.1 s, so it happens in a thread
+        started first thing, while the main thread takes a slot, writes the working copy and starts the processes."""
+        return self._store.result()
+
+    def _open_store(self) -> None:
+        try:
+            store = self.ws.metadata
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever asks for the store
+            self._store.set_exception(exc)
+            return
+        self._store.set_result(store)
+        from runyard.context import heartbeat
+
+        heartbeat.start(lambda: [(store, self.run_id)], self._done)
 
     def say(self, message: str) -> None:
-        self._log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+        now = time.time()
+        self._log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}.{int(now % 1 * 1000):03d} {message}\n")
 
     # -- the life cycle ------------------------------------------------------------------------------
     def run(self) -> int:
         (self.run_dir / "supervisor.pid").write_text(f"{os.getpid()} {_create_time()}")
         signal.signal(signal.SIGTERM, lambda *_: self._request_stop("canceled"))
         signal.signal(signal.SIGINT, lambda *_: self._request_stop("canceled"))
-        from runyard.context import heartbeat
-
-        heartbeat.start(lambda: [(self.store, self.run_id)], self._done)
+        threading.Thread(target=self._open_store, name="runyard-open-store", daemon=True).start()
         status, error, exit_code, started = RunStatus.FAILED, None, None, False
         try:
             started = self._wait_for_slot()
@@ -102,7 +120,10 @@ class Supervisor:
                 self._poll_store()
             return self._stop.is_set()
 
-        self._slot = queue.acquire(ticket, stop)
+        self._slot = queue.try_acquire(ticket)  # a free slot: start without touching the store
+        if self._slot is None:
+            self._poll_store()
+            self._slot = queue.acquire(ticket, stop)
         if self._slot is None:
             self.say("canceled while queued")
             return False
@@ -112,7 +133,7 @@ class Supervisor:
     def _execute(self) -> tuple[RunStatus, dict | None, int | None]:
         from runyard.submission import snapshot
 
-        self._set(RunStatus.PREPARING)
+        self._set_later(RunStatus.PREPARING)
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
         count = snapshot.materialize(self.request["snapshot_id"], self.ws.artifacts, self.workdir)
@@ -121,7 +142,7 @@ class Supervisor:
             (self.workdir / folder).mkdir(exist_ok=True)
         if self._stop.is_set():
             return RunStatus.CANCELED, None, None
-        self._set(RunStatus.STARTING)
+        self._set_later(RunStatus.STARTING)
         max_bytes = int(self.settings["log_max_mb"] * (1 << 20))
         for spec in self.request["processes"]:
             env = {**_inherited_env(), **spec["env"]}
@@ -133,7 +154,8 @@ class Supervisor:
             except OSError as exc:
                 return RunStatus.FAILED, {"message": f"cannot start rank {spec['rank']} ({argv[0]}): {exc}",
                                           "code": "StartFailed", "rank": spec["rank"]}, None
-        self._set(RunStatus.RUNNING)
+        self._set_later(RunStatus.RUNNING)
+        self._record_pending()
         return self._monitor()
 
     def _monitor(self) -> tuple[RunStatus, dict | None, int | None]:
@@ -253,7 +275,18 @@ class Supervisor:
         if status in (RunStatus.CANCEL_REQUESTED, RunStatus.CANCELED):
             self._request_stop("canceled")
 
+    def _set_later(self, status: RunStatus) -> None:
+        self.say(status.value)
+        self._pending.append((status, time.time()))
+
+    def _record_pending(self) -> None:
+        """Record status changes made before the store was open, each with the time it happened."""
+        pending, self._pending = self._pending, []
+        for status, at in pending:
+            self._set(status, at=at)
+
     def _set(self, status: RunStatus, **kwargs: Any) -> None:
+        self._record_pending()
         from runyard.errors import InvalidStatusTransition
 
         try:
@@ -281,11 +314,15 @@ def _create_time() -> float:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
+    """``supervisor RUN_DIR [forked]``: drive the run whose request is in RUN_DIR."""
+    if len(argv) not in (2, 3):
         print("usage: python -m runyard.submission.supervisor RUN_DIR", file=sys.stderr)
         return 2
     processes.become_subreaper()
-    return Supervisor(Path(argv[1])).run()
+    processes.set_process_name("runyard-superv")  # what ps/top show (a forked one still has the submitter's argv)
+    supervisor = Supervisor(Path(argv[1]))
+    supervisor.say(f"supervisor pid {os.getpid()} ({'forked from the submitter' if argv[2:] == ['forked'] else 'spawned'})")
+    return supervisor.run()
 
 
 if __name__ == "__main__":

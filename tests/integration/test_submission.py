@@ -133,7 +133,7 @@ def test_killed_supervisor_is_failed_by_the_next_reader(tmp_path, project, monke
     run = submit(ws, project, "sleep", "600")
     target = get_target(ws, "local")
     started = target.run_dir(run.id) / "wd" / "outputs" / "started.txt"
-    while not started.exists() or not started.read_text():
+    while run.get_status() != "Running" or not started.exists() or not started.read_text():
         time.sleep(0.05)
     script_pid = int(started.read_text())
     os.kill(target.supervisor_pid(run.id), signal.SIGKILL)
@@ -221,3 +221,42 @@ def test_script_completing_its_own_run_is_still_supervised(ws, tmp_path):
     run = Experiment(ws, "own").submit(ScriptRunConfig(source_directory=proj, script="t.py"))
     assert run.wait_for_completion()["status"] == "Completed"
     assert "outputs/late.txt" in run.get_file_names() and run.get_metrics() == {"a": 1}
+
+
+@pytest.mark.parametrize("extra_thread,expected", [(False, "forked from the submitter"), (True, "spawned")])
+def test_supervisor_is_forked_only_from_a_single_threaded_process(ws, project, extra_thread, expected):
+    code = f"""
+        import threading, time
+        from runyard import Workspace, Experiment, ScriptRunConfig
+        if {extra_thread}:
+            threading.Thread(target=time.sleep, args=(5,), daemon=True).start()
+        ws = Workspace({str(ws.path)!r})
+        run = Experiment(ws, "sub").submit(ScriptRunConfig(source_directory={str(project)!r}, script="job.py",
+                                                           arguments=["sleep", "0"]))
+        run.wait_for_completion()
+        print(run.id)
+    """
+    run_id = run_python(code).stdout.strip().splitlines()[-1]
+    run = ws.get_run(run_id)
+    assert run.get_status() == "Completed"
+    run.download_file("logs/runyard/supervisor.txt", "supervisor.txt")
+    assert expected in open("supervisor.txt").read()
+
+
+def test_forked_supervisor_records_a_cancel_from_another_process(ws, project):
+    """A forked supervisor must not inherit the submitter's SQLite connections: its writes were lost when it did."""
+    for _ in range(3):
+        code = f"""
+            from runyard import Workspace, Experiment, ScriptRunConfig
+            ws = Workspace({str(ws.path)!r})
+            print(Experiment(ws, "sub").submit(ScriptRunConfig(source_directory={str(project)!r}, script="job.py",
+                                                               arguments=["sleep", "600"])).id)
+        """
+        run = ws.get_run(run_python(code).stdout.strip().splitlines()[-1])
+        while run.get_status() != "Running":
+            time.sleep(0.05)
+        run_python(f"""
+            from runyard import Workspace
+            Workspace({str(ws.path)!r}).get_run({run.id!r}).cancel()
+        """)
+        assert run.get_status() == "Canceled"

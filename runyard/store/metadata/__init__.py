@@ -30,6 +30,19 @@ def close_metadata_store(url: str) -> None:
         store.close()
 
 
+def release_connections() -> None:
+    """Close every pooled connection of this process's stores (they reopen on next use, ~1 ms).
+
+    Call it before ``fork()`` when the child will use a store: SQLite keeps per-process lock state in memory,
+    and a child that inherits a connection to the database file inherits locks it does not hold — its writes
+    can then be lost (see https://www.sqlite.org/howtocorrupt.html, "carrying an open connection across fork").
+    """
+    with _lock:
+        stores = list(_stores.values())
+    for store in stores:
+        store.close()
+
+
 def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()  # a thread of the parent may have held it at fork time
@@ -51,4 +64,5 @@ __all__ = [
     "RunInfo",
     "close_metadata_store",
     "open_metadata_store",
+    "release_connections",
 ]

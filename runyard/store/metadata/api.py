@@ -93,8 +93,12 @@ class MetadataStore(ABC):
         *,
         error: Mapping | None = None,
         exit_code: int | None = None,
+        at: float | None = None,
     ) -> RunInfo:
-        """Move a run to ``status``. Raise InvalidStatusTransition when the run is already terminal."""
+        """Move a run to ``status``. Raise InvalidStatusTransition when the run is already terminal.
+
+        ``at``: when it happened (Unix seconds; default now), for a driver that records a change after the fact.
+        """
 
     @abstractmethod
     def heartbeat(self, run_ids: Sequence[str]) -> None:

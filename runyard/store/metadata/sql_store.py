@@ -282,9 +282,10 @@ class SqlMetadataStore(MetadataStore):
         *,
         error: Mapping | None = None,
         exit_code: int | None = None,
+        at: float | None = None,
     ) -> RunInfo:
         status = RunStatus.parse(status)
-        now = time.time()
+        now = time.time() if at is None else at
         values: dict[str, Any] = {"status": status.value}
         if status in _STARTED:
             values["start_time"] = func.coalesce(t.runs.c.start_time, now)
