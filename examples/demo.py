@@ -1,11 +1,7 @@
-"""runyard's main demo: a workspace, an interactive run with child runs, and a script logging into a run.
+"""The run-history API tour: an interactive run with child runs, then a training script submitted as a run.
 
-    python examples/demo.py            (after `bash scripts/demo.sh` has set things up)
+    python examples/demo.py            (after `bash scripts/setup.sh`; `runyard demo` is the shorter main demo)
 """
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -15,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
-from runyard import Experiment, Workspace  # noqa: E402
+from runyard import Experiment, ScriptRunConfig, Workspace  # noqa: E402
 
 HERE = Path(__file__).parent
 
@@ -50,18 +46,15 @@ def main() -> None:
     print(f"run {run.id}: {run.get_status()}, mean accuracy {run.get_metrics()['mean accuracy']:.3f}")
     print(f"  children: {[round(m.get('accuracy', 0), 3) for m in run.get_metrics(recursive=True).values() if m.get('accuracy')]}")
 
-    # 2. A training script in its own process logs into a run through Run.get_context()
-    #    (runyard submit, in a later release, starts it this way for you).
-    script_run = exp.start_logging(display_name="train.py (softmax regression)", outputs=False)
-    env = {**os.environ, **ws.environment_variables(), "RUNYARD_RUN_ID": script_run.id}
-    with tempfile.TemporaryDirectory() as scratch:  # the script writes ./outputs: keep it out of the source tree
-        subprocess.run([sys.executable, str(HERE / "digits" / "train.py"), "--lr", "0.5"], env=env, check=True,
-                       cwd=scratch)
-    script_run.complete()
+    # 2. A training script submitted as a run: snapshotted, started by a supervisor, its output captured.
+    config = ScriptRunConfig(source_directory=HERE / "digits", script="train.py", arguments=["--lr", 0.5])
+    script_run = exp.submit(config, display_name="train.py (softmax regression)")
+    script_run.wait_for_completion(show_output=True)
     metrics = script_run.get_metrics()
     print(f"run {script_run.id}: {script_run.get_status()}, accuracy {metrics['accuracy']:.3f}, "
           f"{len(metrics['loss'])} loss values, files {script_run.get_file_names()}")
-    print("\nnext: runyard runs list | runyard runs show RUN | runyard metrics RUN | runyard download RUN outputs")
+    print("\nnext: runyard runs list | runyard runs show RUN | runyard logs RUN | runyard metrics RUN | "
+          "runyard download RUN outputs")
 
 
 if __name__ == "__main__":

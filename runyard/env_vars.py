@@ -18,6 +18,18 @@ Setting them by hand also works, e.g. to log from a process you started yourself
 | ``RUNYARD_LOG_MAX_BACKLOG`` | values kept in memory while the store is unreachable; more go to a spool file (1000000) |
 | ``RUNYARD_HEARTBEAT_INTERVAL`` | seconds between heartbeats of the runs a process drives (default 10) |
 | ``RUNYARD_HEARTBEAT_TIMEOUT`` | seconds without a heartbeat after which the next reader marks the run Failed (default 60) |
+
+Settings of the ``local`` compute target (also ``compute.local.<name>`` in the workspace's ``config.json``):
+
+| variable | meaning |
+|---|---|
+| ``RUNYARD_LOCAL_MAX_RUNS`` | CPU runs executing at once; more wait in Queued (default: the number of CPUs) |
+| ``RUNYARD_LOCAL_MAX_GPU_RUNS`` | runs with ``use_gpu=True`` executing at once (default: one per GPU) |
+| ``RUNYARD_LOG_MAX_MB`` | size of a captured log file before it is rotated; two older parts are kept (100) |
+| ``RUNYARD_KILL_GRACE`` | seconds between SIGTERM and SIGKILL when a run is canceled or times out (3) |
+| ``RUNYARD_LOG_SYNC_SECONDS`` | seconds between uploads of a running run's logs (10) |
+| ``RUNYARD_SUPERVISOR_START`` | ``auto`` (fork from a single-threaded submitter) or ``spawn`` (a fresh interpreter) |
+| ``RUNYARD_SNAPSHOT_WARN_MB``, ``RUNYARD_SNAPSHOT_WARN_FILES`` | soft size limits of a snapshot (300 MB, 2000 files) |
 """
 from __future__ import annotations
 
@@ -34,3 +46,11 @@ LOG_FLUSH_INTERVAL = "RUNYARD_LOG_FLUSH_INTERVAL"
 HEARTBEAT_INTERVAL = "RUNYARD_HEARTBEAT_INTERVAL"
 HEARTBEAT_TIMEOUT = "RUNYARD_HEARTBEAT_TIMEOUT"
 LOG_MAX_BACKLOG = "RUNYARD_LOG_MAX_BACKLOG"
+LOCAL_MAX_RUNS = "RUNYARD_LOCAL_MAX_RUNS"
+LOCAL_MAX_GPU_RUNS = "RUNYARD_LOCAL_MAX_GPU_RUNS"
+LOG_MAX_MB = "RUNYARD_LOG_MAX_MB"
+KILL_GRACE = "RUNYARD_KILL_GRACE"
+LOG_SYNC_SECONDS = "RUNYARD_LOG_SYNC_SECONDS"
+SUPERVISOR_START = "RUNYARD_SUPERVISOR_START"
+SNAPSHOT_WARN_MB = "RUNYARD_SNAPSHOT_WARN_MB"
+SNAPSHOT_WARN_FILES = "RUNYARD_SNAPSHOT_WARN_FILES"

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# One command: set up, then run the main demo in a fresh workspace (./demo-workspace), then list its runs.
+# One command: set up, then run the main demo — a workspace and a small scikit-learn project in ./runyard-demo,
+# the project submitted as a run on the local target, its output streamed, its metrics and files shown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export RUNYARD_HOME=${RUNYARD_HOME:-$PWD/demo-workspace}
-.venv/bin/python examples/demo.py
-.venv/bin/runyard runs list
+.venv/bin/runyard demo "${1:-runyard-demo}"

@@ -58,19 +58,19 @@ class LocalTarget(ComputeTarget):
     type = "local"
     options = (
         TargetOption("max_concurrent_runs", int, os.cpu_count() or 1,
-                     "CPU runs executing at once; more wait in Queued", "RUNYARD_LOCAL_MAX_RUNS"),
+                     "CPU runs executing at once; more wait in Queued", env_vars.LOCAL_MAX_RUNS),
         TargetOption("max_concurrent_gpu_runs", int, None,
-                     "GPU runs (use_gpu=True) executing at once (default: one per GPU)", "RUNYARD_LOCAL_MAX_GPU_RUNS"),
+                     "GPU runs (use_gpu=True) executing at once (default: one per GPU)", env_vars.LOCAL_MAX_GPU_RUNS),
         TargetOption("log_max_mb", float, 100.0,
-                     "size of a captured log file before it is rotated (2 older parts are kept)", "RUNYARD_LOG_MAX_MB"),
+                     "size of a captured log file before it is rotated (2 older parts are kept)", env_vars.LOG_MAX_MB),
         TargetOption("kill_grace_seconds", float, 3.0,
-                     "after SIGTERM, seconds before SIGKILL when a run is canceled or times out", "RUNYARD_KILL_GRACE"),
+                     "after SIGTERM, seconds before SIGKILL when a run is canceled or times out", env_vars.KILL_GRACE),
         TargetOption("log_sync_seconds", float, 10.0,
-                     "seconds between uploads of a running run's logs to the artifact store", "RUNYARD_LOG_SYNC_SECONDS"),
+                     "seconds between uploads of a running run's logs to the artifact store", env_vars.LOG_SYNC_SECONDS),
         TargetOption("supervisor_start", str, "auto",
                      "how a run's supervisor starts: auto (forked from the submitting process when it has a single "
                      "thread, on Linux: the run starts in ~20 ms) or spawn (always a fresh interpreter: ~0.2 s)",
-                     "RUNYARD_SUPERVISOR_START"),
+                     env_vars.SUPERVISOR_START),
     )
 
     @property

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runyard import env_vars
 from runyard.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -31,8 +32,8 @@ IGNORE_FILES = (".runyardignore", ".amlignore", ".gitignore")
 # Never part of a snapshot: version-control data, runyard's own folder, caches.
 ALWAYS_SKIPPED = frozenset({".git", ".hg", ".svn", ".runyard", "__pycache__", ".ipynb_checkpoints",
                             ".pytest_cache", ".mypy_cache"})
-WARN_MB_VAR = "RUNYARD_SNAPSHOT_WARN_MB"
-WARN_FILES_VAR = "RUNYARD_SNAPSHOT_WARN_FILES"
+WARN_MB_VAR = env_vars.SNAPSHOT_WARN_MB
+WARN_FILES_VAR = env_vars.SNAPSHOT_WARN_FILES
 _CHUNK = 1 << 20
 
 

@@ -290,8 +290,10 @@ class Supervisor:
         from runyard.errors import InvalidStatusTransition
 
         try:
-            self.store.set_status(self.run_id, status, **kwargs)
+            info = self.store.set_status(self.run_id, status, **kwargs)
             self.say(status.value)
+            if info.status == RunStatus.CANCEL_REQUESTED and not status.is_terminal():
+                self._request_stop("canceled")
         except InvalidStatusTransition as exc:
             self.say(f"status {status.value} not recorded: {exc}")
 

@@ -23,6 +23,7 @@ def test_demo_runs_and_records_its_runs(tmp_path):
     script_run = next(r for r in runs if r.display_name.startswith("train.py"))
     metrics = script_run.get_metrics()
     assert metrics["accuracy"] > 0.8 and len(metrics["loss"]) == 60 and len(metrics["progress"]["epoch"]) == 60
-    assert script_run.get_file_names() == ["outputs/model.pkl"]
+    assert script_run.type == "script" and "outputs/model.pkl" in script_run.get_file_names()
+    assert "logs/user_log_0.txt" in script_run.get_file_names()
     cv = next(r for r in runs if r.display_name.startswith("nearest"))
     assert len(list(cv.get_children())) == 5 and cv.get_metrics()["mean accuracy"] > 0.8

@@ -194,3 +194,13 @@ def test_a_0001_database_is_upgraded_keeping_its_runs(store):
     new = store.create_run(exp.id, compute_target="local", definition={"script": "t.py"}, heartbeat=True)
     info = store.get_run(new.run_id)
     assert info.compute_target == "local" and info.definition == {"script": "t.py"} and info.heartbeat_at
+
+
+def test_progress_never_undoes_a_cancel_request(store):
+    from runyard.status import RunStatus
+
+    run = store.create_run(store.get_or_create_experiment("c").id, status=RunStatus.QUEUED)
+    store.set_status(run.run_id, RunStatus.CANCEL_REQUESTED)
+    assert store.set_status(run.run_id, RunStatus.RUNNING).status == RunStatus.CANCEL_REQUESTED
+    assert store.set_status(run.run_id, RunStatus.FINALIZING).status == RunStatus.FINALIZING
+    assert store.set_status(run.run_id, RunStatus.CANCELED).status == RunStatus.CANCELED

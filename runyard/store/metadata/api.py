@@ -97,6 +97,9 @@ class MetadataStore(ABC):
     ) -> RunInfo:
         """Move a run to ``status``. Raise InvalidStatusTransition when the run is already terminal.
 
+        A run in CancelRequested stays there when asked to move to Queued/Preparing/Starting/Running (the returned
+        info says so): a driver's progress report never undoes a cancel.
+
         ``at``: when it happened (Unix seconds; default now), for a driver that records a change after the fact.
         """
 

@@ -31,6 +31,7 @@ from runyard.store.metadata.values import METRIC_COLUMNS, decode, latest_rows, m
 
 _TERMINAL = [s.value for s in RunStatus if s.is_terminal()]
 _STARTED = {RunStatus.RUNNING, RunStatus.FINALIZING, RunStatus.COMPLETED}
+_PROGRESS = {RunStatus.QUEUED, RunStatus.PREPARING, RunStatus.STARTING, RunStatus.RUNNING}
 _REAP_EVERY = 5.0  # seconds between stale-run checks per store
 
 
@@ -295,14 +296,14 @@ class SqlMetadataStore(MetadataStore):
             values["error"] = json.dumps(dict(error), default=str)
         if exit_code is not None:
             values["exit_code"] = exit_code
-        stmt = (
-            update(t.runs)
-            .where(t.runs.c.run_id == run_id, t.runs.c.status.not_in(_TERMINAL))
-            .values(**values)
-        )
+        # A cancel request is not undone by a driver reporting progress: only Finalizing or an end follows it.
+        kept = _TERMINAL + ([RunStatus.CANCEL_REQUESTED.value] if status in _PROGRESS else [])
+        stmt = update(t.runs).where(t.runs.c.run_id == run_id, t.runs.c.status.not_in(kept)).values(**values)
         with self._write("set run status") as conn:
             changed = conn.execute(stmt).rowcount
         info = self.get_run(run_id)  # NotFound for an unknown id
+        if not changed and info.status == RunStatus.CANCEL_REQUESTED and status in _PROGRESS:
+            return info
         if not changed and info.status != status:
             raise InvalidStatusTransition(
                 f"run {run_id} is already {info.status.value}; a finished run's status cannot change to {status.value}"
