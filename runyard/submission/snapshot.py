@@ -153,38 +153,47 @@ def _blob_key(sha: str) -> str:
 def _walk(root: Path, skip: set[tuple[int, int]], unreadable: list[str]) -> list[tuple[str, str, os.stat_result]]:
     """(relative posix path, full path, stat) of every file to snapshot, following the ignore files.
 
-    Kept lean on purpose: it runs once per file on every submission (the re-snapshot benchmark measures it).
+    Kept lean on purpose: it runs for every file on every submission (``bench/bench_submit.py`` measures it).
+    One ``stat`` per file; folders are only stat-ed when they are symlinks (loops) or may be the workspace.
     """
     out: list[tuple[str, str, os.stat_result]] = []
-    seen_dirs: set[tuple[int, int]] = set()
+    seen: set[tuple[int, int]] = {_dev_ino(root)}
+    skip_inodes = {ino for _, ino in skip}
     # (folder, its relative path, the ignore rules in force there as one function, or None)
     stack: list[tuple[str, str, Callable[[str], object] | None]] = [(str(root), "", None)]
     while stack:
         folder, rel_dir, ignored = stack.pop()
         try:
-            key = _dev_ino(folder)
-            if key in seen_dirs or key in skip:
-                continue  # a symlink loop, or the workspace itself
-            seen_dirs.add(key)
             with os.scandir(folder) as it:
                 entries = list(it)
         except OSError as exc:
             unreadable.append(f"{rel_dir or './'} ({exc.strerror or exc})")
             continue
-        ignore_file = next((e for name in IGNORE_FILES for e in entries if e.name == name), None)
-        if ignore_file is not None:
-            ignored = _combine(ignored, rel_dir, _matcher(ignore_file.path))
+        names = {e.name for e in entries}
+        ignore_name = next((n for n in IGNORE_FILES if n in names), None)
+        if ignore_name is not None:
+            ignored = _combine(ignored, rel_dir, _matcher(os.path.join(folder, ignore_name)))
         for entry in entries:
             name = entry.name
-            rel = rel_dir + name
             try:
                 is_dir = entry.is_dir()
             except OSError:
                 is_dir = False
             if is_dir:
-                if name not in ALWAYS_SKIPPED and not (ignored and ignored(rel + "/")):
-                    stack.append((entry.path, rel + "/", ignored))
+                rel = f"{rel_dir}{name}/"
+                if name in ALWAYS_SKIPPED or (ignored and ignored(rel)):
+                    continue
+                if entry.is_symlink() or entry.inode() in skip_inodes:
+                    try:
+                        key = _dev_ino(entry.path)
+                    except OSError:
+                        continue
+                    if key in seen or key in skip:
+                        continue  # a symlink loop, or the workspace itself
+                    seen.add(key)
+                stack.append((entry.path, rel, ignored))
                 continue
+            rel = rel_dir + name
             if ignored and ignored(rel):
                 continue
             try:

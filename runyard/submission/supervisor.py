@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -53,6 +52,8 @@ class Supervisor:
         self._log = open(run_dir / "supervisor.txt", "a", buffering=1, encoding="utf-8")
         self._pending: list[tuple[RunStatus, float]] = []  # changes made before the store was open
         self._store: Future = Future()
+        self._synced: dict[str, tuple[int, int]] = {}  # log file → (size, mtime) last uploaded
+        self._run_handle = None
         from runyard.workspace import Workspace
 
         ws = self.request["workspace"]
@@ -102,10 +103,24 @@ class Supervisor:
             processes.kill_tree(self.settings["kill_grace_seconds"])  # whatever the run left behind
         if started:  # a run canceled in the queue never started: nothing to finalize
             status, error = self._finalize(status, error)
-        self._set(status, error=error, exit_code=exit_code)
+        self._set_final(status, error, exit_code)
         self._done.set()
         self._cleanup()
         return 0
+
+    def _set_final(self, status: RunStatus, error: dict | None, exit_code: int | None) -> None:
+        """The end status must land: a store that blinks now is retried for about a minute (heartbeats go on)."""
+        from runyard.errors import StoreError
+
+        for delay in (1, 2, 4, 8, 16, 32, None):
+            try:
+                self._set(status, error=error, exit_code=exit_code)
+                return
+            except StoreError as exc:
+                if delay is None:
+                    raise
+                self.say(f"cannot record {status.value} yet ({exc}); retrying in {delay} s")
+                time.sleep(delay)
 
     def _wait_for_slot(self) -> bool:
         from runyard.compute.local_queue import LocalQueue
@@ -188,14 +203,20 @@ class Supervisor:
                 next_sync = now + self.settings["log_sync_seconds"]
                 self._sync_logs()
             processes.reap_orphans(self._procs)
-            self._procs[0].exited.wait(0.05) if len(self._procs) == 1 else time.sleep(0.05)
+            if len(self._procs) == 1:
+                self._procs[0].exited.wait(0.05)  # returns at once when the process ends
+            else:
+                time.sleep(0.05)
 
     def _failure(self, proc: processes.Captured) -> dict[str, Any]:
         """What went wrong, for the run's error: the failing rank, its exit code or signal, its last lines."""
         lines = proc.log.last_lines(20)
         code = proc.returncode
         if code is not None and code < 0:
-            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
             what = f"was killed by {name}" + (" (segmentation fault)" if name == "SIGSEGV" else "")
         else:
             what = f"exited with code {code}"
@@ -233,8 +254,7 @@ class Supervisor:
 
     def _sync_logs(self) -> None:
         """Upload captured logs and the script's ./logs that changed since the last sync."""
-        seen = getattr(self, "_synced", {})
-        self._synced = seen
+        seen = self._synced
         changed: list[tuple[str, str]] = []
         for base, prefix in ((self.log_dir, "logs"), (self.workdir / "logs", "logs")):
             if not base.is_dir():
@@ -256,7 +276,7 @@ class Supervisor:
 
     # -- helpers ------------------------------------------------------------------------------------
     def _run(self):
-        if not hasattr(self, "_run_handle"):
+        if self._run_handle is None:
             from runyard.run import Run
 
             self._run_handle = Run._by_id(self.ws, self.run_id)
@@ -283,19 +303,23 @@ class Supervisor:
         """Record status changes made before the store was open, each with the time it happened."""
         pending, self._pending = self._pending, []
         for status, at in pending:
-            self._set(status, at=at)
+            self._write_status(status, at=at)
 
     def _set(self, status: RunStatus, **kwargs: Any) -> None:
         self._record_pending()
+        self.say(status.value)
+        self._write_status(status, **kwargs)
+
+    def _write_status(self, status: RunStatus, **kwargs: Any) -> None:
         from runyard.errors import InvalidStatusTransition
 
         try:
             info = self.store.set_status(self.run_id, status, **kwargs)
-            self.say(status.value)
-            if info.status == RunStatus.CANCEL_REQUESTED and not status.is_terminal():
-                self._request_stop("canceled")
         except InvalidStatusTransition as exc:
             self.say(f"status {status.value} not recorded: {exc}")
+            return
+        if info.status == RunStatus.CANCEL_REQUESTED and not status.is_terminal():
+            self._request_stop("canceled")
 
     def _cleanup(self) -> None:
         """Everything worth keeping is in the run history now; the working copy and live logs go."""

@@ -260,3 +260,20 @@ def test_forked_supervisor_records_a_cancel_from_another_process(ws, project):
             Workspace({str(ws.path)!r}).get_run({run.id!r}).cancel()
         """)
         assert run.get_status() == "Canceled"
+
+
+def test_logs_reach_the_run_history_while_it_runs(ws, tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNYARD_LOG_SYNC_SECONDS", "0.2")
+    proj = tmp_path / "live"
+    proj.mkdir()
+    (proj / "t.py").write_text("import time\nprint('early line', flush=True)\nopen('logs/mine.txt','w').write('x')\n"
+                               "time.sleep(30)\n")
+    run = Experiment(ws, "live").submit(ScriptRunConfig(source_directory=proj, script="t.py"))
+    deadline = time.monotonic() + 20
+    while "logs/mine.txt" not in run.get_file_names():
+        assert time.monotonic() < deadline, run.get_file_names()
+        time.sleep(0.1)
+    assert run.get_status() == "Running"
+    path = run.download_file("logs/user_log_0.txt", tmp_path / "early.txt")
+    assert "early line" in open(path).read()
+    run.cancel()
