@@ -502,6 +502,7 @@ class Run(_RunBase):
         Args:
             show_output: stream the output of the run's rank 0 as it is printed, then an execution summary.
             raise_on_error: raise RunFailed (with the error and the failing rank's last lines) if it Failed.
+            wait_post_processing: accepted for Azure ML compatibility; a runyard run ends after its post-processing.
         """
         import sys
 

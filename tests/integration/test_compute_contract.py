@@ -96,3 +96,22 @@ def test_cancel_twice_is_safe_and_logs_stream_live(workspace, project, target_na
 @pytest.mark.parametrize("target_name", TARGETS)
 def test_unknown_run_is_described_as_none(workspace, target_name):
     assert get_target(workspace, target_name).describe("no_such_run_1") is None
+
+
+@pytest.mark.parametrize("target_name", TARGETS)
+def test_submit_is_dryrun_then_schedule(workspace, project, target_name):
+    """Targets are driven through the interface alone: record the run, store the snapshot, submit."""
+    from runyard.compute import RunRef
+    from runyard.status import RunStatus
+    from runyard.submission import snapshot
+
+    job = ScriptRunConfig(source_directory=project, script="src/train.py", compute_target=target_name).to_job_spec()
+    snap = snapshot.take(job.source_directory)
+    snapshot.store(snap, workspace.artifacts)
+    exp = Experiment(workspace, "contract")
+    info = workspace.metadata.create_run(exp.id, status=RunStatus.QUEUED, compute_target=target_name,
+                                         definition=job.to_definition(), heartbeat=True)
+    target = get_target(workspace, target_name)
+    assert target.submit(job, RunRef(info.run_id, exp.name), snap) == info.run_id
+    assert workspace.get_run(info.run_id).wait_for_completion()["status"] == "Completed"
+    assert "answer 42" in "".join(target.log_iter(info.run_id))

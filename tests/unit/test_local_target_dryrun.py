@@ -1,0 +1,78 @@
+"""The local target's request, built without side effects (what `runyard submit --dry-run` prints)."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from runyard import ComputeError, ConfigError, Workspace
+from runyard.compute import RunRef, get_target
+from runyard.config.job import build_job
+from runyard.submission import snapshot
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return Workspace(tmp_path / "ws")
+
+
+@pytest.fixture
+def job(tmp_path):
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "train.py").write_text("")
+    return build_job(source_directory=tmp_path / "proj", entry_script="train.py", arguments=["--lr", 0.1, "$HOME"])
+
+
+def dryrun(ws, job, run=RunRef("exp_1_abc", "exp", "parent_1_x")):
+    return get_target(ws, "local").dryrun(job, run, snapshot.take(job.source_directory))
+
+
+def test_request_holds_the_processes_and_their_environment(ws, job, monkeypatch):
+    monkeypatch.setenv("RUNYARD_LOCAL_MAX_RUNS", "3")
+    request = dryrun(ws, job)
+    payload = request.payload
+    assert request.run_id == "exp_1_abc" and payload["pool"] == "cpu" and payload["capacity"] == 3
+    assert payload["launcher"] == "single"
+    [proc] = payload["processes"]
+    assert proc["argv"] == [sys.executable, "-u", "train.py", "--lr", "0.1", "$HOME"]  # expanded when the run starts
+    env = proc["env"]
+    assert env["RUNYARD_RUN_ID"] == "exp_1_abc" and env["RUNYARD_PARENT_RUN_ID"] == "parent_1_x"
+    assert env["RUNYARD_EXPERIMENT_NAME"] == "exp" and env["RUNYARD_RANK"] == "0"
+    assert env["RUNYARD_WORKSPACE"] == str(ws.path) and env["MLFLOW_TRACKING_URI"] == f"runyard://{ws.path}"
+    assert env["PYTHONPATH"].split(":")[0] == payload["workdir"]
+    assert json.loads(str(request))["run_id"] == "exp_1_abc"
+    assert not (ws.path / "local").exists() and not (ws.path / "artifacts").exists()  # nothing written
+
+
+def test_gpu_runs_queue_on_gpu_slots(ws, tmp_path, monkeypatch):
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "t.py").write_text("")
+    gpu_job = build_job(source_directory=tmp_path / "g", entry_script="t.py", use_gpu=True)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    payload = dryrun(ws, gpu_job).payload
+    assert payload["pool"] == "gpu" and payload["capacity"] == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(ComputeError, match="no GPU"):
+        dryrun(ws, gpu_job)
+
+
+def test_settings_from_the_workspace_config_and_their_errors(tmp_path, job, monkeypatch):
+    ws = Workspace.create(tmp_path / "p")
+    config = ws.path / "config.json"
+    data = json.loads(config.read_text())
+    config.write_text(json.dumps({**data, "compute": {"local": {"max_concurrent_runs": 2, "log_max_mb": 5}}}))
+    ws = Workspace(ws.path)
+    assert get_target(ws, "local").settings["max_concurrent_runs"] == 2
+    monkeypatch.setenv("RUNYARD_LOCAL_MAX_RUNS", "7")  # the environment wins
+    assert get_target(ws, "local").settings["max_concurrent_runs"] == 7
+    monkeypatch.setenv("RUNYARD_LOCAL_MAX_RUNS", "many")
+    with pytest.raises(ConfigError, match=r"\$RUNYARD_LOCAL_MAX_RUNS='many' is not a valid int"):
+        get_target(ws, "local")
+    monkeypatch.delenv("RUNYARD_LOCAL_MAX_RUNS")
+    config.write_text(json.dumps({**data, "compute": {"local": {"max_runs": 2}}}))
+    with pytest.raises(ConfigError, match="unknown setting.*max_runs.*known: max_concurrent_runs"):
+        get_target(Workspace(ws.path), "local")
+    monkeypatch.setenv("RUNYARD_SUPERVISOR_START", "thread")
+    with pytest.raises(ComputeError, match="supervisor_start must be 'auto' or 'spawn'"):
+        dryrun(Workspace(tmp_path / "other"), job)
