@@ -52,6 +52,22 @@ def gpu_count() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
+def free_ports(count: int, host: str = "127.0.0.1") -> tuple[int, ...]:
+    """``count`` distinct ports free on ``host`` now (for rendezvous and task addresses of distributed jobs)."""
+    import socket
+
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((host, 0))
+            sockets.append(sock)
+        return tuple(sock.getsockname()[1] for sock in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 class LocalTarget(ComputeTarget):
     """This machine. Runs beyond the capacity of their pool (CPU or GPU) wait in Queued and start in order."""
 
@@ -102,7 +118,8 @@ class LocalTarget(ComputeTarget):
         run_dir = self.run_dir(run_id)
         workdir = run_dir / "wd"
         launcher = launcher_for(job)
-        processes = launcher.processes(job, NodeContext(node_rank=0, hosts=("127.0.0.1",)))
+        node = NodeContext(node_rank=0, hosts=("127.0.0.1",), ports=free_ports(launcher.ports_needed(job)))
+        processes = launcher.processes(job, node)
         return SubmitRequest(self.name, run_id, {
             "workspace": {"path": str(self.workspace.path), "tracking_uri": self.workspace.tracking_uri,
                           "artifact_uri": self.workspace.artifact_uri},

@@ -76,3 +76,23 @@ def test_settings_from_the_workspace_config_and_their_errors(tmp_path, job, monk
     monkeypatch.setenv("RUNYARD_SUPERVISOR_START", "thread")
     with pytest.raises(ComputeError, match="supervisor_start must be 'auto' or 'spawn'"):
         dryrun(Workspace(tmp_path / "other"), job)
+
+
+def test_launchers_get_the_free_ports_they_ask_for(ws, job, monkeypatch):
+    import runyard.compute.local_target as local_target
+    from runyard.launchers import Launcher, ProcessSpec
+
+    class TwoPorts(Launcher):
+        name = "two-ports"
+
+        def ports_needed(self, job):
+            return 2
+
+        def processes(self, job, node):
+            return [ProcessSpec(0, 0, ("echo", *map(str, node.ports)), {"MASTER_PORT": str(node.ports[0])})]
+
+    monkeypatch.setattr(local_target, "launcher_for", lambda job: TwoPorts())
+    [proc] = dryrun(ws, job).payload["processes"]
+    ports = [int(p) for p in proc["argv"][1:]]
+    assert len(set(ports)) == 2 and all(1024 < p < 65536 for p in ports)
+    assert proc["env"]["MASTER_PORT"] == str(ports[0])
