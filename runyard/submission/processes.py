@@ -16,6 +16,7 @@ from pathlib import Path
 
 from runyard.submission.logfiles import RotatingLog
 
+SUPERVISOR_NAME = "runyard-superv"  # the process name of every supervisor (ps, top; kill_tree spares them)
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 _PR_SET_CHILD_SUBREAPER = 36
@@ -26,7 +27,7 @@ def become_subreaper() -> bool:
     return bool(_libc) and _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
-def set_process_name(name: str) -> None:
+def set_process_name(name: str = SUPERVISOR_NAME) -> None:
     """The name ps -o comm / top show (Linux: 15 characters at most)."""
     if _libc is not None:
         _libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
@@ -82,21 +83,45 @@ def start(argv: list[str], env: dict[str, str], cwd: Path, log: RotatingLog, ran
 
 
 def kill_tree(grace: float) -> None:
-    """Stop every descendant of this process: SIGTERM, then SIGKILL for those alive after ``grace`` seconds."""
+    """Stop every descendant of this process: SIGTERM, then SIGKILL for those alive after ``grace`` seconds.
+
+    Other runs' supervisors (a script may submit runs of its own) and their processes are left alone: as this
+    process is a subreaper they may be its descendants, but they are not part of this run.
+    """
     import psutil
 
     me = psutil.Process()
-    victims = me.children(recursive=True)
+    victims = _run_descendants(me)
     if not victims:
         return
     for proc in victims:
         _signal(proc, signal.SIGTERM)
     _, alive = psutil.wait_procs(victims, timeout=grace)
     # Anything started meanwhile (a process forking while being stopped) goes too.
-    alive = {p.pid: p for p in alive + me.children(recursive=True)}.values()
+    alive = {p.pid: p for p in alive + _run_descendants(me)}.values()
     for proc in alive:
         _signal(proc, signal.SIGKILL)
     psutil.wait_procs(list(alive), timeout=2.0)
+
+
+def _run_descendants(root) -> list:
+    import psutil
+
+    found, stack = [], [root]
+    while stack:
+        try:
+            children = stack.pop().children()
+        except psutil.Error:
+            continue
+        for child in children:
+            try:
+                if child.name() == SUPERVISOR_NAME:
+                    continue  # another run, with its own life
+            except psutil.Error:
+                continue
+            found.append(child)
+            stack.append(child)
+    return found
 
 
 def _signal(proc, sig: int) -> None:

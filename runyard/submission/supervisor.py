@@ -345,10 +345,30 @@ def main(argv: list[str]) -> int:
         print("usage: python -m runyard.submission.supervisor RUN_DIR", file=sys.stderr)
         return 2
     processes.become_subreaper()
-    processes.set_process_name("runyard-superv")  # what ps/top show (a forked one still has the submitter's argv)
-    supervisor = Supervisor(Path(argv[1]))
+    processes.set_process_name()  # what ps/top show (a forked one still has the submitter's argv), and kill_tree spares
+    run_dir = Path(argv[1])
+    try:
+        supervisor = Supervisor(run_dir)
+    except Exception as exc:  # noqa: BLE001 - say why on the run instead of leaving it Queued until its heartbeat ages
+        traceback.print_exc()
+        _fail_unsupervised(run_dir, exc)
+        return 1
     supervisor.say(f"supervisor pid {os.getpid()} ({'forked from the submitter' if argv[2:] == ['forked'] else 'spawned'})")
     return supervisor.run()
+
+
+def _fail_unsupervised(run_dir: Path, exc: Exception) -> None:
+    """Mark the run Failed when its supervisor cannot even start (an unreadable request, an unreachable store)."""
+    try:
+        request = json.loads((run_dir / "request.json").read_text(encoding="utf-8"))
+        from runyard.workspace import Workspace
+
+        ws = Workspace(**{k: request["workspace"][k] for k in ("path", "tracking_uri", "artifact_uri")})
+        ws.metadata.set_status(request["run_id"], RunStatus.FAILED, error={
+            "message": f"the run's supervisor could not start: {type(exc).__name__}: {exc}", "code": "SupervisorError",
+            "traceback": traceback.format_exc()[-8000:]})
+    except Exception:  # noqa: BLE001 - nothing more to do: the heartbeat timeout will fail the run
+        traceback.print_exc()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Submitted runs on the local target: detached supervisors, failures of every kind, limits, the queue."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -277,3 +278,36 @@ def test_logs_reach_the_run_history_while_it_runs(ws, tmp_path, monkeypatch):
     path = run.download_file("logs/user_log_0.txt", tmp_path / "early.txt")
     assert "early line" in open(path).read()
     run.cancel()
+
+
+def test_runs_submitted_by_a_run_outlive_it(ws, tmp_path):
+    proj = tmp_path / "pipeline"
+    proj.mkdir()
+    (proj / "step.py").write_text("import time\ntime.sleep(1.5)\nprint('step done')\n")
+    (proj / "driver.py").write_text(
+        "from runyard import Run, ScriptRunConfig\n"
+        "run = Run.get_context()\n"
+        "child = run.experiment.submit(ScriptRunConfig(source_directory='.', script='step.py'))\n"
+        "print(child.id, flush=True)\n")
+    outer = Experiment(ws, "pipeline").submit(ScriptRunConfig(source_directory=proj, script="driver.py"))
+    assert outer.wait_for_completion()["status"] == "Completed"
+    inner_id = "".join(get_target(ws, "local").log_iter(outer.id)).split()[0]
+    inner = ws.get_run(inner_id)
+    assert inner.get_status() != "Canceled"
+    assert inner.wait_for_completion()["status"] == "Completed"
+    assert "step done" in "".join(get_target(ws, "local").log_iter(inner_id))
+
+
+def test_a_supervisor_that_cannot_start_fails_the_run_at_once(ws):
+    run_dir = get_target(ws, "local").run_dir("sub_1_broken")
+    run_dir.mkdir(parents=True)
+    (run_dir / "request.json").write_text(json.dumps({
+        "run_id": "sub_1_broken", "workspace": {"path": str(ws.path), "tracking_uri": ws.tracking_uri,
+                                                "artifact_uri": ws.artifact_uri}}))
+    info = ws.metadata.create_run(Experiment(ws, "sub").id, run_id="sub_1_broken", status="Queued")
+    proc = subprocess.run([sys.executable, "-m", "runyard.submission.supervisor", str(run_dir)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "KeyError" in proc.stderr
+    failed = ws.metadata.get_run(info.run_id)
+    assert failed.status.value == "Failed" and failed.error["code"] == "SupervisorError"
+    assert "KeyError" in failed.error["message"]
