@@ -509,6 +509,11 @@ class Run(_RunBase):
         target = self._target()
         if show_output:
             print(f"RunId: {self.id}\n", flush=True)
+            description = target.describe(self.id) if target is not None else None
+            ahead = description.details.get("queue_position") if description else None
+            if ahead is not None:
+                line = "next in line" if ahead == 0 else f"{ahead} run(s) ahead of it"
+                print(f"Queued on {target.name}: {line}; it starts when a slot frees up\n", flush=True)
             if target is not None:
                 for text in target.log_iter(self.id, rank=0, follow=True):
                     sys.stdout.write(text)

@@ -35,6 +35,7 @@ ALWAYS_SKIPPED = frozenset({".git", ".hg", ".svn", ".runyard", "__pycache__", ".
 WARN_MB_VAR = env_vars.SNAPSHOT_WARN_MB
 WARN_FILES_VAR = env_vars.SNAPSHOT_WARN_FILES
 _CHUNK = 1 << 20
+_PROGRESS_BYTES = 8 << 20  # uploads bigger than this show a progress bar (on a terminal)
 
 
 class SnapshotSizeWarning(UserWarning):
@@ -105,21 +106,24 @@ def take(source: str | os.PathLike, cache_dir: Path | None = None, exclude: tupl
     return snap
 
 
-def store(snap: Snapshot, artifacts: "ArtifactStore") -> int:
-    """Upload the blobs the store lacks, then the manifest (last: a stored manifest means complete). Return bytes sent."""
+def store(snap: Snapshot, artifacts: "ArtifactStore", show_progress: bool | None = None) -> int:
+    """Upload the blobs the store lacks, then the manifest (last: a stored manifest means complete). Return bytes sent.
+
+    A progress bar shows on a terminal when more than a few megabytes travel.
+    """
+    from runyard.progress import track
+
     manifest_key = f"snapshots/manifests/{snap.id}.json"
     if artifacts.has_object(manifest_key):
         return 0  # unchanged code: one existence check
-    sent = 0
-    done: set[str] = set()
+    first_of_each: dict[str, tuple[str, int]] = {}
     for rel, (sha, size, _) in sorted(snap.files.items()):
-        if sha in done:
-            continue
-        done.add(sha)
-        key = _blob_key(sha)
-        if not artifacts.has_object(key):
-            artifacts.put_object(key, str(Path(snap.source, rel)))
-            sent += size
+        first_of_each.setdefault(sha, (rel, size))
+    missing = [(sha, rel, size) for sha, (rel, size) in first_of_each.items() if not artifacts.has_object(_blob_key(sha))]
+    sent = sum(size for _, _, size in missing)
+    show = show_progress if show_progress is not None else (None if sent > _PROGRESS_BYTES else False)
+    for sha, rel, _ in track(missing, "snapshot: uploading", show, total_bytes=lambda item: item[2]):
+        artifacts.put_object(_blob_key(sha), str(Path(snap.source, rel)))
     artifacts.put_object(manifest_key, io.BytesIO(snap.manifest_bytes()))
     return sent
 

@@ -158,13 +158,15 @@ def test_a_gigabyte_of_output_is_capped_and_the_run_finishes(ws, project, monkey
     assert "".join(get_target(ws, "local").log_iter(run.id)).endswith("spam done\n")
 
 
-def test_queue_runs_in_order_within_capacity(ws, project, monkeypatch):
+def test_queue_runs_in_order_within_capacity(ws, project, monkeypatch, capsys):
     monkeypatch.setenv("RUNYARD_LOCAL_MAX_RUNS", "1")
     runs = [submit(ws, project, "sleep", "0.5") for _ in range(3)]
     time.sleep(0.3)
     statuses = [r.get_status() for r in runs]
     assert statuses.count("Queued") >= 2, statuses
     assert get_target(ws, "local").describe(runs[2].id).details["queue_position"] in (0, 1)
+    runs[2].wait_for_completion(show_output=True)
+    assert "Queued on local: " in capsys.readouterr().out
     for r in runs:
         r.wait_for_completion()
     infos = [ws.metadata.get_run(r.id) for r in runs]
