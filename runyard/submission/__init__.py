@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runyard import validation
-from runyard.errors import RunyardError, ValidationError
+from runyard.errors import ValidationError
 from runyard.ids import new_run_id
 from runyard.status import RunStatus
 
@@ -43,9 +43,7 @@ def job_spec_of(config: Any) -> "JobSpec":
     return to_spec()
 
 
-def prepare(
-    workspace: "Workspace", experiment_name: str, config: Any, run_id: str | None = None, parent_run_id: str | None = None
-) -> Prepared:
+def prepare(workspace: "Workspace", experiment_name: str, config: Any, parent_run_id: str | None = None) -> Prepared:
     """Validate the configuration, snapshot the code (hashing only what changed) and build the target's request.
 
     Raises before anything is stored or started: bad spec, unknown target, unreadable files, no GPU...
@@ -57,7 +55,7 @@ def prepare(
     job = job_spec_of(config)
     target = get_target(ws, job.compute_target)
     snap = snapshot.take(job.source_directory, cache_dir=ws.path / "cache" / "snapshots", exclude=(ws.path,))
-    run = RunRef(run_id or new_run_id(experiment_name), experiment_name, parent_run_id)
+    run = RunRef(new_run_id(experiment_name), experiment_name, parent_run_id)
     return Prepared(job, snap, target, target.dryrun(job, run, snap))
 
 
@@ -87,8 +85,9 @@ def submit(
     )
     try:
         prepared.target.schedule(prepared.request)
-    except RunyardError as exc:
-        ws.metadata.set_status(run_id, RunStatus.FAILED, error={"message": str(exc), "code": "ScheduleFailed"})
+    except Exception as exc:  # the run is recorded: it must not wait in Queued for a supervisor that never came
+        ws.metadata.set_status(run_id, RunStatus.FAILED, error={"message": f"could not start the run: {exc}",
+                                                               "code": "ScheduleFailed"})
         raise
     return Run(experiment, run_id, _info=info)
 
