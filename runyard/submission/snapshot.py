@@ -2,8 +2,8 @@
 
 Each file is stored once under ``snapshots/blobs/<sha256>`` in the artifact store; a snapshot is a manifest
 (path → sha256, size, mode) stored under ``snapshots/manifests/<id>.json``, its id the sha256 of the manifest.
-A per-folder stat cache (size, mtime, inode → sha256) means re-snapshotting unchanged code costs one stat per
-file and no reads. Files matched by the folder's ignore file are left out: the first of ``.runyardignore``,
+A per-folder stat cache (path, size, mtime, mode → sha256) means re-snapshotting unchanged code costs one stat
+per file and no reads. Files matched by the folder's ignore file are left out: the first of ``.runyardignore``,
 ``.amlignore``, ``.gitignore`` found in each folder (gitignore syntax, patterns relative to that folder).
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pickle
 import re
 import stat
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,66 +44,72 @@ class SnapshotSizeWarning(UserWarning):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A taken snapshot: ``files`` maps each relative posix path to (sha256, size, mode)."""
+    """A taken snapshot: ``keys`` holds (path, size, mtime_ns, mode) of each file, ``shas`` their sha256."""
 
     id: str
     source: str
-    files: dict[str, tuple[str, int, int]]
+    keys: list[tuple[str, int, int, int]]
+    shas: list[str]
+
+    @cached_property
+    def files(self) -> dict[str, tuple[str, int, int]]:
+        """Relative posix path → (sha256, size, permission bits): the manifest's content."""
+        return _files(self.keys, self.shas)
 
     @property
     def total_bytes(self) -> int:
-        return sum(size for _, size, _ in self.files.values())
+        return sum(key[1] for key in self.keys)
 
     def manifest_bytes(self) -> bytes:
         return _manifest_json(self.files)
 
     def describe(self) -> str:
-        return f"snapshot {self.id[:12]}: {len(self.files)} files, {_mb(self.total_bytes):.1f} MB from {self.source}"
+        return f"snapshot {self.id[:12]}: {len(self.keys)} files, {_mb(self.total_bytes):.1f} MB from {self.source}"
 
 
 def take(source: str | os.PathLike, cache_dir: Path | None = None, exclude: tuple[Path, ...] = ()) -> Snapshot:
     """Walk ``source`` and hash what changed since the last time (per the stat cache in ``cache_dir``).
 
-    Unchanged code costs one ``stat`` per file and no reads. Raises ConfigError, before anything is stored, when
-    files cannot be read (listing them).
+    Unchanged code costs one ``stat`` per file, no reads, and one list comparison. Raises ConfigError, before
+    anything is stored, when files cannot be read (listing them).
     """
     root = Path(source).absolute()
     cache_file = cache_dir / f"{hashlib.sha256(str(root).encode()).hexdigest()[:24]}.pickle" if cache_dir else None
-    cached_id, cache = _load_cache(cache_file)
+    cached_id, cached_keys, cached_shas = _load_cache(cache_file)
     unreadable: list[str] = []
-    found = _walk(root, {_dev_ino(p) for p in exclude if os.path.isdir(p)}, unreadable)
-    if not unreadable and cached_id and len(found) == len(cache) and all(
-        (c := cache.get(rel)) is not None and c[0] == st.st_size and c[1] == st.st_mtime_ns and c[2] == st.st_mode
-        for rel, _, st in found
-    ):
-        snap = Snapshot(cached_id, str(root), {rel: (c[3], c[0], stat.S_IMODE(c[2])) for rel, c in cache.items()})
-        _warn_if_large(snap)
-        return snap  # nothing changed: no file read, no manifest rebuilt
-    files: dict[str, tuple[str, int, int]] = {}
-    new_cache: dict[str, tuple[int, int, int, str]] = {}
-    for rel, full, st in found:
-        c = cache.get(rel)
-        if c is not None and c[0] == st.st_size and c[1] == st.st_mtime_ns:
-            sha = c[3]
+    keys = _walk(root, {_dev_ino(p) for p in exclude if os.path.isdir(p)}, unreadable)
+    if not unreadable and cached_id and keys == cached_keys:  # nothing changed: no file read, no manifest rebuilt
+        return _checked(Snapshot(cached_id, str(root), keys, cached_shas))
+    known = {key[0]: (key[1], key[2], sha) for key, sha in zip(cached_keys, cached_shas)}
+    shas: list[str] = []
+    kept: list[tuple[str, int, int, int]] = []
+    for key in keys:
+        rel, size, mtime_ns, _ = key
+        old = known.get(rel)
+        if old is not None and old[0] == size and old[1] == mtime_ns:
+            sha = old[2]
         else:
             try:
-                sha = _hash_file(full)
+                sha = _hash_file(os.path.join(root, rel))
             except OSError as exc:
                 unreadable.append(f"{rel} ({exc.strerror or exc})")
                 continue
-        files[rel] = (sha, st.st_size, stat.S_IMODE(st.st_mode))
-        new_cache[rel] = (st.st_size, st.st_mtime_ns, st.st_mode, sha)
+        kept.append(key)
+        shas.append(sha)
     if unreadable:
         shown = "\n  ".join(unreadable[:10]) + (f"\n  … and {len(unreadable) - 10} more" if len(unreadable) > 10 else "")
         raise ConfigError(
             f"cannot read {len(unreadable)} file(s) in source_directory {root}:\n  {shown}\n"
             "fix their permissions, or leave them out with a .runyardignore file (gitignore syntax)"
         )
-    snap = Snapshot(hashlib.sha256(_manifest_json(files)).hexdigest(), str(root), files)
+    snap = Snapshot(hashlib.sha256(_manifest_json(_files(kept, shas))).hexdigest(), str(root), kept, shas)
     if cache_file is not None:
-        _save_cache(cache_file, snap.id, new_cache)
-    _warn_if_large(snap)
-    return snap
+        _save_cache(cache_file, snap.id, kept, shas)
+    return _checked(snap)
+
+
+def _files(keys: list[tuple[str, int, int, int]], shas: list[str]) -> dict[str, tuple[str, int, int]]:
+    return {rel: (sha, size, mode & 0o7777) for (rel, size, _, mode), sha in zip(keys, shas)}
 
 
 def store(snap: Snapshot, artifacts: "ArtifactStore", show_progress: bool | None = None) -> int:
@@ -154,29 +160,30 @@ def _blob_key(sha: str) -> str:
     return f"snapshots/blobs/{sha[:2]}/{sha}"
 
 
-def _walk(root: Path, skip: set[tuple[int, int]], unreadable: list[str]) -> list[tuple[str, str, os.stat_result]]:
-    """(relative posix path, full path, stat) of every file to snapshot, following the ignore files.
+def _walk(root: Path, skip: set[tuple[int, int]], unreadable: list[str]) -> list[tuple[str, int, int, int]]:
+    """(relative posix path, size, mtime_ns, mode) of every file to snapshot.
 
     Kept lean on purpose: it runs for every file on every submission (``bench/bench_submit.py`` measures it).
     One ``stat`` per file; folders are only stat-ed when they are symlinks (loops) or may be the workspace.
     """
-    out: list[tuple[str, str, os.stat_result]] = []
+    out: list[tuple[str, int, int, int]] = []
     seen: set[tuple[int, int]] = {_dev_ino(root)}
     skip_inodes = {ino for _, ino in skip}
-    # (folder, its relative path, the ignore rules in force there as one function, or None)
-    stack: list[tuple[str, str, Callable[[str], object] | None]] = [(str(root), "", None)]
+    # (folder, its relative path, the ignore files in force there)
+    stack: list[tuple[str, str, tuple[_Rules, ...]]] = [(str(root), "", ())]
     while stack:
-        folder, rel_dir, ignored = stack.pop()
+        folder, rel_dir, rules = stack.pop()
         try:
             with os.scandir(folder) as it:
-                entries = list(it)
+                entries = list(it)  # directory order: stable while a folder is unchanged, which is all we need
         except OSError as exc:
             unreadable.append(f"{rel_dir or './'} ({exc.strerror or exc})")
             continue
         names = {e.name for e in entries}
         ignore_name = next((n for n in IGNORE_FILES if n in names), None)
         if ignore_name is not None:
-            ignored = _combine(ignored, rel_dir, _matcher(os.path.join(folder, ignore_name)))
+            rules = (*rules, _Rules(os.path.join(folder, ignore_name), len(rel_dir)))
+        file_ignored, dir_ignored = _checks(rules)
         for entry in entries:
             name = entry.name
             try:
@@ -185,7 +192,7 @@ def _walk(root: Path, skip: set[tuple[int, int]], unreadable: list[str]) -> list
                 is_dir = False
             if is_dir:
                 rel = f"{rel_dir}{name}/"
-                if name in ALWAYS_SKIPPED or (ignored and ignored(rel)):
+                if name in ALWAYS_SKIPPED or (dir_ignored and dir_ignored(name + "/", rel)):
                     continue
                 if entry.is_symlink() or entry.inode() in skip_inodes:
                     try:
@@ -195,10 +202,10 @@ def _walk(root: Path, skip: set[tuple[int, int]], unreadable: list[str]) -> list
                     if key in seen or key in skip:
                         continue  # a symlink loop, or the workspace itself
                     seen.add(key)
-                stack.append((entry.path, rel, ignored))
+                stack.append((entry.path, rel, rules))
                 continue
             rel = rel_dir + name
-            if ignored and ignored(rel):
+            if file_ignored and file_ignored(name, rel):
                 continue
             try:
                 st = entry.stat()
@@ -206,7 +213,7 @@ def _walk(root: Path, skip: set[tuple[int, int]], unreadable: list[str]) -> list
                 unreadable.append(f"{rel} ({exc.strerror or exc})")  # e.g. a dangling symlink
                 continue
             if stat.S_ISREG(st.st_mode):
-                out.append((rel, entry.path, st))
+                out.append((rel, st.st_size, st.st_mtime_ns, st.st_mode))
     return out
 
 
@@ -215,44 +222,62 @@ def _dev_ino(path: str | os.PathLike) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def _matcher(path: str) -> Callable[[str], object]:
-    """A gitignore file as one function of a relative path (directories end with '/').
+_ANY_DEPTH = "^(?:.+/)?"  # how pathspec starts the regex of a pattern without a slash (it matches at any depth)
 
-    The patterns are pathspec's (gitignore semantics); without negations they are joined into a single regular
-    expression — one match per path instead of one per pattern.
+
+class _Rules:
+    """One ignore file (gitignore syntax, as pathspec reads it), split for speed.
+
+    Most patterns have no slash (``*.log``, ``build/``): they are tested on the entry's own name, short and
+    anchored. Patterns with a slash are tested on the path relative to the ignore file's folder; a pattern
+    ending in '/' is only tested on folders (a file below an ignored folder is never reached). A file with a
+    negation (``!keep.py``) is left to pathspec itself, file by file, and folders are not pruned: a negation can
+    bring back a file below a folder another pattern ignores.
     """
-    import pathspec
 
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            spec = pathspec.GitIgnoreSpec.from_lines(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read ignore file {path}: {exc.strerror or exc}") from exc
-    patterns = [(p.include, p.regex.pattern.replace("(?P<ps_d>/)", "/"))
-                for p in spec.patterns if p.include is not None and p.regex is not None]
-    if not patterns:
-        return lambda rel: False
-    if all(include for include, _ in patterns):
-        return re.compile("|".join(f"(?:{rx})" for _, rx in patterns)).match  # truthy when ignored
-    ordered = [(include, re.compile(rx)) for include, rx in reversed(patterns)]  # the last match decides
+    def __init__(self, path: str, cut: int) -> None:
+        import pathspec
 
-    def match(rel: str) -> bool:
-        for include, rx in ordered:
-            if rx.match(rel):
-                return include
-        return False
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                spec = pathspec.GitIgnoreSpec.from_lines(f)
+        except OSError as exc:
+            raise ConfigError(f"cannot read ignore file {path}: {exc.strerror or exc}") from exc
+        self.cut = cut
+        patterns = [(p.include, p.regex.pattern.replace("(?P<ps_d>/)", "/"))
+                    for p in spec.patterns if p.include is not None and p.regex is not None]
+        self.negated = spec if any(not inc for inc, _ in patterns) else None
+        groups: dict[str, list[str]] = {"file_name": [], "dir_name": [], "file_path": [], "dir_path": []}
+        for _, rx in patterns:
+            dir_only = rx.endswith("/")
+            core = rx[len(_ANY_DEPTH):] if rx.startswith(_ANY_DEPTH) else None
+            body = None if core is None else core[:-1] if dir_only else core.removesuffix("(?:/|$)")
+            by_name = body is not None and "/" not in body.replace("[^/]", "")
+            kind = "name" if by_name else "path"
+            groups[f"dir_{kind}"].append("^" + core if by_name else rx)
+            if not dir_only:
+                groups[f"file_{kind}"].append("^" + core if by_name else rx)
+        for group, rxs in groups.items():  # pathspec's regexes are meant for search(): not all start with '^'
+            setattr(self, group, re.compile("|".join(f"(?:{rx})" for rx in rxs)).search if rxs else None)
 
-    return match
+    def ignores(self, name: str, rel: str, folder: bool) -> bool:
+        """``name``/``rel`` end with '/' for folders; ``rel`` is relative to the snapshot's root."""
+        if self.negated is not None:
+            return not folder and self.negated.match_file(rel[self.cut:])
+        by_name, by_path = (self.dir_name, self.dir_path) if folder else (self.file_name, self.file_path)
+        return bool((by_name and by_name(name)) or (by_path and by_path(rel[self.cut:])))
 
 
-def _combine(outer: Callable[[str], object] | None, base: str, inner: Callable[[str], object]) -> Callable[[str], object]:
-    """The rules of a folder: its parents' (on the whole relative path) and its own ignore file (relative to it)."""
-    if outer is None and not base:
-        return inner
-    cut = len(base)
-    if outer is None:
-        return lambda rel: inner(rel[cut:])
-    return lambda rel: outer(rel) or inner(rel[cut:])
+def _checks(rules: tuple[_Rules, ...]):
+    """(file check, folder check) for the rules in force in a folder; None when nothing can match."""
+    if not rules:
+        return None, None
+    if len(rules) == 1 and rules[0].negated is None and rules[0].file_path is None:
+        only = rules[0].file_name  # the common case: one .gitignore of name patterns
+        file_check = (lambda name, rel: only(name)) if only else None
+    else:
+        file_check = lambda name, rel: any(r.ignores(name, rel, False) for r in rules)  # noqa: E731
+    return file_check, lambda name, rel: any(r.ignores(name, rel, True) for r in rules)
 
 
 def _hash_file(path: str) -> str:
@@ -267,42 +292,44 @@ def _manifest_json(files: dict[str, tuple[str, int, int]]) -> bytes:
     return json.dumps({k: list(files[k]) for k in sorted(files)}, separators=(",", ":")).encode()
 
 
-def _load_cache(path: Path | None) -> tuple[str | None, dict[str, tuple]]:
-    """(snapshot id, {path: (size, mtime_ns, mode, sha256)}) from the last snapshot of this folder."""
+def _load_cache(path: Path | None) -> tuple[str | None, list, list]:
+    """(snapshot id, [(path, size, mtime_ns, mode)…], [sha256…]) of the last snapshot of this folder."""
     if path is None or not path.is_file():
-        return None, {}
+        return None, [], []
     try:
         with open(path, "rb") as f:
-            snapshot_id, entries = pickle.load(f)
-        return (snapshot_id, entries) if isinstance(entries, dict) else (None, {})
+            snapshot_id, keys, shas = pickle.load(f)
+        return (snapshot_id, keys, shas) if isinstance(keys, list) and len(keys) == len(shas) else (None, [], [])
     except Exception:  # noqa: BLE001 - a damaged or foreign cache only costs re-hashing
-        return None, {}
+        return None, [], []
 
 
-def _save_cache(path: Path, snapshot_id: str, entries: dict[str, tuple]) -> None:
+def _save_cache(path: Path, snapshot_id: str, keys: list, shas: list) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
-            pickle.dump((snapshot_id, entries), f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((snapshot_id, keys, shas), f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
     except OSError:
         pass  # the cache is an optimisation; the snapshot itself is fine
 
 
-def _warn_if_large(snap: Snapshot) -> None:
+def _checked(snap: Snapshot) -> Snapshot:
+    """The snapshot, after warning when it is above the soft limits."""
     max_mb, max_files = _limit(WARN_MB_VAR, 300.0), _limit(WARN_FILES_VAR, 2000.0)
     size_mb = _mb(snap.total_bytes)
-    if size_mb <= max_mb and len(snap.files) <= max_files:
-        return
-    largest = heapq.nlargest(5, snap.files.items(), key=lambda kv: kv[1][1])
-    listed = ", ".join(f"{rel} ({_mb(size):.1f} MB)" for rel, (_, size, _) in largest)
+    if size_mb <= max_mb and len(snap.keys) <= max_files:
+        return snap
+    largest = heapq.nlargest(5, snap.keys, key=lambda key: key[1])
+    listed = ", ".join(f"{rel} ({_mb(size):.1f} MB)" for rel, size, _, _ in largest)
     warnings.warn(
-        f"source_directory {snap.source} holds {len(snap.files)} files, {size_mb:.1f} MB (soft limit: {max_files:g} files, "
+        f"source_directory {snap.source} holds {len(snap.keys)} files, {size_mb:.1f} MB (soft limit: {max_files:g} files, "
         f"{max_mb:g} MB; set {WARN_FILES_VAR}/{WARN_MB_VAR} to change it). Largest: {listed}. Leave data and "
         "outputs out with a .runyardignore file, and pass data to runs as datasets instead.",
-        SnapshotSizeWarning, stacklevel=3,
+        SnapshotSizeWarning, stacklevel=4,
     )
+    return snap
 
 
 def _limit(var: str, default: float) -> float:

@@ -126,3 +126,28 @@ def test_unreadable_file_is_reported(proj):
     proc = subprocess.run([*drop, sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 1
     assert "cannot read 1 file(s)" in proc.stderr and "secret.key (Permission denied)" in proc.stderr
+
+
+@pytest.mark.parametrize("rules", [
+    ["*.log", "build/", "__pycache__/"],
+    ["/top.txt", "docs/*.md", "**/tmp", "a/**/b", "data"],
+    ["*.py[co]", "foo?", "[ab]c", "dir/sub/", "*.log", "!keep.log"],
+    ["*", "!*.py", "!*/"],
+])
+def test_ignore_rules_agree_with_pathspec(tmp_path, rules):
+    import pathspec
+
+    root = tmp_path / "tree"
+    paths = ["top.txt", "x/top.txt", "docs/a.md", "docs/deep/b.md", "x/docs/c.md", "tmp/t.py", "x/y/tmp/t.py",
+             "a/b/f.py", "a/x/y/b/f.py", "data/d.csv", "x/data", "m.pyc", "m.pyo", "m.py", "foo1", "fooba", "ac",
+             "bc", "cc", "dir/sub/s.py", "dir/other.py", "x/dir/sub/s.py", "n.log", "keep.log", "x/keep.log",
+             "build/out.bin", "x/build/out.bin", "builder.py", "__pycache__/m.pyc", "plain.py", "deep/er/file.txt"]
+    for rel in paths:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(rel)
+    (root / ".gitignore").write_text("\n".join(rules) + "\n")
+    spec = pathspec.GitIgnoreSpec.from_lines(rules)
+    expected = {rel for rel in [*paths, ".gitignore"] if not spec.match_file(rel)}
+    ours = set(snapshot.take(root).files)
+    ours_without_always_skipped = ours | {p for p in expected if p.startswith("__pycache__/")}
+    assert ours_without_always_skipped == expected
