@@ -1,6 +1,6 @@
 """Environment variables runyard reads and sets (the contract between a submitted process and its run).
 
-A process started by runyard (a later issue's supervisor/launchers) gets these; ``Run.get_context()`` reads them.
+A process started by runyard (a run's supervisor starts each process with them) gets these; ``Run.get_context()`` reads them.
 Setting them by hand also works, e.g. to log from a process you started yourself into an existing run.
 
 | variable | meaning |
