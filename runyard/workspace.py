@@ -134,7 +134,8 @@ class Workspace:
 
     def compute_settings(self, target: str) -> dict:
         """Settings of a compute target from ``config.json``: ``{"compute": {"local": {"max_concurrent_runs": 2}}}``."""
-        section = (self._config.get("compute") or {}).get(target) or {}
+        compute = self._config.get("compute") or {}
+        section = (compute.get(target) or {}) if isinstance(compute, dict) else None
         if not isinstance(section, dict):
             raise ConfigError(f"workspace config {self.path / CONFIG_FILE}: compute.{target} must be an object")
         return dict(section)

@@ -115,11 +115,12 @@ class ComputeTarget(ABC):
             )
         settings = {}
         for opt in self.options:
-            raw = os.environ.get(opt.env) if opt.env and os.environ.get(opt.env) else configured.get(opt.name, opt.default)
+            from_env = os.environ.get(opt.env) if opt.env else None  # the environment wins over config.json
+            raw = from_env if from_env else configured.get(opt.name, opt.default)
             try:
                 settings[opt.name] = opt.type(raw) if raw is not None else None
             except (TypeError, ValueError):
-                source = f"${opt.env}" if opt.env and os.environ.get(opt.env) else f"compute.{self.name}.{opt.name}"
+                source = f"${opt.env}" if from_env else f"compute.{self.name}.{opt.name}"
                 raise ConfigError(f"{source}={raw!r} is not a valid {opt.type.__name__} ({opt.help})") from None
         return settings
 
@@ -127,14 +128,14 @@ class ComputeTarget(ABC):
         return f"{type(self).__name__}(name={self.name!r})"
 
 
-# Captured output of rank N is stored as logs/user_log_N.txt; when it grows past the cap it is rotated to
-# user_log_N.1.txt, .2.txt … (oldest last), so a reader prints the highest number first.
-def user_log_name(rank: int, rotation: int = 0) -> str:
-    return f"logs/user_log_{rank}.txt" if rotation == 0 else f"logs/user_log_{rank}.{rotation}.txt"
+# Captured output of rank N is logs/user_log_N.txt; past its cap it is rotated to user_log_N.1.txt, .2.txt …
+# (logfiles.rotated_path; the highest number is the oldest part).
+def user_log_name(rank: int) -> str:
+    return f"logs/user_log_{rank}.txt"
 
 
 def ordered_log_names(names: list[str], rank: int) -> list[str]:
-    """The stored parts of a rank's log, oldest first."""
+    """The parts of a rank's log among ``names`` (paths like ``logs/user_log_0.1.txt``), oldest first."""
     import re
 
     pattern = re.compile(rf"^logs/user_log_{rank}(?:\.(\d+))?\.txt$")

@@ -118,9 +118,6 @@ class LocalQueue:
         finally:
             os.close(fd)
 
-    def _slot_path(self, i: int) -> Path:
-        return self.dir / f"slot-{i}.lock"
-
     def _free_slots(self) -> list[int]:
         """Lock every free slot; return their open descriptors (closing one frees its slot again)."""
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from runyard.compute.api import (
     RunRef,
     SubmitRequest,
     TargetOption,
+    ordered_log_names,
     stored_log,
     user_log_name,
 )
@@ -32,7 +33,7 @@ from runyard.config.job import JobSpec
 from runyard.errors import ComputeError, InvalidStatusTransition, NotFound
 from runyard.launchers import NodeContext, launcher_for
 from runyard.status import RunStatus
-from runyard.submission.logfiles import decode_chunks, follow as follow_file, rotated_path
+from runyard.submission.logfiles import decode_chunks, follow as follow_file
 
 if TYPE_CHECKING:
     from runyard.submission.snapshot import Snapshot
@@ -235,14 +236,14 @@ class LocalTarget(ComputeTarget):
     # -- logs ----------------------------------------------------------------------------------------
     def log_iter(self, run_id: str, rank: int = 0, follow: bool = False) -> Iterator[str]:
         store = self.workspace.metadata
-        live = self.run_dir(run_id) / user_log_name(rank)
+        run_dir = self.run_dir(run_id)
+        live = run_dir / user_log_name(rank)
         if not follow:
             if live.exists() and not store.get_run(run_id).status.is_terminal():
-                for n in range(9, -1, -1):  # rotated parts, oldest first, then the current file
-                    part = rotated_path(live, n)
-                    if part.exists():
-                        with open(part, "rb") as f:
-                            yield from decode_chunks(iter(lambda f=f: f.read(1 << 16), b""))
+                parts = [p.relative_to(run_dir).as_posix() for p in live.parent.glob(f"user_log_{rank}*.txt")]
+                for name in ordered_log_names(parts, rank):  # rotated parts, oldest first, as stored_log reads them
+                    with open(run_dir / name, "rb") as f:
+                        yield from decode_chunks(iter(lambda f=f: f.read(1 << 16), b""))
                 return
             yield from stored_log(self.workspace, run_id, rank)
             return

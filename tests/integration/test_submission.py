@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from conftest import run_python
-from runyard import ComputeError, Experiment, RunFailed, ScriptRunConfig, Workspace
+from runyard import ComputeError, Experiment, NotFound, RunFailed, ScriptRunConfig, Workspace
 from runyard.compute import get_target
 from runyard.train.estimator import Estimator
 
@@ -210,9 +210,9 @@ def test_gpu_request_without_a_gpu_stores_nothing(ws, project, monkeypatch):
 
 
 def test_bad_spec_stores_nothing(ws, project):
-    with pytest.raises(Exception, match="did you mean 'job.py'"):
-        submit_bad = ScriptRunConfig(source_directory=project, script="jbo.py")
-        Experiment(ws, "bad").submit(submit_bad)
+    misspelled = ScriptRunConfig(source_directory=project, script="jbo.py")
+    with pytest.raises(NotFound, match="did you mean 'job.py'"):
+        Experiment(ws, "bad").submit(misspelled)
     assert ws.metadata.count_runs() == 0 and not (ws.path / "local").exists()
 
 
@@ -313,3 +313,22 @@ def test_a_supervisor_that_cannot_start_fails_the_run_at_once(ws):
     failed = ws.metadata.get_run(info.run_id)
     assert failed.status.value == "Failed" and failed.error["code"] == "SupervisorError"
     assert "KeyError" in failed.error["message"]
+
+
+def test_live_log_reads_rotated_parts_in_order(ws, tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNYARD_LOG_MAX_MB", "0.002")  # ~2 KB per part
+    proj = tmp_path / "rot"
+    proj.mkdir()
+    (proj / "t.py").write_text("import time\nfor i in range(400):\n    print(f'line {i:04d}')\n"
+                               "print('all printed', flush=True)\ntime.sleep(30)\n")
+    run = Experiment(ws, "rot").submit(ScriptRunConfig(source_directory=proj, script="t.py"))
+    target = get_target(ws, "local")
+    deadline = time.monotonic() + 20
+    while "all printed" not in (text := "".join(target.log_iter(run.id))):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert run.get_status() == "Running"
+    lines = text.splitlines()
+    numbers = [int(line.split()[1]) for line in lines if line.startswith("line ")]
+    assert numbers == sorted(numbers) and numbers[-1] == 399 and len(numbers) > 150  # two kept parts, in order
+    run.cancel()
