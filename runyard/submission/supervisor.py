@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from runyard.compute.api import user_log_name
+from runyard.errors import NotFound
 from runyard.status import RunStatus
 from runyard.submission import processes
 from runyard.submission.logfiles import RotatingLog
@@ -201,7 +202,10 @@ class Supervisor:
                 self._poll_store()
             if now >= next_sync:
                 next_sync = now + self.settings["log_sync_seconds"]
-                self._sync_logs()
+                try:
+                    self._sync_logs()
+                except Exception as exc:  # noqa: BLE001 - a live copy of the logs never fails a run; finalize retries
+                    self.say(f"log sync failed (will retry): {exc}")
             processes.reap_orphans(self._procs)
             if len(self._procs) == 1:
                 self._procs[0].exited.wait(0.05)  # returns at once when the process ends
@@ -270,9 +274,21 @@ class Supervisor:
                 if seen.get(str(path)) != stamp:
                     seen[str(path)] = stamp
                     changed.append((f"{prefix}/{path.relative_to(base).as_posix()}", str(path)))
-        if changed:
-            names, paths = zip(*changed)
-            self._run().upload_files(list(names), list(paths), show_progress=False)
+        for _attempt in range(3):
+            if not changed:
+                return
+            try:
+                self._run().upload_files([n for n, _ in changed], [p for _, p in changed], show_progress=False)
+                return
+            except (FileNotFoundError, NotFound):
+                # A log rotated between listing and copying: its new name is picked up by the next sync.
+                gone = [(n, p) for n, p in changed if not os.path.isfile(p)]
+                if not gone:
+                    raise
+                for _, path in gone:
+                    seen.pop(path, None)
+                changed = [c for c in changed if c not in gone]
+        raise RuntimeError("log files kept disappearing while they were uploaded")
 
     # -- helpers ------------------------------------------------------------------------------------
     def _run(self):
