@@ -30,6 +30,16 @@ Settings of the ``local`` compute target (also ``compute.local.<name>`` in the w
 | ``RUNYARD_LOG_SYNC_SECONDS`` | seconds between uploads of a running run's logs (10) |
 | ``RUNYARD_SUPERVISOR_START`` | ``auto`` (fork from a single-threaded submitter) or ``spawn`` (a fresh interpreter) |
 | ``RUNYARD_SNAPSHOT_WARN_MB``, ``RUNYARD_SNAPSHOT_WARN_FILES`` | soft size limits of a snapshot (300 MB, 2000 files) |
+| ``RUNYARD_ALLOW_CPU_FALLBACK`` | ``1``: a ``use_gpu=True`` run on a machine without GPUs runs on the CPU (a warning) instead of failing |
+
+Environments (built with uv, cached by the hash of their spec):
+
+| variable | meaning |
+|---|---|
+| ``RUNYARD_ENV_DIR`` | where built environments are cached (default: the workspace's ``envs/`` folder) |
+| ``RUNYARD_ENV_BUILD_TIMEOUT`` | seconds an environment build may take before it is stopped and the run fails (1800) |
+| ``RUNYARD_ENV_INDEX_CHECK`` | ``0``: do not ask the package indexes whether a framework version exists before building |
+| ``RUNYARD_VISIBLE_GPUS`` | (set by runyard) the GPUs a run was given, also exported as ``CUDA_VISIBLE_DEVICES`` |
 """
 from __future__ import annotations
 
@@ -54,3 +64,8 @@ LOG_SYNC_SECONDS = "RUNYARD_LOG_SYNC_SECONDS"
 SUPERVISOR_START = "RUNYARD_SUPERVISOR_START"
 SNAPSHOT_WARN_MB = "RUNYARD_SNAPSHOT_WARN_MB"
 SNAPSHOT_WARN_FILES = "RUNYARD_SNAPSHOT_WARN_FILES"
+ALLOW_CPU_FALLBACK = "RUNYARD_ALLOW_CPU_FALLBACK"
+ENV_DIR = "RUNYARD_ENV_DIR"
+ENV_BUILD_TIMEOUT = "RUNYARD_ENV_BUILD_TIMEOUT"
+ENV_INDEX_CHECK = "RUNYARD_ENV_INDEX_CHECK"
+VISIBLE_GPUS = "RUNYARD_VISIBLE_GPUS"

@@ -30,9 +30,17 @@ class InvalidStatusTransition(RunyardError):
     """A run in a terminal status was asked to change status."""
 
 
+class EnvironmentBuildError(RunyardError):
+    """An environment could not be built (the resolver's or installer's message says why)."""
+
+
 class ComputeError(RunyardError):
     """A compute target cannot run a job (no GPU, capacity, a supervisor that cannot start)."""
 
 
 class RunFailed(RunyardError):
     """A run ended Failed (raised by waiting helpers when raise_on_error=True)."""
+
+
+class RunyardWarning(UserWarning):
+    """Something runyard did differently from what was asked, and says so (e.g. conda packages installed with pip)."""

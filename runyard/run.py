@@ -515,6 +515,9 @@ class Run(_RunBase):
                 line = "next in line" if ahead == 0 else f"{ahead} run(s) ahead of it"
                 print(f"Queued on {target.name}: {line}; it starts when a slot frees up\n", flush=True)
             if target is not None:
+                from runyard.submission.progress import show_build
+
+                show_build(target.build_log_iter(self.id, follow=True))
                 for text in target.log_iter(self.id, rank=0, follow=True):
                     sys.stdout.write(text)
                     sys.stdout.flush()
@@ -528,8 +531,9 @@ class Run(_RunBase):
         if raise_on_error and self._info.status == RunStatus.FAILED:
             error = self._info.error or {}
             tail = "\n".join(error.get("last_lines") or [])
+            where = error.get("where") or f"rank {error.get('rank', 0)}"
             raise RunFailed(f"run {self.id} failed: {error.get('message', 'no error recorded')}"
-                            + (f"\nlast lines of rank {error.get('rank', 0)}:\n{tail}" if tail else ""))
+                            + (f"\nlast lines of {where}:\n{tail}" if tail else ""))
         return details
 
     def _finish(self, status: RunStatus, error: dict | None = None, _set_status: bool = True) -> None:

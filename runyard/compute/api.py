@@ -17,6 +17,7 @@ from runyard.config.job import JobSpec
 from runyard.errors import ConfigError
 
 if TYPE_CHECKING:
+    from runyard.submission.environments import EnvironmentPlan
     from runyard.submission.snapshot import Snapshot
     from runyard.workspace import Workspace
 
@@ -74,16 +75,28 @@ class ComputeTarget(ABC):
         self.settings = self._resolve_options()
 
     # -- the contract ----------------------------------------------------------------------------
-    def dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot") -> SubmitRequest:
-        """Validate the job for this target and build its request; nothing is started or written."""
-        return self._dryrun(job, run, snapshot)
+    def dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot",
+               environment: "EnvironmentPlan | None" = None) -> SubmitRequest:
+        """Validate the job for this target and build its request; nothing is started or written.
+
+        The environment is planned here unless given (its key, whether it is built, how to build it), so every
+        target gets the same answer and a bad package list fails before anything is stored.
+        """
+        return self._dryrun(job, run, snapshot, environment or self.plan_environment(job))
+
+    def plan_environment(self, job: JobSpec) -> "EnvironmentPlan":
+        from runyard.submission import environments
+
+        return environments.plan(environments.env_root(self.workspace), dict(job.environment), job.use_gpu,
+                                 self.workspace.tracking_uri)
 
     def submit(self, job: JobSpec, run: RunRef, snapshot: "Snapshot") -> str:
         """Build the request and send it; the run record and snapshot must already be stored."""
         return self.schedule(self.dryrun(job, run, snapshot))
 
     @abstractmethod
-    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot") -> SubmitRequest: ...
+    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot", environment: "EnvironmentPlan") -> SubmitRequest:
+        ...
 
     @abstractmethod
     def schedule(self, request: SubmitRequest) -> str:
@@ -103,6 +116,10 @@ class ComputeTarget(ABC):
         The base version reads the logs a finished run uploaded; targets that can see a live run override it.
         """
         yield from stored_log(self.workspace, run_id, rank)
+
+    def build_log_iter(self, run_id: str, follow: bool = False) -> Iterator[str]:
+        """The log of the run's environment build (empty when the environment was already built)."""
+        yield from stored_text(self.workspace, run_id, BUILD_LOG_NAME)
 
     # -- helpers ----------------------------------------------------------------------------------
     def _resolve_options(self) -> dict[str, Any]:
@@ -145,9 +162,19 @@ def ordered_log_names(names: list[str], rank: int) -> list[str]:
 
 def stored_log(workspace: "Workspace", run_id: str, rank: int) -> Iterator[str]:
     """A finished run's log of one rank, read from the artifact store."""
-    from runyard.submission.logfiles import decode_chunks
-
     names = ordered_log_names([a.path for a in workspace.metadata.list_artifacts(run_id, "logs")], rank)
     for name in names:
-        with workspace.artifacts.open(run_id, name) as f:
-            yield from decode_chunks(iter(lambda f=f: f.read(1 << 16), b""))
+        yield from stored_text(workspace, run_id, name)
+
+
+BUILD_LOG_NAME = "logs/runyard/environment_build.txt"
+
+
+def stored_text(workspace: "Workspace", run_id: str, name: str) -> Iterator[str]:
+    """One stored file of a run as text chunks; nothing when the run has no such file."""
+    from runyard.submission.logfiles import decode_chunks
+
+    if not any(a.path == name for a in workspace.metadata.list_artifacts(run_id, name.rsplit("/", 1)[0])):
+        return
+    with workspace.artifacts.open(run_id, name) as f:
+        yield from decode_chunks(iter(lambda f=f: f.read(1 << 16), b""))

@@ -131,6 +131,15 @@ class LocalQueue:
                 os.close(fd)
         return held
 
+    @staticmethod
+    def slot_index(slot: int) -> int:
+        """Which slot (0 … capacity-1) an open slot lock from ``acquire`` holds."""
+        name = os.readlink(f"/proc/self/fd/{slot}") if os.path.exists(f"/proc/self/fd/{slot}") else ""
+        try:
+            return int(os.path.basename(name).removeprefix("slot-").removesuffix(".lock"))
+        except ValueError:
+            return 0
+
     def running(self) -> int:
         """Slots in use now."""
         free = self._free_slots()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from runyard import env_vars
 from runyard.compute.api import (
+    BUILD_LOG_NAME,
     ComputeTarget,
     RunDescription,
     RunRef,
@@ -36,21 +37,32 @@ from runyard.status import RunStatus
 from runyard.submission.logfiles import decode_chunks, follow as follow_file
 
 if TYPE_CHECKING:
+    from runyard.submission.environments import EnvironmentPlan
     from runyard.submission.snapshot import Snapshot
 
 
-def gpu_count() -> int:
-    """GPUs this machine offers (CUDA_VISIBLE_DEVICES when set, else what nvidia-smi lists)."""
+def gpu_ids() -> list[str]:
+    """The GPUs this machine offers (CUDA_VISIBLE_DEVICES when set, else the indexes nvidia-smi lists)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
     if not shutil.which("nvidia-smi"):
-        return 0
+        return []
     try:
         out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+        return []
+    return [line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("GPU ")]
+
+
+def gpu_count() -> int:
+    return len(gpu_ids())
+
+
+def gpus_for_slot(gpus: list[str], slot: int, capacity: int) -> list[str]:
+    """The GPUs a run in queue slot ``slot`` of ``capacity`` uses: every ``capacity``-th one from its slot on (one
+    GPU per run when there are as many slots as GPUs, all of them when one run at a time)."""
+    return [g for i, g in enumerate(gpus) if i % capacity == slot % capacity] or gpus
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> tuple[int, ...]:
@@ -101,17 +113,19 @@ class LocalTarget(ComputeTarget):
         return LocalQueue(self.root / "queue", pool, capacity)
 
     # -- dryrun / schedule --------------------------------------------------------------------------
-    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot") -> SubmitRequest:
+    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot", environment: "EnvironmentPlan") -> SubmitRequest:
         run_id = run.run_id
-        pool, capacity = "cpu", self.settings["max_concurrent_runs"]
+        pool, capacity, gpus = "cpu", self.settings["max_concurrent_runs"], []
         if job.use_gpu:
-            gpus = gpu_count()
-            if gpus == 0:
+            gpus = gpu_ids()
+            if gpus:
+                pool, capacity = "gpu", self.settings["max_concurrent_gpu_runs"] or len(gpus)
+            elif os.environ.get(env_vars.ALLOW_CPU_FALLBACK) != "1":
                 raise ComputeError(
                     "use_gpu=True but this machine has no GPU (nvidia-smi lists none, or CUDA_VISIBLE_DEVICES is "
-                    "empty) — submit with use_gpu=False, or to a compute target with GPUs"
+                    f"empty) — submit with use_gpu=False, to a compute target with GPUs, or set "
+                    f"{env_vars.ALLOW_CPU_FALLBACK}=1 to run it on the CPU"
                 )
-            pool, capacity = "gpu", self.settings["max_concurrent_gpu_runs"] or gpus
         if self.settings["supervisor_start"] not in ("auto", "spawn"):
             raise ComputeError(f"supervisor_start must be 'auto' or 'spawn', got {self.settings['supervisor_start']!r}")
         if capacity < 1:
@@ -119,8 +133,22 @@ class LocalTarget(ComputeTarget):
         run_dir = self.run_dir(run_id)
         workdir = run_dir / "wd"
         launcher = launcher_for(job)
-        node = NodeContext(node_rank=0, hosts=("127.0.0.1",), ports=free_ports(launcher.ports_needed(job)))
-        processes = launcher.processes(job, node)
+        node = NodeContext(node_rank=0, hosts=("127.0.0.1",), ports=free_ports(launcher.ports_needed(job)),
+                           interpreter=environment.python)
+        processes = []
+        for p in launcher.processes(job, node):
+            env = {**self._run_env(job, run, workdir), **p.env}
+            argv = list(p.argv)
+            if environment.docker:
+                from runyard.submission.environments import docker_argv
+
+                import runyard
+
+                mounts = [str(self.workspace.path), str(Path(runyard.__file__).resolve().parent),
+                          *([environment.path] if environment.path else [])]
+                argv = docker_argv(environment.docker, argv, list(env), str(workdir), mounts,
+                                   gpus=",".join(gpus) if gpus else None)
+            processes.append({"rank": p.rank, "local_rank": p.local_rank, "argv": argv, "env": env})
         return SubmitRequest(self.name, run_id, {
             "workspace": {"path": str(self.workspace.path), "tracking_uri": self.workspace.tracking_uri,
                           "artifact_uri": self.workspace.artifact_uri},
@@ -130,14 +158,12 @@ class LocalTarget(ComputeTarget):
             "workdir": str(workdir),
             "pool": pool,
             "capacity": capacity,
+            "gpus": gpus,
             "submitted_ns": time.time_ns(),
             "settings": dict(self.settings),
+            "environment": environment.to_dict(),
             "launcher": launcher.name,
-            "processes": [
-                {"rank": p.rank, "local_rank": p.local_rank, "argv": list(p.argv),
-                 "env": {**self._run_env(job, run, workdir), **p.env}}
-                for p in processes
-            ],
+            "processes": processes,
         })
 
     def _run_env(self, job: JobSpec, run: RunRef, workdir: Path) -> dict[str, str]:
@@ -254,6 +280,23 @@ class LocalTarget(ComputeTarget):
             yield text
         if not emitted:  # the run ended before its live log could be read: read the stored copy
             yield from stored_log(self.workspace, run_id, rank)
+
+
+    def build_log_iter(self, run_id: str, follow: bool = False) -> Iterator[str]:
+        store = self.workspace.metadata
+        live = self.run_dir(run_id) / BUILD_LOG_NAME
+        if not follow:
+            if live.exists():
+                yield live.read_text(encoding="utf-8", errors="replace")
+            else:
+                yield from super().build_log_iter(run_id)
+            return
+        environment = (self._request(run_id) or {}).get("environment") or {}
+        if environment.get("ready", True) and not live.exists():
+            return  # built before this run was submitted: nothing will be written
+        preparing = (RunStatus.NOT_STARTED, RunStatus.QUEUED, RunStatus.PREPARING)
+        done = lambda: store.get_run(run_id).status not in preparing  # noqa: E731
+        yield from decode_chunks(follow_file(live, done))
 
 
 # -- starting a supervisor ----------------------------------------------------------------------------

@@ -14,11 +14,13 @@ from runyard.config.job import JobSpec
 
 @dataclass(frozen=True)
 class NodeContext:
-    """Where one node stands in a job: its rank, every node's address (node 0 first), ports free on it."""
+    """Where one node stands in a job: its rank, every node's address (node 0 first), ports free on it, and the
+    interpreter of the job's environment there (None: the job's own, for a user-managed environment)."""
 
     node_rank: int = 0
     hosts: tuple[str, ...] = ("127.0.0.1",)
     ports: tuple[int, ...] = ()
+    interpreter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Launcher(ABC):
         return 0
 
 
-def script_argv(job: JobSpec) -> tuple[str, ...]:
+def script_argv(job: JobSpec, node: NodeContext | None = None) -> tuple[str, ...]:
     """``python -u ENTRY_SCRIPT ARGS…``: unbuffered, so output reaches the live log as it is printed."""
-    return (job.interpreter, "-u", job.entry_script, *job.arguments)
+    interpreter = node.interpreter if node is not None and node.interpreter else job.interpreter
+    return (interpreter, "-u", job.entry_script, *job.arguments)

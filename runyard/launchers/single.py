@@ -12,4 +12,4 @@ class SingleProcessLauncher(Launcher):
     def processes(self, job: JobSpec, node: NodeContext) -> list[ProcessSpec]:
         if node.node_rank != 0:
             return []
-        return [ProcessSpec(rank=0, local_rank=0, argv=script_argv(job), env={env_vars.RANK: "0"})]
+        return [ProcessSpec(rank=0, local_rank=0, argv=script_argv(job, node), env={env_vars.RANK: "0"})]

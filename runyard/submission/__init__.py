@@ -1,19 +1,21 @@
 """Submission: a run configuration → validated JobSpec → snapshot → run record (Queued) → compute target."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runyard import validation
-from runyard.errors import ValidationError
+from runyard.errors import ComputeError, RunyardWarning, ValidationError
 from runyard.ids import new_run_id
 from runyard.status import RunStatus
 
 if TYPE_CHECKING:
     from runyard.compute import ComputeTarget, SubmitRequest
     from runyard.config.job import JobSpec
+    from runyard.submission.environments import EnvironmentPlan
     from runyard.experiment import Experiment
     from runyard.run import Run
     from runyard.submission.snapshot import Snapshot
@@ -28,6 +30,7 @@ class Prepared:
     snapshot: "Snapshot"
     target: "ComputeTarget"
     request: "SubmitRequest"
+    environment: "EnvironmentPlan"
 
 
 def job_spec_of(config: Any) -> "JobSpec":
@@ -54,9 +57,10 @@ def prepare(workspace: "Workspace", experiment_name: str, config: Any, parent_ru
     ws = workspace
     job = job_spec_of(config)
     target = get_target(ws, job.compute_target)
+    environment = target.plan_environment(job)
     snap = snapshot.take(job.source_directory, cache_dir=ws.path / "cache" / "snapshots", exclude=(ws.path,))
     run = RunRef(new_run_id(experiment_name), experiment_name, parent_run_id)
-    return Prepared(job, snap, target, target.dryrun(job, run, snap))
+    return Prepared(job, snap, target, target.dryrun(job, run, snap, environment), environment)
 
 
 def submit(
@@ -73,13 +77,24 @@ def submit(
     clean_tags = {validation.key(k, "tag key"): validation.text(v, f"tag {k!r}") for k, v in (tags or {}).items()}
     ws = experiment.workspace
     prepared = prepare(ws, experiment.name, config, parent_run_id=parent_run_id)
+    env = prepared.environment
+    if env.docker:
+        from runyard.submission.environments import docker_engine_error
+
+        problem = docker_engine_error()
+        if problem:
+            raise ComputeError(f"{problem} — start Docker (or set up a rootless one), or remove docker.enabled / "
+                               "custom_docker_image from the environment to run without a container")
+    for message in env.warnings:
+        warnings.warn(message, RunyardWarning, stacklevel=3)
     snapshot.store(prepared.snapshot, ws.artifacts)
     run_id = prepared.request.run_id
     info = ws.metadata.create_run(
         experiment.id, run_id=run_id, parent_run_id=parent_run_id,
         display_name=validation.key(display_name, "display name") if display_name else None,
         run_type=prepared.job.run_type, status=RunStatus.QUEUED, tags=clean_tags,
-        properties={"ContentSnapshotId": prepared.snapshot.id, "runyard.target_type": prepared.target.type},
+        properties={"ContentSnapshotId": prepared.snapshot.id, "runyard.target_type": prepared.target.type,
+                    "runyard.environment": env.name, **({"runyard.environment_key": env.key} if env.key else {})},
         compute_target=prepared.target.name, definition=prepared.job.to_definition(),
         heartbeat=True,  # a run whose supervisor never starts is failed by the next reader, not left Queued
     )

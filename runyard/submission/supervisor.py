@@ -156,12 +156,16 @@ class Supervisor:
         self.say(f"working copy of snapshot {self.request['snapshot_id'][:12]} ({count} files) in {self.workdir}")
         for folder in ("outputs", "logs"):
             (self.workdir / folder).mkdir(exist_ok=True)
+        failure = self._prepare_environment()
+        if failure is not None:
+            return failure
         if self._stop.is_set():
             return RunStatus.CANCELED, None, None
         self._set_later(RunStatus.STARTING)
         max_bytes = int(self.settings["log_max_mb"] * (1 << 20))
+        gpu_env = self._gpu_env()
         for spec in self.request["processes"]:
-            env = {**_inherited_env(), **spec["env"]}
+            env = {**_inherited_env(), **spec["env"], **gpu_env}
             argv = [expand_vars(a, env) for a in spec["argv"]]
             log = RotatingLog(self.run_dir / user_log_name(spec["rank"]), max_bytes)
             self.say(f"rank {spec['rank']}: {' '.join(argv)}")
@@ -173,6 +177,69 @@ class Supervisor:
         self._set_later(RunStatus.RUNNING)
         self._record_pending()
         return self._monitor()
+
+    def _prepare_environment(self) -> tuple[RunStatus, dict | None, int | None] | None:
+        """Build the run's environment unless it is cached (a cancel stops the build); None when it is ready."""
+        from runyard.compute.api import BUILD_LOG_NAME
+        from runyard.submission.environments import EnvironmentPlan, ensure
+
+        if not self.request.get("environment"):
+            return None
+        plan = EnvironmentPlan.from_dict(self.request["environment"])
+        if plan.key is None:
+            return None
+        log_path = self.run_dir / BUILD_LOG_NAME
+        build_log: list = []
+
+        def say(line: str) -> None:  # the build log exists only when something is built
+            if not build_log:
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                build_log.append(open(log_path, "a", buffering=1, encoding="utf-8"))
+                for warning in plan.warnings:
+                    build_log[0].write(f"warning: {warning}\n")
+            build_log[0].write(line + "\n")
+
+        outcome: Future = Future()
+
+        def build() -> None:
+            try:
+                outcome.set_result(ensure(plan, say))
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                outcome.set_exception(exc)
+
+        self.say(f"environment {plan.name} ({plan.key}): " + ("cached" if plan.ready else "building"))
+        threading.Thread(target=build, name="runyard-env-build", daemon=True).start()
+        try:
+            while not outcome.done():
+                if self._stop.wait(0.05):
+                    self.say(f"stopping the environment build: {self._stop_reason}")
+                    processes.kill_tree(self.settings["kill_grace_seconds"])
+                    return RunStatus.CANCELED, None, None
+            exc = outcome.exception()
+        finally:
+            if build_log:
+                build_log[0].close()
+        if exc is None:
+            return None
+        self.say(f"environment build failed: {exc}")
+        reason = " ".join(line.strip(" ×╰─▶│") for line in str(exc).splitlines() if line.strip(" ×╰─▶│"))
+        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-20:] if log_path.exists() else []
+        return RunStatus.FAILED, {"message": f"environment {plan.name!r} could not be built: {reason[:2000]}",
+                                  "code": "EnvironmentBuildFailed", "where": "the environment build",
+                                  "last_lines": tail}, None
+
+    def _gpu_env(self) -> dict[str, str]:
+        """The GPUs of this run's queue slot, for every process (LOCAL_RANK picks one of them in DDP scripts)."""
+        from runyard import env_vars
+        from runyard.compute.local_queue import LocalQueue
+        from runyard.compute.local_target import gpus_for_slot
+
+        gpus = self.request.get("gpus") or []
+        if not gpus or self.request.get("pool") != "gpu":
+            return {}
+        mine = ",".join(gpus_for_slot(gpus, LocalQueue.slot_index(self._slot), self.request["capacity"]))
+        self.say(f"GPUs of this run: {mine}")
+        return {"CUDA_VISIBLE_DEVICES": mine, env_vars.VISIBLE_GPUS: mine}
 
     def _monitor(self) -> tuple[RunStatus, dict | None, int | None]:
         limit = self.request["job"].get("maxRunDurationSeconds")

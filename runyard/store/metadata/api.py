@@ -8,6 +8,7 @@ from typing import Any
 from runyard.status import RunStatus
 from runyard.store.metadata.entities import (
     ArtifactInfo,
+    EnvironmentRecord,
     ExperimentInfo,
     LatestMetric,
     MetricRecord,
@@ -156,3 +157,17 @@ class MetadataStore(ABC):
 
     def close(self) -> None:  # noqa: B027 - a no-op unless the store holds connections
         """Release connections."""
+
+    # -- environments ------------------------------------------------------------------------
+    @abstractmethod
+    def register_environment(self, name: str, spec: Mapping[str, Any]) -> EnvironmentRecord:
+        """Store ``spec`` as the next version of ``name`` (1 for a new name); the same spec as the latest version
+        is not stored twice (its record is returned)."""
+
+    @abstractmethod
+    def get_environment(self, name: str, version: int | None = None) -> EnvironmentRecord:
+        """The latest version, or ``version``; NotFound names the versions that exist."""
+
+    @abstractmethod
+    def list_environments(self, name: str | None = None) -> list[EnvironmentRecord]:
+        """The latest version of each name, by name; with ``name``, every version of it, newest first."""

@@ -73,3 +73,13 @@ class ArtifactInfo(NamedTuple):
     path: str
     size: int
     created_at: float
+
+
+@dataclass(frozen=True)
+class EnvironmentRecord:
+    """One registered version of a named environment."""
+
+    name: str
+    version: int
+    spec: dict[str, Any]
+    created_at: float

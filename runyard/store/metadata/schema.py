@@ -118,3 +118,12 @@ artifacts = Table(
     Column("size", BigInteger, nullable=False),
     Column("created_at", Double, nullable=False),
 )
+
+environments = Table(
+    "environments",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("spec", Text, nullable=False),  # Environment.to_spec() as JSON
+    Column("created_at", Double, nullable=False),
+)

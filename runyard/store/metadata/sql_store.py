@@ -21,6 +21,7 @@ from runyard.store.metadata import schema as t
 from runyard.store.metadata.api import MetadataStore
 from runyard.store.metadata.entities import (
     ArtifactInfo,
+    EnvironmentRecord,
     ExperimentInfo,
     LatestMetric,
     MetricRecord,
@@ -500,6 +501,53 @@ class SqlMetadataStore(MetadataStore):
 
 
 # -- SQLite connection behaviour ----------------------------------------------------------------
+
+    # -- environments ----------------------------------------------------------------------------
+    def register_environment(self, name: str, spec: Mapping[str, Any]) -> EnvironmentRecord:
+        e = t.environments.c
+        body = json.dumps(spec, sort_keys=True)
+        for _attempt in range(5):
+            try:
+                with self._write("register environment") as conn:
+                    latest = conn.execute(select(t.environments).where(e.name == name)
+                                          .order_by(e.version.desc()).limit(1)).first()
+                    if latest is not None and latest.spec == body:
+                        return _environment(latest)  # registering the same definition again is not a new version
+                    version = (latest.version if latest is not None else 0) + 1
+                    conn.execute(t.environments.insert().values(name=name, version=version, spec=body,
+                                                                created_at=time.time()))
+                return self.get_environment(name, version)
+            except IntegrityError:  # another process took that version number: take the next one
+                continue
+        raise StoreError(f"could not register environment {name!r}: too many concurrent registrations")
+
+    def get_environment(self, name: str, version: int | None = None) -> EnvironmentRecord:
+        e = t.environments.c
+        query = select(t.environments).where(e.name == name)
+        query = query.where(e.version == version) if version is not None else query.order_by(e.version.desc()).limit(1)
+        with self._read("read environment") as conn:
+            row = conn.execute(query).first()
+            if row is None:
+                versions = conn.execute(select(e.version).where(e.name == name).order_by(e.version)).scalars().all()
+        if row is None:
+            if versions:
+                raise NotFound(f"environment {name!r} has no version {version}; versions: "
+                               + ", ".join(map(str, versions)))
+            raise NotFound(f"no environment named {name!r} is registered in this workspace")
+        return _environment(row)
+
+    def list_environments(self, name: str | None = None) -> list[EnvironmentRecord]:
+        e = t.environments.c
+        if name is not None:
+            query = select(t.environments).where(e.name == name).order_by(e.version.desc())
+        else:
+            newest = select(e.name, func.max(e.version).label("v")).group_by(e.name).subquery()
+            query = (select(t.environments).join(newest, and_(e.name == newest.c.name, e.version == newest.c.v))
+                     .order_by(e.name))
+        with self._read("list environments") as conn:
+            return [_environment(r) for r in conn.execute(query).all()]
+
+
 def _sqlite_on_connect(dbapi_conn, _record) -> None:
     # Let SQLAlchemy's "begin" event own transactions instead of pysqlite's implicit ones.
     dbapi_conn.isolation_level = None
@@ -519,6 +567,10 @@ def _sqlite_on_begin(conn: Connection) -> None:
 
 
 # -- row → entity ------------------------------------------------------------------------------
+def _environment(row) -> EnvironmentRecord:
+    return EnvironmentRecord(row.name, row.version, json.loads(row.spec), row.created_at)
+
+
 def _experiment(row) -> ExperimentInfo:
     return ExperimentInfo(id=row.id, name=row.name, created_at=row.created_at, tags=json.loads(row.tags or "{}"))
 

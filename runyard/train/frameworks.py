@@ -1,0 +1,92 @@
+"""Framework pins: which package and version a framework estimator puts in its environment.
+
+    TensorFlow(framework_version="2.21")              → tensorflow-cpu==2.21.*   (use_gpu: tensorflow[and-cuda])
+    PyTorch(framework_version="2.13")                 → torch==2.13.0+cpu from a local wheel when one lies in pip's
+                                                        find-links, else torch==2.13.* from PyTorch's CPU index
+    SKLearn(framework_version="1.9")                  → scikit-learn==1.9.*
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from runyard.errors import ConfigError
+from runyard.submission.package_index import IndexSettings, available_versions, local_wheels, wheel_fits
+
+
+@dataclass(frozen=True)
+class Framework:
+    name: str
+    cpu_package: str
+    gpu_package: str
+    default_version: str
+    cpu_local_label: str | None = None  # local version label of CPU-only builds ("+cpu")
+    cpu_index: str | None = None  # where CPU-only builds live when no local wheel does
+
+    def package(self, use_gpu: bool) -> str:
+        return self.gpu_package if use_gpu else self.cpu_package
+
+
+FRAMEWORKS = {
+    "TensorFlow": Framework("TensorFlow", "tensorflow-cpu", "tensorflow[and-cuda]", "2.21"),
+    "PyTorch": Framework("PyTorch", "torch", "torch", "2.13", cpu_local_label="+cpu",
+                         cpu_index="https://download.pytorch.org/whl/cpu"),
+    "SKLearn": Framework("SKLearn", "scikit-learn", "scikit-learn", "1.9"),
+}
+
+
+def framework(name: str) -> Framework:
+    try:
+        return FRAMEWORKS[name]
+    except KeyError:
+        raise ConfigError(f"unknown framework {name!r}; runyard knows {', '.join(FRAMEWORKS)}") from None
+
+
+def check_version(version: str) -> str:
+    """``"2.21"`` or ``"2.21.0"``: a release number (the build chooses the newest matching patch release)."""
+    version = str(version).strip()
+    if not re.fullmatch(r"\d+(\.\d+){0,2}", version):
+        raise ConfigError(f"framework_version must look like '2.21' or '2.21.0', got {version!r}")
+    return version
+
+
+def pin(fw: Framework, version: str, use_gpu: bool, settings: IndexSettings, python: tuple[int, int],
+        check_index: bool = True) -> tuple[list[str], list[str]]:
+    """(requirements, extra uv options) for ``fw`` at ``version``; raises ConfigError, listing the versions that
+    exist, when the configured indexes have no matching release."""
+    package = fw.package(use_gpu)
+    dist = package.split("[")[0]
+    if not use_gpu and fw.cpu_local_label:
+        wheels = sorted((v, p) for v, p in local_wheels(dist, settings)
+                        if v.endswith(fw.cpu_local_label) and _matches(v, version) and wheel_fits(p, python))
+        if wheels:  # a CPU build on local disk: no multi-GB CUDA download
+            return [f"{package}=={wheels[-1][0]}"], []
+    if check_index:
+        versions = available_versions(dist, settings)
+        if versions is not None and not any(_matches(v, version) for v in versions):
+            raise ConfigError(f"{fw.name} framework_version {version!r} does not exist: the package indexes offer "
+                              f"{dist} {_families(versions)}")
+    requirement = f"{package}=={version}.*" if version.count(".") < 2 else f"{package}=={version}"
+    extra = ["--extra-index-url", fw.cpu_index] if (not use_gpu and fw.cpu_index) else []
+    return [requirement], extra
+
+
+def _matches(available: str, wanted: str) -> bool:
+    public = available.split("+")[0]
+    return public == wanted or public.startswith(wanted + ".")
+
+
+def _families(versions: list[str]) -> str:
+    """'2.16, 2.17, … 2.21' — the release series (major.minor) among final releases, newest last."""
+    seen: list[str] = []
+    for v in versions:
+        if re.fullmatch(r"\d+\.\d+(\.\d+)*(\+\w+)?", v):
+            family = ".".join(v.split("+")[0].split(".")[:2])
+            if family not in seen:
+                seen.append(family)
+    if not seen:
+        return "no final releases"
+    return ", ".join(seen[-12:]) + (f" (and {len(seen) - 12} older)" if len(seen) > 12 else "")
+
+
+__all__ = ["FRAMEWORKS", "Framework", "check_version", "framework", "pin"]
