@@ -9,6 +9,7 @@
     run.wait_for_completion(show_output=True)
 """
 from runyard.config import Environment, ScriptRunConfig
+from runyard.config.conda_dependencies import CondaDependencies
 from runyard.errors import (
     ComputeError,
     ConfigError,
@@ -28,6 +29,7 @@ from runyard.workspace import Workspace
 __version__ = "0.1.0"
 
 __all__ = [
+    "CondaDependencies",
     "ComputeError",
     "ConfigError",
     "Environment",

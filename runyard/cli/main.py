@@ -345,3 +345,6 @@ def _redact(url: str) -> str:
     from runyard.store.metadata.sql_store import redact
 
     return redact(url)
+
+
+from runyard.cli import env_commands  # noqa: E402,F401 - registers `runyard env …` on app

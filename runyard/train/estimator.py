@@ -1,15 +1,18 @@
-"""``Estimator``: the Azure ML v1 way to describe a training job (``script_params`` instead of ``arguments``)."""
+"""``Estimator``: the Azure ML v1 way to describe a training job — a script, its parameters, and its packages."""
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from runyard.config.environment import DockerSection, Environment, PythonSection
+from runyard.config.conda_dependencies import CondaDependencies
 from runyard.config.job import JobSpec, build_job
+from runyard.errors import ConfigError
 
 
 class Estimator:
-    """``Estimator(source_directory="./proj", entry_script="train.py", script_params={"--lr": 0.01})``.
+    """``Estimator(source_directory="./proj", entry_script="train.py", script_params={"--lr": 0.01}, pip_packages=[...])``.
 
     Args:
         source_directory: the folder snapshotted and run from.
@@ -17,10 +20,21 @@ class Estimator:
         entry_script: the script to run, relative to ``source_directory``.
         script_params: ``{option: value}``; a key without a leading dash gets ``--``; a value of None is a flag.
         arguments: a plain argument list instead of ``script_params`` (not both).
-        use_gpu: the run needs a GPU (the local target then queues it on a GPU slot).
-        environment_definition: a runyard ``Environment`` (default: the interpreter that submits the run).
+        use_gpu: the run needs a GPU (the local target queues it on a GPU slot; frameworks pick GPU builds).
+        pip_packages, conda_packages: packages of the environment runyard builds for the run.
+        pip_requirements_file, conda_dependencies_file: the same from a ``requirements.txt`` / ``environment.yml``.
+        environment_variables: variables the run's processes see.
+        custom_docker_image: run the processes in a container of this image (needs a Docker engine).
+        user_managed: run in the submitting interpreter as it is (no packages may be listed).
+        inherit_base_packages: the built environment also sees the submitting interpreter's packages and installs
+            only what they lack.
+        environment_definition: a runyard ``Environment`` instead of the package arguments.
         max_run_duration_seconds: the run is stopped and marked Failed when it runs longer.
+
+    With no packages, no environment and no framework, the run uses the submitting interpreter as it is.
     """
+
+    framework_name: str | None = None  # set by the framework estimators (TensorFlow, PyTorch, SKLearn)
 
     def __init__(
         self,
@@ -31,8 +45,17 @@ class Estimator:
         script_params: Mapping[str, Any] | None = None,
         arguments: Sequence[Any] | None = None,
         use_gpu: bool = False,
-        environment_definition: Any = None,
+        pip_packages: Sequence[str] | None = None,
+        conda_packages: Sequence[str] | None = None,
+        pip_requirements_file: str | os.PathLike | None = None,
+        conda_dependencies_file: str | os.PathLike | None = None,
+        environment_variables: Mapping[str, str] | None = None,
+        custom_docker_image: str | None = None,
+        user_managed: bool = False,
+        inherit_base_packages: bool = False,
+        environment_definition: Environment | None = None,
         max_run_duration_seconds: float | None = None,
+        framework_version: str | None = None,
     ) -> None:
         self.source_directory = source_directory
         self.compute_target = compute_target
@@ -40,16 +63,100 @@ class Estimator:
         self.script_params = dict(script_params) if script_params else {}
         self.arguments = list(arguments) if arguments else []
         self.use_gpu = use_gpu
+        self.pip_packages = list(pip_packages or [])
+        self.conda_packages = list(conda_packages or [])
+        self.pip_requirements_file = pip_requirements_file
+        self.conda_dependencies_file = conda_dependencies_file
+        self.environment_variables = dict(environment_variables or {})
+        self.custom_docker_image = custom_docker_image
+        self.user_managed = user_managed
+        self.inherit_base_packages = inherit_base_packages
         self.environment_definition = environment_definition
         self.max_run_duration_seconds = max_run_duration_seconds
+        self.framework_version = framework_version
+        if framework_version is not None and self.framework_name is None:
+            raise ConfigError("framework_version belongs to a framework estimator: use TensorFlow, PyTorch or SKLearn")
+
+    def environment(self) -> Environment:
+        """The runyard Environment this estimator's arguments describe."""
+        package_args = {"pip_packages": self.pip_packages, "conda_packages": self.conda_packages,
+                        "pip_requirements_file": self.pip_requirements_file,
+                        "conda_dependencies_file": self.conda_dependencies_file,
+                        "custom_docker_image": self.custom_docker_image}
+        given = [k for k, v in package_args.items() if v]
+        framework = self._framework()
+        if self.environment_definition is not None:
+            if given:
+                raise ConfigError(f"give the packages either in environment_definition or as {', '.join(given)}, not both")
+            env = self.environment_definition.clone()
+            if framework and not env.python.user_managed_dependencies:
+                env.python.framework = framework
+        elif self.user_managed:
+            if given:
+                raise ConfigError(f"user_managed=True runs the interpreter as it is, so {', '.join(given)} would "
+                                  "not be installed — drop them or set user_managed=False")
+            env = Environment.from_existing_interpreter("current")
+        elif not given and framework is None:
+            env = Environment.from_existing_interpreter("current")
+        else:
+            env = self._built_environment(framework)
+        if self.environment_variables:
+            env.environment_variables = {**env.environment_variables, **self.environment_variables}
+        return env
+
+    def _built_environment(self, framework: dict[str, str] | None) -> Environment:
+        name = f"{framework['name']}-{framework['version']}" if framework else "estimator"
+        if self.conda_dependencies_file:
+            env = Environment.from_conda_specification(name, self.conda_dependencies_file)
+        elif self.pip_requirements_file:
+            env = Environment.from_pip_requirements(name, self.pip_requirements_file)
+        else:
+            env = Environment(name)
+        cd: CondaDependencies = env.python.conda_dependencies
+        for package in self.pip_packages:
+            cd.add_pip_package(package)
+        for package in self.conda_packages:
+            cd.add_conda_package(package)
+        env.python = PythonSection(conda_dependencies=cd, inherit_base_packages=self.inherit_base_packages,
+                                   framework=framework)
+        if self.custom_docker_image:
+            env.docker = DockerSection(enabled=True, base_image=self.custom_docker_image)
+        return env
+
+    def _framework(self) -> dict[str, str] | None:
+        if self.framework_name is None:
+            return None
+        from runyard.train.frameworks import check_version, framework
+
+        fw = framework(self.framework_name)
+        return {"name": fw.name, "version": check_version(self.framework_version or fw.default_version)}
 
     def to_job_spec(self) -> JobSpec:
         return build_job(
             source_directory=self.source_directory, entry_script=self.entry_script, arguments=self.arguments,
             script_params=self.script_params, compute_target=self.compute_target,
-            environment=self.environment_definition, use_gpu=self.use_gpu,
+            environment=self.environment(), use_gpu=self.use_gpu,
             max_run_duration_seconds=self.max_run_duration_seconds,
         )
+
+    @classmethod
+    def get_supported_versions(cls) -> list[str]:
+        """The framework versions the configured package indexes offer (newest last); Azure ML's classmethod."""
+        if cls.framework_name is None:
+            return []
+        from runyard.submission.package_index import available_versions, pip_settings
+        from runyard.train.frameworks import framework
+
+        fw = framework(cls.framework_name)
+        versions = available_versions(fw.cpu_package, pip_settings()) or []
+        families: list[str] = []
+        for v in versions:
+            public = v.split("+")[0]
+            if public.replace(".", "").isdigit():
+                family = ".".join(public.split(".")[:2])
+                if family not in families:
+                    families.append(family)
+        return families
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(source_directory={os.fspath(self.source_directory)!r}, "
