@@ -104,3 +104,21 @@ def run_python(code: str, env: dict | None = None, cwd: str | Path | None = None
     if check and proc.returncode != 0:
         raise AssertionError(f"subprocess failed ({proc.returncode}):\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture
+def local_packages(monkeypatch):
+    """Environment builds from this machine's own package sources only (no network, per the network rule): pip's
+    file:// indexes and find-links folders become the only sources, and uv runs offline. Skips where a machine has
+    no local package index."""
+    from runyard.submission.package_index import pip_settings
+
+    settings = pip_settings()
+    local = [u for u in (settings.index_url, *settings.extra_index_urls) if u and u.startswith("file://")]
+    if not local:
+        pytest.skip("this machine has no local package index (pip's file:// index-url/extra-index-url)")
+    monkeypatch.setenv("PIP_INDEX_URL", local[0])
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", " ".join(local[1:]))
+    monkeypatch.setenv("UV_OFFLINE", "1")
+    monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")
+    return settings

@@ -195,9 +195,9 @@ def _conda_via_pip(packages: list[str]) -> tuple[list[str], list[str]]:
     mapped, skipped, unknown = [], [], []
     settings = None
     for spec in packages:
-        parts = re.split(r"\s*=\s*|\s+", spec.split("::")[-1].strip())  # channel::name=version=build
-        name = parts[0].lower()
-        rest = spec.split("::")[-1].strip()[len(parts[0]):].strip()
+        body = spec.split("::")[-1].strip()  # channel::name=version=build
+        name = re.match(r"[A-Za-z0-9_.\-]+", body).group(0).lower()
+        rest = body[len(name):].strip()
         if canonical(name) in _CONDA_ONLY_SKIPPED:
             skipped.append(spec)
             continue
@@ -212,7 +212,7 @@ def _conda_via_pip(packages: list[str]) -> tuple[list[str], list[str]]:
             number = rest.lstrip("=").split("=")[0].strip()
             version = f"=={number}" if number.count(".") >= 2 or "*" in number else f"=={number}.*"
         elif rest:
-            version = rest.split("=")[0] if rest.startswith(("<", ">", "!", "~")) else rest
+            version = rest.replace(" ", "")  # ">=1.5", "==1.2", "<2,>=1"
         mapped.append(f"{pypi}{version}")
     if unknown:
         raise ConfigError(

@@ -64,8 +64,8 @@ def pin(fw: Framework, version: str, use_gpu: bool, settings: IndexSettings, pyt
     if check_index:
         versions = available_versions(dist, settings)
         if versions is not None and not any(_matches(v, version) for v in versions):
-            raise ConfigError(f"{fw.name} framework_version {version!r} does not exist: the package indexes offer "
-                              f"{dist} {_families(versions)}")
+            offer = f"offer {dist} {_families(versions)}" if versions else f"have no {dist} package"
+            raise ConfigError(f"{fw.name} framework_version {version!r} does not exist: the package indexes {offer}")
     requirement = f"{package}=={version}.*" if version.count(".") < 2 else f"{package}=={version}"
     extra = ["--extra-index-url", fw.cpu_index] if (not use_gpu and fw.cpu_index) else []
     return [requirement], extra
