@@ -12,6 +12,7 @@ docker image, and runyard's own client requirements.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -138,7 +139,9 @@ def _normalise(py: dict[str, Any], use_gpu: bool, tracking_uri: str) -> tuple[di
         base = sys.executable
     request = {
         "python": python_version,
-        "inherit_from": os.path.realpath(base) if inherit else None,  # what is visible depends on the base
+        # What is visible depends on the base. Not realpath: a venv's python is a link, and resolving it would
+        # inherit the packages of the venv's base installation instead of the venv's own.
+        "inherit_from": os.path.abspath(base) if inherit else None,
         "requirements": sorted(set(requirements)),
         "options": options,
         "constraints": constraints,
@@ -269,7 +272,8 @@ def _build_instructions(request: dict[str, Any]) -> dict[str, Any]:
     if any(o in ("--index-url", "--extra-index-url", "--find-links") for o in options):
         # the spec names its own sources: keep pip's find-links and constraints, not its indexes
         settings = IndexSettings(None, (), settings.find_links, settings.constraints, settings.from_uv)
-    return {"install": requirements, "uv_options": settings.uv_args() + options}
+    # pip reads its own configuration: an inheriting build (which installs with pip) gets the spec's options only
+    return {"install": requirements, "uv_options": settings.uv_args() + options, "pip_options": options}
 
 
 def _base_interpreter(request: dict[str, Any], interpreter: str | None) -> str:
@@ -406,9 +410,7 @@ def _build(path: Path, plan_: EnvironmentPlan, build: dict[str, Any], say, timeo
     if request["inherit_from"]:
         # uv does not see packages a venv inherits (astral-sh/uv#4466) and would install them again; pip does.
         _run([python, "-m", "pip", "install", "--no-compile", "--disable-pip-version-check", "--no-input",
-              "-r", str(install_list), *constraint_args,
-              *[o for o in build["uv_options"] if o != "--pre"], *(["--pre"] if "--pre" in build["uv_options"] else [])],
-             say, deadline)
+              "-r", str(install_list), *constraint_args, *build["pip_options"]], say, deadline)
     else:
         options = [("--prerelease=allow" if o == "--pre" else o) for o in build["uv_options"]]
         _run([uv, "pip", "install", "--python", python, "-r", str(install_list), *constraint_args,
@@ -498,16 +500,28 @@ def _runyard_version() -> str:
     return runyard.__version__
 
 
+@functools.lru_cache(maxsize=1)
 def _uv() -> str:
-    try:
-        from uv import find_uv_bin
+    """The uv binary: beside this interpreter (where pip installs it), else where the uv package says, else PATH.
 
-        return find_uv_bin()
-    except (ImportError, FileNotFoundError):
-        found = shutil.which("uv")
-        if found:
-            return found
-        raise EnvironmentBuildError("uv is not installed: pip install uv (runyard builds environments with it)") from None
+    ``uv.find_uv_bin()`` reads ``sysconfig``, whose lazy first initialisation is not thread-safe (another thread
+    saw a half-filled config and it failed with a TypeError), so it is the second choice, and retried."""
+    beside = Path(sys.executable).parent / "uv"
+    if os.access(beside, os.X_OK):
+        return str(beside)
+    for _attempt in range(3):
+        try:
+            from uv import find_uv_bin
+
+            return find_uv_bin()
+        except (ImportError, FileNotFoundError):
+            break
+        except TypeError:
+            time.sleep(0.05)
+    found = shutil.which("uv")
+    if found:
+        return found
+    raise EnvironmentBuildError("uv is not installed: pip install uv (runyard builds environments with it)")
 
 
 def _run(argv: list[str], say: Callable[[str], None], deadline: float) -> None:

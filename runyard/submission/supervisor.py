@@ -221,7 +221,10 @@ class Supervisor:
                 build_log[0].close()
         if exc is None:
             return None
-        self.say(f"environment build failed: {exc}")
+        from runyard.errors import EnvironmentBuildError
+
+        self.say(f"environment build failed: {exc}" + ("" if isinstance(exc, EnvironmentBuildError) else "\n"
+                 + "".join(traceback.format_exception(exc))))
         reason = " ".join(line.strip(" ×╰─▶│") for line in str(exc).splitlines() if line.strip(" ×╰─▶│"))
         tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-20:] if log_path.exists() else []
         return RunStatus.FAILED, {"message": f"environment {plan.name!r} could not be built: {reason[:2000]}",

@@ -1,0 +1,206 @@
+"""Built environments for real: uv builds from this machine's local package sources, runs use them."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from runyard import ComputeError, Environment, Experiment, RunFailed, ScriptRunConfig, Workspace
+from runyard.compute import get_target
+from runyard.compute.api import BUILD_LOG_NAME
+from runyard.submission import environments as E
+from runyard.submission import prepare
+
+pytestmark = [pytest.mark.integration]
+
+
+@pytest.fixture
+def ws(tmp_path, local_packages):
+    return Workspace(tmp_path / "ws")
+
+
+@pytest.fixture
+def project(tmp_path):
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "show.py").write_text(textwrap.dedent("""
+        import importlib, os, sys
+        from runyard import Run
+        run = Run.get_context()
+        print("python", sys.executable)
+        for name in sys.argv[1:]:
+            mod = importlib.import_module(name)
+            print("imported", name, "from", os.path.dirname(mod.__file__))
+        print("OMP", os.environ.get("OMP_NUM_THREADS"), "CUDA", os.environ.get("CUDA_VISIBLE_DEVICES"))
+        run.log("ok", 1)
+    """))
+    return root
+
+
+def env_with(name, *pip, **python):
+    env = Environment(name)
+    for p in pip:
+        env.python.conda_dependencies.add_pip_package(p)
+    for k, v in python.items():
+        setattr(env.python, k, v)
+    return env
+
+
+def submit(ws, project, env, *modules, **kw):
+    return Experiment(ws, "env").submit(ScriptRunConfig(project, "show.py", arguments=list(modules), environment=env, **kw))
+
+
+def log_of(ws, run):
+    return "".join(get_target(ws, "local").log_iter(run.id))
+
+
+def build_log_of(ws, run):
+    return "".join(get_target(ws, "local").build_log_iter(run.id))
+
+
+def test_a_built_environment_has_its_packages_and_the_base_interpreter_does_not(ws, project, capsys):
+    env = env_with("tabulate-env", "tabulate")
+    env.environment_variables = {"OMP_NUM_THREADS": "2"}
+    run = submit(ws, project, env, "tabulate")
+    run.wait_for_completion(show_output=True)
+    out = capsys.readouterr().out
+    assert "[2/3] installing 1 package(s): tabulate" in out and "environment ready" in out  # build shown live
+    key = run.get_details()["properties"]["runyard.environment_key"]
+    log = log_of(ws, run)
+    assert f"python {ws.path / 'envs' / key / 'bin' / 'python'}" in log
+    assert f"imported tabulate from {ws.path / 'envs' / key}" in log and "OMP 2" in log
+    assert run.get_metrics() == {"ok": 1}  # runyard's client works inside the environment
+    assert "logs/runyard/environment_build.txt" in run.get_file_names()
+    base = subprocess.run([sys.executable, "-c", "import tabulate"], capture_output=True)
+    assert base.returncode != 0  # the test interpreter never had it
+    # The second run reuses it: no build, nothing in the build log, the key answers at once.
+    started = time.perf_counter()
+    plan = E.plan(ws.path / "envs", env.to_spec(), tracking_uri=ws.tracking_uri)
+    assert plan.ready and plan.key == key and time.perf_counter() - started < 0.05
+    again = submit(ws, project, env, "tabulate")
+    again.wait_for_completion()
+    assert build_log_of(ws, again) == "" and "imported tabulate" in log_of(ws, again)
+
+
+def test_two_concurrent_submissions_build_once(ws, project):
+    env = env_with("shared", "toolz")
+    runs = [submit(ws, project, env, "toolz") for _ in range(2)]
+    for run in runs:
+        run.wait_for_completion()
+    logs = [build_log_of(ws, r) for r in runs]
+    assert sum(log.count("creating a virtual environment") for log in logs) == 1, logs
+    assert [p.name for p in (ws.path / "envs").iterdir() if p.is_dir()] == [runs[0].get_properties()["runyard.environment_key"]]
+
+
+def test_a_build_that_fails_fails_the_run_and_leaves_nothing(ws, project):
+    env = env_with("broken", "runyard-no-such-package-xyz")
+    run = submit(ws, project, env)
+    with pytest.raises(RunFailed) as raised:
+        run.wait_for_completion()
+    error = run.get_details()["error"]
+    assert error["code"] == "EnvironmentBuildFailed"
+    assert "runyard-no-such-package-xyz" in error["message"] and "could not be built" in error["message"]
+    assert "last lines of the environment build" in str(raised.value)
+    key = run.get_properties()["runyard.environment_key"]
+    assert not (ws.path / "envs" / key).exists()  # no half-built environment
+    assert not E.plan(ws.path / "envs", env.to_spec(), tracking_uri=ws.tracking_uri).ready  # and not cached
+    assert "user_log_0.txt" not in " ".join(run.get_file_names())  # the script never started
+
+
+def test_inheriting_environment_adds_only_what_the_base_lacks(ws, project):
+    pytest.importorskip("numpy")
+    env = env_with("inherit", "numpy", "termcolor", inherit_base_packages=True)
+    run = submit(ws, project, env, "numpy", "termcolor")
+    run.wait_for_completion()
+    key = run.get_properties()["runyard.environment_key"]
+    site = next((ws.path / "envs" / key).glob("lib/python3*/site-packages"))
+    log = log_of(ws, run)
+    assert f"imported termcolor from {site}" in log
+    import numpy
+
+    assert f"imported numpy from {os.path.dirname(numpy.__file__)}" in log  # the base's copy
+    assert not any(p.name.startswith("numpy") for p in site.iterdir())  # nothing the base already has
+
+
+def test_registered_environments_have_versions(ws, project):
+    env = env_with("reg", "tabulate")
+    assert env.register(ws).version == "1"
+    assert env.register(ws).version == "1"  # the same definition again is not a new version
+    env.python.conda_dependencies.add_pip_package("toolz")
+    assert env.register(ws).version == "2"
+    assert Environment.get(ws, "reg", version=1).python.conda_dependencies.pip_packages == ["tabulate"]
+    assert Environment.get(ws, "reg").python.conda_dependencies.pip_packages == ["tabulate", "toolz"]
+    assert list(Environment.list(ws)) == ["reg"]
+    with pytest.raises(Exception, match="versions: 1, 2"):
+        Environment.get(ws, "reg", version=7)
+    run = submit(ws, project, Environment.get(ws, "reg"), "toolz")
+    assert run.wait_for_completion()["status"] == "Completed"
+
+
+def test_docker_environment_is_a_clear_error_without_an_engine(ws, project):
+    env = env_with("box", "tabulate")
+    env.docker.enabled, env.docker.base_image = True, "python:3.11-slim"
+    prepared = prepare(ws, "env", ScriptRunConfig(project, "show.py", environment=env))
+    argv = prepared.request.payload["processes"][0]["argv"]  # dryrun: the command a container would run
+    assert argv[:2] == ["docker", "run"] and "python:3.11-slim" in argv and argv[-2:] == ["-u", "show.py"]
+    if E.docker_engine_error() is None:
+        pytest.skip("a Docker engine answers on this machine")
+    with pytest.raises(ComputeError, match="Docker engine does not answer|no docker command"):
+        submit(ws, project, env)
+    assert ws.metadata.list_runs() == []  # nothing was stored
+
+
+def test_use_gpu_without_a_gpu_is_an_error_unless_cpu_fallback(ws, project, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    user = Environment.from_existing_interpreter("current")
+    with pytest.raises(ComputeError, match="RUNYARD_ALLOW_CPU_FALLBACK"):
+        Experiment(ws, "env").submit(_gpu_estimator(project, user))
+    monkeypatch.setenv("RUNYARD_ALLOW_CPU_FALLBACK", "1")
+    run = Experiment(ws, "env").submit(_gpu_estimator(project, user))
+    assert run.wait_for_completion()["status"] == "Completed" and "CUDA \n" in log_of(ws, run)  # on the CPU
+
+
+def test_gpu_runs_get_their_slot_gpus(ws, project, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,7")  # two GPUs as far as runyard can tell: one per GPU slot
+    user = Environment.from_existing_interpreter("current")
+    first = Experiment(ws, "env").submit(_gpu_estimator(project, user, "--sleep"))
+    second = Experiment(ws, "env").submit(_gpu_estimator(project, user))
+    second.wait_for_completion()
+    first.wait_for_completion()
+    seen = {log_of(ws, r).split("CUDA ")[1].split()[0] for r in (first, second)}
+    assert seen == {"4", "7"}
+
+
+def _gpu_estimator(project, env, *args):
+    from runyard.train.estimator import Estimator
+
+    (project / "gpu.py").write_text("import os, sys, time\nprint('CUDA', os.environ.get('CUDA_VISIBLE_DEVICES'))\n"
+                                    "time.sleep(1.5 if '--sleep' in sys.argv else 0)\n")
+    return Estimator(project, entry_script="gpu.py", arguments=list(args), use_gpu=True, environment_definition=env)
+
+
+def test_cli_env_build_list_show_prune(ws, tmp_path):
+    (tmp_path / "requirements.txt").write_text("humanize\n")
+    cli = [sys.executable, "-m", "runyard.cli.main"] if False else [os.path.join(os.path.dirname(sys.executable), "runyard")]
+
+    def runyard(*args):
+        proc = subprocess.run([*cli, "-w", str(ws.path), *args], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    assert "registered environment hum version 1" in runyard("env", "register", "hum", "-r", str(tmp_path / "requirements.txt"))
+    out = runyard("env", "build", "hum")
+    assert "installing 1 package(s): humanize" in out and "built hum (" in out
+    key = out.rsplit("built hum (", 1)[1].split(")")[0]
+    assert "is built" in runyard("env", "build", "hum")
+    listing = runyard("env", "list")
+    assert key in listing and "1 built" in listing and "MB" in listing
+    assert "humanize==" in runyard("env", "show", "hum")
+    assert f"would remove {key}" in runyard("env", "prune", "--all", "--dry-run")
+    assert (ws.path / "envs" / key).is_dir()
+    assert "removed 1 environment(s)" in runyard("env", "prune", "--all")
+    assert not (ws.path / "envs" / key).exists()
