@@ -34,12 +34,12 @@ def _parse_size(text: str) -> int:
     return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2) or " "))
 
 
-def _environment(ws, ref: Optional[str], requirements: Optional[Path], conda_file: Optional[Path], pip: list[str],
+def environment_from_options(ws, ref: Optional[str], requirements: Optional[Path], conda_file: Optional[Path], pip: list[str],
                  python: Optional[str], inherit: bool):
     """An Environment from a registered NAME[:VERSION] or from files/packages given on the command line."""
     from runyard.config.environment import Environment
 
-    if ref and not (requirements or conda_file or pip):
+    if ref and not (requirements or conda_file or pip or python):
         name, _, version = ref.partition(":")
         return Environment.get(ws, name, version or None)
     name = ref or "cli"
@@ -97,7 +97,7 @@ def env_show(ref: str = typer.Argument(..., help="NAME[:VERSION] of a registered
         info = json.loads((built[ref].path / MARKER).read_text(encoding="utf-8"))
         console.print_json(json.dumps(info))
         return
-    env = _environment(ws, ref, None, None, [], None, False)
+    env = environment_from_options(ws, ref, None, None, [], None, False)
     spec = env.to_spec()
     console.print_json(json.dumps(spec))
     p = plan(root, spec, tracking_uri=ws.tracking_uri)
@@ -121,7 +121,7 @@ def env_register(
 ) -> None:
     """Register an environment from a requirements file, a conda file or packages."""
     ws = _ws()
-    env = _environment(ws, name, requirements, conda_file, pip, python, inherit).register(ws)
+    env = environment_from_options(ws, name, requirements, conda_file, pip, python, inherit).register(ws)
     console.print(f"registered environment {env.name} version {env.version}")
 
 
@@ -141,7 +141,7 @@ def env_build(
     from runyard.submission.progress import show_build
 
     ws = _ws()
-    env = _environment(ws, ref, requirements, conda_file, pip, python, inherit)
+    env = environment_from_options(ws, ref, requirements, conda_file, pip, python, inherit)
     p = plan(env_root(ws), env.to_spec(), tracking_uri=ws.tracking_uri)
     if p.key is None:
         console.print(f"{env.name} is user-managed: nothing to build (it runs in {p.python})")

@@ -227,10 +227,20 @@ def submit(
     max_duration: Optional[float] = typer.Option(None, "--max-duration", help="Stop the run after this many seconds."),
     wait: bool = typer.Option(False, "--wait", "-W", help="Stream the run's output until it ends; exit 1 if it fails."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the request; store and start nothing."),
+    environment: Optional[str] = typer.Option(None, "--environment", help="A registered environment NAME[:VERSION]."),
+    requirements: Optional[Path] = typer.Option(None, "--requirements", "-r", help="Build the run's environment from "
+                                                                                  "this requirements.txt."),
+    conda_file: Optional[Path] = typer.Option(None, "--conda-file", help="Build it from this conda environment.yml."),
+    pip: Optional[list[str]] = typer.Option(None, "--pip", help="A pip package for the run's environment; repeatable."),
+    python: Optional[str] = typer.Option(None, "--python", help="Python version of the run's environment, e.g. 3.11."),
+    use_gpu: bool = typer.Option(False, "--use-gpu", help="The run needs a GPU."),
 ) -> None:
-    """Submit a script as a run (it goes on after this command exits unless --wait)."""
-    from runyard.config import ScriptRunConfig
+    """Submit a script as a run (it goes on after this command exits unless --wait).
+
+    Without environment options the run uses this interpreter as it is; with --requirements, --conda-file, --pip or
+    --environment it runs in an environment runyard builds (once, then from the cache)."""
     from runyard.experiment import Experiment
+    from runyard.train.estimator import Estimator
 
     tags = {}
     for item in tag or []:
@@ -238,9 +248,14 @@ def submit(
         if not sep:
             raise typer.BadParameter(f"--tag {item!r}: use KEY=VALUE")
         tags[key] = value
-    config = ScriptRunConfig(source_directory=source_directory, script=script, arguments=list(args or []),
-                             compute_target=compute, max_run_duration_seconds=max_duration)
     ws = _ws()
+    env = None
+    if environment or requirements or conda_file or pip or python:
+        from runyard.cli.env_commands import environment_from_options
+
+        env = environment_from_options(ws, environment, requirements, conda_file, list(pip or []), python, False)
+    config = Estimator(source_directory, entry_script=script, arguments=list(args or []), compute_target=compute,
+                       max_run_duration_seconds=max_duration, use_gpu=use_gpu, environment_definition=env)
     if dry_run:
         from runyard.submission import prepare
         from runyard.validation import experiment_name

@@ -398,16 +398,23 @@ def _build(path: Path, plan_: EnvironmentPlan, build: dict[str, Any], say, timeo
     install = list(build["install"])
     if request["inherit_from"]:
         _inherit(path, request["inherit_from"], say)
+    # runyard's client packages are linked from this interpreter when the environment's Python can load them
+    # (same version; no conda); otherwise they are installed like the others.
+    linked = None if (conda or request["inherit_from"]) else _client_links(path.parent, request["python"],
+                                                                             request["client"])
+    client = [] if linked is not None else request["client"]
     install_list = path / "runyard-requirements.txt"
-    install_list.write_text("\n".join(install + request["client"]) + "\n", encoding="utf-8")
+    install_list.write_text("\n".join(install + client) + "\n", encoding="utf-8")
     constraint_args: list[str] = []
     if request["constraints"]:
         constraints = path / "runyard-constraints.txt"
         constraints.write_text("\n".join(request["constraints"]) + "\n", encoding="utf-8")
         constraint_args = ["--constraint", str(constraints)]
-    say(f"[{next(step)}/{steps}] installing {len(install)} package(s)"
-        + (f": {' '.join(install)}" if install else "") + f" and runyard's client ({len(request['client'])} packages)")
-    if request["inherit_from"]:
+    say(f"[{next(step)}/{steps}] installing {len(install)} package(s)" + (f": {' '.join(install)}" if install else "")
+        + (f" and runyard's client ({len(client)} packages)" if client else ""))
+    if not install and not client:
+        pass  # nothing to install: the environment is the interpreter and runyard's client
+    elif request["inherit_from"]:
         # uv does not see packages a venv inherits (astral-sh/uv#4466) and would install them again; pip does.
         _run([python, "-m", "pip", "install", "--no-compile", "--disable-pip-version-check", "--no-input",
               "-r", str(install_list), *constraint_args, *build["pip_options"]], say, deadline)
@@ -415,7 +422,12 @@ def _build(path: Path, plan_: EnvironmentPlan, build: dict[str, Any], say, timeo
         options = [("--prerelease=allow" if o == "--pre" else o) for o in build["uv_options"]]
         _run([uv, "pip", "install", "--python", python, "-r", str(install_list), *constraint_args,
               "--no-config", *options], say, deadline)
-    say(f"[{next(step)}/{steps}] linking runyard {_runyard_version()} into the environment")
+    say(f"[{next(step)}/{steps}] linking runyard {_runyard_version()}"
+        + (f" and its client packages ({', '.join(n.partition('-')[0] for n, _ in linked if n.endswith('.dist-info'))})"
+           if linked else "")
+        + " into the environment")
+    if linked:
+        _link_distributions(path, linked)
     _finish(path, plan_, build, say, uv)
 
 
@@ -436,11 +448,9 @@ def _finish(path: Path, plan_: EnvironmentPlan, build: dict[str, Any], say, uv: 
     """Link runyard's client, record what is installed, and write the marker that makes the build count."""
     request = build["request"]
     _link_client(path)
-    frozen = subprocess.run([uv, "pip", "freeze", "--python", str(path / "bin" / "python")], capture_output=True,
-                            text=True, timeout=60)
     (path / MARKER).write_text(json.dumps({
         "key": plan_.key, "name": plan_.name, "python": request["python"], "created_at": time.time(),
-        "request": request, "installed": build["install"], "packages": frozen.stdout.split(),
+        "request": request, "installed": build["install"], "packages": _installed(path),
     }, indent=2), encoding="utf-8")
     _touch(path)
 
@@ -492,6 +502,106 @@ def _link_client(path: Path) -> None:
         entry_points = None
     if entry_points:
         (info / "entry_points.txt").write_text(entry_points, encoding="utf-8")
+
+
+def _installed(path: Path) -> list[str]:
+    """``name==version`` of every distribution in the environment (read from dist-info folder names: fast)."""
+    out = []
+    for info in _site_packages(path).glob("*.dist-info"):
+        name, _, version = info.name[: -len(".dist-info")].partition("-")
+        out.append(f"{canonical(name)}=={version}")
+    return sorted(out)
+
+
+def _client_links(cache_dir: Path, python: str, requirements: list[str]) -> list[tuple[str, str]] | None:
+    """(name in site-packages, absolute source) of runyard's client packages and their dependencies in this
+    interpreter, when an environment of ``python`` can load them; None when they must be installed instead.
+
+    Walking the metadata costs ~50 ms, so the answer is kept in ``cache_dir`` until this interpreter's
+    site-packages change."""
+    import site
+
+    if python != "%d.%d" % sys.version_info[:2]:
+        return None
+    stamp = [sys.executable, _runyard_version(), sorted(requirements)]
+    for folder in {*site.getsitepackages(), *[p for p in sys.path if p.endswith("site-packages")]}:
+        try:
+            stamp.append([folder, os.stat(folder).st_mtime_ns])
+        except OSError:
+            continue
+    stamp = sorted(map(str, stamp))
+    cache = cache_dir / ".client-links.json"
+    try:
+        cached_value = json.loads(cache.read_text(encoding="utf-8"))
+        if cached_value["stamp"] == stamp:
+            return [tuple(x) for x in cached_value["links"]] if cached_value["links"] is not None else None
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    links = _walk_client(requirements)
+    try:
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"stamp": stamp, "links": links}), encoding="utf-8")
+        os.replace(tmp, cache)
+    except OSError:
+        pass
+    return links
+
+
+def _walk_client(requirements: list[str]) -> list[tuple[str, str]] | None:
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    marker_env = default_environment()
+    seen: set[str] = set()
+    links: list[tuple[str, str]] = []
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        if canonical(req.name) in seen:
+            continue
+        seen.add(canonical(req.name))
+        try:
+            dist = distribution(req.name)
+        except PackageNotFoundError:
+            return None
+        if req.specifier and dist.version not in req.specifier:
+            return None
+        base = Path(dist.locate_file(""))
+        record = dist.read_text("RECORD") or ""
+        tops = {line.split(",")[0].split("/")[0] for line in record.splitlines() if line and not line.startswith("..")}
+        links += [(top, str(base / top)) for top in sorted(tops) if top and not top.startswith("__pycache__")
+                  and (base / top).exists()]
+        for dep in dist.requires or []:
+            dep_req = Requirement(dep)
+            extras = [{"extra": e} for e in req.extras] or [{"extra": ""}]
+            if dep_req.marker is None or any(dep_req.marker.evaluate({**marker_env, **e}) for e in extras):
+                todo.append(dep_req)
+    return links
+
+
+def _link_distributions(path: Path, links: list[tuple[str, str]]) -> None:
+    """Symlink the client's top-level files and copy its metadata into the environment, unless the environment
+    installed its own copy of a distribution (the user's pin wins)."""
+    site = _site_packages(path)
+    present = {canonical(i.name[: -len(".dist-info")].partition("-")[0]) for i in site.glob("*.dist-info")}
+    for name, source in links:
+        source_path, target = Path(source), site / name
+        if target.exists() or target.is_symlink():
+            continue
+        if name.endswith(".dist-info"):
+            if canonical(name[: -len(".dist-info")].partition("-")[0]) in present:
+                continue
+            # Metadata is copied, without RECORD: a `pip uninstall` in the environment then refuses to remove
+            # the linked files instead of deleting them from this interpreter's site-packages.
+            target.mkdir()
+            for meta in ("METADATA", "entry_points.txt", "top_level.txt"):
+                if (source_path / meta).is_file():
+                    shutil.copyfile(source_path / meta, target / meta)
+            (target / "INSTALLER").write_text("runyard (linked)\n", encoding="utf-8")
+        else:
+            target.symlink_to(source_path, target_is_directory=source_path.is_dir())
 
 
 def _runyard_version() -> str:
