@@ -76,6 +76,10 @@ def test_a_built_environment_has_its_packages_and_the_base_interpreter_does_not(
     assert f"imported tabulate from {ws.path / 'envs' / key}" in log and "OMP 2" in log
     assert run.get_metrics() == {"ok": 1}  # runyard's client works inside the environment
     assert "logs/runyard/environment_build.txt" in run.get_file_names()
+    site = next((ws.path / "envs" / key).glob("lib/python3*/site-packages"))
+    assert (site / "sqlalchemy").is_symlink()  # the client's packages are linked from this interpreter, and
+    linked_meta = next(site.glob("sqlalchemy-*.dist-info"))
+    assert not (linked_meta / "RECORD").exists()  # pip cannot uninstall through the link
     base = subprocess.run([sys.executable, "-c", "import tabulate"], capture_output=True)
     assert base.returncode != 0  # the test interpreter never had it
     # The second run reuses it: no build, nothing in the build log, the key answers at once.
@@ -205,3 +209,12 @@ def test_cli_env_build_list_show_prune(ws, tmp_path):
     assert (ws.path / "envs" / key).is_dir()
     assert "removed 1 environment(s)" in runyard("env", "prune", "--all")
     assert not (ws.path / "envs" / key).exists()
+
+
+def test_cli_submit_with_requirements(ws, project, tmp_path):
+    (tmp_path / "req.txt").write_text("toolz\n")
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "runyard"), "-w", str(ws.path), "submit",
+                           "-s", str(project), "show.py", "--requirements", str(tmp_path / "req.txt"), "--wait",
+                           "--", "toolz"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "installing 1 package(s): toolz" in proc.stdout and f"imported toolz from {ws.path / 'envs'}" in proc.stdout
