@@ -145,18 +145,10 @@ class Estimator:
         if cls.framework_name is None:
             return []
         from runyard.submission.package_index import available_versions, pip_settings
-        from runyard.train.frameworks import framework
+        from runyard.train.frameworks import framework, release_series
 
         fw = framework(cls.framework_name)
-        versions = available_versions(fw.cpu_package, pip_settings()) or []
-        families: list[str] = []
-        for v in versions:
-            public = v.split("+")[0]
-            if public.replace(".", "").isdigit():
-                family = ".".join(public.split(".")[:2])
-                if family not in families:
-                    families.append(family)
-        return families
+        return release_series(available_versions(fw.cpu_package, pip_settings()) or [])
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(source_directory={os.fspath(self.source_directory)!r}, "

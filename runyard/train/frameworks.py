@@ -76,17 +76,23 @@ def _matches(available: str, wanted: str) -> bool:
     return public == wanted or public.startswith(wanted + ".")
 
 
-def _families(versions: list[str]) -> str:
-    """'2.16, 2.17, … 2.21' — the release series (major.minor) among final releases, newest last."""
+def release_series(versions: list[str]) -> list[str]:
+    """The release series (major.minor) among final releases, oldest first: ['2.20', '2.21']."""
     seen: list[str] = []
     for v in versions:
         if re.fullmatch(r"\d+\.\d+(\.\d+)*(\+\w+)?", v):
             family = ".".join(v.split("+")[0].split(".")[:2])
             if family not in seen:
                 seen.append(family)
+    return seen
+
+
+def _families(versions: list[str]) -> str:
+    """'2.16, 2.17, … 2.21' — the newest series, for an error message."""
+    seen = release_series(versions)
     if not seen:
         return "no final releases"
     return ", ".join(seen[-12:]) + (f" (and {len(seen) - 12} older)" if len(seen) > 12 else "")
 
 
-__all__ = ["FRAMEWORKS", "Framework", "check_version", "framework", "pin"]
+__all__ = ["FRAMEWORKS", "Framework", "check_version", "framework", "pin", "release_series"]

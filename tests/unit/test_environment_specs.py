@@ -164,6 +164,7 @@ def test_framework_versions_come_from_the_index_and_unknown_ones_list_what_exist
     assert frameworks.pin(tf, "2.21", True, settings, (3, 11))[0] == ["tensorflow[and-cuda]==2.21.*"]
     with pytest.raises(ConfigError, match=r"TensorFlow framework_version '2.99' does not exist.*tensorflow-cpu 2.20, 2.21"):
         frameworks.pin(tf, "2.99", False, settings, (3, 11))
+    assert frameworks.release_series(["2.20.0", "2.21.0rc1", "2.21.0", "2.21.1+cpu"]) == ["2.20", "2.21"]
     with pytest.raises(ConfigError, match="must look like"):
         frameworks.check_version("latest")
     with pytest.raises(ConfigError, match="have no scikit-learn package"):
@@ -216,7 +217,7 @@ def test_docker_argv_mounts_the_run_and_passes_variables_by_name():
 
 
 def test_client_requirements_stay_in_step_with_pyproject():
-    import tomllib
+    tomllib = pytest.importorskip("tomllib")
 
     deps = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["dependencies"]
     names = {d.split(">")[0].split("<")[0].split("=")[0] for d in deps}
