@@ -122,3 +122,15 @@ def local_packages(monkeypatch):
     monkeypatch.setenv("UV_OFFLINE", "1")
     monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")
     return settings
+
+
+def env_with(name: str = "e", *pip: str, **python):
+    """A built-environment spec: ``env_with("e", "tabulate", inherit_base_packages=True)``."""
+    from runyard import Environment
+
+    env = Environment(name)
+    for package in pip:
+        env.python.conda_dependencies.add_pip_package(package)
+    for attribute, value in python.items():
+        setattr(env.python, attribute, value)
+    return env

@@ -15,6 +15,13 @@ from rich.table import Table
 from runyard.cli.main import _friendly, _ws, _when, app, console
 from runyard.errors import ConfigError
 
+# Options shared by `env register` and `env build` (what describes an environment on the command line).
+_REQUIREMENTS = typer.Option(None, "--requirements", "-r", help="A requirements.txt.")
+_CONDA_FILE = typer.Option(None, "--conda-file", help="A conda environment.yml.")
+_PIP = typer.Option([], "--pip", help="A pip package (repeatable).")
+_PYTHON = typer.Option(None, "--python", help="Python version, e.g. 3.11.")
+_INHERIT = typer.Option(False, "--inherit-base-packages", help="Also see the current interpreter's packages.")
+
 env_app = typer.Typer(help="Environments: register, build, list the cache, prune it.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
 
@@ -113,11 +120,11 @@ def env_show(ref: str = typer.Argument(..., help="NAME[:VERSION] of a registered
 @_friendly
 def env_register(
     name: str = typer.Argument(..., help="Name to register under (a new version if it exists)."),
-    requirements: Optional[Path] = typer.Option(None, "--requirements", "-r", help="A requirements.txt."),
-    conda_file: Optional[Path] = typer.Option(None, "--conda-file", help="A conda environment.yml."),
-    pip: list[str] = typer.Option([], "--pip", help="A pip package (repeatable)."),
-    python: Optional[str] = typer.Option(None, "--python", help="Python version, e.g. 3.11."),
-    inherit: bool = typer.Option(False, "--inherit-base-packages", help="Also see the current interpreter's packages."),
+    requirements: Optional[Path] = _REQUIREMENTS,
+    conda_file: Optional[Path] = _CONDA_FILE,
+    pip: list[str] = _PIP,
+    python: Optional[str] = _PYTHON,
+    inherit: bool = _INHERIT,
 ) -> None:
     """Register an environment from a requirements file, a conda file or packages."""
     ws = _ws()
@@ -130,11 +137,11 @@ def env_register(
 def env_build(
     ref: Optional[str] = typer.Argument(None, help="NAME[:VERSION] of a registered environment (or a name for the "
                                                    "environment the options describe)."),
-    requirements: Optional[Path] = typer.Option(None, "--requirements", "-r", help="A requirements.txt."),
-    conda_file: Optional[Path] = typer.Option(None, "--conda-file", help="A conda environment.yml."),
-    pip: list[str] = typer.Option([], "--pip", help="A pip package (repeatable)."),
-    python: Optional[str] = typer.Option(None, "--python", help="Python version, e.g. 3.11."),
-    inherit: bool = typer.Option(False, "--inherit-base-packages", help="Also see the current interpreter's packages."),
+    requirements: Optional[Path] = _REQUIREMENTS,
+    conda_file: Optional[Path] = _CONDA_FILE,
+    pip: list[str] = _PIP,
+    python: Optional[str] = _PYTHON,
+    inherit: bool = _INHERIT,
 ) -> None:
     """Build an environment into the cache now (runs that use it then start at once)."""
     from runyard.submission.environments import ensure, env_root, plan

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from conftest import env_with
 from runyard import ComputeError, Environment, Experiment, RunFailed, ScriptRunConfig, Workspace
 from runyard.compute import get_target
 from runyard.compute.api import BUILD_LOG_NAME
@@ -40,15 +41,6 @@ def project(tmp_path):
         run.log("ok", 1)
     """))
     return root
-
-
-def env_with(name, *pip, **python):
-    env = Environment(name)
-    for p in pip:
-        env.python.conda_dependencies.add_pip_package(p)
-    for k, v in python.items():
-        setattr(env.python, k, v)
-    return env
 
 
 def submit(ws, project, env, *modules, **kw):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import env_with
 from runyard import CondaDependencies, Environment
 from runyard.errors import ConfigError, NotFound, ValidationError
 from runyard.submission import environments as E
@@ -34,28 +35,19 @@ def index(tmp_path, monkeypatch):
     return add
 
 
-def env_with(*pip, name="e", **kw) -> Environment:
-    env = Environment(name)
-    for p in pip:
-        env.python.conda_dependencies.add_pip_package(p)
-    for k, v in kw.items():
-        setattr(env.python, k, v)
-    return env
-
-
 def key(env: Environment, root: Path, **kw) -> str:
     return E.plan(root, env.to_spec(), **kw).key
 
 
 def test_key_ignores_order_case_and_variables_but_not_what_is_installed(tmp_path, index):
-    a = env_with("Tabulate>=0.9", "toolz")
-    b = env_with("toolz", "tabulate >= 0.9", name="other")
+    a = env_with("e", "Tabulate>=0.9", "toolz")
+    b = env_with("other", "toolz", "tabulate >= 0.9")
     b.environment_variables = {"OMP_NUM_THREADS": "2"}
     assert key(a, tmp_path) == key(b, tmp_path)
-    assert key(a, tmp_path) != key(env_with("tabulate>=0.10", "toolz"), tmp_path)
-    assert key(a, tmp_path) != key(env_with("Tabulate>=0.9", "toolz", inherit_base_packages=True), tmp_path)
+    assert key(a, tmp_path) != key(env_with("e", "tabulate>=0.10", "toolz"), tmp_path)
+    assert key(a, tmp_path) != key(env_with("e", "Tabulate>=0.9", "toolz", inherit_base_packages=True), tmp_path)
     index("scikit-learn", "scikit_learn-1.9.1-cp311-cp311-manylinux_2_17_x86_64.whl")
-    fw = env_with(framework={"name": "SKLearn", "version": "1.9"})
+    fw = env_with("e", framework={"name": "SKLearn", "version": "1.9"})
     assert key(fw, tmp_path) != key(fw, tmp_path, use_gpu=True)
     assert key(a, tmp_path) != key(a, tmp_path, tracking_uri="postgresql+psycopg://h/db")  # psycopg in the client
 
@@ -66,7 +58,7 @@ def test_plan_of_a_user_managed_environment_builds_nothing(tmp_path):
 
 
 def test_plan_says_how_to_build_and_passes_index_options(tmp_path, index):
-    env = env_with("tabulate", "--extra-index-url https://mirror.example/simple")
+    env = env_with("e", "tabulate", "--extra-index-url https://mirror.example/simple")
     plan = E.plan(tmp_path / "envs", env.to_spec())
     assert not plan.ready and plan.path == str(tmp_path / "envs" / plan.key)
     assert plan.python == f"{plan.path}/bin/python"
@@ -74,9 +66,9 @@ def test_plan_says_how_to_build_and_passes_index_options(tmp_path, index):
     assert plan.build["uv_options"][-2:] == ["--extra-index-url", "https://mirror.example/simple"]
     assert "--index-url" not in plan.build["uv_options"]  # the spec's own source replaces pip's indexes
     with pytest.raises(ConfigError, match="not supported"):
-        E.plan(tmp_path, env_with("--trusted-host x").to_spec())
+        E.plan(tmp_path, env_with("e", "--trusted-host x").to_spec())
     with pytest.raises(ConfigError, match="not valid"):
-        E.plan(tmp_path, env_with("tabulate==>1").to_spec())
+        E.plan(tmp_path, env_with("e", "tabulate==>1").to_spec())
 
 
 def test_requirements_file_with_includes_comments_and_constraints(tmp_path, index):
