@@ -283,7 +283,12 @@ def _base_interpreter(request: dict[str, Any], interpreter: str | None) -> str:
         return request["inherit_from"]
     if interpreter:
         return interpreter
-    return sys.executable if request["python"] == "%d.%d" % sys.version_info[:2] else request["python"]
+    return sys.executable if _same_python(request["python"]) else request["python"]
+
+
+def _same_python(version: str) -> bool:
+    """``version`` ("3.11" or "3.11.7") is this interpreter's."""
+    return version in ("%d.%d" % sys.version_info[:2], "%d.%d.%d" % sys.version_info[:3])
 
 
 def _docker(spec: dict[str, Any]) -> dict[str, Any] | None:
@@ -521,7 +526,7 @@ def _client_links(cache_dir: Path, python: str, requirements: list[str]) -> list
     site-packages change."""
     import site
 
-    if python != "%d.%d" % sys.version_info[:2]:
+    if not _same_python(python):
         return None
     stamp = [sys.executable, _runyard_version(), sorted(requirements)]
     for folder in {*site.getsitepackages(), *[p for p in sys.path if p.endswith("site-packages")]}:
