@@ -126,6 +126,13 @@ class LocalTarget(ComputeTarget):
                     f"empty) — submit with use_gpu=False, to a compute target with GPUs, or set "
                     f"{env_vars.ALLOW_CPU_FALLBACK}=1 to run it on the CPU"
                 )
+            else:
+                import warnings
+
+                from runyard.errors import RunyardWarning
+
+                warnings.warn(f"use_gpu=True but this machine has no GPU: the run uses the CPU "
+                              f"({env_vars.ALLOW_CPU_FALLBACK}=1)", RunyardWarning, stacklevel=4)
         if self.settings["supervisor_start"] not in ("auto", "spawn"):
             raise ComputeError(f"supervisor_start must be 'auto' or 'spawn', got {self.settings['supervisor_start']!r}")
         if capacity < 1:

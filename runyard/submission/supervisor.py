@@ -199,19 +199,25 @@ class Supervisor:
                     build_log[0].write(f"warning: {warning}\n")
             build_log[0].write(line + "\n")
 
+        self.say(f"environment {plan.name} ({plan.key}): " + ("cached" if plan.ready else "building"))
         outcome: Future = Future()
+        finished = threading.Event()
 
         def build() -> None:
             try:
                 outcome.set_result(ensure(plan, say))
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                 outcome.set_exception(exc)
+            finally:
+                finished.set()
 
-        self.say(f"environment {plan.name} ({plan.key}): " + ("cached" if plan.ready else "building"))
-        threading.Thread(target=build, name="runyard-env-build", daemon=True).start()
+        if plan.ready:
+            build()  # cached: a file check, no thread needed
+        else:  # a build runs in a thread so that a cancel can stop it
+            threading.Thread(target=build, name="runyard-env-build", daemon=True).start()
         try:
-            while not outcome.done():
-                if self._stop.wait(0.05):
+            while not finished.wait(0.05):
+                if self._stop.is_set():
                     self.say(f"stopping the environment build: {self._stop_reason}")
                     processes.kill_tree(self.settings["kill_grace_seconds"])
                     return RunStatus.CANCELED, None, None

@@ -13,6 +13,7 @@ import pytest
 from conftest import env_with
 from runyard import ComputeError, Environment, Experiment, RunFailed, ScriptRunConfig, Workspace
 from runyard.compute import get_target
+from runyard.errors import RunyardWarning
 from runyard.compute.api import BUILD_LOG_NAME
 from runyard.submission import environments as E
 from runyard.submission import prepare
@@ -157,7 +158,8 @@ def test_use_gpu_without_a_gpu_is_an_error_unless_cpu_fallback(ws, project, monk
     with pytest.raises(ComputeError, match="RUNYARD_ALLOW_CPU_FALLBACK"):
         Experiment(ws, "env").submit(_gpu_estimator(project, user))
     monkeypatch.setenv("RUNYARD_ALLOW_CPU_FALLBACK", "1")
-    run = Experiment(ws, "env").submit(_gpu_estimator(project, user))
+    with pytest.warns(RunyardWarning, match="uses the CPU"):
+        run = Experiment(ws, "env").submit(_gpu_estimator(project, user))
     assert run.wait_for_completion()["status"] == "Completed" and "CUDA \n" in log_of(ws, run)  # on the CPU
 
 
@@ -210,3 +212,25 @@ def test_cli_submit_with_requirements(ws, project, tmp_path):
                            "--", "toolz"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "installing 1 package(s): toolz" in proc.stdout and f"imported toolz from {ws.path / 'envs'}" in proc.stdout
+
+
+def test_cancel_stops_a_build_and_leaves_nothing(ws, project, tmp_path):
+    slow = tmp_path / "slowpkg"  # a local package whose build takes a minute
+    slow.mkdir()
+    (slow / "setup.py").write_text("import time\nfrom setuptools import setup\ntime.sleep(60)\n"
+                                   "setup(name='slowpkg', version='0.1', py_modules=[])\n")
+    env = env_with("slow", str(slow))
+    run = submit(ws, project, env)
+    key = run.get_properties()["runyard.environment_key"]
+    deadline = time.monotonic() + 60
+    while "installing 1 package" not in build_log_of(ws, run):
+        assert time.monotonic() < deadline and not run.get_status() in ("Failed", "Completed"), build_log_of(ws, run)
+        time.sleep(0.1)
+    started = time.monotonic()
+    run.cancel()
+    assert run.wait_for_completion(raise_on_error=False)["status"] == "Canceled"
+    assert time.monotonic() - started < 15
+    deadline = time.monotonic() + 10
+    while (ws.path / "envs" / key).exists():  # the build thread removes what it had made
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
