@@ -8,7 +8,13 @@
     run = Experiment(ws, "digits").submit(ScriptRunConfig(source_directory=".", script="train.py"))
     run.wait_for_completion(show_output=True)
 """
-from runyard.config import Environment, ScriptRunConfig
+from runyard.config import (
+    Environment,
+    MpiConfiguration,
+    PyTorchConfiguration,
+    ScriptRunConfig,
+    TensorflowConfiguration,
+)
 from runyard.config.conda_dependencies import CondaDependencies
 from runyard.errors import (
     ComputeError,
@@ -35,6 +41,9 @@ __all__ = [
     "Environment",
     "Experiment",
     "InvalidStatusTransition",
+    "MpiConfiguration",
+    "PyTorchConfiguration",
+    "TensorflowConfiguration",
     "NotFound",
     "OfflineRun",
     "Run",

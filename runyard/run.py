@@ -66,6 +66,9 @@ class _RunBase(ABC):
         self._steps: dict[str, int] = {}
 
     def _record(self, name: str, value: Any, kind: str, step: int | None) -> None:
+        name = self._rank_name(name)
+        if name is None:
+            return
         if name not in self._names:
             validation.key(name, "metric name")
             self._names.add(name)
@@ -73,6 +76,10 @@ class _RunBase(ABC):
             step = self._steps.get(name, 0)
         self._steps[name] = step + 1
         self._emit(MetricRecord(self.id, name, value, step, _now(), kind))
+
+    def _rank_name(self, name: str) -> str | None:
+        """The name a metric is stored under (None: not stored); ranks of a distributed run may differ."""
+        return name
 
     @abstractmethod
     def _emit(self, record: MetricRecord) -> None:
@@ -344,6 +351,21 @@ class Run(_RunBase):
         return hash(self.id)
 
     # -- metrics -----------------------------------------------------------------------------
+    def _rank_name(self, name: str) -> str | None:
+        """In a distributed run, a process of rank N ≠ 0 logs ``name`` as ``name/rankN`` (``RUNYARD_RANK_METRICS``:
+        ``tag``, the default; ``merge``: every rank under the same name; ``rank0``: only rank 0's values kept)."""
+        mode = self.__dict__.get("_rank_mode")
+        if mode is None:
+            rank = os.environ.get(env_vars.RANK, "0") if self._supervised_here() else "0"
+            policy = os.environ.get(env_vars.RANK_METRICS, "tag").lower()
+            if policy not in ("tag", "merge", "rank0"):
+                raise ValidationError(f"{env_vars.RANK_METRICS} must be tag, merge or rank0, got {policy!r}")
+            mode = self._rank_mode = ("merge", "") if rank in ("", "0") or policy == "merge" else (policy, rank)
+        policy, rank = mode
+        if policy == "merge":
+            return name
+        return None if policy == "rank0" else f"{name}/rank{rank}"
+
     def _emit(self, record: MetricRecord) -> None:
         self._logger.log(record)
 

@@ -137,14 +137,21 @@ class LocalTarget(ComputeTarget):
             raise ComputeError(f"supervisor_start must be 'auto' or 'spawn', got {self.settings['supervisor_start']!r}")
         if capacity < 1:
             raise ComputeError(f"compute target {self.name!r}: the capacity of the {pool} pool must be >= 1, got {capacity}")
+        if job.node_count > 1:
+            raise ComputeError(
+                f"node_count={job.node_count}: the local target is this one machine — use process_count_per_node "
+                "for several processes here, or submit to a Ray compute target for several nodes"
+            )
         run_dir = self.run_dir(run_id)
         workdir = run_dir / "wd"
         launcher = launcher_for(job)
+        launcher.check(job)
+        run_env = self._run_env(job, run, workdir)
         node = NodeContext(node_rank=0, hosts=("127.0.0.1",), ports=free_ports(launcher.ports_needed(job)),
-                           interpreter=environment.python)
+                           interpreter=environment.python, env_names=tuple(run_env), as_root=os.geteuid() == 0)
         processes = []
         for p in launcher.processes(job, node):
-            env = {**self._run_env(job, run, workdir), **p.env}
+            env = {**run_env, **p.env}
             argv = list(p.argv)
             if environment.docker:
                 from runyard.submission.environments import docker_argv
@@ -155,7 +162,8 @@ class LocalTarget(ComputeTarget):
                           *([environment.path] if environment.path else [])]
                 argv = docker_argv(environment.docker, argv, list(env), str(workdir), mounts,
                                    gpus=",".join(gpus) if gpus else None)
-            processes.append({"rank": p.rank, "local_rank": p.local_rank, "argv": argv, "env": env})
+            processes.append({"rank": p.rank, "local_rank": p.local_rank, "argv": argv, "env": env, "role": p.role,
+                              "rank_logs": list(p.rank_logs)})
         return SubmitRequest(self.name, run_id, {
             "workspace": {"path": str(self.workspace.path), "tracking_uri": self.workspace.tracking_uri,
                           "artifact_uri": self.workspace.artifact_uri},

@@ -96,11 +96,27 @@ def build_job(
     max_run_duration_seconds: float | None = None,
     node_count: int = 1,
     process_count_per_node: int = 1,
-    distributed: Mapping[str, Any] | None = None,
+    distributed: Any = None,
+    distributed_backend: Any = None,
+    worker_count: int | None = None,
+    parameter_server_count: int | None = None,
     run_type: str = "script",
 ) -> JobSpec:
-    """Validate what a run configuration holds and freeze it; every error names the fix."""
+    """Validate what a run configuration holds and freeze it; every error names the fix.
+
+    ``distributed``: an MpiConfiguration / TensorflowConfiguration / PyTorchConfiguration (or the launcher section
+    itself); ``distributed_backend``: the Estimator's string or object form, with the counts.
+    """
+    from runyard.config import distributed as dist
     from runyard.config.environment import Environment
+
+    if isinstance(distributed, Mapping):
+        section = dict(distributed)
+    else:
+        node_count, process_count_per_node, section = dist.resolve(
+            distributed, distributed_backend=distributed_backend, node_count=node_count,
+            process_count_per_node=process_count_per_node, worker_count=worker_count,
+            parameter_server_count=parameter_server_count)
 
     source = _source_directory(source_directory)
     script = _entry_script(source, entry_script)
@@ -115,7 +131,7 @@ def build_job(
     return JobSpec(
         source_directory=str(source), entry_script=script, arguments=args, compute_target=_target_name(compute_target),
         environment=env.to_spec(), node_count=node_count, process_count_per_node=process_count_per_node,
-        distributed=distributed, use_gpu=use_gpu, max_run_duration_seconds=max_run_duration_seconds, run_type=run_type,
+        distributed=section, use_gpu=use_gpu, max_run_duration_seconds=max_run_duration_seconds, run_type=run_type,
     )
 
 

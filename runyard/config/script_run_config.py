@@ -19,6 +19,7 @@ class ScriptRunConfig:
         compute_target: a target name (``"local"``, the default) or a compute target object.
         environment: a runyard ``Environment`` (default: the interpreter that submits the run).
         max_run_duration_seconds: the run is stopped and marked Failed when it runs longer.
+        distributed_job_config: an MpiConfiguration, TensorflowConfiguration or PyTorchConfiguration.
     """
 
     def __init__(
@@ -29,6 +30,7 @@ class ScriptRunConfig:
         compute_target: Any = None,
         environment: Any = None,
         max_run_duration_seconds: float | None = None,
+        distributed_job_config: Any = None,
     ) -> None:
         self.source_directory = source_directory if source_directory is not None else "."
         self.script = script
@@ -36,12 +38,13 @@ class ScriptRunConfig:
         self.compute_target = compute_target
         self.environment = environment
         self.max_run_duration_seconds = max_run_duration_seconds
+        self.distributed_job_config = distributed_job_config
 
     def to_job_spec(self) -> JobSpec:
         return build_job(
             source_directory=self.source_directory, entry_script=self.script, arguments=self.arguments,
             compute_target=self.compute_target, environment=self.environment,
-            max_run_duration_seconds=self.max_run_duration_seconds,
+            max_run_duration_seconds=self.max_run_duration_seconds, distributed=self.distributed_job_config,
         )
 
     def __repr__(self) -> str:

@@ -9,6 +9,9 @@ from runyard.launchers.single import SingleProcessLauncher
 # name → (module, class), imported when used; a distributed backend in a job spec names one of these.
 _LAUNCHERS: dict[str, tuple[str, str]] = {
     "single": ("runyard.launchers.single", "SingleProcessLauncher"),
+    "mpi": ("runyard.launchers.mpi", "MpiLauncher"),
+    "ps": ("runyard.launchers.ps", "ParameterServerLauncher"),
+    "pytorch": ("runyard.launchers.pytorch", "PyTorchLauncher"),
 }
 
 

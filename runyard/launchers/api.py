@@ -21,6 +21,8 @@ class NodeContext:
     hosts: tuple[str, ...] = ("127.0.0.1",)
     ports: tuple[int, ...] = ()
     interpreter: str | None = None
+    env_names: tuple[str, ...] = ()  # variables the target sets for every process (forwarded by mpirun's -x)
+    as_root: bool = False  # the processes run as root (mpirun then needs --allow-run-as-root)
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,12 @@ class ProcessSpec:
     local_rank: int
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
+    # "main": the job's result depends on it; "service": stopped once every main process has ended well (TF ps
+    # tasks, and workers when a chief coordinates).
+    role: str = "main"
+    # Ranks this process starts itself (mpirun): each writes its output to the FIFO $RUNYARD_RANK_LOG_DIR/<rank>,
+    # which the supervisor reads into that rank's log; the process's own output goes to the launcher's log.
+    rank_logs: tuple[int, ...] = ()
 
 
 class Launcher(ABC):
@@ -45,6 +53,9 @@ class Launcher(ABC):
     def ports_needed(self, job: JobSpec) -> int:
         """How many free ports each node must reserve for this job (rendezvous, TF_CONFIG addresses...)."""
         return 0
+
+    def check(self, job: JobSpec) -> None:
+        """Raise ConfigError when this machine cannot start the job (a missing tool), before anything runs."""
 
 
 def script_argv(job: JobSpec, node: NodeContext | None = None) -> tuple[str, ...]:

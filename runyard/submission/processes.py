@@ -44,6 +44,8 @@ class Captured:
 
     def __init__(self, popen: subprocess.Popen, log: RotatingLog, rank: int) -> None:
         self.popen, self.log, self.rank = popen, log, rank
+        self.role = "main"  # or "service": stopped once the main processes have ended well
+        self.rank_logs: list[int] = []  # ranks it starts itself (mpirun), whose output arrives through FIFOs
         self.exited = threading.Event()
         self._reader = threading.Thread(target=self._read, name=f"runyard-log-{rank}", daemon=True)
         self._reader.start()
@@ -74,12 +76,56 @@ class Captured:
         self.log.close()
 
 
+class RankPipe:
+    """One rank's output arriving through a FIFO (a rank started by another process, e.g. mpirun), copied into that
+    rank's RotatingLog by a thread until every writer has closed it."""
+
+    def __init__(self, path: Path, log: RotatingLog, rank: int) -> None:
+        self.path, self.log, self.rank = path, log, rank
+        os.mkfifo(path, 0o600)
+        self._reader = threading.Thread(target=self._read, name=f"runyard-rank-log-{rank}", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        with open(self.path, "rb", buffering=0) as fifo:  # blocks until the rank opens it for writing
+            while chunk := fifo.read(1 << 16):
+                self.log.write(chunk)
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self._reader.is_alive():
+            try:  # a rank that never started never opened its FIFO: open it once so the reader sees EOF
+                os.close(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+        self._reader.join(timeout)
+        self.log.close()
+
+
 def start(argv: list[str], env: dict[str, str], cwd: Path, log: RotatingLog, rank: int) -> Captured:
     popen = subprocess.Popen(
         argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True, preexec_fn=_in_child, close_fds=True,
     )
     return Captured(popen, log, rank)
+
+
+def stop_processes(procs: list[Captured], grace: float) -> None:
+    """SIGTERM the process groups of ``procs`` (each started in its own session), SIGKILL what is left after
+    ``grace`` seconds; returns once they have exited."""
+    import time
+
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        for proc in procs:
+            if proc.returncode is None:
+                try:
+                    os.killpg(proc.pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and any(p.returncode is None for p in procs):
+            time.sleep(0.02)
+        if all(p.returncode is not None for p in procs):
+            return
 
 
 def kill_tree(grace: float) -> None:

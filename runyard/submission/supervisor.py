@@ -29,8 +29,9 @@ from runyard.status import RunStatus
 from runyard.submission import processes
 from runyard.submission.logfiles import RotatingLog
 
+LAUNCHER_LOG = "logs/runyard/launcher.txt"  # the output of a process that starts ranks itself (mpirun)
 _STATUS_POLL = 1.0  # seconds between checks for CancelRequested in the store (a cancel from another host)
-_EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?[A-Z]\w*(?:Error|Exception|Interrupt|Exit|Fault)\b.*")
+_EXCEPTION_LINE = re.compile(r"^(?:\[rank\d+\]:\s*)?(?:[\w.]+\.)?[A-Z]\w*(?:Error|Exception|Interrupt|Exit|Fault)\b.*")
 
 
 def expand_vars(value: str, env: dict[str, str]) -> str:
@@ -50,6 +51,7 @@ class Supervisor:
         self._stop_reason: str | None = None
         self._done = threading.Event()
         self._procs: list[processes.Captured] = []
+        self._rank_pipes: list[processes.RankPipe] = []
         self._log = open(run_dir / "supervisor.txt", "a", buffering=1, encoding="utf-8")
         self._pending: list[tuple[RunStatus, float]] = []  # changes made before the store was open
         self._store: Future = Future()
@@ -166,14 +168,28 @@ class Supervisor:
         gpu_env = self._gpu_env()
         for spec in self.request["processes"]:
             env = {**_inherited_env(), **spec["env"], **gpu_env}
+            rank_logs = spec.get("rank_logs") or []
+            if rank_logs:  # a launcher process (mpirun) starting these ranks: each rank's output through a FIFO
+                from runyard.launchers.mpi import RANK_LOG_DIR
+
+                fifo_dir = self.run_dir / "rank-fifos"
+                fifo_dir.mkdir(exist_ok=True)
+                env[RANK_LOG_DIR] = str(fifo_dir)
+                self._rank_pipes += [processes.RankPipe(fifo_dir / str(r), RotatingLog(
+                    self.run_dir / user_log_name(r), max_bytes), r) for r in rank_logs]
+                log = RotatingLog(self.run_dir / LAUNCHER_LOG, max_bytes)
+            else:
+                log = RotatingLog(self.run_dir / user_log_name(spec["rank"]), max_bytes)
             argv = [expand_vars(a, env) for a in spec["argv"]]
-            log = RotatingLog(self.run_dir / user_log_name(spec["rank"]), max_bytes)
-            self.say(f"rank {spec['rank']}: {' '.join(argv)}")
+            self.say(f"rank {spec['rank']}" + (f" ({spec['role']})" if spec.get("role", "main") != "main" else "")
+                     + (f", starting ranks {rank_logs[0]}-{rank_logs[-1]}" if rank_logs else "") + f": {' '.join(argv)}")
             try:
-                self._procs.append(processes.start(argv, env, self.workdir, log, spec["rank"]))
+                proc = processes.start(argv, env, self.workdir, log, spec["rank"])
             except OSError as exc:
                 return RunStatus.FAILED, {"message": f"cannot start rank {spec['rank']} ({argv[0]}): {exc}",
                                           "code": "StartFailed", "rank": spec["rank"]}, None
+            proc.role, proc.rank_logs = spec.get("role", "main"), rank_logs
+            self._procs.append(proc)
         self._set_later(RunStatus.RUNNING)
         self._record_pending()
         return self._monitor()
@@ -254,12 +270,18 @@ class Supervisor:
         limit = self.request["job"].get("maxRunDurationSeconds")
         deadline = time.monotonic() + limit if limit else None
         next_poll = next_sync = time.monotonic()
+        mains = [p for p in self._procs if p.role == "main"]
+        services = [p for p in self._procs if p.role != "main"]
         while True:
             failed = next((p for p in self._procs if p.returncode not in (None, 0)), None)
             if failed is not None:
                 processes.kill_tree(self.settings["kill_grace_seconds"])  # fail fast: stop the others
                 return RunStatus.FAILED, self._failure(failed), failed.returncode
-            if all(p.returncode == 0 for p in self._procs):
+            if all(p.returncode == 0 for p in mains):
+                if any(p.returncode is None for p in services):  # ps tasks (and workers under a chief) serve forever
+                    self.say("every main process has ended: stopping " + ", ".join(
+                        f"rank {p.rank}" for p in services if p.returncode is None))
+                    processes.stop_processes(services, self.settings["kill_grace_seconds"])
                 return RunStatus.COMPLETED, None, 0
             if self._stop.is_set():
                 self.say(f"stopping the process tree: {self._stop_reason}")
@@ -292,6 +314,15 @@ class Supervisor:
         """What went wrong, for the run's error: the failing rank, its exit code or signal, its last lines."""
         lines = proc.log.last_lines(20)
         code = proc.returncode
+        rank = proc.rank
+        if proc.rank_logs:  # mpirun: it names the first rank that failed; that rank's own log has the lines
+            report = "\n".join(proc.log.last_lines(60))
+            named = re.search(r"Process name: \[\[\d+,\d+\],(\d+)\]\s+Exit code:\s+(\d+)", report)
+            if named:
+                rank, code = int(named.group(1)), int(named.group(2))
+            pipe = next((p for p in self._rank_pipes if p.rank == rank), None)
+            if pipe is not None:
+                lines = pipe.log.last_lines(20)
         if code is not None and code < 0:
             try:
                 name = signal.Signals(-code).name
@@ -301,9 +332,10 @@ class Supervisor:
         else:
             what = f"exited with code {code}"
         cause = next((line.strip() for line in reversed(lines) if _EXCEPTION_LINE.match(line.strip())), None)
+        cause = re.sub(r"^\[rank\d+\]:\s*", "", cause) if cause else None  # torch prefixes its ranks' lines
         script = self.request["job"]["script"]
-        message = f"{script} (rank {proc.rank}) {what}" + (f": {cause}" if cause else "")
-        error = {"message": message, "code": "UserError", "rank": proc.rank, "exit_code": code, "last_lines": lines}
+        message = f"{script} (rank {rank}) {what}" + (f": {cause}" if cause else "")
+        error = {"message": message, "code": "UserError", "rank": rank, "exit_code": code, "last_lines": lines}
         if code is not None and code < 0:
             error["signal"] = -code
         return error
@@ -315,6 +347,8 @@ class Supervisor:
             pass
         for proc in self._procs:
             proc.close()
+        for pipe in self._rank_pipes:
+            pipe.close()
         try:
             self._sync_logs()
             outputs = self.workdir / "outputs"

@@ -9,6 +9,12 @@ use a framework that is already installed instead.
 """
 from __future__ import annotations
 
+from runyard.config.distributed import (  # noqa: F401 - Azure ML's azureml.train.dnn exports these shorthands
+    Gloo,
+    Mpi,
+    Nccl,
+    ParameterServer,
+)
 from runyard.train.estimator import Estimator
 
 
@@ -24,4 +30,4 @@ class PyTorch(Estimator):
     framework_name = "PyTorch"
 
 
-__all__ = ["PyTorch", "TensorFlow"]
+__all__ = ["Gloo", "Mpi", "Nccl", "ParameterServer", "PyTorch", "TensorFlow"]

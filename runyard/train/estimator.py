@@ -30,6 +30,10 @@ class Estimator:
             only what they lack.
         environment_definition: a runyard ``Environment`` instead of the package arguments.
         max_run_duration_seconds: the run is stopped and marked Failed when it runs longer.
+        node_count, process_count_per_node: the job's size (more than one process needs a distributed backend).
+        distributed_training: an MpiConfiguration, TensorflowConfiguration or PyTorchConfiguration (or the
+            ``Mpi()``, ``ParameterServer()``, ``Gloo()``, ``Nccl()`` shorthands).
+        distributed_backend: the older form: "mpi", "ps" (with worker_count, parameter_server_count) or "pytorch".
 
     With no packages, no environment and no framework, the run uses the submitting interpreter as it is.
     """
@@ -56,6 +60,12 @@ class Estimator:
         environment_definition: Environment | None = None,
         max_run_duration_seconds: float | None = None,
         framework_version: str | None = None,
+        node_count: int = 1,
+        process_count_per_node: int = 1,
+        distributed_training: Any = None,
+        distributed_backend: Any = None,
+        worker_count: int | None = None,
+        parameter_server_count: int | None = None,
     ) -> None:
         self.source_directory = source_directory
         self.compute_target = compute_target
@@ -74,6 +84,12 @@ class Estimator:
         self.environment_definition = environment_definition
         self.max_run_duration_seconds = max_run_duration_seconds
         self.framework_version = framework_version
+        self.node_count = node_count
+        self.process_count_per_node = process_count_per_node
+        self.distributed_training = distributed_training
+        self.distributed_backend = distributed_backend
+        self.worker_count = worker_count
+        self.parameter_server_count = parameter_server_count
         if framework_version is not None and self.framework_name is None:
             raise ConfigError("framework_version belongs to a framework estimator: use TensorFlow, PyTorch or SKLearn")
 
@@ -136,7 +152,10 @@ class Estimator:
             source_directory=self.source_directory, entry_script=self.entry_script, arguments=self.arguments,
             script_params=self.script_params, compute_target=self.compute_target,
             environment=self.environment(), use_gpu=self.use_gpu,
-            max_run_duration_seconds=self.max_run_duration_seconds,
+            max_run_duration_seconds=self.max_run_duration_seconds, node_count=self.node_count,
+            process_count_per_node=self.process_count_per_node, distributed=self.distributed_training,
+            distributed_backend=self.distributed_backend, worker_count=self.worker_count,
+            parameter_server_count=self.parameter_server_count,
         )
 
     @classmethod
