@@ -45,6 +45,9 @@ class MpiLauncher(Launcher):
             argv += ["--mca", "oob_tcp_if_include", "lo"]
         for name in sorted({*node.env_names, *job.environment_variables, RANK_LOG_DIR}):
             argv += ["-x", name]
-        argv += ["sh", "-c", _WRAPPER, *script_argv(job, node)]
+        interpreter, unbuffered, *script = script_argv(job, node)
+        # The script runs under runyard's rank wrapper: an uncaught exception aborts every rank (no hang in
+        # MPI_Finalize while the others wait in a collective).
+        argv += ["sh", "-c", _WRAPPER, interpreter, unbuffered, "-m", "runyard.launchers.mpi_main", *script]
         return [ProcessSpec(rank=0, local_rank=0, argv=tuple(argv), env={env_vars.RANK: "0"},
                             rank_logs=tuple(range(world)))]

@@ -317,7 +317,8 @@ class Supervisor:
         rank = proc.rank
         if proc.rank_logs:  # mpirun: it names the first rank that failed; that rank's own log has the lines
             report = "\n".join(proc.log.last_lines(60))
-            named = re.search(r"Process name: \[\[\d+,\d+\],(\d+)\]\s+Exit code:\s+(\d+)", report)
+            named = (re.search(r"Process name: \[\[\d+,\d+\],(\d+)\]\s+Exit code:\s+(\d+)", report)
+                     or re.search(r"MPI_ABORT was invoked on rank (\d+) in communicator \S+\s+with errorcode (\d+)", report))
             if named:
                 rank, code = int(named.group(1)), int(named.group(2))
             pipe = next((p for p in self._rank_pipes if p.rank == rank), None)
