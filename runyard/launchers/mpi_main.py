@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import runpy
 import sys
+import time
 import traceback
 
 
@@ -35,10 +36,23 @@ def _abort(code: int, print_traceback: bool, message: object = None) -> None:
         print(message, file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
+    _report(code)
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
         mpi.COMM_WORLD.Abort(code)
     os._exit(code)
+
+
+def _report(code: int) -> None:
+    """Leave ``<rank>.failed`` (exit code, time) beside the rank FIFOs: mpirun's own report of which rank failed is
+    not reliable (Open MPI 4.1 sometimes loses it: "Data unpack would read past end of buffer")."""
+    folder, rank = os.environ.get("RUNYARD_RANK_LOG_DIR"), os.environ.get("OMPI_COMM_WORLD_RANK")
+    if folder and rank is not None:
+        try:
+            with open(os.path.join(folder, f"{rank}.failed"), "w") as f:
+                f.write(f"{code} {time.time_ns()}\n")
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":

@@ -69,6 +69,11 @@ class Captured:
         while chunk := os.read(fd, 1 << 16):
             self.log.write(chunk)
 
+    def drain(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until the output written so far is in the log — the process has exited, but
+        the copying thread may still be behind."""
+        self._reader.join(timeout)
+
     def close(self, timeout: float = 5.0) -> None:
         """After the process (and anything holding its output pipe) is gone: finish copying and close the log."""
         self._reader.join(timeout)
@@ -90,6 +95,9 @@ class RankPipe:
         with open(self.path, "rb", buffering=0) as fifo:  # blocks until the rank opens it for writing
             while chunk := fifo.read(1 << 16):
                 self.log.write(chunk)
+
+    def drain(self, timeout: float) -> None:
+        self._reader.join(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         if self._reader.is_alive():

@@ -312,17 +312,15 @@ class Supervisor:
 
     def _failure(self, proc: processes.Captured) -> dict[str, Any]:
         """What went wrong, for the run's error: the failing rank, its exit code or signal, its last lines."""
+        proc.drain(1.0)  # the exit can overtake the last lines (an error report, a traceback) through the pipe
         lines = proc.log.last_lines(20)
         code = proc.returncode
         rank = proc.rank
-        if proc.rank_logs:  # mpirun: it names the first rank that failed; that rank's own log has the lines
-            report = "\n".join(proc.log.last_lines(60))
-            named = (re.search(r"Process name: \[\[\d+,\d+\],(\d+)\]\s+Exit code:\s+(\d+)", report)
-                     or re.search(r"MPI_ABORT was invoked on rank (\d+) in communicator \S+\s+with errorcode (\d+)", report))
-            if named:
-                rank, code = int(named.group(1)), int(named.group(2))
+        if proc.rank_logs:  # mpirun: which rank failed first (runyard's rank wrapper, else mpirun's report)
+            rank, code = self._failed_rank(proc, code)
             pipe = next((p for p in self._rank_pipes if p.rank == rank), None)
             if pipe is not None:
+                pipe.drain(1.0)
                 lines = pipe.log.last_lines(20)
         if code is not None and code < 0:
             try:
@@ -340,6 +338,22 @@ class Supervisor:
         if code is not None and code < 0:
             error["signal"] = -code
         return error
+
+    def _failed_rank(self, proc: processes.Captured, code: int | None) -> tuple[int, int | None]:
+        reports = []
+        for marker in (self.run_dir / "rank-fifos").glob("*.failed"):
+            try:
+                exit_code, at = marker.read_text().split()
+                reports.append((int(at), int(marker.name.split(".")[0]), int(exit_code)))
+            except (OSError, ValueError):
+                continue
+        if reports:
+            _, rank, code = min(reports)
+            return rank, code
+        report = "\n".join(proc.log.last_lines(60))
+        named = (re.search(r"Process name: \[\[\d+,\d+\],(\d+)\]\s+Exit code:\s+(\d+)", report)
+                 or re.search(r"MPI_ABORT was invoked on rank (\d+) in communicator \S+\s+with errorcode (\d+)", report))
+        return (int(named.group(1)), int(named.group(2))) if named else (proc.rank, code)
 
     def _finalize(self, status: RunStatus, error: dict | None) -> tuple[RunStatus, dict | None]:
         try:

@@ -154,6 +154,7 @@ DDP = """
     print(f"rank {rank}/{world} local {os.environ['LOCAL_RANK']} params {flat.tolist()} "
           f"equal {all(torch.equal(gathered[0], t) for t in gathered)}", flush=True)
     dist.destroy_process_group()
+    Run.get_context().flush()  # os._exit skips the logger's final flush
     os._exit(0)  # torch 2.13 + gloo: interpreter exit sometimes aborts ("terminate called without an active exception")
 """
 
