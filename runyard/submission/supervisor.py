@@ -236,6 +236,7 @@ class Supervisor:
                 if self._stop.is_set():
                     self.say(f"stopping the environment build: {self._stop_reason}")
                     processes.kill_tree(self.settings["kill_grace_seconds"])
+                    self._discard_build(plan, finished)
                     return RunStatus.CANCELED, None, None
             exc = outcome.exception()
         finally:
@@ -252,6 +253,16 @@ class Supervisor:
         return RunStatus.FAILED, {"message": f"environment {plan.name!r} could not be built: {reason[:2000]}",
                                   "code": "EnvironmentBuildFailed", "where": "the environment build",
                                   "last_lines": tail}, None
+
+    def _discard_build(self, plan, finished: threading.Event) -> None:
+        """A stopped build leaves nothing: its thread removes the folder once the killed build command returns;
+        should it not manage within seconds, the folder is removed here (it has no marker: nobody uses it)."""
+        from runyard.submission.environments import is_ready
+
+        finished.wait(10)
+        path = Path(plan.path)
+        if path.exists() and not is_ready(path, bool(plan.docker)):
+            shutil.rmtree(path, ignore_errors=True)
 
     def _gpu_env(self) -> dict[str, str]:
         """The GPUs of this run's queue slot, for every process (LOCAL_RANK picks one of them in DDP scripts)."""
