@@ -55,10 +55,6 @@ def gpu_ids() -> list[str]:
     return [line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("GPU ")]
 
 
-def gpu_count() -> int:
-    return len(gpu_ids())
-
-
 def gpus_for_slot(gpus: list[str], slot: int, capacity: int) -> list[str]:
     """The GPUs a run in queue slot ``slot`` of ``capacity`` uses: every ``capacity``-th one from its slot on (one
     GPU per run when there are as many slots as GPUs, all of them when one run at a time)."""
@@ -295,7 +291,6 @@ class LocalTarget(ComputeTarget):
             yield text
         if not emitted:  # the run ended before its live log could be read: read the stored copy
             yield from stored_log(self.workspace, run_id, rank)
-
 
     def build_log_iter(self, run_id: str, follow: bool = False) -> Iterator[str]:
         store = self.workspace.metadata

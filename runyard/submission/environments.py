@@ -271,7 +271,7 @@ def _build_instructions(request: dict[str, Any]) -> dict[str, Any]:
         options += extra
     if any(o in ("--index-url", "--extra-index-url", "--find-links") for o in options):
         # the spec names its own sources: keep pip's find-links and constraints, not its indexes
-        settings = IndexSettings(None, (), settings.find_links, settings.constraints, settings.from_uv)
+        settings = IndexSettings(find_links=settings.find_links, constraints=settings.constraints, from_uv=settings.from_uv)
     # pip reads its own configuration: an inheriting build (which installs with pip) gets the spec's options only
     return {"install": requirements, "uv_options": settings.uv_args() + options, "pip_options": options}
 

@@ -29,14 +29,15 @@ class IndexSettings:
     extra_index_urls: tuple[str, ...] = ()
     find_links: tuple[str, ...] = ()
     constraints: tuple[str, ...] = ()
+    no_index: bool = False  # pip's no-index: find-links only
     from_uv: bool = field(default=False, compare=False)  # uv has its own index settings: leave it alone
 
     def uv_args(self) -> list[str]:
         """The uv command-line options that make uv use these sources."""
         if self.from_uv:
             return []
-        args: list[str] = []
-        if self.index_url:
+        args: list[str] = ["--no-index"] if self.no_index else []
+        if self.index_url and not self.no_index:
             args += ["--index-url", self.index_url]
         for url in self.extra_index_urls:
             args += ["--extra-index-url", url]
@@ -47,8 +48,8 @@ class IndexSettings:
         return args
 
     def indexes(self) -> list[str]:
-        """Index URLs in the order uv consults them (extra indexes first, then the default)."""
-        return [*self.extra_index_urls, self.index_url or "https://pypi.org/simple"]
+        """Index URLs in the order uv consults them (extra indexes first, then the default); none with no-index."""
+        return [] if self.no_index else [*self.extra_index_urls, self.index_url or "https://pypi.org/simple"]
 
 
 def pip_settings(environ: dict[str, str] | None = None) -> IndexSettings:
@@ -71,9 +72,8 @@ def pip_settings(environ: dict[str, str] | None = None) -> IndexSettings:
         var = "PIP_" + key.upper().replace("-", "_")
         if env.get(var):
             values[key] = env[var]
-    if values.get("no-index", "").lower() in ("1", "true", "yes", "on"):
-        values["index-url"] = ""  # pip: only find-links; uv: --no-index is not expressible here, keep find-links
     return IndexSettings(
+        no_index=values.get("no-index", "").lower() in ("1", "true", "yes", "on"),
         index_url=values.get("index-url") or None,
         extra_index_urls=tuple(values.get("extra-index-url", "").split()),
         find_links=tuple(values.get("find-links", "").split()),

@@ -14,7 +14,6 @@ from conftest import env_with
 from runyard import ComputeError, Environment, Experiment, RunFailed, ScriptRunConfig, Workspace
 from runyard.compute import get_target
 from runyard.errors import RunyardWarning
-from runyard.compute.api import BUILD_LOG_NAME
 from runyard.submission import environments as E
 from runyard.submission import prepare
 
@@ -75,10 +74,9 @@ def test_a_built_environment_has_its_packages_and_the_base_interpreter_does_not(
     assert not (linked_meta / "RECORD").exists()  # pip cannot uninstall through the link
     base = subprocess.run([sys.executable, "-c", "import tabulate"], capture_output=True)
     assert base.returncode != 0  # the test interpreter never had it
-    # The second run reuses it: no build, nothing in the build log, the key answers at once.
-    started = time.perf_counter()
+    # The second run reuses it: no build, nothing in the build log (the time a hit costs is in bench/).
     plan = E.plan(ws.path / "envs", env.to_spec(), tracking_uri=ws.tracking_uri)
-    assert plan.ready and plan.key == key and time.perf_counter() - started < 0.05
+    assert plan.ready and plan.key == key
     again = submit(ws, project, env, "tabulate")
     again.wait_for_completion()
     assert build_log_of(ws, again) == "" and "imported tabulate" in log_of(ws, again)

@@ -144,6 +144,8 @@ def test_pip_settings_read_config_files_and_variables(tmp_path, monkeypatch):
                                   "https://extra.example/simple", "--find-links", "/w1", "--find-links", "/w2",
                                   "--constraint", "/c.txt"]
     assert pip_settings({"UV_INDEX_URL": "https://uv.example"}).uv_args() == []  # uv's own settings win
+    offline = pip_settings({"PIP_CONFIG_FILE": "/dev/null", "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/w"})
+    assert offline.uv_args() == ["--no-index", "--find-links", "/w"] and offline.indexes() == []
 
 
 def test_framework_versions_come_from_the_index_and_unknown_ones_list_what_exists(tmp_path, index):
