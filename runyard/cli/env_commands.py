@@ -158,17 +158,24 @@ def env_build(
         return
     lines: queue.Queue = queue.Queue()
     outcome: list = []
+    cancel = threading.Event()
 
     def build() -> None:
         try:
-            ensure(p, lambda line: lines.put(line + "\n"))
+            ensure(p, lambda line: lines.put(line + "\n"), cancel=cancel)
         except BaseException as exc:  # noqa: BLE001 - reported below, in the main thread
             outcome.append(exc)
         lines.put(None)
 
     started = time.monotonic()
-    threading.Thread(target=build, daemon=True).start()
-    show_build(iter(lines.get, None))
+    builder = threading.Thread(target=build, daemon=True)
+    builder.start()
+    try:
+        show_build(iter(lines.get, None))
+    except KeyboardInterrupt:  # Ctrl-C: the build's commands are killed and its half-made folder removed
+        cancel.set()
+        builder.join(30)
+        raise
     if outcome:
         raise outcome[0]
     console.print(f"built {p.name} ({p.key}) in {time.monotonic() - started:.1f} s: {p.path}")

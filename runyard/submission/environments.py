@@ -18,8 +18,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -340,8 +342,27 @@ def is_ready(path: Path, in_container: bool = False) -> bool:
     return (path / MARKER).is_file() and (os.path.lexists(python) if in_container else os.access(python, os.X_OK))
 
 
-def ensure(plan_: EnvironmentPlan, say: Callable[[str], None], timeout: float | None = None) -> Path | None:
-    """Make the plan's environment exist (build it under a lock unless built); returns its folder."""
+class BuildCanceled(EnvironmentBuildError):
+    """The build was stopped from outside (a run canceled while Preparing, Ctrl-C in ``runyard env build``)."""
+
+
+@dataclass(frozen=True)
+class _Limit:
+    """When a build must stop: its deadline, or a cancel event set by whoever waits for it."""
+
+    deadline: float
+    cancel: threading.Event | None = None
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise BuildCanceled("the environment build was canceled")
+
+
+def ensure(plan_: EnvironmentPlan, say: Callable[[str], None], timeout: float | None = None,
+           cancel: threading.Event | None = None) -> Path | None:
+    """Make the plan's environment exist (build it under a lock unless built); returns its folder.
+
+    ``cancel`` stops the build (its commands are killed, the folder removed) and raises ``BuildCanceled``."""
     from filelock import FileLock, Timeout
 
     if plan_.key is None:
@@ -357,7 +378,13 @@ def ensure(plan_: EnvironmentPlan, say: Callable[[str], None], timeout: float | 
         lock.acquire(timeout=0)
     except Timeout:
         say(f"another run is building environment {plan_.name} ({plan_.key}); waiting for it")
-        lock.acquire()
+        while True:
+            try:
+                lock.acquire(timeout=0.2)
+                break
+            except Timeout:
+                if cancel is not None and cancel.is_set():
+                    raise BuildCanceled("canceled while waiting for another run's build") from None
     try:
         if is_ready(path, in_container):
             say(f"environment {plan_.name} ({plan_.key}) was built by another run meanwhile; reusing it")
@@ -368,8 +395,9 @@ def ensure(plan_: EnvironmentPlan, say: Callable[[str], None], timeout: float | 
         if path.exists():
             shutil.rmtree(path)  # what an interrupted build left
         started = time.monotonic()
+        limit = _Limit(started + (timeout or float(os.environ.get(env_vars.ENV_BUILD_TIMEOUT, 1800))), cancel)
         try:
-            _build(path, plan_, build, say, timeout)
+            _build(path, plan_, build, say, limit)
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)  # a failed build is not cached, and leaves nothing behind
             raise
@@ -379,30 +407,29 @@ def ensure(plan_: EnvironmentPlan, say: Callable[[str], None], timeout: float | 
         lock.release()
 
 
-def _build(path: Path, plan_: EnvironmentPlan, build: dict[str, Any], say, timeout: float | None) -> None:
+def _build(path: Path, plan_: EnvironmentPlan, build: dict[str, Any], say, limit: _Limit) -> None:
     request = build["request"]
     uv = _uv()
-    deadline = time.monotonic() + (timeout or float(os.environ.get(env_vars.ENV_BUILD_TIMEOUT, 1800)))
     steps = 3 + bool(request["conda"])
     step = iter(range(1, steps + 1))
     python = str(path / "bin" / "python")
     if plan_.docker:
-        _build_in_container(path, plan_.docker, build, say, deadline)
-        return _finish(path, plan_, build, say, uv)
+        _build_in_container(path, plan_.docker, build, say, limit)
+        return _finish(path, plan_, build, say, limit)
     conda = request.get("conda")
     if conda:
         say(f"[{next(step)}/{steps}] creating a conda environment with {Path(conda['tool']).name}: "
             + " ".join(conda["packages"]))
         channels = [a for c in conda["channels"] for a in ("-c", c)]
         _run([conda["tool"], "create", "--yes", "--prefix", str(path), f"python={request['python']}",
-              *conda["packages"], *channels], say, deadline)
+              *conda["packages"], *channels], say, limit)
     else:
         target = build["base"]
         say(f"[{next(step)}/{steps}] creating a virtual environment (python {request['python']}) with uv")
-        _run([uv, "venv", str(path), "--python", target, "--no-project", "--no-config"], say, deadline)
+        _run([uv, "venv", str(path), "--python", target, "--no-project", "--no-config"], say, limit)
     install = list(build["install"])
     if request["inherit_from"]:
-        _inherit(path, request["inherit_from"], say)
+        _inherit(path, request["inherit_from"], say, limit)
     # runyard's client packages are linked from this interpreter when the environment's Python can load them
     # (same version; no conda); otherwise they are installed like the others.
     linked = None if (conda or request["inherit_from"]) else _client_links(path.parent, request["python"],
@@ -422,21 +449,21 @@ def _build(path: Path, plan_: EnvironmentPlan, build: dict[str, Any], say, timeo
     elif request["inherit_from"]:
         # uv does not see packages a venv inherits (astral-sh/uv#4466) and would install them again; pip does.
         _run([python, "-m", "pip", "install", "--no-compile", "--disable-pip-version-check", "--no-input",
-              "-r", str(install_list), *constraint_args, *build["pip_options"]], say, deadline)
+              "-r", str(install_list), *constraint_args, *build["pip_options"]], say, limit)
     else:
         options = [("--prerelease=allow" if o == "--pre" else o) for o in build["uv_options"]]
         _run([uv, "pip", "install", "--python", python, "-r", str(install_list), *constraint_args,
-              "--no-config", *options], say, deadline)
+              "--no-config", *options], say, limit)
     say(f"[{next(step)}/{steps}] linking runyard {_runyard_version()}"
         + (f" and its client packages ({', '.join(n.partition('-')[0] for n, _ in linked if n.endswith('.dist-info'))})"
            if linked else "")
         + " into the environment")
     if linked:
         _link_distributions(path, linked)
-    _finish(path, plan_, build, say, uv)
+    _finish(path, plan_, build, say, limit)
 
 
-def _build_in_container(path: Path, docker: dict[str, Any], build: dict[str, Any], say, deadline: float) -> None:
+def _build_in_container(path: Path, docker: dict[str, Any], build: dict[str, Any], say, limit: _Limit) -> None:
     """A venv made by the image's own python, inside the container, in a host folder mounted at the same path."""
     request = build["request"]
     path.mkdir(parents=True)
@@ -445,14 +472,15 @@ def _build_in_container(path: Path, docker: dict[str, Any], build: dict[str, Any
     script = (f"python -m venv {path} && {path}/bin/python -m pip install --no-compile --disable-pip-version-check "
               f"-r {path}/runyard-requirements.txt")
     say(f"[1/2] building the environment inside {docker['image']}")
-    _run(docker_argv(docker, ["sh", "-c", script], [], str(path), []), say, deadline)
+    _run(docker_argv(docker, ["sh", "-c", script], [], str(path), []), say, limit)
     say(f"[2/2] linking runyard {_runyard_version()} into the environment")
 
 
-def _finish(path: Path, plan_: EnvironmentPlan, build: dict[str, Any], say, uv: str) -> None:
+def _finish(path: Path, plan_: EnvironmentPlan, build: dict[str, Any], say, limit: _Limit) -> None:
     """Link runyard's client, record what is installed, and write the marker that makes the build count."""
     request = build["request"]
     _link_client(path)
+    limit.check()  # a build canceled after its last command never gets its marker
     (path / MARKER).write_text(json.dumps({
         "key": plan_.key, "name": plan_.name, "python": request["python"], "created_at": time.time(),
         "request": request, "installed": build["install"], "packages": _installed(path),
@@ -460,7 +488,7 @@ def _finish(path: Path, plan_: EnvironmentPlan, build: dict[str, Any], say, uv: 
     _touch(path)
 
 
-def _inherit(path: Path, base: str, say) -> None:
+def _inherit(path: Path, base: str, say, limit: _Limit) -> None:
     """Make the base interpreter's packages visible after the environment's own (a .pth file), and pip usable."""
     out = subprocess.run([base, "-c", "import site, sys, json; print(json.dumps(site.getsitepackages() + "
                           "[site.getusersitepackages()]))"], capture_output=True, text=True, timeout=60)
@@ -471,7 +499,7 @@ def _inherit(path: Path, base: str, say) -> None:
     say(f"inheriting the packages of {base} ({', '.join(dirs)})")
     probe = subprocess.run([str(path / "bin" / "python"), "-c", "import pip"], capture_output=True)
     if probe.returncode != 0:
-        _run([_uv(), "pip", "install", "--python", str(path / "bin" / "python"), "pip"], say, time.monotonic() + 600)
+        _run([_uv(), "pip", "install", "--python", str(path / "bin" / "python"), "pip"], say, limit)
 
 
 def _site_packages(path: Path) -> Path:
@@ -639,17 +667,32 @@ def _uv() -> str:
     raise EnvironmentBuildError("uv is not installed: pip install uv (runyard builds environments with it)")
 
 
-def _run(argv: list[str], say: Callable[[str], None], deadline: float) -> None:
-    """Run one build command, its output line by line into the build log; on failure raise with its last lines."""
+def _run(argv: list[str], say: Callable[[str], None], limit: _Limit) -> None:
+    """Run one build command, its output line by line into the build log; on failure raise with its last lines.
+
+    The command gets its own process group; at the deadline or on a cancel the whole group is killed here (the
+    exit status is then not trusted: whoever killed it may also have reaped it, which reads as exit code 0)."""
+    limit.check()
     env = {**os.environ, "NO_COLOR": "1", "UV_NO_PROGRESS": "1", "PIP_PROGRESS_BAR": "off"}
     say("$ " + " ".join(argv))
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             text=True, errors="replace", env=env, start_new_session=True)
     tail: list[str] = []
-    import threading
+    done = threading.Event()
+    stopped: list[bool] = []
 
-    timer = threading.Timer(max(1.0, deadline - time.monotonic()), proc.kill)
-    timer.start()
+    def stop_at_limit() -> None:
+        while not done.wait(0.1):
+            if limit.cancel is not None and limit.cancel.is_set() or time.monotonic() >= limit.deadline:
+                stopped.append(True)
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)  # the command and whatever it started (build backends)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                return
+
+    watcher = threading.Thread(target=stop_at_limit, name="runyard-build-limit", daemon=True)
+    watcher.start()
     try:
         for line in proc.stdout:
             line = line.rstrip("\n")
@@ -657,10 +700,11 @@ def _run(argv: list[str], say: Callable[[str], None], deadline: float) -> None:
             tail = (tail + [line])[-25:]
         code = proc.wait()
     finally:
-        timer.cancel()
+        done.set()
+    if stopped or limit.cancel is not None and limit.cancel.is_set():
+        limit.check()
+        raise EnvironmentBuildError(f"the environment build took too long and was stopped ({env_vars.ENV_BUILD_TIMEOUT})")
     if code != 0:
-        if time.monotonic() >= deadline:
-            raise EnvironmentBuildError(f"the environment build took too long and was stopped ({env_vars.ENV_BUILD_TIMEOUT})")
         reason = _resolver_message(tail)
         raise EnvironmentBuildError(f"{Path(argv[0]).name} {argv[1] if len(argv) > 1 else ''} failed (exit code {code}):"
                                     f"\n{reason}")

@@ -221,7 +221,7 @@ class Supervisor:
 
         def build() -> None:
             try:
-                outcome.set_result(ensure(plan, say))
+                outcome.set_result(ensure(plan, say, cancel=self._stop))
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                 outcome.set_exception(exc)
             finally:
@@ -232,12 +232,12 @@ class Supervisor:
         else:  # a build runs in a thread so that a cancel can stop it
             threading.Thread(target=build, name="runyard-env-build", daemon=True).start()
         try:
-            while not finished.wait(0.05):
-                if self._stop.is_set():
-                    self.say(f"stopping the environment build: {self._stop_reason}")
-                    processes.kill_tree(self.settings["kill_grace_seconds"])
-                    self._discard_build(plan, finished)
-                    return RunStatus.CANCELED, None, None
+            while not finished.wait(0.05) and not self._stop.is_set():
+                pass
+            if self._stop.is_set():  # the build thread sees the same event: it kills its command and cleans up
+                self.say(f"stopping the environment build: {self._stop_reason}")
+                self._discard_build(plan, finished)
+                return RunStatus.CANCELED, None, None
             exc = outcome.exception()
         finally:
             if build_log:
@@ -255,8 +255,8 @@ class Supervisor:
                                   "last_lines": tail}, None
 
     def _discard_build(self, plan, finished: threading.Event) -> None:
-        """A stopped build leaves nothing: its thread removes the folder once the killed build command returns;
-        should it not manage within seconds, the folder is removed here (it has no marker: nobody uses it)."""
+        """A stopped build leaves nothing: its thread (which saw the cancel, ``self._stop``) kills its command and
+        removes the folder; should it not manage within seconds, the folder is removed here (it has no marker)."""
         from runyard.submission.environments import is_ready
 
         finished.wait(10)
