@@ -12,6 +12,7 @@ from runyard import env_vars
 from runyard.errors import ConfigError, WorkspaceError
 
 if TYPE_CHECKING:
+    from runyard.compute.api import ComputeTarget
     from runyard.context.logger import MetricLogger
     from runyard.experiment import Experiment
     from runyard.run import Run
@@ -141,6 +142,13 @@ class Workspace:
         return dict(section)
 
     # -- contents -----------------------------------------------------------------------------
+    @property
+    def compute_targets(self) -> dict[str, "ComputeTarget"]:
+        """Every compute target, by name: ``local`` and those made with ``ComputeTarget.create``."""
+        from runyard.compute.registry import all_targets
+
+        return all_targets(self)
+
     @property
     def experiments(self) -> dict[str, "Experiment"]:
         """Every experiment, by name."""

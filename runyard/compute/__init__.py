@@ -7,7 +7,6 @@ import importlib
 from typing import TYPE_CHECKING
 
 from runyard.compute.api import ComputeTarget, RunDescription, RunRef, SubmitRequest, TargetOption
-from runyard.errors import ConfigError
 
 if TYPE_CHECKING:
     from runyard.workspace import Workspace
@@ -29,15 +28,36 @@ def known_targets() -> dict[str, str]:
 
 
 def get_target(workspace: "Workspace", name: str) -> ComputeTarget:
-    """The compute target called ``name``; unknown names get the list of known ones (and a close match)."""
+    """The compute target called ``name`` (built in, registered in the workspace, or from an entry point); unknown
+    names get the list of known ones (and a close match)."""
+    from runyard.compute import registry
+
+    if name not in _BUILTIN:
+        found = registry.lookup(workspace, name)
+        if found is not None:
+            return found
     targets = _BUILTIN if name in _BUILTIN else known_targets()  # reading entry points costs ~20 ms
     if name not in targets:
-        close = difflib.get_close_matches(name, list(targets), n=1)
+        names = sorted({*targets, *(r.name for r in workspace.metadata.list_compute_targets())})
+        close = difflib.get_close_matches(name, names, n=1)
         hint = f" — did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown compute target {name!r}{hint} Known targets: {', '.join(sorted(targets))}")
+        raise registry.ComputeTargetNotFound(f"unknown compute target {name!r}{hint} Known targets: {', '.join(names)}")
     module, _, cls = targets[name].partition(":")
     target_cls = getattr(importlib.import_module(module), cls)
     return target_cls(workspace, name)
 
 
-__all__ = ["ComputeTarget", "RunDescription", "RunRef", "SubmitRequest", "TargetOption", "get_target", "known_targets"]
+def __getattr__(name: str):
+    if name in ("RayCompute", "RayComputeConfiguration"):
+        from runyard.compute import ray_target
+
+        return getattr(ray_target, name)
+    if name in ("ComputeStatus", "ComputeTargetNotFound"):
+        from runyard.compute import registry
+
+        return getattr(registry, name)
+    raise AttributeError(name)
+
+
+__all__ = ["ComputeTarget", "ComputeStatus", "ComputeTargetNotFound", "RayCompute", "RayComputeConfiguration",
+           "RunDescription", "RunRef", "SubmitRequest", "TargetOption", "get_target", "known_targets"]

@@ -64,10 +64,47 @@ class RunDescription:
 
 
 class ComputeTarget(ABC):
-    """Where runs execute. Subclasses implement the underscored hooks and declare ``options``."""
+    """Where runs execute. Subclasses implement the underscored hooks and declare ``options``.
+
+    As in Azure ML, ``ComputeTarget(ws, name)`` returns the workspace's target of that name (``local``, or one made
+    with ``ComputeTarget.create``) and raises ``ComputeTargetNotFound`` when there is none.
+    """
 
     type: ClassVar[str]
     options: ClassVar[tuple[TargetOption, ...]] = ()
+
+    def __new__(cls, workspace: "Workspace" = None, name: str = None, *args: Any, **kwargs: Any):  # type: ignore[assignment]
+        if cls is ComputeTarget:
+            from runyard.compute import get_target
+
+            return get_target(workspace, name)
+        return super().__new__(cls)
+
+    @staticmethod
+    def create(workspace: "Workspace", name: str, provisioning_configuration: Any) -> "ComputeTarget":
+        """Register a target from ``RayCompute.provisioning_configuration(...)`` / ``.attach_configuration(...)``."""
+        from runyard.compute import registry
+
+        return registry.create(workspace, name, provisioning_configuration)
+
+    def get_status(self) -> Any:
+        """The target's state (``.serialize()`` for a dict)."""
+        from runyard.compute import registry
+
+        return registry.local_status()
+
+    def wait_for_completion(self, show_output: bool = False, min_node_count: int | None = None,
+                            timeout_in_minutes: float = 20) -> Any:
+        """Wait until the target is up (with ``min_node_count`` nodes); returns its status."""
+        from runyard.compute import registry
+
+        return registry.wait_until_up(self, show_output, min_node_count, timeout_in_minutes)
+
+    def delete(self) -> None:
+        """Stop what the target runs (a cluster runyard started) and remove it from the workspace."""
+        from runyard.compute import registry
+
+        registry.delete(self)
 
     def __init__(self, workspace: "Workspace", name: str) -> None:
         self.workspace = workspace
@@ -143,6 +180,29 @@ class ComputeTarget(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+def run_environment(workspace: "Workspace", job: JobSpec, run: RunRef, workdir: str | None) -> dict[str, str]:
+    """The variables a run's processes get on top of their node's environment (``workdir``: the snapshot's working
+    copy on that node, made importable; None where a node adds it itself)."""
+    from runyard import env_vars
+
+    env = {
+        **job.environment_variables,
+        **workspace.environment_variables(),
+        env_vars.RUN_ID: run.run_id,
+        env_vars.EXPERIMENT_NAME: run.experiment_name,
+        **({env_vars.PARENT_RUN_ID: run.parent_run_id} if run.parent_run_id else {}),
+        "MLFLOW_TRACKING_URI": f"runyard://{workspace.path}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if workdir is not None:  # the snapshot's root is importable even when the entry script lives in a subfolder
+        env["PYTHONPATH"] = with_python_path(workdir)
+    return env
+
+
+def with_python_path(folder: str) -> str:
+    return os.pathsep.join(p for p in (folder, os.environ.get("PYTHONPATH", "")) if p)
 
 
 # Captured output of rank N is logs/user_log_N.txt; past its cap it is rotated to user_log_N.1.txt, .2.txt …

@@ -26,6 +26,7 @@ from runyard.compute.api import (
     SubmitRequest,
     TargetOption,
     ordered_log_names,
+    run_environment,
     stored_log,
     user_log_name,
 )
@@ -142,7 +143,7 @@ class LocalTarget(ComputeTarget):
         workdir = run_dir / "wd"
         launcher = launcher_for(job)
         launcher.check(job)
-        run_env = self._run_env(job, run, workdir)
+        run_env = run_environment(self.workspace, job, run, str(workdir))
         node = NodeContext(node_rank=0, hosts=("127.0.0.1",), ports=free_ports(launcher.ports_needed(job)),
                            interpreter=environment.python, env_names=tuple(run_env), as_root=os.geteuid() == 0)
         processes = []
@@ -176,20 +177,6 @@ class LocalTarget(ComputeTarget):
             "launcher": launcher.name,
             "processes": processes,
         })
-
-    def _run_env(self, job: JobSpec, run: RunRef, workdir: Path) -> dict[str, str]:
-        """The variables a run's processes get on top of the supervisor's environment."""
-        return {
-            **job.environment_variables,
-            **self.workspace.environment_variables(),
-            env_vars.RUN_ID: run.run_id,
-            env_vars.EXPERIMENT_NAME: run.experiment_name,
-            **({env_vars.PARENT_RUN_ID: run.parent_run_id} if run.parent_run_id else {}),
-            "MLFLOW_TRACKING_URI": f"runyard://{self.workspace.path}",
-            "PYTHONUNBUFFERED": "1",
-            # The snapshot's root is importable even when the entry script lives in a subfolder.
-            "PYTHONPATH": os.pathsep.join(p for p in (str(workdir), os.environ.get("PYTHONPATH", "")) if p),
-        }
 
     def schedule(self, request: SubmitRequest) -> str:
         payload = request.payload

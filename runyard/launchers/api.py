@@ -19,10 +19,20 @@ class NodeContext:
 
     node_rank: int = 0
     hosts: tuple[str, ...] = ("127.0.0.1",)
-    ports: tuple[int, ...] = ()
+    ports: tuple[int, ...] = ()  # free on this node
+    # Every node's free ports, node 0 first (several nodes: a task's address is its own node's host and port).
+    peer_ports: tuple[tuple[int, ...], ...] = ()
     interpreter: str | None = None
     env_names: tuple[str, ...] = ()  # variables the target sets for every process (forwarded by mpirun's -x)
     as_root: bool = False  # the processes run as root (mpirun then needs --allow-run-as-root)
+
+    def ports_of(self, node_rank: int) -> tuple[int, ...]:
+        """The free ports of node ``node_rank`` (this node's own when no peers are known: a one-node job)."""
+        if self.peer_ports:
+            return self.peer_ports[node_rank]
+        if node_rank != self.node_rank:
+            raise ValueError(f"the ports of node {node_rank} are not known to node {self.node_rank}")
+        return self.ports
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,7 @@ class Launcher(ABC):
         """The processes node ``node.node_rank`` starts (may be none, e.g. when node 0's ``mpirun`` starts all)."""
 
     def ports_needed(self, job: JobSpec) -> int:
-        """How many free ports each node must reserve for this job (rendezvous, TF_CONFIG addresses...)."""
+        """How many free ports each node must reserve for this job (rendezvous, TF_CONFIG addresses of its tasks)."""
         return 0
 
     def check(self, job: JobSpec) -> None:

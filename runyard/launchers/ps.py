@@ -24,12 +24,13 @@ class ParameterServerLauncher(Launcher):
     name = "ps"
 
     def ports_needed(self, job: JobSpec) -> int:
-        return len(tasks(job))
+        return job.process_count_per_node  # one per task on each node
 
     def processes(self, job: JobSpec, node: NodeContext) -> list[ProcessSpec]:
         all_tasks = tasks(job)
         per_node = job.process_count_per_node
-        addresses = [f"{node.hosts[rank // per_node]}:{node.ports[rank]}" for rank in range(len(all_tasks))]
+        addresses = [f"{node.hosts[rank // per_node]}:{node.ports_of(rank // per_node)[rank % per_node]}"
+                     for rank in range(len(all_tasks))]
         cluster: dict[str, list[str]] = {}
         for (kind, _), address in zip(all_tasks, addresses):
             cluster.setdefault(kind, []).append(address)

@@ -23,7 +23,7 @@ class PyTorchLauncher(Launcher):
         per_node = job.process_count_per_node
         world = job.node_count * per_node
         backend = (job.distributed or {}).get("communication_backend") or ("nccl" if job.use_gpu else "gloo")
-        common = {"MASTER_ADDR": node.hosts[0], "MASTER_PORT": str(node.ports[0]), "WORLD_SIZE": str(world),
+        common = {"MASTER_ADDR": node.hosts[0], "MASTER_PORT": str(node.ports_of(0)[0]), "WORLD_SIZE": str(world),
                   "LOCAL_WORLD_SIZE": str(per_node), "NODE_RANK": str(node.node_rank),
                   "GROUP_RANK": str(node.node_rank), "ROLE_WORLD_SIZE": str(world), BACKEND_VAR: backend}
         out = []

@@ -108,6 +108,33 @@ def plan(root: Path, spec: dict[str, Any], use_gpu: bool = False, tracking_uri: 
     return EnvironmentPlan(name, key, python, str(path), ready, build, docker, tuple(warnings))
 
 
+def relocate(plan_: EnvironmentPlan, root: Path) -> tuple[EnvironmentPlan, list[str]]:
+    """The same environment on another machine (a Ray node): its folder under that machine's cache ``root``, built
+    there or not, from an interpreter that exists there. Returns the plan and what was changed, to be said."""
+    notes: list[str] = []
+    if plan_.key is None:  # user-managed: the submitter's interpreter, else this machine's (the node's Python)
+        if plan_.docker or os.path.exists(plan_.python):
+            return plan_, notes
+        notes.append(f"{plan_.python} does not exist on this node: the run uses {sys.executable}")
+        return EnvironmentPlan(plan_.name, None, sys.executable, docker=plan_.docker, warnings=plan_.warnings), notes
+    path = root / plan_.key
+    build = dict(plan_.build)
+    base = build.get("base")
+    if base and not os.path.exists(base):
+        request = build["request"]
+        replacement = (sys.executable if _same_python(request["python"])
+                       else shutil.which(f"python{request['python']}") or request["python"])
+        notes.append(f"the base interpreter {base} does not exist on this node: building from {replacement}")
+        build["base"] = replacement
+        if request["inherit_from"]:
+            raise EnvironmentBuildError(f"inherit_base_packages needs {base} on every node; it is missing here")
+    ready = is_ready(path, bool(plan_.docker))
+    if not ready and build.get("install") is None:
+        build.update(_build_instructions(build["request"]))
+    return EnvironmentPlan(plan_.name, plan_.key, f"{path}/bin/python", str(path), ready, build, plan_.docker,
+                           plan_.warnings), notes
+
+
 def _normalise(py: dict[str, Any], use_gpu: bool, tracking_uri: str) -> tuple[dict[str, Any], list[str]]:
     """The part of a spec that decides what is installed, in one canonical form."""
     cd = py.get("conda_dependencies") or {}

@@ -103,7 +103,7 @@ class Supervisor:
                 "traceback": traceback.format_exc()[-8000:],
             }
         finally:
-            processes.kill_tree(self.settings["kill_grace_seconds"])  # whatever the run left behind
+            self._kill_all()  # whatever the run left behind
         if started:  # a run canceled in the queue never started: nothing to finalize
             status, error = self._finalize(status, error)
         self._set_final(status, error, exit_code)
@@ -286,22 +286,22 @@ class Supervisor:
         while True:
             failed = next((p for p in self._procs if p.returncode not in (None, 0)), None)
             if failed is not None:
-                processes.kill_tree(self.settings["kill_grace_seconds"])  # fail fast: stop the others
+                self._kill_all()  # fail fast: stop the others
                 return RunStatus.FAILED, self._failure(failed), failed.returncode
             if all(p.returncode == 0 for p in mains):
                 if any(p.returncode is None for p in services):  # ps tasks (and workers under a chief) serve forever
                     self.say("every main process has ended: stopping " + ", ".join(
                         f"rank {p.rank}" for p in services if p.returncode is None))
-                    processes.stop_processes(services, self.settings["kill_grace_seconds"])
+                    self._stop_processes(services)
                 return RunStatus.COMPLETED, None, 0
             if self._stop.is_set():
                 self.say(f"stopping the process tree: {self._stop_reason}")
-                processes.kill_tree(self.settings["kill_grace_seconds"])
+                self._kill_all()
                 return RunStatus.CANCELED, None, None
             now = time.monotonic()
             if deadline is not None and now > deadline:
                 self.say(f"max_run_duration_seconds={limit:g} exceeded: stopping the process tree")
-                processes.kill_tree(self.settings["kill_grace_seconds"])
+                self._kill_all()
                 return RunStatus.FAILED, {
                     "message": f"the run exceeded max_run_duration_seconds={limit:g} and was stopped",
                     "code": "RunTimeout", "last_lines": self._procs[0].log.last_lines(),
@@ -315,7 +315,7 @@ class Supervisor:
                     self._sync_logs()
                 except Exception as exc:  # noqa: BLE001 - a live copy of the logs never fails a run; finalize retries
                     self.say(f"log sync failed (will retry): {exc}")
-            processes.reap_orphans(self._procs)
+            self._housekeeping()
             if len(self._procs) == 1:
                 self._procs[0].exited.wait(0.05)  # returns at once when the process ends
             else:
@@ -425,6 +425,19 @@ class Supervisor:
                     seen.pop(path, None)
                 changed = [c for c in changed if c not in gone]
         raise RuntimeError("log files kept disappearing while they were uploaded")
+
+    # -- where the processes are (overridden by the Ray driver, whose processes live on node agents) ---------------
+    def _kill_all(self) -> None:
+        """Stop every process of the run: SIGTERM, SIGKILL after the grace period."""
+        processes.kill_tree(self.settings["kill_grace_seconds"])
+
+    def _stop_processes(self, procs: list) -> None:
+        """Stop some of the run's processes (services once the main ones have ended)."""
+        processes.stop_processes(procs, self.settings["kill_grace_seconds"])
+
+    def _housekeeping(self) -> None:
+        """Called every 50 ms while the run's processes run."""
+        processes.reap_orphans(self._procs)
 
     # -- helpers ------------------------------------------------------------------------------------
     def _run(self):

@@ -90,9 +90,28 @@ def test_ps_gives_each_task_its_tf_config_and_a_role():
     assert [p.role for p in procs] == ["main", "main", "service"]  # workers decide; the ps serves
 
 
+def test_ps_across_nodes_gives_every_task_its_own_nodes_address():
+    j = job(node_count=2, per_node=2, distributed={"backend": "ps", "worker_count": 3, "parameter_server_count": 1})
+    launcher = launcher_for(j)
+    assert launcher.ports_needed(j) == 2  # each node reserves ports for its own tasks only
+    peers = ((5000, 5001), (6000, 6001))
+    hosts = ("10.0.0.1", "10.0.0.2")
+    node0 = launcher.processes(j, NodeContext(node_rank=0, hosts=hosts, ports=peers[0], peer_ports=peers))
+    node1 = launcher.processes(j, NodeContext(node_rank=1, hosts=hosts, ports=peers[1], peer_ports=peers))
+    assert [p.rank for p in node0] == [0, 1] and [p.rank for p in node1] == [2, 3]
+    configs = [json.loads(p.env["TF_CONFIG"]) for p in node0 + node1]
+    assert all(c["cluster"] == configs[0]["cluster"] for c in configs)  # one cluster spec, whoever computes it
+    assert configs[0]["cluster"] == {"worker": ["10.0.0.1:5000", "10.0.0.1:5001", "10.0.0.2:6000"],
+                                     "ps": ["10.0.0.2:6001"]}
+    assert configs[3]["task"] == {"type": "ps", "index": 0}
+    with pytest.raises(ValueError, match="not known"):  # several nodes need every node's ports
+        launcher.processes(j, NodeContext(node_rank=1, hosts=hosts, ports=peers[1]))
+
+
 def test_pytorch_sets_torchrun_variables_for_every_rank():
     j = job(node_count=2, per_node=2, distributed={"backend": "pytorch", "communication_backend": None})
-    procs = launcher_for(j).processes(j, NodeContext(node_rank=1, hosts=("10.0.0.1", "10.0.0.2"), ports=(29500,)))
+    procs = launcher_for(j).processes(j, NodeContext(node_rank=1, hosts=("10.0.0.1", "10.0.0.2"), ports=(41000,),
+                                                     peer_ports=((29500,), (41000,))))
     assert [p.rank for p in procs] == [2, 3] and [p.local_rank for p in procs] == [0, 1]
     env = procs[1].env
     assert {k: env[k] for k in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE",

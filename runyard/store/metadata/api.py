@@ -8,6 +8,7 @@ from typing import Any
 from runyard.status import RunStatus
 from runyard.store.metadata.entities import (
     ArtifactInfo,
+    ComputeTargetRecord,
     EnvironmentRecord,
     ExperimentInfo,
     LatestMetric,
@@ -157,6 +158,27 @@ class MetadataStore(ABC):
 
     def close(self) -> None:  # noqa: B027 - a no-op unless the store holds connections
         """Release connections."""
+
+    # -- compute targets ---------------------------------------------------------------------
+    @abstractmethod
+    def create_compute_target(self, name: str, type_: str, config: Mapping[str, Any]) -> ComputeTargetRecord:
+        """Register a target; AlreadyExists when the name is taken."""
+
+    @abstractmethod
+    def get_compute_target(self, name: str) -> ComputeTargetRecord:
+        """NotFound (naming the registered ones) when there is none by that name."""
+
+    @abstractmethod
+    def list_compute_targets(self) -> list[ComputeTargetRecord]:
+        """Every registered target, by name."""
+
+    @abstractmethod
+    def set_compute_target_state(self, name: str, state: Mapping[str, Any]) -> ComputeTargetRecord:
+        """Replace what the target records about itself."""
+
+    @abstractmethod
+    def delete_compute_target(self, name: str) -> None:
+        """Forget the target (NotFound when absent)."""
 
     # -- environments ------------------------------------------------------------------------
     @abstractmethod

@@ -76,6 +76,17 @@ class ArtifactInfo(NamedTuple):
 
 
 @dataclass(frozen=True)
+class ComputeTargetRecord:
+    """A compute target registered in the workspace (``ComputeTarget.create``): its type and configuration."""
+
+    name: str
+    type: str
+    config: dict[str, Any]
+    state: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True)
 class EnvironmentRecord:
     """One registered version of a named environment."""
 

@@ -127,3 +127,13 @@ environments = Table(
     Column("spec", Text, nullable=False),  # Environment.to_spec() as JSON
     Column("created_at", Double, nullable=False),
 )
+
+compute_targets = Table(
+    "compute_targets",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("type", String(64), nullable=False),  # "ray", …: which ComputeTarget class serves it
+    Column("config", Text, nullable=False),  # the provisioning/attach configuration as JSON
+    Column("state", Text, nullable=False),  # what the target recorded about itself (e.g. pids of nodes it started)
+    Column("created_at", Double, nullable=False),
+)

@@ -21,6 +21,7 @@ from runyard.store.metadata import schema as t
 from runyard.store.metadata.api import MetadataStore
 from runyard.store.metadata.entities import (
     ArtifactInfo,
+    ComputeTargetRecord,
     EnvironmentRecord,
     ExperimentInfo,
     LatestMetric,
@@ -502,6 +503,47 @@ class SqlMetadataStore(MetadataStore):
 
 # -- SQLite connection behaviour ----------------------------------------------------------------
 
+    # -- compute targets -------------------------------------------------------------------------
+    def create_compute_target(self, name: str, type_: str, config: Mapping[str, Any]) -> ComputeTargetRecord:
+        try:
+            with self._write("register compute target") as conn:
+                conn.execute(t.compute_targets.insert().values(name=name, type=type_, config=json.dumps(dict(config)),
+                                                               state="{}", created_at=time.time()))
+        except IntegrityError as exc:
+            raise ValidationError(f"a compute target named {name!r} already exists in this workspace") from exc
+        return self.get_compute_target(name)
+
+    def get_compute_target(self, name: str) -> ComputeTargetRecord:
+        c = t.compute_targets.c
+        with self._read("read compute target") as conn:
+            row = conn.execute(select(t.compute_targets).where(c.name == name)).first()
+            names = [] if row is not None else conn.execute(select(c.name).order_by(c.name)).scalars().all()
+        if row is None:
+            raise NotFound(f"no compute target named {name!r} in this workspace"
+                           + (f"; registered: {', '.join(names)}" if names else " (none is registered)"))
+        return _compute_target(row)
+
+    def list_compute_targets(self) -> list[ComputeTargetRecord]:
+        with self._read("list compute targets") as conn:
+            rows = conn.execute(select(t.compute_targets).order_by(t.compute_targets.c.name)).all()
+        return [_compute_target(r) for r in rows]
+
+    def set_compute_target_state(self, name: str, state: Mapping[str, Any]) -> ComputeTargetRecord:
+        c = t.compute_targets.c
+        with self._write("update compute target") as conn:
+            done = conn.execute(update(t.compute_targets).where(c.name == name)
+                                .values(state=json.dumps(dict(state)))).rowcount
+        if not done:
+            self.get_compute_target(name)  # NotFound with the registered names
+        return self.get_compute_target(name)
+
+    def delete_compute_target(self, name: str) -> None:
+        c = t.compute_targets.c
+        with self._write("delete compute target") as conn:
+            done = conn.execute(t.compute_targets.delete().where(c.name == name)).rowcount
+        if not done:
+            self.get_compute_target(name)
+
     # -- environments ----------------------------------------------------------------------------
     def register_environment(self, name: str, spec: Mapping[str, Any]) -> EnvironmentRecord:
         e = t.environments.c
@@ -567,6 +609,10 @@ def _sqlite_on_begin(conn: Connection) -> None:
 
 
 # -- row → entity ------------------------------------------------------------------------------
+def _compute_target(row) -> ComputeTargetRecord:
+    return ComputeTargetRecord(row.name, row.type, json.loads(row.config), json.loads(row.state), row.created_at)
+
+
 def _environment(row) -> EnvironmentRecord:
     return EnvironmentRecord(row.name, row.version, json.loads(row.spec), row.created_at)
 
