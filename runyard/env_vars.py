@@ -13,6 +13,7 @@ Setting them by hand also works, e.g. to log from a process you started yourself
 | ``RUNYARD_WORKSPACE`` | workspace folder of the run (holds ``config.json``); used when the two URIs are not set |
 | ``RUNYARD_PARENT_RUN_ID`` | parent run id, for child runs (informational) |
 | ``RUNYARD_RANK`` | rank of this process in a distributed run; metrics from rank ≠ 0 still land in the same run |
+| ``RUNYARD_NODE_RANK``, ``RUNYARD_NODE_ID`` | (Ray target) the node of the job this process runs on, and that node's Ray node id |
 | ``RUNYARD_RANK_METRICS`` | how ranks ≠ 0 log: ``tag`` (default: ``loss`` becomes ``loss/rank1``), ``merge`` (one name for all ranks), ``rank0`` (only rank 0's values are kept) |
 | ``RUNYARD_LOG_BATCH_SIZE`` | most metric values written in one transaction (default 20000) |
 | ``RUNYARD_LOG_FLUSH_INTERVAL`` | seconds between background writes (default 0.5) |
@@ -71,3 +72,5 @@ ENV_BUILD_TIMEOUT = "RUNYARD_ENV_BUILD_TIMEOUT"
 ENV_INDEX_CHECK = "RUNYARD_ENV_INDEX_CHECK"
 VISIBLE_GPUS = "RUNYARD_VISIBLE_GPUS"
 RANK_METRICS = "RUNYARD_RANK_METRICS"
+NODE_RANK = "RUNYARD_NODE_RANK"
+NODE_ID = "RUNYARD_NODE_ID"

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from runyard import env_vars
 from runyard.compute.api import BUILD_LOG_NAME, user_log_name
 from runyard.errors import ComputeError, EnvironmentBuildError
 from runyard.status import RunStatus
@@ -186,8 +187,10 @@ class NodeAgent:
         from runyard.submission.supervisor import _inherited_env
 
         for spec in specs:
-            env = {**_inherited_env(), **spec["env"], "PYTHONPATH": with_python_path(str(self.workdir))}
-            gpus = self.info()["gpus"]
+            info = self.info()
+            env = {**_inherited_env(), **spec["env"], "PYTHONPATH": with_python_path(str(self.workdir)),
+                   env_vars.NODE_RANK: str(self.node_rank), env_vars.NODE_ID: info["node_id"]}
+            gpus = info["gpus"]
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = env["RUNYARD_VISIBLE_GPUS"] = ",".join(gpus)
             rank_logs = spec.get("rank_logs") or []
@@ -559,26 +562,18 @@ class RayDriver(Supervisor):
         ray.wait(refs, num_returns=len(refs), timeout=grace + 15)
 
     # -- Finalizing -----------------------------------------------------------------------------------------------
-    def _finalize(self, status: RunStatus, error: dict | None) -> tuple[RunStatus, dict | None]:
+    def _upload_outputs(self) -> None:
         import ray
 
-        try:
-            self._set(RunStatus.FINALIZING)
-        except Exception:  # noqa: BLE001
-            pass
         for i in reversed(range(len(self._agents))):  # node 0 last: its files win where nodes wrote the same name
             if self._node_lost(i):
                 continue
             try:
                 count = ray.get(self._agents[i].upload.remote(), timeout=600)
-                if count:
-                    self.say(f"node {i}: uploaded {count} file(s) of outputs/ and logs/")
-            except Exception as exc:  # noqa: BLE001
-                self.say(f"node {i}: upload failed: {exc}")
-                if status == RunStatus.COMPLETED:
-                    status, error = RunStatus.FAILED, {"message": f"node {i} could not upload its outputs: {exc}",
-                                                       "code": "UploadFailed"}
-        return super()._finalize(status, error)
+            except ray.exceptions.RayError as exc:
+                raise ComputeError(f"node {i} could not upload its outputs: {exc}") from exc
+            if count:
+                self.say(f"node {i}: uploaded {count} file(s) of outputs/ and logs/")
 
     def _cleanup(self) -> None:
         import ray
@@ -632,7 +627,7 @@ def main(argv: list[str]) -> int:
         traceback.print_exc()
         _fail_unsupervised(run_dir, exc)
         return 1
-    driver.say(f"driver pid {os.getpid()} on {socket.gethostname()} (Ray job {os.environ.get('RAY_JOB_ID', '?')})")
+    driver.say(f"driver pid {os.getpid()} on {socket.gethostname()} (Ray job runyard-{run_id})")
     return driver.run()
 
 

@@ -108,20 +108,37 @@ def stop_cluster(state: dict[str, Any], grace: float = 20.0) -> None:
             pass
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and _alive(pids):
+        _reap(pids)
         time.sleep(0.2)
     for pid in pids:
         try:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    _reap(pids)
     if state.get("temp_dir"):
         shutil.rmtree(state["temp_dir"], ignore_errors=True)
+
+
+def _reap(pids: list[int]) -> None:
+    """Collect the exit of nodes this process started (no zombies left behind)."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # started by another process (another CLI call): init reaps it
+            pass
 
 
 def _alive(pids: list[int]) -> bool:
     import psutil
 
-    return any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.Error:
+            continue
+    return False
 
 
 def _nodes(dashboard: str) -> int:
@@ -138,7 +155,7 @@ def _wait_for(ready, pid: int, log: Path, what: str) -> None:
 
     deadline = time.monotonic() + _START_TIMEOUT
     while not ready():
-        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+        if not _alive([pid]):
             tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
             raise ComputeError(f"{what} of the Ray cluster did not start:\n" + "\n".join(tail))
         if time.monotonic() > deadline:

@@ -133,11 +133,29 @@ def resolve(
         else:
             backend = config.strip().lower() if config.strip().lower() in ("gloo", "nccl") else None
             config = PyTorchConfiguration(backend, node_count * process_count_per_node, node_count)
+    config = _with_estimator_counts(config, node_count, process_count_per_node)
     to_distributed = getattr(config, "to_distributed", None)
     if to_distributed is None:
         raise ValidationError(f"distributed configuration must be an MpiConfiguration, TensorflowConfiguration or "
                               f"PyTorchConfiguration, got {type(config).__name__}")
     return to_distributed()
+
+
+def _with_estimator_counts(config: Any, node_count: int, process_count_per_node: int) -> Any:
+    """``PyTorch(node_count=2, process_count_per_node=2, distributed_training=PyTorchConfiguration())``: counts given to
+    the estimator fill the ones the configuration left at their defaults (Azure's estimators work this way)."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(config) or (node_count, process_count_per_node) == (1, 1):
+        return config
+    changes: dict[str, Any] = {}
+    if getattr(config, "node_count", None) == 1 and node_count != 1:
+        changes["node_count"] = node_count
+    if isinstance(config, PyTorchConfiguration) and config.process_count is None:
+        changes["process_count"] = node_count * process_count_per_node
+    if isinstance(config, MpiConfiguration) and config.process_count_per_node == 1:
+        changes["process_count_per_node"] = process_count_per_node
+    return dataclasses.replace(config, **changes) if changes else config
 
 
 __all__ = ["Gloo", "Mpi", "MpiConfiguration", "Nccl", "ParameterServer", "PyTorchConfiguration",

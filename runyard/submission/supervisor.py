@@ -377,9 +377,7 @@ class Supervisor:
             pipe.close()
         try:
             self._sync_logs()
-            outputs = self.workdir / "outputs"
-            if outputs.is_dir() and any(outputs.iterdir()):
-                self._run().upload_folder("outputs", outputs, show_progress=False)
+            self._upload_outputs()
         except Exception as exc:  # noqa: BLE001
             self.say(f"upload failed: {exc}")
             if status == RunStatus.COMPLETED:
@@ -391,6 +389,11 @@ class Supervisor:
         except Exception:  # noqa: BLE001 - the supervisor's own log is best effort
             pass
         return status, error
+
+    def _upload_outputs(self) -> None:
+        outputs = self.workdir / "outputs"
+        if outputs.is_dir() and any(outputs.iterdir()):
+            self._run().upload_folder("outputs", outputs, show_progress=False)
 
     def _sync_logs(self) -> None:
         """Upload captured logs and the script's ./logs that changed since the last sync."""

@@ -138,3 +138,19 @@ def test_run_configurations_carry_the_distributed_section(tmp_path):
     assert spec.process_count_per_node == 3 and spec.to_definition()["distributed"]["worker_count"] == 2
     spec = PyTorch(tmp_path, entry_script="t.py", distributed_training=Gloo(2), user_managed=True).to_job_spec()
     assert spec.process_count_per_node == 2
+
+
+def test_estimator_counts_fill_a_configuration_left_at_its_defaults(tmp_path):
+    from runyard.config.distributed import MpiConfiguration, PyTorchConfiguration
+    from runyard.train.dnn import PyTorch
+
+    (tmp_path / "t.py").write_text("")
+    spec = PyTorch(str(tmp_path), entry_script="t.py", node_count=2, process_count_per_node=2,
+                   distributed_training=PyTorchConfiguration()).to_job_spec()
+    assert (spec.node_count, spec.process_count_per_node) == (2, 2)
+    spec = PyTorch(str(tmp_path), entry_script="t.py", node_count=2,
+                   distributed_training=MpiConfiguration(process_count_per_node=3)).to_job_spec()
+    assert (spec.node_count, spec.process_count_per_node) == (2, 3)
+    spec = PyTorch(str(tmp_path), entry_script="t.py",  # the configuration's own counts win over defaults
+                   distributed_training=PyTorchConfiguration(process_count=4, node_count=2)).to_job_spec()
+    assert (spec.node_count, spec.process_count_per_node) == (2, 2)

@@ -1,0 +1,263 @@
+"""The ray compute target on a real two-node Ray cluster on this machine (started by runyard's provisioning).
+
+Run by scripts/test_ray.sh inside a loopback-only network namespace (Ray listens on every interface and probes a
+public address; the network rule keeps all of that on loopback). Elsewhere these tests skip.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+from runyard import (
+    ComputeError,
+    Experiment,
+    PyTorchConfiguration,
+    ScriptRunConfig,
+    TensorflowConfiguration,
+    Workspace,
+)
+from runyard.compute import ComputeTarget, RayCompute
+
+pytestmark = [pytest.mark.integration, pytest.mark.ray, pytest.mark.timeout(300)]
+
+
+def _loopback_only() -> bool:
+    return set(psutil.net_if_addrs()) <= {"lo"}
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    if not _loopback_only():
+        pytest.skip("Ray tests run only in a loopback-only network namespace: bash scripts/test_ray.sh")
+    pytest.importorskip("ray")
+    from runyard.submission.package_index import pip_settings
+
+    # The nodes build environments from this machine's own package sources only (the network rule).
+    settings = pip_settings()
+    local = [u for u in (settings.index_url, *settings.extra_index_urls) if u and u.startswith("file://")]
+    if local:
+        os.environ.update(PIP_INDEX_URL=local[0], PIP_EXTRA_INDEX_URL=" ".join(local[1:]), UV_OFFLINE="1",
+                          UV_PYTHON_DOWNLOADS="never")
+    ws = Workspace(tmp_path_factory.mktemp("ray") / "ws")
+    started = time.monotonic()
+    target = ComputeTarget.create(ws, "cluster", RayCompute.provisioning_configuration(
+        max_nodes=2, min_nodes=2, cpus_per_node=2, queue_timeout_seconds=600))
+    status = target.wait_for_completion(show_output=True, min_node_count=2, timeout_in_minutes=3)
+    print(f"two-node cluster up in {time.monotonic() - started:.1f} s")
+    assert status.node_count == 2 and status.cpus == 4
+    yield ws, target
+    state = target.state
+    target.delete()
+    assert not any(psutil.pid_exists(p) for p in state["pids"])
+
+
+def write(folder, name, code):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(textwrap.dedent(code))
+    return folder
+
+
+def logs(ws, target, run, ranks):
+    return ["".join(target.log_iter(run.id, rank=r)) for r in range(ranks)]
+
+
+def run_processes(run_id: str) -> list:
+    """Processes of a run anywhere on this machine (its working copies are under runyard-ray/<run id>)."""
+    found = []
+    for p in psutil.process_iter(["cwd", "cmdline"]):
+        try:
+            if run_id in (p.info["cwd"] or "") or run_id in " ".join(p.info["cmdline"] or []):
+                found.append(p)
+        except psutil.Error:
+            pass
+    return found
+
+
+def assert_no_process_left(run_id: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while run_processes(run_id):
+        assert time.monotonic() < deadline, [p.info for p in run_processes(run_id)]
+        time.sleep(0.2)
+
+
+def test_the_target_is_registered_and_shows_its_nodes(cluster):
+    ws, target = cluster
+    assert set(ws.compute_targets) == {"local", "cluster"}
+    same = ComputeTarget(ws, "cluster")
+    assert type(same).__name__ == "RayTarget" and same.config.mode == "provision"
+    status = same.get_status().serialize()
+    assert status["provisioningState"] == "Succeeded" and status["currentNodeCount"] == 2
+    assert len({n["node_id"] for n in status["nodes"]}) == 2
+    cli = os.path.join(os.path.dirname(sys.executable), "runyard")
+    out = subprocess.run([cli, "-w", str(ws.path), "compute", "list"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "cluster" in out.stdout and "ray" in out.stdout, out.stdout + out.stderr
+    shown = subprocess.run([cli, "-w", str(ws.path), "compute", "show", "cluster"], capture_output=True, text=True,
+                           timeout=60)
+    assert '"currentNodeCount": 2' in shown.stdout, shown.stdout + shown.stderr
+
+
+NODES = """
+    import os, socket
+    from runyard import Run
+    run = Run.get_context()
+    rank = os.environ["RANK"]
+    print(f"rank {rank} node {os.environ['RUNYARD_NODE_RANK']} ray-node {os.environ['RUNYARD_NODE_ID']} "
+          f"master {os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}", flush=True)
+    run.log("node_rank", int(os.environ["RUNYARD_NODE_RANK"]))
+    os.makedirs("outputs", exist_ok=True)
+    open(f"outputs/from_rank{rank}.txt", "w").write(os.environ["RUNYARD_NODE_ID"])
+"""
+
+
+def test_a_two_node_job_runs_one_rank_on_each_node(cluster, tmp_path):
+    ws, target = cluster
+    proj = write(tmp_path / "p", "nodes.py", NODES)
+    started = time.monotonic()
+    run = Experiment(ws, "ray").submit(ScriptRunConfig(proj, "nodes.py", compute_target=target,
+                                                       distributed_job_config=PyTorchConfiguration(node_count=2)))
+    assert run.wait_for_completion(show_output=True)["status"] == "Completed"
+    print(f"submit → Completed: {time.monotonic() - started:.1f} s")
+    out = logs(ws, target, run, 2)
+    node_ids = [text.split("ray-node ")[1].split()[0] for text in out]
+    assert node_ids[0] != node_ids[1]  # STRICT_SPREAD: a rank on each Ray node
+    assert "rank 0 node 0" in out[0] and "rank 1 node 1" in out[1]
+    assert out[0].split("master ")[1].split()[0] == out[1].split("master ")[1].split()[0]
+    names = run.get_file_names()
+    assert {"outputs/from_rank0.txt", "outputs/from_rank1.txt"} <= set(names)
+    assert run.get_metrics() == {"node_rank": 0, "node_rank/rank1": 1}
+    assert_no_process_left(run.id)
+
+
+def test_pytorch_ddp_across_two_nodes(cluster, tmp_path, local_packages):
+    from test_distributed import DDP
+
+    from runyard.train.dnn import PyTorch
+
+    ws, target = cluster
+    proj = write(tmp_path / "ddp", "ddp.py", DDP)
+    run = Experiment(ws, "ray").submit(PyTorch(proj, entry_script="ddp.py", compute_target=target, node_count=2,
+                                               distributed_training=PyTorchConfiguration("Gloo")))
+    assert run.wait_for_completion(show_output=True)["status"] == "Completed"
+    out = logs(ws, target, run, 2)
+    params = [text.split("params ")[1].split(" equal")[0] for text in out]
+    assert params[0] == params[1] and all("equal True" in text for text in out)
+    assert "rank 1/2 local 0" in out[1]  # the second node's only process
+    assert len(run.get_metrics()["loss/rank1"]) == 20
+
+
+@pytest.mark.tf
+def test_tensorflow_parameter_server_and_multi_worker_mirrored_across_nodes(cluster, tmp_path, local_packages):
+    from test_distributed import MWMS, PS_TRAIN
+
+    from runyard.train.dnn import TensorFlow
+
+    ws, target = cluster
+    proj = write(tmp_path / "tf", "ps_train.py", PS_TRAIN)
+    write(proj, "mwms.py", MWMS)
+    ps = Experiment(ws, "ray").submit(TensorFlow(proj, entry_script="ps_train.py", compute_target=target,
+                                                 distributed_training=TensorflowConfiguration(
+                                                     worker_count=2, parameter_server_count=1, chief=True,
+                                                     node_count=2)))
+    assert ps.wait_for_completion(show_output=True)["status"] == "Completed"
+    assert "variables on /job:ps/replica:0/task:0" in logs(ws, target, ps, 1)[0]
+    assert len(ps.get_metrics()["loss"]) == 5
+    mw = Experiment(ws, "ray").submit(TensorFlow(proj, entry_script="mwms.py", compute_target=target,
+                                                 distributed_training=TensorflowConfiguration(
+                                                     worker_count=2, parameter_server_count=0, node_count=2)))
+    assert mw.wait_for_completion()["status"] == "Completed"
+    out = logs(ws, target, mw, 2)
+    assert "worker 0 of 2" in out[0] and "worker 1 of 2" in out[1]
+    assert out[0].split(" w ")[1].strip() == out[1].split(" w ")[1].strip()
+
+
+SLEEPER = """
+    import os, time
+    print("rank", os.environ["RANK"], "on node", os.environ["RUNYARD_NODE_RANK"], "pid", os.getppid(), flush=True)
+    time.sleep(300)
+"""
+
+
+def _running(run, timeout=60):
+    deadline = time.monotonic() + timeout
+    while run.get_status() != "Running":
+        assert time.monotonic() < deadline and run.get_status() not in ("Failed", "Completed", "Canceled"), \
+            run.get_details()
+        time.sleep(0.2)
+
+
+def test_a_lost_node_agent_fails_the_run_naming_the_node(cluster, tmp_path):
+    ws, target = cluster
+    proj = write(tmp_path / "s", "sleep.py", SLEEPER)
+    run = Experiment(ws, "ray").submit(ScriptRunConfig(proj, "sleep.py", compute_target=target,
+                                                       distributed_job_config=PyTorchConfiguration(node_count=2)))
+    _running(run)
+    agent = next(p for p in psutil.process_iter(["cmdline"])
+                 if any("NodeAgent" in part for part in (p.info["cmdline"] or [])) and
+                 _is_agent_of(p, run.id, node=1))
+    started = time.monotonic()
+    agent.kill()
+    details = run.wait_for_completion(raise_on_error=False)
+    assert details["status"] == "Failed" and time.monotonic() - started < 20
+    error = details["error"]
+    assert error["code"] == "NodeLost" and error["node"] == 1 and "node 1 (127.0.0.1, Ray node" in error["message"]
+    assert "rank(s) 1 ran there" in error["message"]
+    assert_no_process_left(run.id)
+
+
+def _is_agent_of(proc, run_id: str, node: int) -> bool:
+    """The agent of ``node`` is the parent of the rank whose working copy is node<node>/ of the run."""
+    for child in proc.children():
+        try:
+            if f"{run_id}/node{node}/" in child.cwd() + "/":
+                return True
+        except psutil.Error:
+            pass
+    return False
+
+
+def test_cancel_stops_every_process_on_every_node(cluster, tmp_path):
+    ws, target = cluster
+    proj = write(tmp_path / "c", "sleep.py", SLEEPER)
+    run = Experiment(ws, "ray").submit(ScriptRunConfig(proj, "sleep.py", compute_target=target,
+                                                       distributed_job_config=PyTorchConfiguration(node_count=2)))
+    _running(run)
+    assert len(run_processes(run.id)) >= 2
+    started = time.monotonic()
+    run.cancel()
+    assert run.wait_for_completion(raise_on_error=False)["status"] == "Canceled"
+    assert time.monotonic() - started < 20
+    assert_no_process_left(run.id)
+
+
+    assert "rank 1 on node 1" in "".join(target.log_iter(run.id, rank=1))
+
+
+def test_more_nodes_than_the_cluster_has_waits_in_queued_then_fails(cluster, tmp_path):
+    ws, target = cluster
+    proj = write(tmp_path / "q", "nodes.py", NODES)
+    attached = ComputeTarget.create(ws, "attached", RayCompute.attach_configuration(
+        target.dashboard, queue_timeout_seconds=4))
+    run = Experiment(ws, "ray").submit(ScriptRunConfig(proj, "nodes.py", compute_target=attached,
+                                                       distributed_job_config=PyTorchConfiguration(node_count=3)))
+    deadline = time.monotonic() + 30
+    while "runyard.waiting_for" not in run.get_tags():
+        assert time.monotonic() < deadline and run.get_status() == "Queued", run.get_details()
+        time.sleep(0.2)
+    assert run.get_tags()["runyard.waiting_for"] == "3 node(s) × 1 CPU (STRICT_SPREAD)"
+    details = run.wait_for_completion(raise_on_error=False)
+    assert details["status"] == "Failed" and details["error"]["code"] == "QueueTimeout"
+    assert "could not give 3 node(s) with 1 CPU each" in details["error"]["message"]
+    # What no node can ever give is refused at submit.
+    from runyard.train.estimator import Estimator
+
+    with pytest.raises(ComputeError, match="can never run this job: each node of the job needs 1 CPU, 1 GPU"):
+        Experiment(ws, "ray").submit(Estimator(proj, entry_script="nodes.py", compute_target=attached, node_count=2,
+                                               distributed_training=PyTorchConfiguration(), use_gpu=True))
+    attached.delete()
+    assert "attached" not in ws.compute_targets
