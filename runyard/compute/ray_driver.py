@@ -306,7 +306,8 @@ class RayDriver(Supervisor):
         import ray
         from ray.util.placement_group import placement_group
 
-        ray.init(logging_level="WARNING", log_to_driver=False, configure_logging=False)
+        if not ray.is_initialized():
+            ray.init(logging_level="WARNING", log_to_driver=False, configure_logging=False)
         nodes, bundle = self.job["nodeCount"], self.request["bundle"]
         strategy = self.request["strategy"]
         self._pg = placement_group([dict(bundle) for _ in range(nodes)], strategy=strategy,
@@ -358,6 +359,8 @@ class RayDriver(Supervisor):
         from runyard.config.job import JobSpec
         from runyard.launchers import NodeContext, launcher_for
 
+        if self._pg is None and not self._wait_for_slot():  # a retry: the cluster again
+            return RunStatus.CANCELED, None, None
         if self._queue_failure is not None:
             return RunStatus.FAILED, self._queue_failure, None
         self._set_later(RunStatus.PREPARING)
@@ -423,7 +426,7 @@ class RayDriver(Supervisor):
         import ray
 
         plan = self.request["environment"]
-        retry = bool(self.request.get("attempt", 0))
+        retry = self._attempt > 0
         refs = [a.prepare.remote(self.request["snapshot_id"], plan, retry) for a in self._agents]
         offsets = [0] * len(self._agents)
         log_path = self.run_dir / BUILD_LOG_NAME
@@ -575,7 +578,19 @@ class RayDriver(Supervisor):
             if count:
                 self.say(f"node {i}: uploaded {count} file(s) of outputs/ and logs/")
 
-    def _cleanup(self) -> None:
+    def _reset_for_retry(self) -> None:
+        """Keep what the nodes saved (``outputs/``, uploaded; the next attempt's nodes get it back), then release
+        the agents and the placement group: the next attempt starts on whatever nodes the cluster gives."""
+        try:
+            self._upload_outputs()
+        except ComputeError as exc:
+            self.say(f"outputs of the failed attempt not kept: {exc}")
+        self._release()
+        for log in self._rank_logs.values():
+            log.close()
+        self._rank_logs, self._procs, self._infos, self._last_answer = {}, [], [], {}
+
+    def _release(self) -> None:
         import ray
 
         for agent in self._agents:
@@ -584,6 +599,7 @@ class RayDriver(Supervisor):
             except Exception:  # noqa: BLE001 - a lost node's agent is gone already
                 pass
             ray.kill(agent)
+        self._agents = []
         if self._pg is not None:
             from ray.util.placement_group import remove_placement_group
 
@@ -591,6 +607,10 @@ class RayDriver(Supervisor):
                 remove_placement_group(self._pg)
             except Exception:  # noqa: BLE001
                 pass
+            self._pg = None
+
+    def _cleanup(self) -> None:
+        self._release()
         super()._cleanup()
 
 

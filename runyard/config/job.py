@@ -32,6 +32,7 @@ class JobSpec:
     use_gpu: bool = False
     max_run_duration_seconds: float | None = None
     run_type: str = "script"
+    max_run_retries: int = 0  # a failed attempt (a rank's error, a lost node) restarts every rank this many times
 
     def __post_init__(self) -> None:
         for name in ("node_count", "process_count_per_node"):
@@ -47,6 +48,9 @@ class JobSpec:
         if duration is not None and (isinstance(duration, bool) or not isinstance(duration, numbers.Real)
                                      or not math.isfinite(duration) or duration <= 0):
             raise ValidationError(f"max_run_duration_seconds must be a positive number of seconds, got {duration!r}")
+        retries = self.max_run_retries
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValidationError(f"max_run_retries must be a whole number >= 0, got {retries!r}")
 
     @property
     def interpreter(self) -> str:
@@ -72,6 +76,7 @@ class JobSpec:
             "useGpu": self.use_gpu,
             "maxRunDurationSeconds": self.max_run_duration_seconds,
             "runType": self.run_type,
+            "maxRunRetries": self.max_run_retries,
         }
 
     @classmethod
@@ -81,6 +86,7 @@ class JobSpec:
             compute_target=d["target"], environment=d["environment"], node_count=d["nodeCount"],
             process_count_per_node=d["processCountPerNode"], distributed=d.get("distributed"), use_gpu=d["useGpu"],
             max_run_duration_seconds=d.get("maxRunDurationSeconds"), run_type=d.get("runType", "script"),
+            max_run_retries=d.get("maxRunRetries", 0),
         )
 
 
@@ -101,6 +107,7 @@ def build_job(
     worker_count: int | None = None,
     parameter_server_count: int | None = None,
     run_type: str = "script",
+    max_run_retries: int = 0,
 ) -> JobSpec:
     """Validate what a run configuration holds and freeze it; every error names the fix.
 
@@ -132,6 +139,7 @@ def build_job(
         source_directory=str(source), entry_script=script, arguments=args, compute_target=_target_name(compute_target),
         environment=env.to_spec(), node_count=node_count, process_count_per_node=process_count_per_node,
         distributed=section, use_gpu=use_gpu, max_run_duration_seconds=max_run_duration_seconds, run_type=run_type,
+        max_run_retries=max_run_retries,
     )
 
 

@@ -19,6 +19,8 @@ class ScriptRunConfig:
         compute_target: a target name (``"local"``, the default) or a compute target object.
         environment: a runyard ``Environment`` (default: the interpreter that submits the run).
         max_run_duration_seconds: the run is stopped and marked Failed when it runs longer.
+        max_run_retries: restart every rank this many times after a failed attempt (a rank's error, a lost node);
+            the script resumes from what it saved in ``./outputs`` (kept across attempts).
         distributed_job_config: an MpiConfiguration, TensorflowConfiguration or PyTorchConfiguration.
     """
 
@@ -31,6 +33,7 @@ class ScriptRunConfig:
         environment: Any = None,
         max_run_duration_seconds: float | None = None,
         distributed_job_config: Any = None,
+        max_run_retries: int = 0,
     ) -> None:
         self.source_directory = source_directory if source_directory is not None else "."
         self.script = script
@@ -39,12 +42,14 @@ class ScriptRunConfig:
         self.environment = environment
         self.max_run_duration_seconds = max_run_duration_seconds
         self.distributed_job_config = distributed_job_config
+        self.max_run_retries = max_run_retries
 
     def to_job_spec(self) -> JobSpec:
         return build_job(
             source_directory=self.source_directory, entry_script=self.script, arguments=self.arguments,
             compute_target=self.compute_target, environment=self.environment,
             max_run_duration_seconds=self.max_run_duration_seconds, distributed=self.distributed_job_config,
+            max_run_retries=self.max_run_retries,
         )
 
     def __repr__(self) -> str:

@@ -30,6 +30,7 @@ from runyard.submission import processes
 from runyard.submission.logfiles import RotatingLog
 
 LAUNCHER_LOG = "logs/runyard/launcher.txt"  # the output of a process that starts ranks itself (mpirun)
+_RETRYABLE = ("UserError", "NodeLost")  # failures max_run_retries restarts (not a bad environment, not a timeout)
 _STATUS_POLL = 1.0  # seconds between checks for CancelRequested in the store (a cancel from another host)
 _EXCEPTION_LINE = re.compile(r"^(?:\[rank\d+\]:\s*)?(?:[\w.]+\.)?[A-Z]\w*(?:Error|Exception|Interrupt|Exit|Fault)\b.*")
 
@@ -57,6 +58,7 @@ class Supervisor:
         self._store: Future = Future()
         self._synced: dict[str, tuple[int, int]] = {}  # log file → (size, mtime) last uploaded
         self._run_handle = None
+        self._attempt = 0  # attempts made before this one (max_run_retries)
         from runyard.workspace import Workspace
 
         ws = self.request["workspace"]
@@ -93,7 +95,7 @@ class Supervisor:
         try:
             started = self._wait_for_slot()
             if started:
-                status, error, exit_code = self._execute()
+                status, error, exit_code = self._execute_attempts()
             else:
                 status = RunStatus.CANCELED
         except BaseException as exc:  # noqa: BLE001 - a supervisor bug must still end the run, never leave it Running
@@ -148,13 +150,47 @@ class Supervisor:
         self.say(f"got a {self.request['pool']} slot")
         return True
 
+    def _execute_attempts(self) -> tuple[RunStatus, dict | None, int | None]:
+        """Run the job; with ``max_run_retries``, a failed attempt (a rank's error, a lost node) restarts every rank,
+        and ``./outputs`` is kept for the next attempt (scripts resume from their checkpoints there)."""
+        retries = int(self.request["job"].get("maxRunRetries") or 0)
+        while True:
+            status, error, exit_code = self._execute()
+            retryable = status == RunStatus.FAILED and (error or {}).get("code") in _RETRYABLE
+            if not retryable or self._attempt >= retries or self._stop.is_set():
+                if error is not None and self._attempt:
+                    error = {**error, "attempts": self._attempt + 1}
+                return status, error, exit_code
+            self._attempt += 1
+            self.say(f"attempt {self._attempt} of {retries + 1} failed ({error['message']}): restarting every rank "
+                     f"(max_run_retries={retries})")
+            try:
+                self.store.set_tag(self.run_id, "runyard.attempt", str(self._attempt + 1))
+            except Exception:  # noqa: BLE001 - informational only
+                pass
+            self._reset_for_retry()
+
+    def _reset_for_retry(self) -> None:
+        """Forget the failed attempt's processes (their logs go on in the same files)."""
+        for proc in self._procs:
+            proc.close()
+        for pipe in self._rank_pipes:
+            pipe.close()
+        self._procs, self._rank_pipes = [], []
+        shutil.rmtree(self.run_dir / "rank-fifos", ignore_errors=True)
+
     def _execute(self) -> tuple[RunStatus, dict | None, int | None]:
         from runyard.submission import snapshot
 
         self._set_later(RunStatus.PREPARING)
+        kept = self.run_dir / "outputs-of-last-attempt"
         if self.workdir.exists():
+            if self._attempt and (self.workdir / "outputs").is_dir():
+                shutil.move(str(self.workdir / "outputs"), kept)
             shutil.rmtree(self.workdir)
         count = snapshot.materialize(self.request["snapshot_id"], self.ws.artifacts, self.workdir)
+        if kept.exists():
+            shutil.move(str(kept), self.workdir / "outputs")
         self.say(f"working copy of snapshot {self.request['snapshot_id'][:12]} ({count} files) in {self.workdir}")
         for folder in ("outputs", "logs"):
             (self.workdir / folder).mkdir(exist_ok=True)

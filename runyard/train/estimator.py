@@ -30,6 +30,8 @@ class Estimator:
             only what they lack.
         environment_definition: a runyard ``Environment`` instead of the package arguments.
         max_run_duration_seconds: the run is stopped and marked Failed when it runs longer.
+        max_run_retries: restart every rank this many times after a failed attempt (a rank's error, a lost node);
+            the script resumes from what it saved in ``./outputs`` (kept across attempts).
         node_count, process_count_per_node: the job's size (more than one process needs a distributed backend).
         distributed_training: an MpiConfiguration, TensorflowConfiguration or PyTorchConfiguration (or the
             ``Mpi()``, ``ParameterServer()``, ``Gloo()``, ``Nccl()`` shorthands).
@@ -66,6 +68,7 @@ class Estimator:
         distributed_backend: Any = None,
         worker_count: int | None = None,
         parameter_server_count: int | None = None,
+        max_run_retries: int = 0,
     ) -> None:
         self.source_directory = source_directory
         self.compute_target = compute_target
@@ -90,6 +93,7 @@ class Estimator:
         self.distributed_backend = distributed_backend
         self.worker_count = worker_count
         self.parameter_server_count = parameter_server_count
+        self.max_run_retries = max_run_retries
         if framework_version is not None and self.framework_name is None:
             raise ConfigError("framework_version belongs to a framework estimator: use TensorFlow, PyTorch or SKLearn")
 
@@ -155,7 +159,7 @@ class Estimator:
             max_run_duration_seconds=self.max_run_duration_seconds, node_count=self.node_count,
             process_count_per_node=self.process_count_per_node, distributed=self.distributed_training,
             distributed_backend=self.distributed_backend, worker_count=self.worker_count,
-            parameter_server_count=self.parameter_server_count,
+            parameter_server_count=self.parameter_server_count, max_run_retries=self.max_run_retries,
         )
 
     @classmethod

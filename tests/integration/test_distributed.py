@@ -11,6 +11,7 @@ import pytest
 
 from runyard import (
     ConfigError,
+    ValidationError,
     Environment,
     Experiment,
     MpiConfiguration,
@@ -125,6 +126,43 @@ def test_missing_mpirun_is_a_clear_error(ws, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="mpirun, which is not on PATH — install it .*apt-get install openmpi-bin"):
         Experiment(ws, "mpi").submit(ScriptRunConfig(proj, "job.py", distributed_job_config=MpiConfiguration(2)))
     assert ws.metadata.list_runs() == []
+
+
+RESUMING = """
+    import os, sys, time
+    rank = int(os.environ["RANK"])
+    os.makedirs("outputs", exist_ok=True)
+    if rank == 0:
+        if os.path.exists("outputs/ckpt.txt"):
+            print("resumed from step", open("outputs/ckpt.txt").read(), flush=True)
+        else:
+            print("starting fresh", flush=True)
+            open("outputs/ckpt.txt", "w").write("5")  # a checkpoint, then a long wait: the failure comes first
+            time.sleep(60)
+    elif not os.path.exists("outputs/failed-once"):
+        open("outputs/failed-once", "w").write("1")
+        time.sleep(0.5)
+        sys.exit(3)
+"""
+
+
+def test_max_run_retries_restarts_every_rank_and_keeps_outputs(ws, tmp_path):
+    proj = write(tmp_path / "retry", "resume.py", RESUMING)
+    pytorch = PyTorchConfiguration(process_count=2)
+    run = Experiment(ws, "retry").submit(ScriptRunConfig(proj, "resume.py", distributed_job_config=pytorch,
+                                                         max_run_retries=2))
+    assert run.wait_for_completion()["status"] == "Completed"
+    out = logs(ws, run, 1)[0]
+    assert "starting fresh" in out and out.index("starting fresh") < out.index("resumed from step 5")
+    assert run.get_tags()["runyard.attempt"] == "2"
+    assert {"outputs/ckpt.txt", "outputs/failed-once"} <= set(run.get_file_names())
+    assert run.get_details()["runDefinition"]["maxRunRetries"] == 2
+
+    once = Experiment(ws, "retry").submit(ScriptRunConfig(proj, "resume.py", distributed_job_config=pytorch))  # no retry
+    error = once.wait_for_completion(raise_on_error=False)["error"]
+    assert error["rank"] == 1 and error["exit_code"] == 3 and "attempts" not in error
+    with pytest.raises(ValidationError, match="max_run_retries must be a whole number >= 0"):
+        ScriptRunConfig(proj, "resume.py", max_run_retries=-1).to_job_spec()
 
 
 def test_node_count_above_one_on_local_points_to_ray(ws, tmp_path):

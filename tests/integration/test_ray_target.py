@@ -210,6 +210,46 @@ def test_a_lost_node_agent_fails_the_run_naming_the_node(cluster, tmp_path):
     assert_no_process_left(run.id)
 
 
+CHECKPOINTED = """
+    import os, time
+    rank = int(os.environ["RANK"])
+    os.makedirs("outputs", exist_ok=True)
+    ckpt = "outputs/ckpt.txt"
+    if os.path.exists(ckpt):  # node 0's outputs of the failed attempt came back to every node
+        print(f"rank {rank} resumed from step {open(ckpt).read()}", flush=True)
+    else:
+        print(f"rank {rank} starting fresh", flush=True)
+        if rank == 0:
+            open(ckpt, "w").write("7")
+        time.sleep(120)
+"""
+
+
+def test_max_run_retries_restarts_the_job_after_a_lost_node(cluster, tmp_path):
+    ws, target = cluster
+    proj = write(tmp_path / "r", "ckpt.py", CHECKPOINTED)
+    run = Experiment(ws, "ray").submit(ScriptRunConfig(proj, "ckpt.py", compute_target=target, max_run_retries=1,
+                                                       distributed_job_config=PyTorchConfiguration(node_count=2)))
+    _running(run)
+    deadline = time.monotonic() + 30
+    while "starting fresh" not in "".join(target.log_iter(run.id, rank=1)):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    agent = next(p for p in psutil.process_iter(["cmdline"])
+                 if any("NodeAgent" in part for part in (p.info["cmdline"] or [])) and _is_agent_of(p, run.id, 1))
+    agent.kill()
+    assert run.wait_for_completion(raise_on_error=False)["status"] == "Completed"
+    out = logs(ws, target, run, 2)
+    assert "rank 0 starting fresh" in out[0] and "rank 0 resumed from step 7" in out[0]
+    assert "rank 1 resumed from step 7" in out[1]
+    assert run.get_tags()["runyard.attempt"] == "2"
+    from runyard.compute.api import stored_text
+
+    supervisor = "".join(stored_text(ws, run.id, "logs/runyard/supervisor.txt"))
+    assert "attempt 1 of 2 failed (node 1 (127.0.0.1, Ray node" in supervisor
+    assert_no_process_left(run.id)
+
+
 def _is_agent_of(proc, run_id: str, node: int) -> bool:
     """The agent of ``node`` is the parent of the rank whose working copy is node<node>/ of the run."""
     for child in proc.children():
