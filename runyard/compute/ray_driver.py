@@ -163,19 +163,15 @@ class NodeAgent:
         job = JobSpec.from_definition(job_definition)
         launcher = launcher_for(job)
         launcher.check(job)
-        if launcher.name == "mpi" and self.node_rank == 0:
-            others = sorted({h for h in hosts[1:] if h != hosts[0]})
-            for host in others:
-                import subprocess
-
-                probe = subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", host, "true"],
-                                       capture_output=True, text=True)
-                if probe.returncode != 0:
-                    raise ComputeError(
-                        f"MPI across Ray nodes on different machines needs Open MPI to reach {host} from node 0 "
-                        f"({hosts[0]}) over passwordless SSH, and it cannot ({probe.stderr.strip()[-200:] or 'ssh failed'})"
-                        " — set up SSH keys between the nodes, or use PyTorch DDP / TensorFlow's parameter server, "
-                        "which need no SSH")
+        others = sorted({h for h in hosts[1:] if h != hosts[0]})
+        if launcher.name == "mpi" and others:
+            # mpirun on node 0 starts every rank; on other machines it would need its own daemons there (SSH), outside
+            # the nodes' bundles and out of the agents' sight (no logs, no cancel). Refused rather than half done.
+            raise ComputeError(
+                f"the mpi backend on a Ray target needs every node of the job on one machine (mpirun on node 0 starts "
+                f"all ranks); this job's nodes are on {', '.join([hosts[0], *others])} — use PyTorch DDP "
+                "(PyTorchConfiguration) or TensorFlow's TF_CONFIG modes across machines, or node_count=1 with "
+                "process_count_per_node for MPI")
 
     # -- Running ------------------------------------------------------------------------------------------------
     def start(self, specs: list[dict[str, Any]]) -> None:

@@ -176,6 +176,27 @@ def test_tensorflow_parameter_server_and_multi_worker_mirrored_across_nodes(clus
     assert out[0].split(" w ")[1].strip() == out[1].split(" w ")[1].strip()
 
 
+@pytest.mark.mpi
+def test_mpi_job_on_a_one_machine_cluster(cluster, tmp_path):
+    import shutil
+
+    from test_distributed import MPI_JOB
+
+    from runyard import MpiConfiguration
+
+    if shutil.which("mpirun") is None:
+        pytest.skip("no mpirun (apt-get install openmpi-bin)")
+    pytest.importorskip("mpi4py")
+    ws, target = cluster
+    proj = write(tmp_path / "mpi", "job.py", MPI_JOB)
+    run = Experiment(ws, "ray").submit(ScriptRunConfig(proj, "job.py", compute_target=target, distributed_job_config=
+                                                       MpiConfiguration(process_count_per_node=2, node_count=2)))
+    assert run.wait_for_completion(show_output=True)["status"] == "Completed"
+    out = logs(ws, target, run, 4)
+    assert all(f"rank {r} of 4" in out[r] and "sum 10" in out[r] for r in range(4))
+    assert run.get_metrics()["sum"] == 10
+
+
 SLEEPER = """
     import os, time
     print("rank", os.environ["RANK"], "on node", os.environ["RUNYARD_NODE_RANK"], "pid", os.getppid(), flush=True)
