@@ -33,6 +33,19 @@ class TargetOption:
     env: str | None = None
 
 
+def _option(name: str, type_: type, default: Any, help_: str, env_name: str | None) -> TargetOption:
+    from runyard import env_vars
+
+    return TargetOption(name, type_, default, help_, getattr(env_vars, env_name) if env_name else None)
+
+
+# Settings every target that runs processes has (the local one also reads them from RUNYARD_* variables).
+LOG_MAX_MB = _option("log_max_mb", float, 100.0,
+                     "size of a captured log file before it is rotated (2 older parts are kept)", "LOG_MAX_MB")
+KILL_GRACE = _option("kill_grace_seconds", float, 3.0,
+                     "after SIGTERM, seconds before SIGKILL when a run is canceled or times out", "KILL_GRACE")
+
+
 class RunRef(NamedTuple):
     """The run a job is submitted as (already recorded in the metadata store, status Queued)."""
 

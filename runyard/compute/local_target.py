@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from runyard import env_vars
 from runyard.compute.api import (
     BUILD_LOG_NAME,
+    KILL_GRACE,
+    LOG_MAX_MB,
     ComputeTarget,
     RunDescription,
     RunRef,
@@ -87,10 +89,8 @@ class LocalTarget(ComputeTarget):
                      "CPU runs executing at once; more wait in Queued", env_vars.LOCAL_MAX_RUNS),
         TargetOption("max_concurrent_gpu_runs", int, None,
                      "GPU runs (use_gpu=True) executing at once (default: one per GPU)", env_vars.LOCAL_MAX_GPU_RUNS),
-        TargetOption("log_max_mb", float, 100.0,
-                     "size of a captured log file before it is rotated (2 older parts are kept)", env_vars.LOG_MAX_MB),
-        TargetOption("kill_grace_seconds", float, 3.0,
-                     "after SIGTERM, seconds before SIGKILL when a run is canceled or times out", env_vars.KILL_GRACE),
+        LOG_MAX_MB,
+        KILL_GRACE,
         TargetOption("log_sync_seconds", float, 10.0,
                      "seconds between uploads of a running run's logs to the artifact store", env_vars.LOG_SYNC_SECONDS),
         TargetOption("supervisor_start", str, "auto",

@@ -151,8 +151,6 @@ def _nodes(dashboard: str) -> int:
 
 
 def _wait_for(ready, pid: int, log: Path, what: str) -> None:
-    import psutil
-
     deadline = time.monotonic() + _START_TIMEOUT
     while not ready():
         if not _alive([pid]):

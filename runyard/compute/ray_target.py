@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from runyard.compute.api import (
     BUILD_LOG_NAME,
+    KILL_GRACE,
+    LOG_MAX_MB,
     ComputeTarget,
     RunDescription,
     RunRef,
@@ -272,8 +274,8 @@ class RayTarget(ComputeTarget):
 
     type = "ray"
     options = (
-        TargetOption("log_max_mb", float, 100.0, "size of a captured log file before it is rotated"),
-        TargetOption("kill_grace_seconds", float, 3.0, "after SIGTERM, seconds before SIGKILL on cancel"),
+        LOG_MAX_MB,
+        KILL_GRACE,
         TargetOption("log_sync_seconds", float, 1.0,
                      "seconds between uploads of a running run's logs (what `runyard logs -f` shows)"),
         TargetOption("agent_timeout_seconds", float, 30.0,
