@@ -74,9 +74,6 @@ class OutputBuffer:
                 self._dropped = 0
             return data
 
-    def last_lines(self, n: int = 20) -> list[str]:
-        return []
-
     def close(self) -> None:
         pass
 
@@ -182,13 +179,13 @@ class NodeAgent:
         from runyard.launchers.mpi import RANK_LOG_DIR
         from runyard.submission.supervisor import _inherited_env
 
+        info = self.info()
         for spec in specs:
-            info = self.info()
             env = {**_inherited_env(), **spec["env"], "PYTHONPATH": with_python_path(str(self.workdir)),
                    env_vars.NODE_RANK: str(self.node_rank), env_vars.NODE_ID: info["node_id"]}
             gpus = info["gpus"]
             if gpus:
-                env["CUDA_VISIBLE_DEVICES"] = env["RUNYARD_VISIBLE_GPUS"] = ",".join(gpus)
+                env["CUDA_VISIBLE_DEVICES"] = env[env_vars.VISIBLE_GPUS] = ",".join(gpus)
             rank_logs = spec.get("rank_logs") or []
             if rank_logs:
                 fifo_dir = self.dir / "rank-fifos"
@@ -292,6 +289,7 @@ class RayDriver(Supervisor):
         self._last_pump = 0.0
         self._last_answer: dict[int, float] = {}
         self._pump_lock = threading.Lock()
+        self._pythons: list[str] = []  # each node's interpreter for the job (its environment there)
 
     def say(self, message: str) -> None:
         super().say(message)
@@ -403,8 +401,7 @@ class RayDriver(Supervisor):
                 self._rank_logs["launcher" if p.rank_logs else str(p.rank)] = log
                 for r in p.rank_logs:
                     self._rank_logs[str(r)] = RotatingLog(self.run_dir / user_log_name(r), max_bytes)
-                proc = RemoteProcess(p.rank, p.role, list(p.rank_logs), self._rank_logs[str(p.rank)]
-                                     if not p.rank_logs else self._rank_logs[str(p.rank_logs[0])], i, self._pump)
+                proc = RemoteProcess(p.rank, p.role, list(p.rank_logs), log, i, self._pump)
                 self._procs.append(proc)
                 self.say(f"node {i} rank {p.rank}" + (f" ({p.role})" if p.role != "main" else "")
                          + f": {' '.join(p.argv)}")
@@ -518,6 +515,9 @@ class RayDriver(Supervisor):
                         proc = next(p for p in self._procs if p.rank == int(rank))
                         proc.finish(code)
 
+    def _rank_log(self, rank: int) -> RotatingLog | None:
+        return self._rank_logs.get(str(rank))  # _failure drained the agents already
+
     def _node_lost(self, i: int) -> bool:
         return any(p.lost for p in self._procs if p.node == i)
 
@@ -612,9 +612,6 @@ class RayDriver(Supervisor):
 
 def _actor_death(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
-    for hint in ("The actor died unexpectedly", "killed", "SIGKILL", "node", "exited"):
-        if hint in text:
-            break
     return "its runyard node agent died (" + (text[:300] or type(exc).__name__) + ")"
 
 

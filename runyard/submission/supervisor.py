@@ -365,10 +365,9 @@ class Supervisor:
         rank = proc.rank
         if proc.rank_logs:  # mpirun: which rank failed first (runyard's rank wrapper, else mpirun's report)
             rank, code = self._failed_rank(proc, code)
-            pipe = next((p for p in self._rank_pipes if p.rank == rank), None)
-            if pipe is not None:
-                pipe.drain(1.0)
-                lines = pipe.log.last_lines(20)
+            log = self._rank_log(rank)
+            if log is not None:
+                lines = log.last_lines(20)
         if code is not None and code < 0:
             try:
                 name = signal.Signals(-code).name
@@ -477,6 +476,14 @@ class Supervisor:
     def _housekeeping(self) -> None:
         """Called every 50 ms while the run's processes run."""
         processes.reap_orphans(self._procs)
+
+    def _rank_log(self, rank: int) -> RotatingLog | None:
+        """The log of a rank started by another process (mpirun), with everything it wrote so far."""
+        pipe = next((p for p in self._rank_pipes if p.rank == rank), None)
+        if pipe is None:
+            return None
+        pipe.drain(1.0)
+        return pipe.log
 
     # -- helpers ------------------------------------------------------------------------------------
     def _run(self):

@@ -197,6 +197,27 @@ def test_mpi_job_on_a_one_machine_cluster(cluster, tmp_path):
     assert run.get_metrics()["sum"] == 10
 
 
+FAILING = """
+    import os, sys, time
+    if os.environ["RANK"] == "1":
+        raise ValueError("rank 1 on node " + os.environ["RUNYARD_NODE_RANK"] + " broke")
+    time.sleep(120)  # rank 0 would wait forever without fail-fast across nodes
+"""
+
+
+def test_a_failing_rank_stops_every_node_and_is_named(cluster, tmp_path):
+    ws, target = cluster
+    proj = write(tmp_path / "f", "fail.py", FAILING)
+    started = time.monotonic()
+    run = Experiment(ws, "ray").submit(ScriptRunConfig(proj, "fail.py", compute_target=target,
+                                                       distributed_job_config=PyTorchConfiguration(node_count=2)))
+    error = run.wait_for_completion(raise_on_error=False)["error"]
+    assert time.monotonic() - started < 30
+    assert error["rank"] == 1 and error["node"] == 1 and error["code"] == "UserError"
+    assert error["message"] == "fail.py (rank 1) exited with code 1: ValueError: rank 1 on node 1 broke"
+    assert_no_process_left(run.id)
+
+
 SLEEPER = """
     import os, time
     print("rank", os.environ["RANK"], "on node", os.environ["RUNYARD_NODE_RANK"], "pid", os.getppid(), flush=True)
