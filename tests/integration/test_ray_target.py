@@ -63,6 +63,12 @@ def write(folder, name, code):
     return folder
 
 
+def submit_nodes(ws, target, proj, script: str, nodes: int, **options):
+    """A job of ``nodes`` nodes with one process each (PyTorch's launcher: RANK, MASTER_ADDR…)."""
+    return Experiment(ws, "ray").submit(ScriptRunConfig(
+        proj, script, compute_target=target, distributed_job_config=PyTorchConfiguration(node_count=nodes), **options))
+
+
 def logs(ws, target, run, ranks):
     return ["".join(target.log_iter(run.id, rank=r)) for r in range(ranks)]
 
@@ -119,8 +125,7 @@ def test_a_two_node_job_runs_one_rank_on_each_node(cluster, tmp_path):
     ws, target = cluster
     proj = write(tmp_path / "p", "nodes.py", NODES)
     started = time.monotonic()
-    run = Experiment(ws, "ray").submit(ScriptRunConfig(proj, "nodes.py", compute_target=target,
-                                                       distributed_job_config=PyTorchConfiguration(node_count=2)))
+    run = submit_nodes(ws, target, proj, "nodes.py", 2)
     assert run.wait_for_completion(show_output=True)["status"] == "Completed"
     print(f"submit → Completed: {time.monotonic() - started:.1f} s")
     out = logs(ws, target, run, 2)
@@ -209,8 +214,7 @@ def test_a_failing_rank_stops_every_node_and_is_named(cluster, tmp_path):
     ws, target = cluster
     proj = write(tmp_path / "f", "fail.py", FAILING)
     started = time.monotonic()
-    run = Experiment(ws, "ray").submit(ScriptRunConfig(proj, "fail.py", compute_target=target,
-                                                       distributed_job_config=PyTorchConfiguration(node_count=2)))
+    run = submit_nodes(ws, target, proj, "fail.py", 2)
     error = run.wait_for_completion(raise_on_error=False)["error"]
     assert time.monotonic() - started < 30
     assert error["rank"] == 1 and error["node"] == 1 and error["code"] == "UserError"
@@ -236,12 +240,9 @@ def _running(run, timeout=60):
 def test_a_lost_node_agent_fails_the_run_naming_the_node(cluster, tmp_path):
     ws, target = cluster
     proj = write(tmp_path / "s", "sleep.py", SLEEPER)
-    run = Experiment(ws, "ray").submit(ScriptRunConfig(proj, "sleep.py", compute_target=target,
-                                                       distributed_job_config=PyTorchConfiguration(node_count=2)))
+    run = submit_nodes(ws, target, proj, "sleep.py", 2)
     _running(run)
-    agent = next(p for p in psutil.process_iter(["cmdline"])
-                 if any("NodeAgent" in part for part in (p.info["cmdline"] or [])) and
-                 _is_agent_of(p, run.id, node=1))
+    agent = agent_of(run.id, node=1)
     started = time.monotonic()
     agent.kill()
     details = run.wait_for_completion(raise_on_error=False)
@@ -270,16 +271,13 @@ CHECKPOINTED = """
 def test_max_run_retries_restarts_the_job_after_a_lost_node(cluster, tmp_path):
     ws, target = cluster
     proj = write(tmp_path / "r", "ckpt.py", CHECKPOINTED)
-    run = Experiment(ws, "ray").submit(ScriptRunConfig(proj, "ckpt.py", compute_target=target, max_run_retries=1,
-                                                       distributed_job_config=PyTorchConfiguration(node_count=2)))
+    run = submit_nodes(ws, target, proj, "ckpt.py", 2, max_run_retries=1)
     _running(run)
     deadline = time.monotonic() + 30
     while "starting fresh" not in "".join(target.log_iter(run.id, rank=1)):
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    agent = next(p for p in psutil.process_iter(["cmdline"])
-                 if any("NodeAgent" in part for part in (p.info["cmdline"] or [])) and _is_agent_of(p, run.id, 1))
-    agent.kill()
+    agent_of(run.id, node=1).kill()
     assert run.wait_for_completion(raise_on_error=False)["status"] == "Completed"
     out = logs(ws, target, run, 2)
     assert "rank 0 starting fresh" in out[0] and "rank 0 resumed from step 7" in out[0]
@@ -292,22 +290,23 @@ def test_max_run_retries_restarts_the_job_after_a_lost_node(cluster, tmp_path):
     assert_no_process_left(run.id)
 
 
-def _is_agent_of(proc, run_id: str, node: int) -> bool:
-    """The agent of ``node`` is the parent of the rank whose working copy is node<node>/ of the run."""
-    for child in proc.children():
+def agent_of(run_id: str, node: int):
+    """The node agent (a Ray worker process) of ``node``: the parent of the rank working in node<node>/ of the run."""
+    for proc in psutil.process_iter(["cmdline"]):
         try:
-            if f"{run_id}/node{node}/" in child.cwd() + "/":
-                return True
+            if not any("NodeAgent" in part for part in (proc.info["cmdline"] or [])):
+                continue
+            if any(f"{run_id}/node{node}/" in child.cwd() + "/" for child in proc.children()):
+                return proc
         except psutil.Error:
             pass
-    return False
+    raise AssertionError(f"no agent of node {node} of {run_id}")
 
 
 def test_cancel_stops_every_process_on_every_node(cluster, tmp_path):
     ws, target = cluster
     proj = write(tmp_path / "c", "sleep.py", SLEEPER)
-    run = Experiment(ws, "ray").submit(ScriptRunConfig(proj, "sleep.py", compute_target=target,
-                                                       distributed_job_config=PyTorchConfiguration(node_count=2)))
+    run = submit_nodes(ws, target, proj, "sleep.py", 2)
     _running(run)
     assert len(run_processes(run.id)) >= 2
     started = time.monotonic()
@@ -325,8 +324,7 @@ def test_more_nodes_than_the_cluster_has_waits_in_queued_then_fails(cluster, tmp
     proj = write(tmp_path / "q", "nodes.py", NODES)
     attached = ComputeTarget.create(ws, "attached", RayCompute.attach_configuration(
         target.dashboard, queue_timeout_seconds=4))
-    run = Experiment(ws, "ray").submit(ScriptRunConfig(proj, "nodes.py", compute_target=attached,
-                                                       distributed_job_config=PyTorchConfiguration(node_count=3)))
+    run = submit_nodes(ws, attached, proj, "nodes.py", 3)
     deadline = time.monotonic() + 30
     while "runyard.waiting_for" not in run.get_tags():
         assert time.monotonic() < deadline and run.get_status() == "Queued", run.get_details()
