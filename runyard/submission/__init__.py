@@ -74,6 +74,14 @@ def submit(
     from runyard.run import Run
     from runyard.submission import snapshot
 
+    from runyard.hyperdrive.config import HyperDriveConfig
+
+    if isinstance(config, HyperDriveConfig):
+        from runyard.hyperdrive.config import submit_sweep
+
+        if parent_run_id is not None:
+            raise ValidationError("a sweep cannot be a child run")
+        return submit_sweep(experiment, config, tags=tags, display_name=display_name)
     clean_tags = {validation.key(k, "tag key"): validation.text(v, f"tag {k!r}") for k, v in (tags or {}).items()}
     ws = experiment.workspace
     prepared = prepare(ws, experiment.name, config, parent_run_id=parent_run_id)

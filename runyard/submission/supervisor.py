@@ -559,7 +559,13 @@ def main(argv: list[str]) -> int:
     processes.set_process_name()  # what ps/top show (a forked one still has the submitter's argv), and kill_tree spares
     run_dir = Path(argv[1])
     try:
-        supervisor = Supervisor(run_dir)
+        kind = json.loads((run_dir / "request.json").read_text(encoding="utf-8")).get("kind")
+        if kind == "sweep":  # a HyperDrive parent run: the same life cycle, trials instead of processes
+            from runyard.hyperdrive.driver import SweepDriver
+
+            supervisor = SweepDriver(run_dir)
+        else:
+            supervisor = Supervisor(run_dir)
     except Exception as exc:  # noqa: BLE001 - say why on the run instead of leaving it Queued until its heartbeat ages
         traceback.print_exc()
         _fail_unsupervised(run_dir, exc)

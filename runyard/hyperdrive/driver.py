@@ -1,0 +1,199 @@
+"""The sweep driver: the detached process behind a HyperDrive parent run (a Supervisor whose work is trials).
+
+It keeps at most ``max_concurrent_runs`` trials running and starts no more than ``max_total_runs``; every 0.25 s it
+reads the running trials' primary metric from the store and lets the policy stop those it should (they end Canceled
+with the reason in their ``runyard.early_termination`` tag); it logs the best-so-far value of the primary metric on
+the parent each time a trial ends, writes a line per event into the parent's log, and stops at
+``max_duration_minutes``. A cancel of the parent cancels every running trial.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from runyard.hyperdrive.config import (
+    HYPERPARAMETERS_TAG,
+    STOPPED_BY_TAG,
+    apply_parameters,
+    better,
+    final_metrics,
+    history_of,
+    metric_series,
+)
+from runyard.hyperdrive.policies import policy_from_dict
+from runyard.hyperdrive.sampling import Sampler, sampling_from_dict
+from runyard.status import RunStatus
+from runyard.submission.logfiles import RotatingLog
+from runyard.submission.supervisor import Supervisor
+
+_TICK = 0.25
+
+
+class SweepDriver(Supervisor):
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(run_dir)
+        self.config = self.request["hyperdrive"]
+        self.metric = self.config["primary_metric_name"]
+        self.maximize = self.config["primary_metric_goal"] == "MAXIMIZE"
+        self.policy = policy_from_dict(self.config["policy"])
+        self._running: dict[str, dict[str, Any]] = {}  # run id → its configuration
+        self._finished: dict[str, str] = {}  # run id → final status
+        self._evaluated: dict[str, int] = {}  # run id → the last interval the policy looked at
+        self._out = RotatingLog(run_dir / "logs" / "user_log_0.txt", 10 << 20)
+
+    def print(self, line: str) -> None:
+        """A line of the sweep's own log (what ``wait_for_completion(show_output=True)`` streams)."""
+        self._out.write((line + "\n").encode())
+        self.say(line)
+
+    def _wait_for_slot(self) -> bool:
+        return True  # the sweep itself takes no slot: its trials queue for them
+
+    def _execute(self) -> tuple[RunStatus, dict | None, int | None]:
+        from runyard.config.job import JobSpec
+        from runyard.experiment import Experiment
+
+        store = self.store
+        self._set(RunStatus.RUNNING)
+        experiment = Experiment(self.ws, self.request["experiment"])
+        trial = JobSpec.from_definition(self.request["trial"])
+        history = history_of(self.ws, self.config["resume_from"] + self.config["resume_child_runs"], self.metric)
+        sampler = Sampler(sampling_from_dict(self.config["sampling"]), self.maximize, history)
+        total, concurrent = self.config["max_total_runs"], self.config["max_concurrent_runs"]
+        deadline = time.monotonic() + self.config["max_duration_minutes"] * 60
+        self.print(f"sweep of {total} trial(s), at most {concurrent} at once, {self.config['sampling']['kind']} sampling, "
+                   f"{self.policy!r}, primary metric {self.metric} ({self.config['primary_metric_goal']})"
+                   + (f"; warm start from {len(history)} earlier trial(s)" if history else ""))
+        started, exhausted, best = 0, False, None
+        warned_metric = False
+        while True:
+            self._poll_store()
+            if self._stop.is_set():
+                self.print(f"sweep canceled: canceling {len(self._running)} running trial(s)")
+                self._cancel_all("the sweep was canceled")
+                return RunStatus.CANCELED, None, None
+            if time.monotonic() > deadline:
+                self.print(f"max_duration_minutes={self.config['max_duration_minutes']:g} reached: canceling "
+                           f"{len(self._running)} running trial(s)")
+                self._cancel_all("the sweep reached max_duration_minutes")
+                store.set_tag(self.run_id, "runyard.stopped", "max_duration_minutes reached")
+                break
+            best = self._collect(sampler, best)
+            self._apply_policy()
+            while not exhausted and len(self._running) < concurrent and started < total:
+                params = sampler.next()
+                if params is None:
+                    exhausted = True
+                    self.print(f"the parameter space is exhausted after {started} trial(s)")
+                    break
+                child = self._start(experiment, trial, params)
+                started += 1
+                self._running[child] = params
+                self.print(f"trial {started}/{total} {child} started: "
+                           + " ".join(f"{k} {v}" for k, v in params.items()))
+            if not self._running and (exhausted or started >= total):
+                break
+            if not warned_metric and len(self._finished) >= min(3, total):
+                logged = final_metrics(store, list(self._finished), self.metric)
+                if not logged:
+                    warned_metric = True
+                    names = sorted({m.name for m in store.get_latest_metrics(list(self._finished))})
+                    note = (f"none of the first {len(self._finished)} finished trial(s) logged the primary metric "
+                            f"{self.metric!r}" + (f"; they logged {', '.join(names)}" if names else ""))
+                    self.print("warning: " + note)
+                    store.set_tag(self.run_id, "runyard.warning", note)
+            self._housekeeping()
+            time.sleep(_TICK)
+        return self._outcome(best)
+
+    # -- trials ---------------------------------------------------------------------------------------------
+    def _start(self, experiment, trial, params: dict[str, Any]) -> str:
+        from runyard.submission import submit
+
+        job = replace(trial, arguments=apply_parameters(trial.arguments, params))
+        run = submit(experiment, job, tags={HYPERPARAMETERS_TAG: json.dumps(params)}, parent_run_id=self.run_id)
+        return run.id
+
+    def _collect(self, sampler: Sampler, best: float | None) -> float | None:
+        """Record trials that ended; the parent's best-so-far curve."""
+        if not self._running:
+            return best
+        infos = {i.run_id: i for i in self.store.list_runs(parent_run_id=self.run_id, limit=100000)}
+        ended = [r for r in self._running if infos[r].status.is_terminal()]
+        if not ended:
+            return best
+        finals = final_metrics(self.store, ended, self.metric)
+        for run_id in ended:
+            params = self._running.pop(run_id)
+            status = infos[run_id].status.value
+            self._finished[run_id] = status
+            value = finals.get(run_id)
+            sampler.report(params, value if status == "Completed" else None)
+            if value is not None and better(value, best, self.maximize):
+                best = value
+            if best is not None:
+                self._run().log(self.metric, best)  # the parent's series: the best so far, trial by trial
+                self._run().flush()
+            stopped = infos[run_id].tags.get(STOPPED_BY_TAG)
+            self.print(f"trial {run_id} {status}" + (f" by the policy ({stopped})" if stopped else "")
+                       + (f": {self.metric}={value:.6g}" if value is not None else f": no {self.metric} logged")
+                       + (f" (best so far {best:.6g})" if best is not None else ""))
+        return best
+
+    def _apply_policy(self) -> None:
+        if self.policy.name == "NoTerminationPolicy" or not self._running:
+            return
+        finished_ids = set(self._finished)
+        series = metric_series(self.store, list(self._running) + list(self._finished), self.metric)
+        for run_id in list(self._running):
+            values = series.get(run_id, [])
+            for interval in range(self._evaluated.get(run_id, 0) + 1, len(values) + 1):
+                self._evaluated[run_id] = interval
+                reason = self.policy.verdict(run_id, interval, series, finished_ids, self.maximize)
+                if reason:
+                    self.store.set_tag(run_id, STOPPED_BY_TAG, reason)
+                    self.print(f"trial {run_id} stopped early: {reason}")
+                    self._cancel(run_id)
+                    break
+
+    def _cancel(self, run_id: str) -> None:
+        from runyard.run import Run
+
+        try:
+            Run._by_id(self.ws, run_id).cancel()
+        except Exception as exc:  # noqa: BLE001 - the trial may have ended meanwhile
+            self.say(f"cancel of {run_id} failed: {exc}")
+
+    def _cancel_all(self, reason: str) -> None:
+        for run_id in list(self._running):
+            if not self.store.get_run(run_id).status.is_terminal():
+                self.store.set_tag(run_id, STOPPED_BY_TAG, reason)
+                self._cancel(run_id)
+            self._finished[run_id] = self.store.get_run(run_id).status.value
+            self._running.pop(run_id, None)
+
+    def _outcome(self, best: float | None) -> tuple[RunStatus, dict | None, int | None]:
+        statuses = list(self._finished.values())
+        self.print(f"sweep done: {len(statuses)} trial(s) — " + ", ".join(
+            f"{statuses.count(s)} {s}" for s in ("Completed", "Canceled", "Failed") if statuses.count(s))
+            + (f"; best {self.metric} {best:.6g}" if best is not None else ""))
+        if statuses and all(s == "Failed" for s in statuses):
+            first = next(iter(self._finished))
+            cause = (self.store.get_run(first).error or {}).get("message", "no error recorded")
+            return RunStatus.FAILED, {"message": f"every trial failed; the first: {cause}", "code": "AllTrialsFailed"}, None
+        if statuses and best is None:
+            return RunStatus.FAILED, {"message": f"no trial logged the primary metric {self.metric!r}",
+                                      "code": "PrimaryMetricMissing"}, None
+        return RunStatus.COMPLETED, None, 0
+
+    def _kill_all(self) -> None:
+        if self._running:  # the driver itself failed: its trials must not run on unwatched
+            self._cancel_all("the sweep's driver stopped")
+        super()._kill_all()
+
+    def _finalize(self, status: RunStatus, error: dict | None) -> tuple[RunStatus, dict | None]:
+        self._out.close()
+        return super()._finalize(status, error)
