@@ -94,17 +94,17 @@ class SweepDriver(Supervisor):
                 self._running[child] = params
                 self.print(f"trial {started}/{total} {child} started: "
                            + " ".join(f"{k} {v}" for k, v in params.items()))
-            if not self._running and (exhausted or started >= total):
-                break
-            if not warned_metric and len(self._finished) >= min(3, total):
-                logged = final_metrics(store, list(self._finished), self.metric)
-                if not logged:
-                    warned_metric = True
-                    names = sorted({m.name for m in store.get_latest_metrics(list(self._finished))})
-                    note = (f"none of the first {len(self._finished)} finished trial(s) logged the primary metric "
+            completed = [r for r, s in self._finished.items() if s == "Completed"]
+            if not warned_metric and len(completed) >= min(3, total):
+                warned_metric = True
+                if not final_metrics(store, completed, self.metric):
+                    names = sorted({m.name for m in store.get_latest_metrics(completed)})
+                    note = (f"none of the first {len(completed)} completed trial(s) logged the primary metric "
                             f"{self.metric!r}" + (f"; they logged {', '.join(names)}" if names else ""))
                     self.print("warning: " + note)
                     store.set_tag(self.run_id, "runyard.warning", note)
+            if not self._running and (exhausted or started >= total):
+                break
             self._housekeeping()
             time.sleep(_TICK)
         return self._outcome(best)

@@ -142,7 +142,8 @@ class Sampler:
             raise ConfigError("Bayesian sampling needs Optuna: pip install 'runyard[hyperdrive]'") from None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         return optuna.create_study(direction="maximize" if self.maximize else "minimize",
-                                   sampler=optuna.samplers.TPESampler(seed=self.sampling.seed))
+                                   sampler=optuna.samplers.TPESampler(seed=self.sampling.seed,
+                                                                      n_startup_trials=5))
 
     def _add_finished(self, params: dict, value: float) -> None:
         import optuna
