@@ -199,3 +199,39 @@ def test_bayesian_finds_a_better_optimum_than_random_with_the_same_budget(ws, pr
             for name, run in (("bayes", bayes), ("random", rand))}
     assert best["bayes"] > best["random"], best
     assert PrimaryMetricGoal.MAXIMIZE.value == "MAXIMIZE"
+
+
+def test_cli_sweep_submit_show_and_bad_files(ws, project):
+    import os
+    import subprocess
+    import sys
+
+    cli = [os.path.join(os.path.dirname(sys.executable), "runyard"), "-w", str(ws.path)]
+    (project / "sweep.yml").write_text(textwrap.dedent("""
+        experiment: cli
+        script: train.py
+        arguments: [--intervals, 2, --pause, 0]
+        sampling:
+          type: grid
+          parameters:
+            --lr: choice(0.001, 0.01)
+            bs: choice(32, 64)
+        policy: {type: bandit, slack_factor: 0.5}
+        primary_metric: {name: acc, goal: maximize}
+        max_total_runs: 4
+        max_concurrent_runs: 2
+    """))
+    out = subprocess.run([*cli, "sweep", "submit", str(project / "sweep.yml"), "--wait"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    sweep_id = re.search(r"submitted sweep (\S+)", out.stdout)[1]
+    assert "Status: Completed" in out.stdout and "4 trial(s), maximize acc" in out.stdout
+    shown = subprocess.run([*cli, "sweep", "show", sweep_id, "--top", "1"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "0.01" in shown.stdout and "64" in shown.stdout, shown.stdout  # the true best
+    (project / "bad.yml").write_text("script: train.py\nsampling:\n  type: grid\n  parameters:\n"
+                                     "    --lr: uniform(0, 1)\nprimary_metric: {name: acc}\nmax_total_runs: 2\n")
+    bad = subprocess.run([*cli, "sweep", "submit", str(project / "bad.yml")], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "grid sampling needs choice(...) for every parameter; --lr" in bad.stderr
+    trial = next(iter(ws.get_run(sweep_id).get_children())).id
+    not_sweep = subprocess.run([*cli, "sweep", "show", trial], capture_output=True, text=True, timeout=60)
+    assert not_sweep.returncode == 1 and "is not a sweep" in not_sweep.stderr
