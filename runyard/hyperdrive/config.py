@@ -218,7 +218,7 @@ def submit_sweep(experiment: "Experiment", config: HyperDriveConfig, tags: Mappi
     """Validate the trials' configuration (as a submission would), record the parent run and start its driver."""
     from runyard import validation
     from runyard.compute import get_target
-    from runyard.compute.local_target import _fork_is_safe, _fork_supervisor, _spawn_supervisor
+    from runyard.compute.local_target import start_supervisor
     from runyard.ids import new_run_id
     from runyard.submission import job_spec_of, prepare
 
@@ -250,7 +250,7 @@ def submit_sweep(experiment: "Experiment", config: HyperDriveConfig, tags: Mappi
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "request.json").write_text(json.dumps(request, indent=2), encoding="utf-8")
     try:
-        (_fork_supervisor if _fork_is_safe() else _spawn_supervisor)(run_dir)
+        start_supervisor(run_dir, local.settings["supervisor_start"])
     except Exception as exc:
         ws.metadata.set_status(run_id, RunStatus.FAILED, error={"message": f"could not start the sweep: {exc}",
                                                                "code": "ScheduleFailed"})

@@ -1,0 +1,131 @@
+"""HyperDrive: bookkeeping overhead per trial vs a bare Optuna study, and the compute early termination saves.
+
+    .venv/bin/python bench/bench_hyperdrive.py [--trials 50] [--reps 1]
+
+(1) 50 trivial trials (a script that logs one value), one at a time, each a subprocess, four ways in one run:
+    bare subprocesses (no tool), Optuna in memory, Optuna with SQLite storage (each trial's function runs the script
+    in a subprocess and reads its value), and a runyard sweep (each trial a submitted child run). Overhead per trial =
+    (wall − bare wall) / trials.
+(2) A synthetic learning-curve workload (12 trials, 10 intervals of 0.2 s, accuracy a known function of the
+    parameters): the same sweep (same seed, same configurations) without a policy and with BanditPolicy; trial-seconds
+    (sum of the trials' durations) and the best metric of each.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+TRIVIAL = """
+import sys
+from runyard import Run
+x = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+value = -(x - 0.3) ** 2
+Run.get_context().log("score", value)
+print(value)
+"""
+
+CURVE = """
+import argparse, math, time
+from runyard import Run
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float); p.add_argument("--bs", type=int)
+a = p.parse_args()
+run = Run.get_context()
+final = 1 - (math.log10(a.lr) + 2) ** 2 / 10 - abs(a.bs - 64) / 640
+for i in range(1, 11):
+    run.log("acc", final * (1 - math.exp(-i / 2)))
+    run.flush()
+    time.sleep(0.2)
+"""
+
+
+def bench_overhead(root: Path, trials: int) -> None:
+    import optuna
+
+    from runyard import Experiment, ScriptRunConfig, Workspace
+    from runyard.hyperdrive import HyperDriveConfig, RandomParameterSampling, uniform
+
+    script = root / "trivial.py"
+    script.write_text(textwrap.dedent(TRIVIAL))
+    xs = [i / trials for i in range(trials)]
+
+    def one(x: float) -> float:
+        out = subprocess.run([sys.executable, str(script), "--x", str(x)], capture_output=True, text=True, check=True)
+        return float(out.stdout.strip().splitlines()[-1])
+
+    started = time.perf_counter()
+    for x in xs:
+        one(x)
+    bare = time.perf_counter() - started
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    results = {}
+    for name, storage in (("Optuna (in memory)", None), ("Optuna (SQLite storage)", f"sqlite:///{root / 'optuna.db'}")):
+        study = optuna.create_study(direction="maximize", storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
+        started = time.perf_counter()
+        study.optimize(lambda t: one(t.suggest_float("x", 0, 1)), n_trials=trials)
+        results[name] = time.perf_counter() - started
+
+    ws = Workspace(root / "ws")
+    src = ScriptRunConfig(str(root), "trivial.py")
+    hd = HyperDriveConfig(run_config=src, hyperparameter_sampling=RandomParameterSampling({"--x": uniform(0, 1)}, seed=0),
+                          primary_metric_name="score", primary_metric_goal="MAXIMIZE", max_total_runs=trials,
+                          max_concurrent_runs=1)
+    started = time.perf_counter()
+    run = Experiment(ws, "overhead").submit(hd)
+    run.wait_for_completion()
+    results["runyard sweep"] = time.perf_counter() - started
+    assert len(list(run.get_children())) == trials
+
+    print(f"\n(1) {trials} trivial trials, one at a time (bare subprocesses: {bare:.2f} s, {bare / trials * 1000:.0f} ms "
+          f"per trial)\n")
+    print(f"{'':26} {'wall':>8} {'overhead per trial':>20}")
+    for name, wall in results.items():
+        print(f"{name:26} {wall:>6.2f} s {(wall - bare) / trials * 1000:>17.0f} ms")
+
+
+def bench_early_termination(root: Path) -> None:
+    from runyard import Experiment, ScriptRunConfig, Workspace
+    from runyard.hyperdrive import BanditPolicy, HyperDriveConfig, RandomParameterSampling, choice, loguniform
+
+    (root / "curve.py").write_text(textwrap.dedent(CURVE))
+    ws = Workspace(root / "ws2")
+    space = {"--lr": loguniform(-7, 1), "--bs": choice(16, 32, 64, 128)}
+    rows = []
+    for name, policy in (("no policy", None), ("BanditPolicy(slack 0.1, delay 2)",
+                                                 BanditPolicy(evaluation_interval=1, slack_factor=0.1, delay_evaluation=2))):
+        hd = HyperDriveConfig(run_config=ScriptRunConfig(str(root), "curve.py"), policy=policy,
+                              hyperparameter_sampling=RandomParameterSampling(space, seed=21), primary_metric_name="acc",
+                              primary_metric_goal="MAXIMIZE", max_total_runs=12, max_concurrent_runs=2)
+        started = time.perf_counter()
+        run = Experiment(ws, "early").submit(hd)
+        run.wait_for_completion()
+        wall = time.perf_counter() - started
+        children = list(run.get_children())
+        trial_seconds = sum(c._info.end_time - c._info.start_time for c in children)
+        best = run.get_children_sorted_by_primary_metric(top=1)[0]["best_primary_metric"]
+        stopped = sum(c.get_status() == "Canceled" for c in children)
+        rows.append((name, wall, trial_seconds, best, stopped))
+    base = rows[0][2]
+    print("\n(2) 12 trials × 10 intervals of 0.2 s, 2 at a time, same seed (same configurations)\n")
+    print(f"{'':34} {'wall':>8} {'trial-seconds':>14} {'saved':>7} {'stopped':>8} {'best acc':>9}")
+    for name, wall, seconds, best, stopped in rows:
+        print(f"{name:34} {wall:>6.2f} s {seconds:>12.2f} s {1 - seconds / base:>6.0%} {stopped:>8} {best:>9.4f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trials", type=int, default=50)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-hyperdrive-") as tmp:
+        bench_overhead(Path(tmp), args.trials)
+        bench_early_termination(Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
