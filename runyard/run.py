@@ -259,6 +259,10 @@ class Run(_RunBase):
         from runyard.experiment import Experiment
 
         info = ws.metadata.get_run(validation.run_id(run_id))
+        if cls is Run and info.run_type == "hyperdrive":  # a sweep's parent run, with its leaderboard methods
+            from runyard.hyperdrive.config import HyperDriveRun
+
+            cls = HyperDriveRun
         return cls(Experiment._from_info(ws, ws.metadata.get_experiment(info.experiment_id)), run_id, _info=info)
 
     # -- identity ----------------------------------------------------------------------------

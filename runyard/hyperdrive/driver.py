@@ -112,7 +112,7 @@ class SweepDriver(Supervisor):
                 break
             self._housekeeping()
             time.sleep(_TICK)
-        return self._outcome(best)
+        return self._outcome()
 
     # -- trials ---------------------------------------------------------------------------------------------
     def _start(self, experiment, trial, params: dict[str, Any]) -> str:
@@ -180,8 +180,10 @@ class SweepDriver(Supervisor):
             self._finished[run_id] = self.store.get_run(run_id).status.value
             self._running.pop(run_id, None)
 
-    def _outcome(self, best: float | None) -> tuple[RunStatus, dict | None, int | None]:
+    def _outcome(self) -> tuple[RunStatus, dict | None, int | None]:
         statuses = list(self._finished.values())
+        finals = list(final_metrics(self.store, list(self._finished), self.metric).values())
+        best = (max(finals) if self.maximize else min(finals)) if finals else None
         self.print(f"sweep done: {len(statuses)} trial(s) — " + ", ".join(
             f"{statuses.count(s)} {s}" for s in ("Completed", "Canceled", "Failed") if statuses.count(s))
             + (f"; best {self.metric} {best:.6g}" if best is not None else ""))

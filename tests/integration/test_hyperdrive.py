@@ -235,3 +235,48 @@ def test_cli_sweep_submit_show_and_bad_files(ws, project):
     trial = next(iter(ws.get_run(sweep_id).get_children())).id
     not_sweep = subprocess.run([*cli, "sweep", "show", trial], capture_output=True, text=True, timeout=60)
     assert not_sweep.returncode == 1 and "is not a sweep" in not_sweep.stderr
+
+
+def test_warm_start_skips_what_an_earlier_sweep_ran_and_the_sweep_outlives_its_submitter(ws, project):
+    import subprocess
+    import sys
+
+    grid = GridParameterSampling({"--lr": choice(0.001, 0.01), "--bs": choice(32, 64)})
+    first = sweep(ws, project, grid, total=2, args=["--intervals", 1, "--pause", 0])
+    assert first.wait_for_completion()["status"] == "Completed"
+    # The second sweep is submitted by a process that exits at once: its driver goes on alone.
+    code = textwrap.dedent(f"""
+        import warnings; warnings.simplefilter("ignore")
+        from runyard import Experiment, ScriptRunConfig, Workspace
+        from runyard.hyperdrive import GridParameterSampling, HyperDriveConfig, choice
+        ws = Workspace({str(ws.path)!r})
+        hd = HyperDriveConfig(run_config=ScriptRunConfig({str(project)!r}, "train.py", arguments=["--intervals", 1]),
+                              hyperparameter_sampling=GridParameterSampling({{"--lr": choice(0.001, 0.01),
+                                                                              "--bs": choice(32, 64)}}),
+                              primary_metric_name="acc", primary_metric_goal="MAXIMIZE", max_total_runs=4,
+                              resume_from=[{first.id!r}])
+        print(Experiment(ws, "sweep").submit(hd).id)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    second = ws.get_run(out.stdout.split()[-1])
+    assert type(second).__name__ == "HyperDriveRun"
+    assert second.wait_for_completion()["status"] == "Completed"
+    before = {json.dumps(p, sort_keys=True) for p in first.get_hyperparameters().values()}
+    after = {json.dumps(p, sort_keys=True) for p in second.get_hyperparameters().values()}
+    assert len(before) == 2 and len(after) == 2 and not before & after  # only the two configurations not yet run
+
+
+def test_max_duration_cancels_the_running_trials(ws, project):
+    src = ScriptRunConfig(str(project), "train.py", arguments=["--intervals", 300, "--pause", 0.1])
+    hd = HyperDriveConfig(run_config=src, hyperparameter_sampling=RandomParameterSampling({"--lr": uniform(0.001, 1)}),
+                          primary_metric_name="acc", primary_metric_goal="MAXIMIZE", max_total_runs=4,
+                          max_concurrent_runs=2, max_duration_minutes=0.1)
+    started = time.monotonic()
+    run = Experiment(ws, "sweep").submit(hd)
+    assert run.wait_for_completion()["status"] == "Completed"
+    assert 6 <= time.monotonic() - started < 25
+    children = list(run.get_children())
+    assert len(children) == 2 and all(c.get_status() == "Canceled" for c in children)
+    assert run.get_tags()["runyard.stopped"] == "max_duration_minutes reached"
+    assert all(c.get_tags()["runyard.early_termination"] == "the sweep reached max_duration_minutes" for c in children)
