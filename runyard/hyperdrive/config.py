@@ -10,13 +10,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from runyard.errors import ConfigError, NotFound, RunyardWarning
-from runyard.hyperdrive.policies import (
-    BanditPolicy,
-    EarlyTerminationPolicy,
-    MedianStoppingPolicy,
-    NoTerminationPolicy,
-    TruncationSelectionPolicy,
-)
+from runyard.hyperdrive.policies import EarlyTerminationPolicy, NoTerminationPolicy
 from runyard.hyperdrive.sampling import BayesianParameterSampling, _Sampling
 from runyard.run import Run
 from runyard.status import RunStatus
@@ -208,10 +202,6 @@ class HyperDriveRun(Run):
                 return Run(self.experiment, row["run_id"])
         return None
 
-    def cancel(self) -> None:
-        """Cancel the sweep: its driver cancels every running trial, then ends Canceled."""
-        super().cancel()
-
 
 def submit_sweep(experiment: "Experiment", config: HyperDriveConfig, tags: Mapping[str, Any] | None = None,
                  display_name: str | None = None) -> HyperDriveRun:
@@ -257,6 +247,3 @@ def submit_sweep(experiment: "Experiment", config: HyperDriveConfig, tags: Mappi
         raise
     return HyperDriveRun(experiment, run_id, _info=info)
 
-
-__all__ = ["BanditPolicy", "HyperDriveConfig", "HyperDriveRun", "MedianStoppingPolicy", "PrimaryMetricGoal",
-           "TruncationSelectionPolicy", "NoTerminationPolicy"]

@@ -30,6 +30,7 @@ from runyard.submission.logfiles import RotatingLog
 from runyard.submission.supervisor import Supervisor
 
 _TICK = 0.05  # a finished trial is replaced within this (reading a few rows of the store costs ~1 ms)
+_POLICY_EVERY = 0.2  # seconds between policy evaluations (only the running trials' metrics are read again)
 
 
 class SweepDriver(Supervisor):
@@ -42,6 +43,8 @@ class SweepDriver(Supervisor):
         self._running: dict[str, dict[str, Any]] = {}  # run id → its configuration
         self._finished: dict[str, str] = {}  # run id → final status
         self._evaluated: dict[str, int] = {}  # run id → the last interval the policy looked at
+        self._ended_series: dict[str, list[float]] = {}  # primary metric of ended trials (read once)
+        self._next_policy = 0.0
         self._out = RotatingLog(run_dir / "logs" / "user_log_0.txt", 10 << 20)
         # Trials' supervisors are forked by a zygote made now, while this process has no thread yet.
         from runyard.compute import local_target
@@ -149,10 +152,13 @@ class SweepDriver(Supervisor):
         return best
 
     def _apply_policy(self) -> None:
-        if self.policy.name == "NoTerminationPolicy" or not self._running:
+        if self.policy.name == "NoTerminationPolicy" or not self._running or time.monotonic() < self._next_policy:
             return
+        self._next_policy = time.monotonic() + _POLICY_EVERY
         finished_ids = set(self._finished)
-        series = metric_series(self.store, list(self._running) + list(self._finished), self.metric)
+        unread = [r for r in self._finished if r not in self._ended_series]
+        self._ended_series.update(metric_series(self.store, unread, self.metric))
+        series = {**self._ended_series, **metric_series(self.store, list(self._running), self.metric)}
         for run_id in list(self._running):
             values = series.get(run_id, [])
             for interval in range(self._evaluated.get(run_id, 0) + 1, len(values) + 1):
