@@ -139,6 +139,31 @@ def test_a_two_node_job_runs_one_rank_on_each_node(cluster, tmp_path):
     assert_no_process_left(run.id)
 
 
+def test_a_run_outlives_the_process_that_submitted_it(cluster, tmp_path):
+    ws, target = cluster
+    proj = write(tmp_path / "o", "nodes.py", NODES)
+    code = textwrap.dedent(f"""
+        from runyard import Experiment, PyTorchConfiguration, ScriptRunConfig, Workspace
+        from runyard.compute import ComputeTarget
+        ws = Workspace({str(ws.path)!r})
+        run = Experiment(ws, "ray").submit(ScriptRunConfig({str(proj)!r}, "nodes.py",
+            compute_target=ComputeTarget(ws, "cluster"), distributed_job_config=PyTorchConfiguration(node_count=2)))
+        print(run.id)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    run = ws.get_run(out.stdout.split()[-1])  # the submitter has exited
+    description = target.describe(run.id)
+    assert description.details["ray_job"] == f"runyard-{run.id}"
+    assert run.wait_for_completion()["status"] == "Completed"
+    deadline = time.monotonic() + 20  # the driver releases the agents and exits just after recording the end
+    while target.describe(run.id).details["ray_job_status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert target.describe(run.id).details["ray_job_status"] == "SUCCEEDED"
+    assert "rank 1 node 1" in logs(ws, target, run, 2)[1]
+
+
 def test_pytorch_ddp_across_two_nodes(cluster, tmp_path, local_packages):
     from test_distributed import DDP
 
