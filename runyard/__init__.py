@@ -28,6 +28,7 @@ from runyard.errors import (
     WorkspaceError,
 )
 from runyard.experiment import Experiment
+from runyard.model import Model, ResourceConfiguration
 from runyard.run import OfflineRun, Run
 from runyard.status import RunStatus
 from runyard.workspace import Workspace
@@ -41,6 +42,8 @@ __all__ = [
     "Environment",
     "Experiment",
     "InvalidStatusTransition",
+    "Model",
+    "ResourceConfiguration",
     "MpiConfiguration",
     "PyTorchConfiguration",
     "TensorflowConfiguration",

@@ -443,6 +443,19 @@ class Run(_RunBase):
         return str(dest)
 
     # -- children ----------------------------------------------------------------------------
+    def register_model(self, model_name: str, model_path: str = "outputs", tags: Mapping[str, Any] | None = None,
+                       properties: Mapping[str, Any] | None = None, model_framework: str | None = None,
+                       model_framework_version: str | None = None, description: str | None = None,
+                       datasets: Any = None, resource_configuration: Any = None, **_azure_only: Any):
+        """Register the run's stored file or folder ``model_path`` (e.g. ``outputs/model``) as the next version of
+        ``model_name``; the model records this run as its source."""
+        from runyard.model import register_from_run
+
+        return register_from_run(self, model_name, model_path, tags=tags, properties=properties,
+                                 model_framework=model_framework, model_framework_version=model_framework_version,
+                                 description=description, datasets=datasets,
+                                 resource_configuration=resource_configuration)
+
     def child_run(self, name: str | None = None, run_id: str | None = None, outputs: str | None = None) -> "Run":
         """Start a child run (status Running); it is completed at process exit if you do not complete it."""
         info = self._ws.metadata.create_run(

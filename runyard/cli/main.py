@@ -365,3 +365,4 @@ def _redact(url: str) -> str:
 from runyard.cli import env_commands  # noqa: E402,F401 - registers `runyard env …` on app
 from runyard.cli import compute_commands  # noqa: E402,F401 - registers `runyard compute …` on app
 from runyard.cli import sweep_commands  # noqa: E402,F401 - registers `runyard sweep …` on app
+from runyard.cli import model_commands  # noqa: E402,F401 - registers `runyard models …` on app

@@ -67,8 +67,12 @@ class Snapshot:
         return f"snapshot {self.id[:12]}: {len(self.keys)} files, {_mb(self.total_bytes):.1f} MB from {self.source}"
 
 
-def take(source: str | os.PathLike, cache_dir: Path | None = None, exclude: tuple[Path, ...] = ()) -> Snapshot:
+def take(source: str | os.PathLike, cache_dir: Path | None = None, exclude: tuple[Path, ...] = (),
+         everything: bool = False) -> Snapshot:
     """Walk ``source`` and hash what changed since the last time (per the stat cache in ``cache_dir``).
+
+    ``everything``: every file, ignore files and the always-skipped folders notwithstanding, and no size warning
+    (model files are registered whole, not treated as code).
 
     Unchanged code costs one ``stat`` per file, no reads, and one list comparison. Raises ConfigError, before
     anything is stored, when files cannot be read (listing them).
@@ -77,9 +81,10 @@ def take(source: str | os.PathLike, cache_dir: Path | None = None, exclude: tupl
     cache_file = cache_dir / f"{hashlib.sha256(str(root).encode()).hexdigest()[:24]}.pickle" if cache_dir else None
     cached_id, cached_keys, cached_shas = _load_cache(cache_file)
     unreadable: list[str] = []
-    keys = _walk(root, {_dev_ino(p) for p in exclude if os.path.isdir(p)}, unreadable)
+    keys = _walk(root, {_dev_ino(p) for p in exclude if os.path.isdir(p)}, unreadable, everything)
+    checked = (lambda snap: snap) if everything else _checked
     if not unreadable and cached_id and keys == cached_keys:  # nothing changed: no file read, no manifest rebuilt
-        return _checked(Snapshot(cached_id, str(root), keys, cached_shas))
+        return checked(Snapshot(cached_id, str(root), keys, cached_shas))
     known = {key[0]: (key[1], key[2], sha) for key, sha in zip(cached_keys, cached_shas)}
     shas: list[str] = []
     kept: list[tuple[str, int, int, int]] = []
@@ -105,7 +110,7 @@ def take(source: str | os.PathLike, cache_dir: Path | None = None, exclude: tupl
     snap = Snapshot(hashlib.sha256(_manifest_json(_files(kept, shas))).hexdigest(), str(root), kept, shas)
     if cache_file is not None:
         _save_cache(cache_file, snap.id, kept, shas)
-    return _checked(snap)
+    return checked(snap)
 
 
 def _files(keys: list[tuple[str, int, int, int]], shas: list[str]) -> dict[str, tuple[str, int, int]]:
@@ -160,7 +165,8 @@ def _blob_key(sha: str) -> str:
     return f"snapshots/blobs/{sha[:2]}/{sha}"
 
 
-def _walk(root: Path, skip: set[tuple[int, int]], unreadable: list[str]) -> list[tuple[str, int, int, int]]:
+def _walk(root: Path, skip: set[tuple[int, int]], unreadable: list[str],
+          everything: bool = False) -> list[tuple[str, int, int, int]]:
     """(relative posix path, size, mtime_ns, mode) of every file to snapshot.
 
     Kept lean on purpose: it runs for every file on every submission (``bench/bench_submit.py`` measures it).
@@ -180,7 +186,7 @@ def _walk(root: Path, skip: set[tuple[int, int]], unreadable: list[str]) -> list
             unreadable.append(f"{rel_dir or './'} ({exc.strerror or exc})")
             continue
         names = {e.name for e in entries}
-        ignore_name = next((n for n in IGNORE_FILES if n in names), None)
+        ignore_name = None if everything else next((n for n in IGNORE_FILES if n in names), None)
         if ignore_name is not None:
             rules = (*rules, _Rules(os.path.join(folder, ignore_name), len(rel_dir)))
         file_ignored, dir_ignored = _checks(rules)
@@ -192,7 +198,7 @@ def _walk(root: Path, skip: set[tuple[int, int]], unreadable: list[str]) -> list
                 is_dir = False
             if is_dir:
                 rel = f"{rel_dir}{name}/"
-                if name in ALWAYS_SKIPPED or (dir_ignored and dir_ignored(name + "/", rel)):
+                if (name in ALWAYS_SKIPPED and not everything) or (dir_ignored and dir_ignored(name + "/", rel)):
                     continue
                 if entry.is_symlink() or entry.inode() in skip_inodes:
                     try:

@@ -9,6 +9,7 @@ from runyard.status import RunStatus
 from runyard.store.metadata.entities import (
     ArtifactInfo,
     ComputeTargetRecord,
+    ModelRecord,
     EnvironmentRecord,
     ExperimentInfo,
     LatestMetric,
@@ -158,6 +159,29 @@ class MetadataStore(ABC):
 
     def close(self) -> None:  # noqa: B027 - a no-op unless the store holds connections
         """Release connections."""
+
+    # -- models ------------------------------------------------------------------------------
+    @abstractmethod
+    def register_model(self, name: str, record: Mapping[str, Any]) -> ModelRecord:
+        """Store the next version of ``name`` (1 for a new name); ``record`` holds the other columns."""
+
+    @abstractmethod
+    def get_model(self, name: str, version: int | None = None, alias: str | None = None) -> ModelRecord:
+        """The latest version, a version, or the one an alias points at; NotFound says what exists."""
+
+    @abstractmethod
+    def list_models(self, name: str | None = None, run_id: str | None = None, tags: Mapping[str, str] | None = None,
+                    latest: bool = False, limit: int = 100, offset: int = 0) -> list[ModelRecord]:
+        """Newest first; ``latest``: only each name's newest version; ``tags``: every given tag must match."""
+
+    @abstractmethod
+    def set_model_alias(self, name: str, alias: str, version: int | None) -> None:
+        """Point ``alias`` at ``version`` of ``name`` (None removes it)."""
+
+    @abstractmethod
+    def update_model(self, name: str, version: int, tags: Mapping[str, str] | None = None,
+                     properties: Mapping[str, str] | None = None, description: str | None = None) -> ModelRecord:
+        """Replace tags / add properties (existing properties are kept: they are immutable) / set the description."""
 
     # -- compute targets ---------------------------------------------------------------------
     @abstractmethod

@@ -76,6 +76,25 @@ class ArtifactInfo(NamedTuple):
 
 
 @dataclass(frozen=True)
+class ModelRecord:
+    """One registered version of a model: its files (by content id), framework, tags, lineage."""
+
+    name: str
+    version: int
+    content_id: str
+    path: str
+    framework: str | None
+    framework_version: str | None
+    description: str | None
+    tags: dict[str, str]
+    properties: dict[str, str]
+    run_id: str | None
+    details: dict[str, Any]
+    created_at: float
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ComputeTargetRecord:
     """A compute target registered in the workspace (``ComputeTarget.create``): its type and configuration."""
 

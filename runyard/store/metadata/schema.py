@@ -137,3 +137,28 @@ compute_targets = Table(
     Column("state", Text, nullable=False),  # what the target recorded about itself (e.g. pids of nodes it started)
     Column("created_at", Double, nullable=False),
 )
+
+models = Table(
+    "models",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("content_id", String(64), nullable=False),  # the snapshot manifest of the model's files (content-addressed)
+    Column("path", String(1024), nullable=False),  # the file or folder name the files were registered under
+    Column("framework", String(64), nullable=True),
+    Column("framework_version", String(64), nullable=True),
+    Column("description", Text, nullable=True),
+    Column("tags", Text, nullable=False),  # JSON
+    Column("properties", Text, nullable=False),  # JSON
+    Column("run_id", String(255), nullable=True),  # lineage: the run that produced it
+    Column("details", Text, nullable=False),  # JSON: resource configuration, datasets, file list with sizes
+    Column("created_at", Double, nullable=False),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("alias", String(255), primary_key=True),
+    Column("version", Integer, nullable=False),
+)

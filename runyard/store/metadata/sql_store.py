@@ -22,6 +22,7 @@ from runyard.store.metadata.api import MetadataStore
 from runyard.store.metadata.entities import (
     ArtifactInfo,
     ComputeTargetRecord,
+    ModelRecord,
     EnvironmentRecord,
     ExperimentInfo,
     LatestMetric,
@@ -503,6 +504,109 @@ class SqlMetadataStore(MetadataStore):
 
 # -- SQLite connection behaviour ----------------------------------------------------------------
 
+    # -- models ----------------------------------------------------------------------------------
+    def register_model(self, name: str, record: Mapping[str, Any]) -> ModelRecord:
+        m = t.models.c
+        row = {"content_id": record["content_id"], "path": record["path"], "framework": record.get("framework"),
+               "framework_version": record.get("framework_version"), "description": record.get("description"),
+               "tags": json.dumps(dict(record.get("tags") or {})),
+               "properties": json.dumps(dict(record.get("properties") or {})), "run_id": record.get("run_id"),
+               "details": json.dumps(dict(record.get("details") or {})), "created_at": time.time()}
+        for _attempt in range(5):
+            try:
+                with self._write("register model") as conn:
+                    latest = conn.execute(select(func.max(m.version)).where(m.name == name)).scalar()
+                    version = (latest or 0) + 1
+                    conn.execute(t.models.insert().values(name=name, version=version, **row))
+                return self.get_model(name, version)
+            except IntegrityError:  # another process took that version number: take the next one
+                continue
+        raise StoreError(f"could not register model {name!r}: too many concurrent registrations")
+
+    def get_model(self, name: str, version: int | None = None, alias: str | None = None) -> ModelRecord:
+        m, a = t.models.c, t.model_aliases.c
+        with self._read("read model") as conn:
+            if alias is not None:
+                version = conn.execute(select(a.version).where(a.name == name, a.alias == alias)).scalar()
+                if version is None:
+                    aliases = conn.execute(select(a.alias).where(a.name == name).order_by(a.alias)).scalars().all()
+                    raise NotFound(f"model {name!r} has no alias {alias!r}"
+                                   + (f"; aliases: {', '.join(aliases)}" if aliases else " (it has none)"))
+            query = select(t.models).where(m.name == name)
+            query = query.where(m.version == version) if version is not None else query.order_by(m.version.desc()).limit(1)
+            row = conn.execute(query).first()
+            if row is None:
+                versions = conn.execute(select(m.version).where(m.name == name).order_by(m.version)).scalars().all()
+                if versions:
+                    raise NotFound(f"model {name!r} has no version {version}; versions: {', '.join(map(str, versions))}")
+                names = conn.execute(select(m.name).distinct().order_by(m.name)).scalars().all()
+                import difflib
+
+                close = difflib.get_close_matches(name, names, n=3)
+                raise NotFound(f"no model named {name!r} is registered in this workspace"
+                               + (f"; did you mean {', '.join(close)}?" if close else ""))
+            aliases = self._aliases(conn, [(row.name, row.version)])
+        return _model(row, aliases)
+
+    def _aliases(self, conn, keys: list[tuple[str, int]]) -> dict[tuple[str, int], list[str]]:
+        a = t.model_aliases.c
+        names = {n for n, _ in keys}
+        out: dict[tuple[str, int], list[str]] = {}
+        if names:
+            for name, alias, version in conn.execute(select(a.name, a.alias, a.version).where(a.name.in_(names))
+                                                     .order_by(a.alias)):
+                out.setdefault((name, version), []).append(alias)
+        return out
+
+    def list_models(self, name: str | None = None, run_id: str | None = None, tags: Mapping[str, str] | None = None,
+                    latest: bool = False, limit: int = 100, offset: int = 0) -> list[ModelRecord]:
+        m = t.models.c
+        query = select(t.models)
+        if name is not None:
+            query = query.where(m.name == name)
+        if run_id is not None:
+            query = query.where(m.run_id == run_id)
+        if latest:
+            newest = select(m.name, func.max(m.version).label("v")).group_by(m.name).subquery()
+            query = query.join(newest, and_(m.name == newest.c.name, m.version == newest.c.v))
+        query = query.order_by(m.created_at.desc(), m.name, m.version.desc())
+        with self._read("list models") as conn:
+            rows = conn.execute(query).all()
+            if tags:  # tags live in a JSON column: filtered here, then paginated
+                rows = [r for r in rows if all(json.loads(r.tags).get(k) == v for k, v in tags.items())]
+            rows = rows[offset: offset + limit]
+            aliases = self._aliases(conn, [(r.name, r.version) for r in rows])
+        return [_model(r, aliases) for r in rows]
+
+    def set_model_alias(self, name: str, alias: str, version: int | None) -> None:
+        a = t.model_aliases.c
+        if version is not None:
+            self.get_model(name, version)  # NotFound for a version that does not exist
+        with self._write("set model alias") as conn:
+            conn.execute(t.model_aliases.delete().where(a.name == name, a.alias == alias))
+            if version is not None:
+                conn.execute(t.model_aliases.insert().values(name=name, alias=alias, version=version))
+
+    def update_model(self, name: str, version: int, tags: Mapping[str, str] | None = None,
+                     properties: Mapping[str, str] | None = None, description: str | None = None) -> ModelRecord:
+        current = self.get_model(name, version)
+        values: dict[str, Any] = {}
+        if tags is not None:
+            values["tags"] = json.dumps(dict(tags))
+        if properties:
+            clash = {k for k in properties if k in current.properties and current.properties[k] != properties[k]}
+            if clash:
+                raise ValidationError(f"model {name}:{version}: properties {', '.join(sorted(clash))} are set already "
+                                      "(properties are immutable; use tags for what changes)")
+            values["properties"] = json.dumps({**current.properties, **properties})
+        if description is not None:
+            values["description"] = description
+        if values:
+            m = t.models.c
+            with self._write("update model") as conn:
+                conn.execute(update(t.models).where(m.name == name, m.version == version).values(**values))
+        return self.get_model(name, version)
+
     # -- compute targets -------------------------------------------------------------------------
     def create_compute_target(self, name: str, type_: str, config: Mapping[str, Any]) -> ComputeTargetRecord:
         try:
@@ -609,6 +713,12 @@ def _sqlite_on_begin(conn: Connection) -> None:
 
 
 # -- row → entity ------------------------------------------------------------------------------
+def _model(row, aliases: dict[tuple[str, int], list[str]]) -> ModelRecord:
+    return ModelRecord(row.name, row.version, row.content_id, row.path, row.framework, row.framework_version,
+                       row.description, json.loads(row.tags), json.loads(row.properties), row.run_id,
+                       json.loads(row.details), row.created_at, tuple(aliases.get((row.name, row.version), ())))
+
+
 def _compute_target(row) -> ComputeTargetRecord:
     return ComputeTargetRecord(row.name, row.type, json.loads(row.config), json.loads(row.state), row.created_at)
 
