@@ -28,6 +28,7 @@ from runyard.errors import (
     WorkspaceError,
 )
 from runyard.experiment import Experiment
+from runyard.deploy import InferenceConfig, LocalWebservice, Webservice
 from runyard.model import Model, ResourceConfiguration
 from runyard.run import OfflineRun, Run
 from runyard.status import RunStatus
@@ -41,7 +42,10 @@ __all__ = [
     "ConfigError",
     "Environment",
     "Experiment",
+    "InferenceConfig",
     "InvalidStatusTransition",
+    "LocalWebservice",
+    "Webservice",
     "Model",
     "ResourceConfiguration",
     "MpiConfiguration",

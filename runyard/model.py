@@ -179,6 +179,17 @@ class Model:
             shutil.move(str(Path(tmp) / "m" / self._record.path) if single else str(Path(tmp) / "m"), dest)
         return str(dest)
 
+    @staticmethod
+    def deploy(workspace: "Workspace", name: str, models: Sequence["Model"], inference_config: Any = None,
+               deployment_config: Any = None, deployment_target: Any = None, overwrite: bool = False) -> Any:
+        """Serve ``models`` as a local web service (``runyard.deploy``); with no ``inference_config`` the model's
+        framework serves it (no code). Returns at once; ``service.wait_for_deployment()`` waits."""
+        from runyard.deploy import deploy
+
+        if deployment_target not in (None, "local"):
+            raise ValidationError("runyard deploys to this machine (LocalWebservice); deployment_target must be None")
+        return deploy(workspace, name, list(models), inference_config, deployment_config, overwrite)
+
     def set_alias(self, alias: str) -> None:
         """Point ``alias`` (e.g. "prod") at this version; an alias names one version of a model at a time."""
         self.workspace.metadata.set_model_alias(self.name, validation.key(alias, "alias"), self.version)
