@@ -366,3 +366,4 @@ from runyard.cli import env_commands  # noqa: E402,F401 - registers `runyard env
 from runyard.cli import compute_commands  # noqa: E402,F401 - registers `runyard compute …` on app
 from runyard.cli import sweep_commands  # noqa: E402,F401 - registers `runyard sweep …` on app
 from runyard.cli import model_commands  # noqa: E402,F401 - registers `runyard models …` on app
+from runyard.cli import deploy_commands  # noqa: E402,F401 - registers `runyard deploy` and `runyard services …`

@@ -48,7 +48,9 @@ def framework_of(model: dict[str, Any], folder: Path) -> str:
     for framework, patterns in FRAMEWORK_FILES.items():
         if _find(folder, patterns) is not None:
             return framework
-    raise ValueError(f"model {model['id']} has no framework and no file a framework would load "
+    from runyard.errors import ValidationError
+
+    raise ValidationError(f"model {model['id']} has no framework and no file a framework would load "
                      f"({', '.join(p for ps in FRAMEWORK_FILES.values() for p in ps)}): deploy it with a scoring script")
 
 

@@ -99,14 +99,13 @@ def build_app(service_dir: Path):
     @app.post("/score", responses={400: {"description": "malformed input"}, 413: {"description": "body too large"},
                                    500: {"description": "run() raised"}, 504: {"description": "run() too slow"}})
     async def score(request: Request):
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
+        body, received = bytearray(), 0
+        async for chunk in request.stream():  # past the limit the rest is read and dropped: the client, still
+            received += len(chunk)            # sending, then gets the 413 instead of a broken pipe
+            if received <= limit:
+                body += chunk
+        if received > limit:
             return JSONResponse({"error": f"request body over {spec['max_request_mb']:g} MB"}, status_code=413)
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                return JSONResponse({"error": f"request body over {spec['max_request_mb']:g} MB"}, status_code=413)
         try:
             raw = body.decode("utf-8")
         except UnicodeDecodeError:

@@ -1,0 +1,206 @@
+"""Deployed services for real: uvicorn processes on 127.0.0.1 serving registered scikit-learn and ONNX models."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import textwrap
+import urllib.error
+import urllib.request
+
+import pytest
+
+from runyard import InferenceConfig, LocalWebservice, Model, Workspace
+from runyard.deploy import DeploymentError
+
+pytestmark = [pytest.mark.integration]
+sklearn = pytest.importorskip("sklearn")
+pytest.importorskip("fastapi")
+
+SCORE = """
+    import json, os, pickle, time
+    import numpy as np
+    from runyard import Model
+    def init():
+        global model
+        model = pickle.load(open(Model.get_model_path("digits"), "rb"))
+    def run(raw_data):
+        request = json.loads(raw_data)
+        if request.get("explode"):
+            raise RuntimeError("the model exploded")
+        if request.get("sleep"):
+            time.sleep(request["sleep"])
+        data = np.array(request["data"])
+        if data.ndim != 2:
+            raise ValueError("data must be a list of rows")
+        return {"predictions": model.predict(data).tolist(), "model_dir": os.environ["RUNYARD_MODEL_DIR"]}
+"""
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return Workspace(tmp_path / "ws")
+
+
+@pytest.fixture
+def digits():
+    from sklearn.datasets import load_digits
+
+    return load_digits(return_X_y=True)
+
+
+@pytest.fixture
+def model(ws, tmp_path, digits):
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = digits
+    path = tmp_path / "model.pkl"
+    pickle.dump(LogisticRegression(max_iter=300).fit(X, y), open(path, "wb"))
+    return Model.register(ws, path, "digits", model_framework=Model.Framework.SCIKITLEARN)
+
+
+@pytest.fixture
+def serve(tmp_path):
+    folder = tmp_path / "serve"
+    folder.mkdir()
+    (folder / "score.py").write_text(textwrap.dedent(SCORE))
+    return folder
+
+
+def post(url: str, body: bytes, key: str | None = None) -> tuple[int, str]:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers), timeout=30) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def get(url: str, key: str | None = None) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def port_is_free(port: int) -> bool:
+    """A server could listen there now (SO_REUSEADDR, as servers bind: closed connections in TIME_WAIT don't count)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def test_a_scoring_script_with_keys_errors_update_and_delete(ws, model, serve, digits, tmp_path):
+    X, y = digits
+    inference = InferenceConfig(entry_script="score.py", source_directory=str(serve))
+    service = Model.deploy(ws, "digits-svc", [model], inference,
+                           LocalWebservice.deploy_configuration(auth_enabled=True, max_request_size_mb=0.5,
+                                                                timeout_seconds=2))
+    service.wait_for_deployment(show_output=True)
+    assert service.state == "Healthy" and service.models == ["digits:1"]
+    out = service.run(json.dumps({"data": X[:4].tolist()}))
+    assert out["predictions"] == y[:4].tolist() and out["model_dir"].endswith("digits/1")
+
+    body = json.dumps({"data": X[:2].tolist()}).encode()
+    primary, secondary = service.get_keys()
+    assert post(service.scoring_uri, body)[0] == 401  # no key
+    assert post(service.scoring_uri, body, "wrong")[0] == 401
+    assert post(service.scoring_uri, body, secondary)[0] == 200
+    assert get(service.scoring_uri.replace("/score", "/health"))[0] == 200  # health needs no key
+    status, swagger = get(service.swagger_uri, primary)
+    assert status == 200 and "/score" in json.loads(swagger)["paths"]
+    service.regen_key("Primary")
+    assert post(service.scoring_uri, body, primary)[0] == 401 and post(service.scoring_uri, body, service.get_keys()[0])[0] == 200
+
+    key = service.get_keys()[0]
+    status, text = post(service.scoring_uri, json.dumps({"data": [1, 2, 3]}).encode(), key)
+    assert status == 400 and "data must be a list of rows" in text
+    status, text = post(service.scoring_uri, json.dumps({"explode": True}).encode(), key)
+    assert status == 500 and "RuntimeError: the model exploded" in text and "Traceback" not in text
+    assert "Traceback" in service.get_logs() and "the model exploded" in service.get_logs()
+    assert post(service.scoring_uri, json.dumps({"sleep": 4}).encode(), key)[0] == 504
+    assert post(service.scoring_uri, b'{"data": "' + b"x" * (1 << 20) + b'"}', key)[0] == 413
+
+    # Update to a model that always says 7: same port, same keys, new answers.
+    from sklearn.dummy import DummyClassifier
+
+    pickle.dump(DummyClassifier(strategy="constant", constant=7).fit(X[:10], [7] * 10), open(tmp_path / "m7.pkl", "wb"))
+    seven = Model.register(ws, tmp_path / "m7.pkl", "digits")
+    port = service.port
+    service.update(models=[seven])
+    assert service.port == port and service.models == ["digits:2"]
+    assert service.run({"data": X[:3].tolist()})["predictions"] == [7, 7, 7]
+
+    service.delete()
+    assert port_is_free(port)
+    assert LocalWebservice.list(ws) == []
+
+
+def test_no_code_sklearn_and_onnx_and_bad_requests(ws, model, digits, tmp_path):
+    X, y = digits
+    plain = Model.deploy(ws, "plain", [model])
+    plain.wait_for_deployment()
+    assert plain.run({"data": X[:5].tolist()}) == y[:5].tolist()
+    assert post(plain.scoring_uri, b"{not json")[0] == 400
+    status, text = post(plain.scoring_uri, json.dumps({"rows": []}).encode())
+    assert status == 400 and 'no "data" key' in json.loads(text)["error"]
+    status, text = post(plain.scoring_uri, json.dumps({"data": [["a", "b"]]}).encode())
+    assert status in (400, 500) and text
+
+    skl2onnx = pytest.importorskip("skl2onnx")
+    pytest.importorskip("onnxruntime")
+    from skl2onnx.common.data_types import FloatTensorType
+
+    clf = pickle.load(open(Model(ws, "digits").download(tmp_path / "dl"), "rb"))
+    onx = skl2onnx.convert_sklearn(clf, initial_types=[("input", FloatTensorType([None, X.shape[1]]))],
+                                   options={id(clf): {"zipmap": False}})
+    (tmp_path / "digits.onnx").write_bytes(onx.SerializeToString())
+    onnx_model = Model.register(ws, tmp_path / "digits.onnx", "digits-onnx", model_framework=Model.Framework.ONNX)
+    served = Model.deploy(ws, "onnx", [onnx_model])
+    served.wait_for_deployment()
+    assert served.run({"data": X[:20].tolist()}) == clf.predict(X[:20]).tolist()
+    assert {s.name for s in LocalWebservice.list(ws)} == {"plain", "onnx"}
+    for service in (plain, served):
+        service.delete()
+
+
+def test_bad_deployments_fail_clearly_and_a_service_outlives_its_deployer(ws, model, serve, tmp_path):
+    (serve / "broken.py").write_text("def init():\n    raise RuntimeError('no weights here')\ndef run(raw):\n    return 1\n")
+    broken = Model.deploy(ws, "broken", [model], InferenceConfig(entry_script="broken.py", source_directory=str(serve)))
+    with pytest.raises(DeploymentError, match="no weights here"):
+        broken.wait_for_deployment()
+    assert broken.state == "Failed"
+    broken.delete()
+    from runyard import ConfigError
+
+    with pytest.raises(ConfigError, match="is not a file"):
+        InferenceConfig(entry_script="nope.py", source_directory=str(serve))
+    (tmp_path / "blob.bin").write_bytes(b"\0")
+    with pytest.raises(ValueError, match="deploy it with a scoring script"):
+        Model.deploy(ws, "blob", [Model.register(ws, tmp_path / "blob.bin", "blob")])
+
+    code = textwrap.dedent(f"""
+        from runyard import Model, Workspace
+        ws = Workspace({str(ws.path)!r})
+        service = Model.deploy(ws, "lasting", [Model(ws, "digits")])
+        service.wait_for_deployment()
+        print(service.port)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lasting = LocalWebservice(ws, "lasting")  # its deployer has exited
+    assert lasting.state == "Healthy" and lasting.port == int(out.stdout.split()[-1])
+    cli = [os.path.join(os.path.dirname(sys.executable), "runyard"), "-w", str(ws.path)]
+    listing = subprocess.run([*cli, "services", "list"], capture_output=True, text=True, timeout=60)
+    assert "lasting" in listing.stdout and "Healthy" in listing.stdout, listing.stdout + listing.stderr
+    assert subprocess.run([*cli, "services", "delete", "lasting"], capture_output=True, timeout=60).returncode == 0
+    assert port_is_free(int(out.stdout.split()[-1]))
