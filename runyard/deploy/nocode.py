@@ -23,7 +23,10 @@ FRAMEWORK_FILES = {"ScikitLearn": ("*.pkl", "*.pickle", "*.joblib"), "Onnx": ("*
 
 
 def rows_of(raw: str) -> list:
-    data = json.loads(raw)
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"the request body is not JSON: {exc}") from None
     if isinstance(data, dict):
         if "data" not in data:
             raise ValueError('expected {"data": [[...], ...]}: the body has no "data" key')

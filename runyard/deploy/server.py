@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -79,44 +80,49 @@ def build_app(service_dir: Path):
     app = FastAPI(title=f"runyard service {spec['name']}", version=str(spec.get("revision", 1)),
                   description="Scores JSON with the deployed model(s): POST /score.")
 
-    @app.middleware("http")
-    async def authorize(request: Request, call_next):
-        if keys is not None and request.url.path not in ("/health", "/") and \
-                not keys.valid(request.headers.get("authorization")):
+    def denied(request: Request):
+        if keys is not None and not keys.valid(request.headers.get("authorization")):
             return JSONResponse({"error": "missing or wrong key: send 'Authorization: Bearer <key>' "
                                           "(service.get_keys())"}, status_code=401)
-        return await call_next(request)
+        return None
 
     @app.get("/health")
     @app.get("/")
-    async def health() -> dict[str, Any]:
+    async def health() -> dict:
         return {"status": "Healthy", "service": spec["name"], "models": spec["model_ids"]}
 
     @app.get("/swagger.json")
-    async def swagger() -> dict[str, Any]:
-        return app.openapi()
+    async def swagger(request: Request):
+        return denied(request) or app.openapi()
 
-    @app.post("/score", responses={400: {"description": "malformed input"}, 413: {"description": "body too large"},
-                                   500: {"description": "run() raised"}, 504: {"description": "run() too slow"}})
+    executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="runyard-score")
+    too_large = {"error": f"request body over {spec['max_request_mb']:g} MB"}
+
+    @app.post("/score", responses={400: {"description": "malformed input"}, 401: {"description": "no or wrong key"},
+                                   413: {"description": "body too large"}, 500: {"description": "run() raised"},
+                                   504: {"description": "run() too slow"}})
     async def score(request: Request):
-        body, received = bytearray(), 0
-        async for chunk in request.stream():  # past the limit the rest is read and dropped: the client, still
-            received += len(chunk)            # sending, then gets the 413 instead of a broken pipe
-            if received <= limit:
-                body += chunk
-        if received > limit:
-            return JSONResponse({"error": f"request body over {spec['max_request_mb']:g} MB"}, status_code=413)
+        refused = denied(request)
+        if refused is not None:
+            return refused
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) <= limit:
+            body = await request.body()
+        else:  # unknown or too large: read it in chunks, keeping at most the limit (the rest is dropped, so that
+            chunks, received = [], 0  # a client still sending gets the 413 instead of a broken pipe)
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received <= limit:
+                    chunks.append(chunk)
+            if received > limit:
+                return JSONResponse(too_large, status_code=413)
+            body = b"".join(chunks)
         try:
             raw = body.decode("utf-8")
         except UnicodeDecodeError:
             return JSONResponse({"error": "the request body is not UTF-8 text"}, status_code=400)
-        if not spec.get("entry_script"):  # no-code scorers take JSON; a scoring script gets the raw text as in Azure
-            try:
-                json.loads(raw)
-            except ValueError as exc:
-                return JSONResponse({"error": f"the request body is not JSON: {exc}"}, status_code=400)
         try:
-            result = await asyncio.wait_for(asyncio.to_thread(run, raw), timeout)
+            result = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(executor, run, raw), timeout)
         except asyncio.TimeoutError:
             log.error("run() took longer than %s s", timeout)
             return JSONResponse({"error": f"scoring took longer than {timeout:g} s"}, status_code=504)
