@@ -156,15 +156,16 @@ def test_no_code_sklearn_and_onnx_and_bad_requests(ws, model, digits, tmp_path):
     status, text = post(plain.scoring_uri, json.dumps({"data": [["a", "b"]]}).encode())
     assert status in (400, 500) and text
 
-    skl2onnx = pytest.importorskip("skl2onnx")
+    pytest.importorskip("skl2onnx")
     pytest.importorskip("onnxruntime")
-    from skl2onnx.common.data_types import FloatTensorType
+    from runyard import ConfigError
+    from runyard.onnx import export
 
     clf = pickle.load(open(Model(ws, "digits").download(tmp_path / "dl"), "rb"))
-    onx = skl2onnx.convert_sklearn(clf, initial_types=[("input", FloatTensorType([None, X.shape[1]]))],
-                                   options={id(clf): {"zipmap": False}})
-    (tmp_path / "digits.onnx").write_bytes(onx.SerializeToString())
-    onnx_model = Model.register(ws, tmp_path / "digits.onnx", "digits-onnx", model_framework=Model.Framework.ONNX)
+    path = export(clf, X[:2], tmp_path / "digits.onnx")
+    onnx_model = Model.register(ws, path, "digits-onnx", model_framework=Model.Framework.ONNX)
+    with pytest.raises(ConfigError, match="knows scikit-learn, PyTorch and Keras/TensorFlow models"):
+        export(object(), X[:2], tmp_path / "x.onnx")
     served = Model.deploy(ws, "onnx", [onnx_model])
     served.wait_for_deployment()
     assert served.run({"data": X[:20].tolist()}) == clf.predict(X[:20]).tolist()
