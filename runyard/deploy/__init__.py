@@ -266,6 +266,8 @@ def deploy(workspace: "Workspace", name: str, models: list["Model"], inference_c
             raise ConfigError(f"a service named {name!r} exists; delete it, update it, or pass overwrite=True")
         LocalWebservice(workspace, name).delete()
     inference = inference_config or InferenceConfig()
+    if inference.entry_script is None and inference.environment is None:
+        inference = InferenceConfig(environment=framework_environment(models[0]))
     if inference.entry_script is None and len(models) > 1:
         raise ConfigError("a no-code deployment serves one model; give an InferenceConfig with a scoring script "
                           "to serve several")
@@ -280,6 +282,24 @@ def deploy(workspace: "Workspace", name: str, models: list["Model"], inference_c
 
 
 Webservice = LocalWebservice  # Azure's name for listing and opening services
+
+
+_ENVIRONMENT_FRAMEWORKS = {"ScikitLearn": "SKLearn", "TensorFlow": "TensorFlow", "Keras": "TensorFlow",
+                           "PyTorch": "PyTorch"}
+
+
+def framework_environment(model: "Model"):
+    """A no-code deployment of a model registered with its framework version is served from an environment with that
+    framework pinned (built once, cached); without a version, the deploying interpreter serves it (None)."""
+    name = _ENVIRONMENT_FRAMEWORKS.get(model.model_framework or "")
+    if name is None or not model.model_framework_version:
+        return None
+    from runyard.config.environment import Environment
+
+    env = Environment(f"serve-{name.lower()}-{model.model_framework_version}")
+    env.python.framework = {"name": name, "version": str(model.model_framework_version)}
+    env.python.conda_dependencies.add_pip_package("numpy")
+    return env
 
 
 # -- internals ---------------------------------------------------------------------------------------------------
@@ -324,12 +344,13 @@ def _interpreter(workspace: "Workspace", environment, log) -> str:
     if environment is None:
         python = sys.executable
     else:
-        spec = environment.to_spec()
-        py = spec.get("python") or {}
-        if not py.get("user_managed_dependencies", True):
-            cd = dict(py.get("conda_dependencies") or {})
-            cd["pip"] = [*(cd.get("pip") or []), *SERVICE_PACKAGES]
-            spec = {**spec, "python": {**py, "conda_dependencies": cd}}
+        from runyard.config.environment import Environment
+
+        served = Environment.from_spec(environment.to_spec())  # a copy: the caller's environment is left as it is
+        if not served.python.user_managed_dependencies:
+            for package in SERVICE_PACKAGES:
+                served.python.conda_dependencies.add_pip_package(package)
+        spec = served.to_spec()
         plan = environments.plan(environments.env_root(workspace), spec, False, workspace.tracking_uri)
         if plan.key is not None:
             environments.ensure(plan, log)

@@ -45,6 +45,10 @@ class IndexSettings:
             args += ["--find-links", link]
         for path in self.constraints:
             args += ["--constraint", path]
+        if len(self.indexes()) > 1:
+            # pip takes the best version across all its indexes; uv, by default, only the first index that has
+            # the package (a local mirror with an old release would then hide the newer one on the next index)
+            args += ["--index-strategy", "unsafe-best-match"]
         return args
 
     def indexes(self) -> list[str]:

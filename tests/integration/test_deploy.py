@@ -205,3 +205,20 @@ def test_bad_deployments_fail_clearly_and_a_service_outlives_its_deployer(ws, mo
     assert "lasting" in listing.stdout and "Healthy" in listing.stdout, listing.stdout + listing.stderr
     assert subprocess.run([*cli, "services", "delete", "lasting"], capture_output=True, timeout=60).returncode == 0
     assert port_is_free(int(out.stdout.split()[-1]))
+
+
+def test_no_code_with_a_framework_version_serves_from_a_built_environment(ws, tmp_path, digits, local_packages):
+    import sklearn as sk
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y = digits
+    pickle.dump(DecisionTreeClassifier(random_state=0).fit(X, y), open(tmp_path / "tree.pkl", "wb"))
+    series = ".".join(sk.__version__.split(".")[:2])
+    model = Model.register(ws, tmp_path / "tree.pkl", "tree", model_framework="ScikitLearn",
+                           model_framework_version=series)
+    service = Model.deploy(ws, "tree", [model])
+    service.wait_for_deployment()
+    assert service.spec["python"].startswith(str(ws.path / "envs"))  # its own environment, not this interpreter
+    assert service.run({"data": X[:10].tolist()}) == y[:10].tolist()
+    assert "installing" in service.get_logs() and f"scikit-learn=={series}" in service.get_logs()
+    service.delete()

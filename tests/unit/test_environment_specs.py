@@ -142,7 +142,7 @@ def test_pip_settings_read_config_files_and_variables(tmp_path, monkeypatch):
                              "PIP_EXTRA_INDEX_URL": "https://extra.example/simple"})
     assert settings.uv_args() == ["--index-url", "https://mirror.example/simple", "--extra-index-url",
                                   "https://extra.example/simple", "--find-links", "/w1", "--find-links", "/w2",
-                                  "--constraint", "/c.txt"]
+                                  "--constraint", "/c.txt", "--index-strategy", "unsafe-best-match"]  # as pip
     assert pip_settings({"UV_INDEX_URL": "https://uv.example"}).uv_args() == []  # uv's own settings win
     offline = pip_settings({"PIP_CONFIG_FILE": "/dev/null", "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/w"})
     assert offline.uv_args() == ["--no-index", "--find-links", "/w"] and offline.indexes() == []
