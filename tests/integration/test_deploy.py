@@ -222,3 +222,49 @@ def test_no_code_with_a_framework_version_serves_from_a_built_environment(ws, tm
     assert service.run({"data": X[:10].tolist()}) == y[:10].tolist()
     assert "installing" in service.get_logs() and f"scikit-learn=={series}" in service.get_logs()
     service.delete()
+
+
+@pytest.mark.torch
+def test_train_register_and_serve_a_torchscript_model_without_code(ws, tmp_path, local_packages):
+    from runyard import Experiment
+    from runyard.train.dnn import PyTorch
+
+    proj = tmp_path / "torchproj"
+    proj.mkdir()
+    (proj / "train.py").write_text(textwrap.dedent("""
+        import os, torch
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        os.makedirs("outputs", exist_ok=True)
+        torch.jit.save(torch.jit.script(model), "outputs/model.pt")
+        x = torch.tensor([[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]])
+        print("expected", model(x).tolist())
+    """))
+    run = Experiment(ws, "torch").submit(PyTorch(str(proj), entry_script="train.py", framework_version="2.13"))
+    run.wait_for_completion()
+    expected = json.loads(next(line for line in "".join(run._target().log_iter(run.id)).splitlines()
+                               if line.startswith("expected")).split(" ", 1)[1])
+    model = run.register_model("tiny", "outputs/model.pt", model_framework=Model.Framework.PYTORCH,
+                               model_framework_version="2.13")
+    service = Model.deploy(ws, "tiny", [model])
+    service.wait_for_deployment()
+    got = service.run({"data": [[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]]})
+    assert [v for row in got for v in row] == pytest.approx([v for row in expected for v in row], rel=1e-5)
+    service.delete()
+
+
+def test_deploy_cli(ws, model, tmp_path):
+    cli = [os.path.join(os.path.dirname(sys.executable), "runyard"), "-w", str(ws.path)]
+    out = subprocess.run([*cli, "deploy", "digits:1", "--name", "cli-svc", "--auth"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "cli-svc: Healthy, serving digits:1 at http://127.0.0.1:" in out.stdout and "primary key: " in out.stdout
+    key = out.stdout.split("primary key: ")[1].split()[0]
+    uri = out.stdout.split(" at ")[1].split()[0]
+    assert post(uri, json.dumps({"data": [[0.0] * 64]}).encode(), key)[0] == 200
+    logs = subprocess.run([*cli, "services", "logs", "cli-svc"], capture_output=True, text=True, timeout=60)
+    assert "revision 1: digits:1 on 127.0.0.1:" in logs.stdout
+    again = subprocess.run([*cli, "deploy", "digits:1", "--name", "cli-svc"], capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 1 and "exists; delete it, update it, or pass overwrite=True" in again.stderr
+    assert subprocess.run([*cli, "services", "delete", "cli-svc"], capture_output=True, timeout=60).returncode == 0
