@@ -117,7 +117,8 @@ def test_a_scoring_script_with_keys_errors_update_and_delete(ws, model, serve, d
     assert post(service.scoring_uri, body, secondary)[0] == 200
     assert get(service.scoring_uri.replace("/score", "/health"))[0] == 200  # health needs no key
     status, swagger = get(service.swagger_uri, primary)
-    assert status == 200 and "/score" in json.loads(swagger)["paths"]
+    assert status == 200 and "401" in json.loads(swagger)["paths"]["/score"]["post"]["responses"]
+    assert get(service.swagger_uri)[0] == 401 and get(service.scoring_uri, primary)[0] == 405
     service.regen_key("Primary")
     assert post(service.scoring_uri, body, primary)[0] == 401 and post(service.scoring_uri, body, service.get_keys()[0])[0] == 200
 
