@@ -38,6 +38,10 @@ class ComputeError(RunyardError):
     """A compute target cannot run a job (no GPU, capacity, a supervisor that cannot start)."""
 
 
+class DeploymentError(RunyardError):
+    """A model service could not be deployed or did not come up (the message carries its log's last lines)."""
+
+
 class RunFailed(RunyardError):
     """A run ended Failed (raised by waiting helpers when raise_on_error=True)."""
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runyard import validation
-from runyard.errors import ConfigError, NotFound, RunyardError
+from runyard.errors import ConfigError, DeploymentError, NotFound
 
 if TYPE_CHECKING:
     from runyard.config.environment import Environment
@@ -36,10 +36,6 @@ if TYPE_CHECKING:
     from runyard.workspace import Workspace
 
 SERVICE_PACKAGES = ("fastapi>=0.100", "uvicorn>=0.23")  # added to a built environment that serves a model
-
-
-class DeploymentError(RunyardError):
-    """A service could not be deployed or did not come up (the message carries its log's last lines)."""
 
 
 @dataclass
