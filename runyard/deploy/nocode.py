@@ -67,7 +67,7 @@ def scorer(model: dict[str, Any], model_dir: str) -> tuple[Callable[[], None], C
 
     def as_array(raw: str):
         try:
-            return np.asarray(rows_of(raw), dtype=np.float32 if framework != "ScikitLearn" else None)
+            return np.asarray(rows_of(raw), dtype=np.float64 if framework == "ScikitLearn" else np.float32)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"the rows are not numbers of one shape: {exc}") from None
 

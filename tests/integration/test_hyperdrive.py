@@ -15,7 +15,6 @@ from runyard.hyperdrive import (
     BayesianParameterSampling,
     GridParameterSampling,
     HyperDriveConfig,
-    PrimaryMetricGoal,
     RandomParameterSampling,
     TruncationSelectionPolicy,
     choice,
@@ -142,7 +141,8 @@ def test_bandit_policy_stops_what_it_should(ws, project):
         assert interval >= 2 and series[run_id][interval - 1] == pytest.approx(value, rel=1e-5)
         assert bound == pytest.approx(best / 1.1, rel=1e-5) and value < bound
         at_interval = [v[interval - 1] for v in series.values() if len(v) >= interval]
-        assert best == pytest.approx(max(at_interval), rel=1e-5) or best <= max(at_interval)
+        assert best <= max(at_interval) + 1e-9  # the best it compared with was logged by some trial at that interval
+        assert any(v == pytest.approx(best, rel=1e-5) for v in at_interval)
 
     stopped, series = _check_stops(
         hd_run, r"BanditPolicy: ([\d.e-]+) at interval (\d+) is below ([\d.e-]+) \(best ([\d.e-]+) /", check)
@@ -198,7 +198,6 @@ def test_bayesian_finds_a_better_optimum_than_random_with_the_same_budget(ws, pr
     best = {name: run.get_children_sorted_by_primary_metric(top=1)[0]["best_primary_metric"]
             for name, run in (("bayes", bayes), ("random", rand))}
     assert best["bayes"] > best["random"], best
-    assert PrimaryMetricGoal.MAXIMIZE.value == "MAXIMIZE"
 
 
 def test_cli_sweep_submit_show_and_bad_files(ws, project):
