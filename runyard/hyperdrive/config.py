@@ -158,10 +158,6 @@ def final_metrics(store, run_ids: Sequence[str], metric: str) -> dict[str, float
     return {r: v[-1] for r, v in metric_series(store, run_ids, metric).items() if v}
 
 
-def better(a: float, b: float | None, maximize: bool) -> bool:
-    return b is None or (a > b if maximize else a < b)
-
-
 class HyperDriveRun(Run):
     """The parent run of a sweep: its trials are its children."""
 

@@ -18,12 +18,11 @@ from runyard.hyperdrive.config import (
     HYPERPARAMETERS_TAG,
     STOPPED_BY_TAG,
     apply_parameters,
-    better,
     final_metrics,
     history_of,
     metric_series,
 )
-from runyard.hyperdrive.policies import policy_from_dict
+from runyard.hyperdrive.policies import better, policy_from_dict
 from runyard.hyperdrive.sampling import Sampler, sampling_from_dict
 from runyard.status import RunStatus
 from runyard.submission.logfiles import RotatingLog

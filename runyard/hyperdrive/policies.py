@@ -61,6 +61,11 @@ def _at(series: Series, interval: int, finished: set[str] | None = None) -> dict
     return {r: v[interval - 1] for r, v in series.items() if len(v) >= interval and (finished is None or r not in finished)}
 
 
+def better(a: float, b: float | None, maximize: bool) -> bool:
+    """``a`` is strictly better than ``b`` (anything beats no value)."""
+    return b is None or (a > b if maximize else a < b)
+
+
 def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
@@ -92,8 +97,7 @@ class BanditPolicy(EarlyTerminationPolicy):
         else:
             bound = best - self.slack_amount if maximize else best + self.slack_amount
             how = f"best {_fmt(best)} {'-' if maximize else '+'} slack_amount {self.slack_amount:g}"
-        worse = mine < bound if maximize else mine > bound
-        if worse:
+        if better(bound, mine, maximize):
             return (f"BanditPolicy: {_fmt(mine)} at interval {interval} is {'below' if maximize else 'above'} "
                     f"{_fmt(bound)} ({how})")
         return None
@@ -107,8 +111,7 @@ class MedianStoppingPolicy(EarlyTerminationPolicy):
         median = statistics.median(averages)
         values = series[run_id][:interval]
         best = max(values) if maximize else min(values)
-        worse = best < median if maximize else best > median
-        if worse:
+        if better(median, best, maximize):
             return (f"MedianStoppingPolicy: best {_fmt(best)} by interval {interval} is worse than the median "
                     f"{_fmt(median)} of the running averages of {len(averages)} trial(s)")
         return None
