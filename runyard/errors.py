@@ -42,6 +42,12 @@ class DeploymentError(RunyardError):
     """A model service could not be deployed or did not come up (the message carries its log's last lines)."""
 
 
+class DataError(RunyardError):
+    """A datastore or dataset cannot be read or written: unreachable, credentials refused, files changed or missing.
+
+    Messages name the datastore (and its endpoint), never a secret."""
+
+
 class RunFailed(RunyardError):
     """A run ended Failed (raised by waiting helpers when raise_on_error=True)."""
 

@@ -27,3 +27,44 @@ def track(
         for item, size in zip(items, sizes, strict=True):
             yield item
             progress.advance(task, size)
+
+
+class ByteBar:
+    """A bar advanced by bytes from any thread (transfers run in a pool); a no-op when not shown."""
+
+    def __init__(self, description: str, total: int, show: bool | None = None) -> None:
+        self.show = bool(show if show is not None else total) and _interactive()
+        self.description, self.total = description, total
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> "ByteBar":
+        if self.show:
+            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                       TransferSpeedColumn)
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                      TransferSpeedColumn(), TimeRemainingColumn(), transient=False)
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.description, total=self.total)
+        return self
+
+    def advance(self, n: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+
+def _interactive() -> bool:
+    """A terminal or a notebook: where a live bar is readable (CI logs get the summary line instead)."""
+    if sys.stderr.isatty():
+        return True
+    try:
+        from rich.console import Console
+
+        return Console(stderr=True).is_jupyter
+    except Exception:  # noqa: BLE001
+        return False

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from runyard.experiment import Experiment
     from runyard.run import Run
     from runyard.store.artifacts import ArtifactStore
+    from runyard.data.datastore import Datastore
+    from runyard.data.dataset import Dataset
     from runyard.store.metadata import MetadataStore
 
 CONFIG_DIR = ".runyard"
@@ -155,6 +157,28 @@ class Workspace:
         from runyard.experiment import Experiment
 
         return {e.name: Experiment._from_info(self, e) for e in self.metadata.list_experiments()}
+
+    @property
+    def datastores(self) -> dict[str, "Datastore"]:
+        """Every datastore, by name (the default, ``workspaceblobstore``, always among them)."""
+        from runyard.data.datastore import Datastore
+
+        return {d.name: d for d in Datastore.list(self)}
+
+    def get_default_datastore(self) -> "Datastore":
+        from runyard.data.datastore import Datastore
+
+        return Datastore.get_default(self)
+
+    def set_default_datastore(self, name: str) -> None:
+        self.metadata.set_default_datastore(name)
+
+    @property
+    def datasets(self) -> dict[str, "Dataset"]:
+        """The latest version of every registered dataset, by name."""
+        from runyard.data.dataset import Dataset
+
+        return Dataset.get_all(self)
 
     def get_run(self, run_id: str) -> "Run":
         from runyard.run import Run

@@ -9,6 +9,9 @@ from runyard.status import RunStatus
 from runyard.store.metadata.entities import (
     ArtifactInfo,
     ComputeTargetRecord,
+    DatasetRecord,
+    DatastoreRecord,
+    RunInputRecord,
     ModelRecord,
     EnvironmentRecord,
     ExperimentInfo,
@@ -217,3 +220,64 @@ class MetadataStore(ABC):
     @abstractmethod
     def list_environments(self, name: str | None = None) -> list[EnvironmentRecord]:
         """The latest version of each name, by name; with ``name``, every version of it, newest first."""
+
+    # -- datastores --------------------------------------------------------------------------
+    @abstractmethod
+    def save_datastore(self, name: str, type_: str, config: Mapping[str, Any], overwrite: bool = False,
+                       default: bool = False) -> DatastoreRecord:
+        """Register a datastore (AlreadyExists-style ValidationError unless ``overwrite``); ``default``: make it the
+        workspace's default (the first registered one is the default until another is chosen)."""
+
+    @abstractmethod
+    def get_datastore(self, name: str | None = None) -> DatastoreRecord:
+        """By name, or the default when ``name`` is None; NotFound names the registered ones."""
+
+    @abstractmethod
+    def list_datastores(self) -> list[DatastoreRecord]:
+        """Every datastore, by name."""
+
+    @abstractmethod
+    def set_default_datastore(self, name: str) -> None:
+        """Make ``name`` the default datastore (NotFound when absent)."""
+
+    @abstractmethod
+    def delete_datastore(self, name: str) -> None:
+        """Forget a datastore (its files stay where they are); NotFound when absent."""
+
+    # -- datasets ----------------------------------------------------------------------------
+    @abstractmethod
+    def save_dataset(self, record: Mapping[str, Any], name: str | None = None,
+                     create_new_version: bool = True) -> DatasetRecord:
+        """Save a dataset. With ``name``: the next version of it, unless the latest version has the same definition
+        and files (then that version is returned); a taken name without ``create_new_version`` is a
+        ValidationError. Without a name: an unnamed record (what a run consumed)."""
+
+    @abstractmethod
+    def get_dataset(self, name: str, version: int | None = None) -> DatasetRecord:
+        """The latest version or ``version``; NotFound names the versions, or the close names."""
+
+    @abstractmethod
+    def get_dataset_by_id(self, dataset_id: str) -> DatasetRecord:
+        """A saved dataset by id (registered or not)."""
+
+    @abstractmethod
+    def list_datasets(self, name: str | None = None) -> list[DatasetRecord]:
+        """The latest version of each registered name, by name; with ``name``, every version, newest first."""
+
+    @abstractmethod
+    def update_dataset(self, dataset_id: str, tags: Mapping[str, str] | None = None,
+                       description: str | None = None) -> DatasetRecord:
+        """Replace the tags / set the description of one version (its files never change)."""
+
+    # -- run inputs (lineage) ----------------------------------------------------------------
+    @abstractmethod
+    def record_run_inputs(self, run_id: str, inputs: Sequence[RunInputRecord]) -> None:
+        """What a run consumes, recorded at submission."""
+
+    @abstractmethod
+    def list_run_inputs(self, run_id: str) -> list[RunInputRecord]:
+        """A run's inputs, by name."""
+
+    @abstractmethod
+    def list_dataset_consumers(self, dataset_ids: Sequence[str]) -> list[RunInputRecord]:
+        """Every run input that consumed one of these datasets."""

@@ -113,3 +113,40 @@ class EnvironmentRecord:
     version: int
     spec: dict[str, Any]
     created_at: float
+
+
+@dataclass(frozen=True)
+class DatastoreRecord:
+    """A registered datastore: its type and configuration (secrets in it are encrypted)."""
+
+    name: str
+    type: str
+    config: dict[str, Any]
+    is_default: bool
+    created_at: float
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """A saved dataset: registered (name and version) or saved unnamed when a run consumed it."""
+
+    id: str
+    name: str | None
+    version: int | None
+    type: str
+    description: str | None
+    tags: dict[str, str]
+    definition: dict[str, Any]
+    files: list[dict[str, Any]]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class RunInputRecord:
+    """One input of a run: a dataset (by id) or a datastore path, and how the run consumed it."""
+
+    run_id: str
+    name: str
+    dataset_id: str | None
+    mode: str
+    details: dict[str, Any]

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias); PostgreSQL wants BIGINT for metrics.
@@ -161,4 +162,40 @@ model_aliases = Table(
     Column("name", String(255), primary_key=True),
     Column("alias", String(255), primary_key=True),
     Column("version", Integer, nullable=False),
+)
+
+datastores = Table(
+    "datastores",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("type", String(32), nullable=False),  # local, s3, azure_blob, gcs
+    Column("config", Text, nullable=False),  # JSON; a secret given at registration is stored encrypted, never plain
+    Column("is_default", Integer, nullable=False),  # 1 for the workspace's default datastore
+    Column("created_at", Double, nullable=False),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(255), nullable=True),  # NULL: saved unregistered (a run consumed it)
+    Column("version", Integer, nullable=True),
+    Column("type", String(16), nullable=False),  # file, tabular
+    Column("description", Text, nullable=True),
+    Column("tags", Text, nullable=False),  # JSON
+    Column("definition", Text, nullable=False),  # JSON: sources and (tabular) parsing options
+    Column("files", Text, nullable=False),  # JSON: the resolved files with sizes and hashes, at registration
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("name", "version"),
+)
+
+run_inputs = Table(
+    "run_inputs",
+    metadata,
+    Column("run_id", String(255), primary_key=True),
+    Column("name", String(255), primary_key=True),  # the input's name (as_named_input / data reference name)
+    Column("dataset_id", String(64), nullable=True),  # NULL for a datastore path consumed without a dataset
+    Column("mode", String(16), nullable=False),  # mount, download, direct
+    Column("details", Text, nullable=False),  # JSON: datastore and path for a data reference
+    Index(None, "dataset_id"),
 )

@@ -22,6 +22,9 @@ from runyard.store.metadata.api import MetadataStore
 from runyard.store.metadata.entities import (
     ArtifactInfo,
     ComputeTargetRecord,
+    DatasetRecord,
+    DatastoreRecord,
+    RunInputRecord,
     ModelRecord,
     EnvironmentRecord,
     ExperimentInfo,
@@ -694,6 +697,170 @@ class SqlMetadataStore(MetadataStore):
             return [_environment(r) for r in conn.execute(query).all()]
 
 
+    # -- datastores ------------------------------------------------------------------------------
+    def save_datastore(self, name: str, type_: str, config: Mapping[str, Any], overwrite: bool = False,
+                       default: bool = False) -> DatastoreRecord:
+        d = t.datastores.c
+        values = {"type": type_, "config": json.dumps(dict(config), sort_keys=True)}
+        with self._write("register datastore") as conn:
+            exists = conn.execute(select(d.name).where(d.name == name)).first() is not None
+            if exists and not overwrite:
+                raise ValidationError(f"a datastore named {name!r} already exists in this workspace "
+                                      "(pass overwrite=True to replace its registration)")
+            any_default = conn.execute(select(d.name).where(d.is_default == 1)).first() is not None
+            if default:
+                conn.execute(update(t.datastores).values(is_default=0))
+            if exists:
+                conn.execute(update(t.datastores).where(d.name == name).values(
+                    **values, **({"is_default": 1} if default else {})))
+            else:
+                conn.execute(t.datastores.insert().values(name=name, **values, created_at=time.time(),
+                                                          is_default=int(default or not any_default)))
+        return self.get_datastore(name)
+
+    def get_datastore(self, name: str | None = None) -> DatastoreRecord:
+        d = t.datastores.c
+        with self._read("read datastore") as conn:
+            query = select(t.datastores).where(d.name == name if name is not None else d.is_default == 1)
+            row = conn.execute(query).first()
+            names = [] if row is not None else conn.execute(select(d.name).order_by(d.name)).scalars().all()
+        if row is None:
+            import difflib
+
+            what = f"no datastore named {name!r} in this workspace" if name is not None else "this workspace has no default datastore"
+            close = difflib.get_close_matches(name, names, n=3) if name is not None else []
+            raise NotFound(what + (f"; did you mean {', '.join(close)}?" if close else "")
+                           + (f" (registered: {', '.join(names)})" if names and not close else ""))
+        return _datastore(row)
+
+    def list_datastores(self) -> list[DatastoreRecord]:
+        with self._read("list datastores") as conn:
+            return [_datastore(r) for r in conn.execute(select(t.datastores).order_by(t.datastores.c.name))]
+
+    def set_default_datastore(self, name: str) -> None:
+        d = t.datastores.c
+        self.get_datastore(name)
+        with self._write("set default datastore") as conn:
+            conn.execute(update(t.datastores).values(is_default=case((d.name == name, 1), else_=0)))
+
+    def delete_datastore(self, name: str) -> None:
+        d = t.datastores.c
+        with self._write("delete datastore") as conn:
+            done = conn.execute(t.datastores.delete().where(d.name == name)).rowcount
+        if not done:
+            self.get_datastore(name)
+
+    # -- datasets --------------------------------------------------------------------------------
+    def save_dataset(self, record: Mapping[str, Any], name: str | None = None,
+                     create_new_version: bool = True) -> DatasetRecord:
+        import uuid
+
+        s = t.datasets.c
+        row = {"type": record["type"], "description": record.get("description"),
+               "tags": json.dumps(dict(record.get("tags") or {})),
+               "definition": json.dumps(record["definition"], sort_keys=True),
+               "files": json.dumps(list(record["files"]), separators=(",", ":")), "created_at": time.time()}
+        if name is None:
+            dataset_id = str(uuid.uuid4())
+            with self._write("save dataset") as conn:
+                conn.execute(t.datasets.insert().values(id=dataset_id, name=None, version=None, **row))
+            return self.get_dataset_by_id(dataset_id)
+        for _attempt in range(5):
+            try:
+                with self._write("register dataset") as conn:
+                    latest = conn.execute(select(t.datasets).where(s.name == name)
+                                          .order_by(s.version.desc()).limit(1)).first()
+                    if latest is not None:
+                        if latest.definition == row["definition"] and latest.files == row["files"]:
+                            return _dataset(latest)  # the same data again is not a new version
+                        if not create_new_version:
+                            raise ValidationError(
+                                f"a dataset named {name!r} is registered already (version {latest.version}); pass "
+                                "create_new_version=True to register this as its next version")
+                    version = (latest.version if latest is not None else 0) + 1
+                    dataset_id = str(uuid.uuid4())
+                    conn.execute(t.datasets.insert().values(id=dataset_id, name=name, version=version, **row))
+                return self.get_dataset_by_id(dataset_id)
+            except IntegrityError:  # another process took that version number: take the next one
+                continue
+        raise StoreError(f"could not register dataset {name!r}: too many concurrent registrations")
+
+    def get_dataset(self, name: str, version: int | None = None) -> DatasetRecord:
+        s = t.datasets.c
+        query = select(t.datasets).where(s.name == name)
+        query = query.where(s.version == version) if version is not None else query.order_by(s.version.desc()).limit(1)
+        with self._read("read dataset") as conn:
+            row = conn.execute(query).first()
+            if row is None:
+                versions = conn.execute(select(s.version).where(s.name == name).order_by(s.version)).scalars().all()
+                names = [] if versions else conn.execute(
+                    select(s.name).where(s.name.is_not(None)).distinct().order_by(s.name)).scalars().all()
+        if row is None:
+            if versions:
+                raise NotFound(f"dataset {name!r} has no version {version}; versions: {', '.join(map(str, versions))}")
+            import difflib
+
+            close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+            raise NotFound(f"no dataset named {name!r} is registered in this workspace"
+                           + (f"; did you mean {', '.join(close)}?" if close else
+                              f" (registered: {', '.join(names[:20])})" if names else " (none is registered)"))
+        return _dataset(row)
+
+    def get_dataset_by_id(self, dataset_id: str) -> DatasetRecord:
+        with self._read("read dataset") as conn:
+            row = conn.execute(select(t.datasets).where(t.datasets.c.id == dataset_id)).first()
+        if row is None:
+            raise NotFound(f"no dataset with id {dataset_id!r} in this workspace")
+        return _dataset(row)
+
+    def list_datasets(self, name: str | None = None) -> list[DatasetRecord]:
+        s = t.datasets.c
+        if name is not None:
+            query = select(t.datasets).where(s.name == name).order_by(s.version.desc())
+        else:
+            newest = select(s.name, func.max(s.version).label("v")).where(s.name.is_not(None)).group_by(s.name).subquery()
+            query = (select(t.datasets).join(newest, and_(s.name == newest.c.name, s.version == newest.c.v))
+                     .order_by(s.name))
+        with self._read("list datasets") as conn:
+            return [_dataset(r) for r in conn.execute(query).all()]
+
+    def update_dataset(self, dataset_id: str, tags: Mapping[str, str] | None = None,
+                       description: str | None = None) -> DatasetRecord:
+        values: dict[str, Any] = {}
+        if tags is not None:
+            values["tags"] = json.dumps(dict(tags))
+        if description is not None:
+            values["description"] = description
+        self.get_dataset_by_id(dataset_id)
+        if values:
+            with self._write("update dataset") as conn:
+                conn.execute(update(t.datasets).where(t.datasets.c.id == dataset_id).values(**values))
+        return self.get_dataset_by_id(dataset_id)
+
+    # -- run inputs ------------------------------------------------------------------------------
+    def record_run_inputs(self, run_id: str, inputs: Sequence[RunInputRecord]) -> None:
+        if not inputs:
+            return
+        with self._write("record run inputs") as conn:
+            conn.execute(t.run_inputs.insert(), [
+                {"run_id": run_id, "name": i.name, "dataset_id": i.dataset_id, "mode": i.mode,
+                 "details": json.dumps(i.details)} for i in inputs])
+
+    def list_run_inputs(self, run_id: str) -> list[RunInputRecord]:
+        r = t.run_inputs.c
+        with self._read("list run inputs") as conn:
+            return [_run_input(row) for row in conn.execute(select(t.run_inputs).where(r.run_id == run_id)
+                                                            .order_by(r.name))]
+
+    def list_dataset_consumers(self, dataset_ids: Sequence[str]) -> list[RunInputRecord]:
+        r = t.run_inputs.c
+        if not dataset_ids:
+            return []
+        with self._read("list dataset consumers") as conn:
+            return [_run_input(row) for row in conn.execute(
+                select(t.run_inputs).where(r.dataset_id.in_(list(dataset_ids))).order_by(r.run_id, r.name))]
+
+
 def _sqlite_on_connect(dbapi_conn, _record) -> None:
     # Let SQLAlchemy's "begin" event own transactions instead of pysqlite's implicit ones.
     dbapi_conn.isolation_level = None
@@ -721,6 +888,19 @@ def _model(row, aliases: dict[tuple[str, int], list[str]]) -> ModelRecord:
 
 def _compute_target(row) -> ComputeTargetRecord:
     return ComputeTargetRecord(row.name, row.type, json.loads(row.config), json.loads(row.state), row.created_at)
+
+
+def _datastore(row) -> DatastoreRecord:
+    return DatastoreRecord(row.name, row.type, json.loads(row.config), bool(row.is_default), row.created_at)
+
+
+def _dataset(row) -> DatasetRecord:
+    return DatasetRecord(row.id, row.name, row.version, row.type, row.description, json.loads(row.tags),
+                         json.loads(row.definition), json.loads(row.files), row.created_at)
+
+
+def _run_input(row) -> RunInputRecord:
+    return RunInputRecord(row.run_id, row.name, row.dataset_id, row.mode, json.loads(row.details))
 
 
 def _environment(row) -> EnvironmentRecord:

@@ -1,0 +1,116 @@
+"""File digests with a stat-keyed cache: an unchanged file is hashed once, then recognised by one ``stat``.
+
+Transfers compare files by size and MD5 (what S3's ETag and Azure's Content-MD5 hold); datasets record SHA-256.
+One read computes both. The cache (one pickle per workspace) maps an absolute path to (size, mtime_ns, inode, ctime_ns)
+and the digests of that content; any change to those stat fields means a re-hash.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import threading
+from pathlib import Path
+
+_CHUNK = 1 << 20
+S3_PART = 64 << 20  # part size of S3 multipart uploads (their ETag is the MD5 of the parts' MD5s + "-N")
+_MAX_ENTRIES = 500_000
+
+
+def _key(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+class HashCache:
+    """Thread-safe; ``save()`` writes it back (atomically) when something was added."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[tuple[int, int, int, int], dict[str, str]]] = {}
+        self._dirty = False
+        if path is not None and path.is_file():
+            try:
+                with open(path, "rb") as f:
+                    entries = pickle.load(f)
+                if isinstance(entries, dict):
+                    self._entries = entries
+            except Exception:  # noqa: BLE001 - a damaged cache only costs re-hashing
+                self._entries = {}
+
+    def digests(self, path: str, st: os.stat_result | None = None, s3_etag: bool = False) -> dict[str, str]:
+        """``{"md5": hex, "sha256": hex}`` (and ``"s3etag"`` when asked) of the file at ``path``."""
+        path = os.path.abspath(path)
+        st = st or os.stat(path)
+        key = _key(st)
+        with self._lock:
+            known = self._entries.get(path)
+        if known is not None and known[0] == key and (not s3_etag or "s3etag" in known[1]):
+            return known[1]
+        found = _digest_file(path, s3_etag)
+        if _key(os.stat(path)) != key:  # written to while being read: not cached, the caller checks again
+            return found
+        self.remember(path, st, found)
+        return found
+
+    def peek(self, path: str, st: os.stat_result) -> dict[str, str] | None:
+        """The cached digests when the file is unchanged since they were taken; never reads the file."""
+        with self._lock:
+            known = self._entries.get(os.path.abspath(path))
+        return known[1] if known is not None and known[0] == _key(st) else None
+
+    def remember(self, path: str, st: os.stat_result, found: dict[str, str]) -> None:
+        """Record digests known without reading (a file just written from content already hashed)."""
+        with self._lock:
+            self._entries[os.path.abspath(path)] = (_key(st), dict(found))
+            self._dirty = True
+
+    def save(self) -> None:
+        if self.path is None or not self._dirty:
+            return
+        with self._lock:
+            entries = self._entries
+            if len(entries) > _MAX_ENTRIES:  # forget the oldest half (insertion order)
+                entries = dict(list(entries.items())[len(entries) // 2:])
+            self._dirty = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            with open(tmp, "wb") as f:
+                pickle.dump(entries, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # an optimisation only
+
+
+def _digest_file(path: str, s3_etag: bool) -> dict[str, str]:
+    md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    parts: list[bytes] = []
+    part = hashlib.md5(usedforsecurity=False)
+    in_part = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            md5.update(chunk)
+            sha.update(chunk)
+            if s3_etag:
+                part.update(chunk)
+                in_part += len(chunk)
+                if in_part >= S3_PART:
+                    parts.append(part.digest())
+                    part, in_part = hashlib.md5(usedforsecurity=False), 0
+    out = {"md5": md5.hexdigest(), "sha256": sha.hexdigest()}
+    if s3_etag:
+        if in_part:
+            parts.append(part.digest())
+        # s3fs sends a file below two parts in one PUT (ETag: its MD5), a larger one in parts of S3_PART
+        size = os.path.getsize(path)
+        out["s3etag"] = (hashlib.md5(b"".join(parts), usedforsecurity=False).hexdigest() + f"-{len(parts)}"
+                         if size >= 2 * S3_PART else out["md5"])
+    return out
+
+
+def hash_cache_for(workspace_path: Path) -> HashCache:
+    return HashCache(workspace_path / "cache" / "data-hashes.pickle")
+
+
+__all__ = ["HashCache", "S3_PART", "hash_cache_for"]

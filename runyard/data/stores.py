@@ -1,0 +1,328 @@
+"""The files of one datastore: a local folder (plain ``os`` calls) or a bucket/container through fsspec.
+
+Every error becomes a :class:`DataError` that names the datastore and its endpoint, never a secret: unreachable
+endpoints, refused credentials, a missing bucket or container.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from abc import ABC, abstractmethod
+import stat
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from runyard.data.hashing import HashCache
+from runyard.errors import DataError, NotFound
+
+Progress = Callable[[int], None]  # called with the bytes just moved
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A file in a datastore: its size and, when the store records one, its content tag (MD5 or S3 ETag)."""
+
+    size: int
+    tag: str | None = None
+
+
+class Files(ABC):
+    """One datastore's files, keyed by posix paths relative to the datastore's root."""
+
+    label: str  # "datastore 'lake' (s3://bucket at http://127.0.0.1:9000)": what messages name
+    tag_kind = "md5"  # which digest of a local file equals what list() reports
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> dict[str, Remote]:
+        """Every file at or under ``prefix`` (a file's own key when ``prefix`` names a file)."""
+        ...
+
+    def tag_of(self, key: str, remote: Remote) -> str | None:
+        """The content tag of a listed file (a local datastore hashes it, through the cache)."""
+        return remote.tag
+
+    @abstractmethod
+    def put(self, local: str, key: str, digests: Mapping[str, str], progress: Progress) -> None:
+        ...
+
+    @abstractmethod
+    def get(self, key: str, local: str, progress: Progress) -> None:
+        ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        ...
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        ...
+
+    def check(self) -> None:
+        """Reach the store once: DataError when it is unreachable, refuses the credentials or lacks the bucket."""
+        self.list("\0-runyard-probe")
+
+    def local_path(self, key: str) -> Path | None:
+        """Where the file is on this machine (a local datastore), else None."""
+        return None
+
+    @abstractmethod
+    def uri(self, key: str = "") -> str:
+        ...
+
+
+class LocalFiles(Files):
+    def __init__(self, name: str, root: Path, cache: HashCache) -> None:
+        self.root = root
+        self.cache = cache
+        self.label = f"datastore {name!r} ({root})"
+
+    def _path(self, key: str) -> Path:
+        return self.root / key if key else self.root
+
+    def list(self, prefix: str = "") -> dict[str, Remote]:
+        start = self._path(prefix)
+        out: dict[str, Remote] = {}
+        try:
+            st = start.stat()
+        except FileNotFoundError:
+            return out
+        except OSError as exc:
+            raise DataError(f"{self.label}: cannot read {prefix or '/'}: {exc.strerror or exc}") from exc
+        if stat.S_ISREG(st.st_mode):
+            return {prefix: Remote(st.st_size)}
+        root_len = len(str(self.root)) + 1
+        for folder, dirs, files in os.walk(start):
+            dirs[:] = [d for d in dirs if not d.startswith(".runyard-")]
+            for name in files:
+                if name.startswith(".runyard-"):
+                    continue
+                path = os.path.join(folder, name)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue  # removed while listing
+                known = self.cache.peek(path, st)  # a file this machine hashed before: its tag costs nothing
+                out[path[root_len:].replace(os.sep, "/")] = Remote(st.st_size, known["md5"] if known else None)
+        return out
+
+    def tag_of(self, key: str, remote: Remote) -> str | None:
+        if remote.tag is not None:
+            return remote.tag
+        try:
+            return self.cache.digests(str(self._path(key)))["md5"]
+        except OSError:
+            return None
+
+    def put(self, local: str, key: str, digests: Mapping[str, str], progress: Progress) -> None:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".runyard-{dest.name}.{os.getpid()}.part"
+        try:
+            shutil.copyfile(local, tmp)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.cache.remember(str(dest), dest.stat(), digests)
+        progress(os.path.getsize(dest))
+
+    def get(self, key: str, local: str, progress: Progress) -> None:
+        shutil.copyfile(self._path(key), local)
+        progress(os.path.getsize(local))
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")
+        except FileNotFoundError as exc:
+            raise NotFound(f"{self.label} has no file {key!r}") from exc
+
+    def check(self) -> None:
+        if not self.root.is_dir():
+            raise DataError(f"{self.label}: the folder does not exist (re-register the datastore with its new path)")
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+    def uri(self, key: str = "") -> str:
+        return str(self._path(key))
+
+
+class FsspecFiles(Files):
+    """S3 (s3fs), Azure Blob (adlfs), Google Cloud Storage (gcsfs)."""
+
+    def __init__(self, name: str, fs: Any, base: str, scheme: str, endpoint: str | None, secrets: tuple[str, ...]) -> None:
+        self.fs = fs
+        self.base = base.strip("/")
+        self.scheme = scheme
+        self.secrets = tuple(s for s in secrets if s)
+        self.label = f"datastore {name!r} ({scheme}://{self.base}" + (f" at {endpoint}" if endpoint else "") + ")"
+        self.tag_kind = "s3etag" if scheme == "s3" else "md5"
+
+    def _path(self, key: str) -> str:
+        return f"{self.base}/{key}" if key else self.base
+
+    def list(self, prefix: str = "") -> dict[str, Remote]:
+        path = self._path(prefix)
+        out: dict[str, Remote] = {}
+        cut = len(self.base) + 1
+        with self._errors(f"list {prefix or '/'}"):
+            try:
+                found = self.fs.find(path, detail=True, withdirs=False)
+            except FileNotFoundError:
+                return out
+        for full, info in found.items():
+            if info.get("type") == "directory" or full.endswith("/"):
+                continue
+            key = full[cut:] if full.startswith(self.base + "/") else full
+            out[key] = Remote(int(info.get("size") or 0), self._tag(info))
+        return out
+
+    def _tag(self, info: Mapping[str, Any]) -> str | None:
+        if self.scheme == "s3":
+            etag = info.get("ETag") or info.get("etag")
+            return etag.strip('"') if etag else None
+        if self.scheme == "gs":
+            md5 = info.get("md5Hash")
+            if md5:
+                import base64
+
+                return base64.b64decode(md5).hex()
+            return None
+        settings = info.get("content_settings") or {}
+        md5 = settings.get("content_md5") if isinstance(settings, Mapping) else getattr(settings, "content_md5", None)
+        return bytes(md5).hex() if md5 else None
+
+    def put(self, local: str, key: str, digests: Mapping[str, str], progress: Progress) -> None:
+        callback = _Callback(progress)
+        kwargs: dict[str, Any] = {}
+        if self.scheme == "s3":
+            from runyard.data.hashing import S3_PART
+
+            kwargs["chunksize"] = S3_PART
+        elif self.scheme == "az":
+            from azure.storage.blob import ContentSettings
+
+            kwargs["content_settings"] = ContentSettings(content_md5=bytearray.fromhex(digests["md5"]))
+        with self._errors(f"upload {key}"):
+            self.fs.put_file(local, self._path(key), callback=callback, **kwargs)
+
+    def get(self, key: str, local: str, progress: Progress) -> None:
+        with self._errors(f"download {key}"):
+            self.fs.get_file(self._path(key), local, callback=_Callback(progress))
+
+    def delete(self, key: str) -> None:
+        with self._errors(f"delete {key}"):
+            try:
+                self.fs.rm_file(self._path(key))
+            except FileNotFoundError:
+                pass
+
+    def open(self, key: str) -> BinaryIO:
+        with self._errors(f"open {key}"):
+            try:
+                return self.fs.open(self._path(key), "rb")
+            except FileNotFoundError as exc:
+                raise NotFound(f"{self.label} has no file {key!r}") from exc
+
+    def check(self) -> None:
+        with self._errors("reach the store"):
+            bucket = self.base.split("/", 1)[0]
+            try:
+                self.fs.ls(bucket, detail=False)
+            except FileNotFoundError as exc:
+                what = "container" if self.scheme == "az" else "bucket"
+                raise DataError(f"{self.label}: the {what} {bucket!r} does not exist") from exc
+
+    def uri(self, key: str = "") -> str:
+        return f"{self.scheme}://{self._path(key)}"
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (DataError, NotFound, FileNotFoundError, IsADirectoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every store error reaches the user as one clear DataError
+            raise DataError(f"{self.label}: cannot {what}: {self._explain(exc)}") from None
+
+    def _explain(self, exc: BaseException) -> str:
+        text = f"{type(exc).__name__}: {exc}"
+        code = _error_code(exc)
+        if code in {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AuthorizationFailure", "AuthenticationFailed",
+                    "InvalidSecurity", "ExpiredToken", "AccessDenied", "Forbidden", "403",
+                    "ClientAuthenticationError"} or "AuthenticationFailed" in text or "403" in text.split(":")[0]:
+            reason = "the credentials were refused" + (f" ({code})" if code else "")
+        elif code in {"NoSuchBucket", "ContainerNotFound"}:
+            reason = "the bucket or container does not exist" + f" ({code})"
+        elif _is_connection_error(exc):
+            reason = "the endpoint cannot be reached (is the service running, is the address right?)"
+        else:
+            reason = text
+        for secret in self.secrets:  # belt and braces: no message ever carries a secret
+            reason = reason.replace(secret, "***")
+        return reason
+
+
+def _error_code(exc: BaseException) -> str | None:
+    seen = 0
+    while exc is not None and seen < 6:
+        response = getattr(exc, "response", None)
+        if isinstance(response, Mapping):
+            code = (response.get("Error") or {}).get("Code")
+            if code:
+                return str(code)
+        code = getattr(exc, "error_code", None)
+        if code:
+            return str(code)
+        if type(exc).__name__ == "ClientAuthenticationError":
+            return "ClientAuthenticationError"
+        if isinstance(exc, PermissionError):
+            return "AccessDenied"
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        seen += 1
+    return None
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    seen = 0
+    while exc is not None and seen < 8:
+        name = type(exc).__name__
+        if isinstance(exc, ConnectionError) or name in {"EndpointConnectionError", "ServiceRequestError",
+                                                        "ClientConnectorError", "ConnectTimeoutError",
+                                                        "ServerDisconnectedError", "ClientOSError"}:
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        seen += 1
+    return False
+
+
+class _Callback:
+    """fsspec's callback protocol, reporting bytes to a progress function."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.value = 0
+
+    def set_size(self, size: int | None) -> None:
+        pass
+
+    def relative_update(self, inc: int = 1) -> None:
+        self.value += inc
+        self.progress(inc)
+
+    def absolute_update(self, value: int) -> None:
+        self.relative_update(value - self.value)
+
+    def branched(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def call(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+__all__ = ["Files", "FsspecFiles", "LocalFiles", "Remote"]
