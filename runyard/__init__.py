@@ -16,9 +16,11 @@ from runyard.config import (
     TensorflowConfiguration,
 )
 from runyard.config.conda_dependencies import CondaDependencies
+from runyard.data import Dataset, Datastore
 from runyard.errors import (
     ComputeError,
     ConfigError,
+    DataError,
     InvalidStatusTransition,
     NotFound,
     RunFailed,
@@ -40,6 +42,9 @@ __all__ = [
     "CondaDependencies",
     "ComputeError",
     "ConfigError",
+    "DataError",
+    "Dataset",
+    "Datastore",
     "Environment",
     "Experiment",
     "InferenceConfig",

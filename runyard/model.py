@@ -273,6 +273,12 @@ def register_from_run(run, model_name: str, model_path: str, **kwargs: Any) -> M
     if not files:
         raise NotFound(f"run {run.id} has no file or folder {path!r} (its files: "
                        + (", ".join(sorted(names)[:10]) or "none under that prefix") + ")")
+    if not kwargs.get("datasets"):  # lineage: the datasets the run consumed, as its training data
+        from runyard.data.dataset import Dataset
+
+        consumed = [i.dataset_id for i in run.workspace.metadata.list_run_inputs(run.id) if i.dataset_id]
+        if consumed:
+            kwargs["datasets"] = [("training", Dataset.get_by_id(run.workspace, d)) for d in consumed]
     with tempfile.TemporaryDirectory(prefix="runyard-model-") as tmp:
         for name in files:
             dest = Path(tmp) / name

@@ -309,6 +309,8 @@ class Run(_RunBase):
         return self._refresh().status.value
 
     def get_details(self) -> dict[str, Any]:
+        from runyard.data import inputs
+
         info = self._refresh()
         return {
             "runId": info.run_id,
@@ -328,9 +330,26 @@ class Run(_RunBase):
             "description": info.description,
             "target": info.compute_target,
             "runDefinition": info.definition,
+            "inputDatasets": inputs.details(self._ws, self.id) if (info.definition or {}).get("inputs") else [],
             "logFiles": {a.path: self._ws.artifacts.uri(self.id, a.path) for a in self._ws.metadata.list_artifacts(self.id, "logs")}
             if info.compute_target else {},
         }
+
+    @property
+    def input_datasets(self) -> dict[str, Any]:
+        """In a submitted script: each input by name — the path of a mounted or downloaded one, the dataset of a
+        tabular one (``run.input_datasets["train"].to_pandas_dataframe()``)."""
+        from runyard.data import inputs
+
+        if os.environ.get(env_vars.RUN_ID) == self.id:
+            return inputs.input_datasets(lambda: self._ws)
+        found = {}
+        for item in self._ws.metadata.list_run_inputs(self.id):
+            if item.dataset_id:
+                from runyard.data.dataset import Dataset
+
+                found[item.name] = Dataset.get_by_id(self._ws, item.dataset_id)
+        return found
 
     def restore_snapshot(self, path: str | os.PathLike | None = None) -> str:
         """Write the code snapshot this run ran (``source_directory`` as submitted) into ``path`` (default ./snapshot_<id>)."""

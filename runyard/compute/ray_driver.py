@@ -26,7 +26,7 @@ from typing import Any
 
 from runyard import env_vars
 from runyard.compute.api import BUILD_LOG_NAME, user_log_name
-from runyard.errors import ComputeError, EnvironmentBuildError
+from runyard.errors import ComputeError, DataError, EnvironmentBuildError, NotFound
 from runyard.status import RunStatus
 from runyard.submission import processes
 from runyard.submission.logfiles import RotatingLog
@@ -112,7 +112,8 @@ class NodeAgent:
         return list(free_ports(count, host="0.0.0.0"))
 
     # -- Preparing ----------------------------------------------------------------------------------------------
-    def prepare(self, snapshot_id: str, plan: dict[str, Any], restore_outputs: bool) -> dict[str, Any]:
+    def prepare(self, snapshot_id: str, plan: dict[str, Any], restore_outputs: bool,
+                inputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         from runyard.submission import environments, snapshot
 
         count = snapshot.materialize(snapshot_id, self.ws.artifacts, self.workdir)
@@ -141,7 +142,12 @@ class NodeAgent:
                 for warning in env_plan.warnings:
                     say(f"warning: {warning}")
             environments.ensure(env_plan, say, cancel=self._cancel)  # says nothing when the environment is built
-        return {"python": env_plan.python, "key": env_plan.key, "notes": notes}
+        data_env = {}
+        if inputs:  # datastore paths and datasets, as paths on this node
+            from runyard.data import inputs as data_inputs
+
+            data_env = data_inputs.prepare(self.ws, inputs, self.workdir, notes.append)
+        return {"python": env_plan.python, "key": env_plan.key, "notes": notes, "data_env": data_env}
 
     def _say(self, line: str) -> None:
         self._build_log.append(f"[node {self.node_rank}] {line}")
@@ -394,7 +400,8 @@ class RayDriver(Supervisor):
                                interpreter=self._pythons[i], env_names=tuple(run_env), as_root=as_root)
             specs = []
             for p in launcher.processes(job, node):
-                specs.append({"rank": p.rank, "argv": list(p.argv), "env": {**run_env, **p.env}, "role": p.role,
+                specs.append({"rank": p.rank, "argv": list(p.argv), "env": {**run_env, **p.env, **self._data_envs[i]},
+                              "role": p.role,
                               "rank_logs": list(p.rank_logs)})
                 name = LAUNCHER_LOG if p.rank_logs else user_log_name(p.rank)
                 log = RotatingLog(self.run_dir / name, max_bytes)
@@ -420,7 +427,8 @@ class RayDriver(Supervisor):
 
         plan = self.request["environment"]
         retry = self._attempt > 0
-        refs = [a.prepare.remote(self.request["snapshot_id"], plan, retry) for a in self._agents]
+        inputs = self.job.get("inputs") or []
+        refs = [a.prepare.remote(self.request["snapshot_id"], plan, retry, inputs) for a in self._agents]
         offsets = [0] * len(self._agents)
         log_path = self.run_dir / BUILD_LOG_NAME
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -462,6 +470,9 @@ class RayDriver(Supervisor):
         failed = {i: r for i, r in results.items() if isinstance(r, BaseException)}
         if failed:
             i, exc = min(failed.items())
+            if isinstance(exc, (DataError, NotFound)):
+                return RunStatus.FAILED, {"message": f"node {i}: the run's inputs could not be prepared: {exc}",
+                                          "code": "DataError", "where": "the inputs", "node": i}, None
             kind = "could not be built" if isinstance(exc, EnvironmentBuildError) else "could not be prepared"
             tail = log_path.read_text(encoding="utf-8").splitlines()[-20:] if log_path.exists() else []
             reason = " ".join(str(exc).split())[:2000]
@@ -470,6 +481,7 @@ class RayDriver(Supervisor):
                                       else "PrepareFailed", "where": "the environment build", "node": i,
                                       "last_lines": tail}, None
         self._pythons = [results[i]["python"] for i in range(len(self._agents))]
+        self._data_envs = [results[i]["data_env"] for i in range(len(self._agents))]
         for i in range(len(self._agents)):
             for note in results[i]["notes"]:
                 self.say(f"node {i}: {note}")

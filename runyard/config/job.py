@@ -33,6 +33,7 @@ class JobSpec:
     max_run_duration_seconds: float | None = None
     run_type: str = "script"
     max_run_retries: int = 0  # a failed attempt (a rank's error, a lost node) restarts every rank this many times
+    inputs: tuple[Mapping[str, Any], ...] = ()  # data inputs (runyard.data.inputs): datastore paths and datasets
 
     def __post_init__(self) -> None:
         for name in ("node_count", "process_count_per_node"):
@@ -77,6 +78,7 @@ class JobSpec:
             "maxRunDurationSeconds": self.max_run_duration_seconds,
             "runType": self.run_type,
             "maxRunRetries": self.max_run_retries,
+            "inputs": [dict(i) for i in self.inputs],
         }
 
     @classmethod
@@ -86,7 +88,7 @@ class JobSpec:
             compute_target=d["target"], environment=d["environment"], node_count=d["nodeCount"],
             process_count_per_node=d["processCountPerNode"], distributed=d.get("distributed"), use_gpu=d["useGpu"],
             max_run_duration_seconds=d.get("maxRunDurationSeconds"), run_type=d.get("runType", "script"),
-            max_run_retries=d.get("maxRunRetries", 0),
+            max_run_retries=d.get("maxRunRetries", 0), inputs=tuple(d.get("inputs") or ()),
         )
 
 
@@ -108,12 +110,16 @@ def build_job(
     parameter_server_count: int | None = None,
     run_type: str = "script",
     max_run_retries: int = 0,
+    inputs: Sequence[Any] | None = None,
 ) -> JobSpec:
     """Validate what a run configuration holds and freeze it; every error names the fix.
 
     ``distributed``: an MpiConfiguration / TensorflowConfiguration / PyTorchConfiguration (or the launcher section
-    itself); ``distributed_backend``: the Estimator's string or object form, with the counts.
+    itself); ``distributed_backend``: the Estimator's string or object form, with the counts. Data references
+    (``ds.path("x").as_mount()``, ``dataset.as_named_input("x").as_download()``) in the arguments, the
+    script_params or ``inputs`` become the run's inputs, and ``${RUNYARD_DATA_<name>}`` in the arguments.
     """
+    from runyard.data.inputs import collect
     from runyard.config import distributed as dist
     from runyard.config.environment import Environment
 
@@ -135,11 +141,15 @@ def build_job(
         raise ValidationError(f"environment must be a runyard Environment, got {type(env).__name__}")
     if not isinstance(use_gpu, bool):
         raise ValidationError(f"use_gpu must be True or False, got {use_gpu!r}")
+    if inputs is not None and (isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence)
+                               or not all(hasattr(i, "to_input") for i in inputs)):
+        raise ValidationError("inputs must be a list of data references or dataset inputs, e.g. "
+                              "[ds.path('mnist').as_mount(), dataset.as_named_input('train').as_download()]")
     return JobSpec(
         source_directory=str(source), entry_script=script, arguments=args, compute_target=_target_name(compute_target),
         environment=env.to_spec(), node_count=node_count, process_count_per_node=process_count_per_node,
         distributed=section, use_gpu=use_gpu, max_run_duration_seconds=max_run_duration_seconds, run_type=run_type,
-        max_run_retries=max_run_retries,
+        max_run_retries=max_run_retries, inputs=collect(arguments, script_params, inputs),
     )
 
 
@@ -178,6 +188,8 @@ def _argument(value: Any, where: str) -> str:
         return repr(float(value))  # numpy scalars too: "0.01", never "np.float64(0.01)"
     if isinstance(value, os.PathLike):
         return os.fspath(value)
+    if hasattr(value, "to_input"):  # a data reference / dataset input: its path, known when the run starts
+        return str(value)
     raise ValidationError(
         f"{where} is a {type(value).__name__}, which cannot be passed on a command line — use a string or a number"
     )

@@ -209,8 +209,9 @@ def submit_sweep(experiment: "Experiment", config: HyperDriveConfig, tags: Mappi
     from runyard.submission import job_spec_of, prepare
 
     ws = experiment.workspace
-    job = job_spec_of(config.run_config)
-    prepare(ws, experiment.name, job)  # a bad trial configuration fails here, before anything is stored
+    # a bad trial configuration fails here, before anything is stored; the trials consume the inputs bound here
+    prepared = prepare(ws, experiment.name, job_spec_of(config.run_config))
+    job = prepared.job
     for run_id in config.resume_from + config.resume_child_runs:
         try:
             ws.metadata.get_run(run_id)
@@ -236,6 +237,10 @@ def submit_sweep(experiment: "Experiment", config: HyperDriveConfig, tags: Mappi
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "request.json").write_text(json.dumps(request, indent=2), encoding="utf-8")
     try:
+        if job.inputs:
+            from runyard.data import inputs
+
+            inputs.save(ws, run_id, job, prepared.datasets)
         start_supervisor(run_dir, local.settings["supervisor_start"])
     except Exception as exc:
         ws.metadata.set_status(run_id, RunStatus.FAILED, error={"message": f"could not start the sweep: {exc}",

@@ -28,6 +28,7 @@ class Prepared:
 
     job: "JobSpec"
     snapshot: "Snapshot"
+    datasets: list  # unregistered datasets the run consumes: (content id, record), saved when it is submitted
     target: "ComputeTarget"
     request: "SubmitRequest"
     environment: "EnvironmentPlan"
@@ -54,13 +55,15 @@ def prepare(workspace: "Workspace", experiment_name: str, config: Any, parent_ru
     from runyard.compute import RunRef, get_target
     from runyard.submission import snapshot
 
+    from runyard.data import inputs
+
     ws = workspace
-    job = job_spec_of(config)
+    job, datasets = inputs.bind(ws, job_spec_of(config))  # data inputs checked (datastores, paths, datasets)
     target = get_target(ws, job.compute_target)
     environment = target.plan_environment(job)
     snap = snapshot.take(job.source_directory, cache_dir=ws.path / "cache" / "snapshots", exclude=(ws.path,))
     run = RunRef(new_run_id(experiment_name), experiment_name, parent_run_id)
-    return Prepared(job, snap, target, target.dryrun(job, run, snap, environment), environment)
+    return Prepared(job, snap, datasets, target, target.dryrun(job, run, snap, environment), environment)
 
 
 def submit(
@@ -106,6 +109,15 @@ def submit(
         compute_target=prepared.target.name, definition=prepared.job.to_definition(),
         heartbeat=True,  # a run whose supervisor never starts is failed by the next reader, not left Queued
     )
+    try:
+        if prepared.job.inputs:
+            from runyard.data import inputs
+
+            inputs.save(ws, run_id, prepared.job, prepared.datasets)
+    except Exception as exc:
+        ws.metadata.set_status(run_id, RunStatus.FAILED, error={"message": f"could not record the run's inputs: {exc}",
+                                                               "code": "ScheduleFailed"})
+        raise
     try:
         prepared.target.schedule(prepared.request)
     except Exception as exc:  # the run is recorded: it must not wait in Queued for a supervisor that never came

@@ -59,6 +59,7 @@ class Supervisor:
         self._synced: dict[str, tuple[int, int]] = {}  # log file → (size, mtime) last uploaded
         self._run_handle = None
         self._attempt = 0  # attempts made before this one (max_run_retries)
+        self._data_env: dict[str, str] = {}  # the inputs' paths (runyard.data.inputs)
         from runyard.workspace import Workspace
 
         ws = self.request["workspace"]
@@ -194,7 +195,7 @@ class Supervisor:
         self.say(f"working copy of snapshot {self.request['snapshot_id'][:12]} ({count} files) in {self.workdir}")
         for folder in ("outputs", "logs"):
             (self.workdir / folder).mkdir(exist_ok=True)
-        failure = self._prepare_environment()
+        failure = self._prepare_inputs() or self._prepare_environment()
         if failure is not None:
             return failure
         if self._stop.is_set():
@@ -203,7 +204,7 @@ class Supervisor:
         max_bytes = int(self.settings["log_max_mb"] * (1 << 20))
         gpu_env = self._gpu_env()
         for spec in self.request["processes"]:
-            env = {**_inherited_env(), **spec["env"], **gpu_env}
+            env = {**_inherited_env(), **spec["env"], **gpu_env, **self._data_env}
             rank_logs = spec.get("rank_logs") or []
             if rank_logs:  # a launcher process (mpirun) starting these ranks: each rank's output through a FIFO
                 from runyard.launchers.mpi import RANK_LOG_DIR
@@ -229,6 +230,22 @@ class Supervisor:
         self._set_later(RunStatus.RUNNING)
         self._record_pending()
         return self._monitor()
+
+    def _prepare_inputs(self) -> tuple[RunStatus, dict | None, int | None] | None:
+        """Datastore paths and datasets become paths on this machine (``self._data_env``); None when ready."""
+        self._data_env = {}
+        specs = self.request["job"].get("inputs") or []
+        if not specs:
+            return None
+        from runyard.data import inputs
+
+        try:
+            self._data_env = inputs.prepare(self.ws, specs, self.workdir, self.say)
+        except Exception as exc:  # noqa: BLE001 - a missing or changed input fails the run, with the reason
+            self.say("inputs could not be prepared:\n" + traceback.format_exc())
+            return RunStatus.FAILED, {"message": f"the run's inputs could not be prepared: {exc}",
+                                      "code": "DataError", "where": "the inputs"}, None
+        return None
 
     def _prepare_environment(self) -> tuple[RunStatus, dict | None, int | None] | None:
         """Build the run's environment unless it is cached (a cancel stops the build); None when it is ready."""

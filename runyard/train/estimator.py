@@ -29,6 +29,8 @@ class Estimator:
         inherit_base_packages: the built environment also sees the submitting interpreter's packages and installs
             only what they lack.
         environment_definition: a runyard ``Environment`` instead of the package arguments.
+        inputs: data the script reads — ``[ds.path("mnist").as_mount(), dataset.as_named_input("x").as_download()]``
+            (references among script_params / arguments are inputs already).
         max_run_duration_seconds: the run is stopped and marked Failed when it runs longer.
         max_run_retries: restart every rank this many times after a failed attempt (a rank's error, a lost node);
             the script resumes from what it saved in ``./outputs`` (kept across attempts).
@@ -69,6 +71,7 @@ class Estimator:
         worker_count: int | None = None,
         parameter_server_count: int | None = None,
         max_run_retries: int = 0,
+        inputs: Sequence[Any] | None = None,
     ) -> None:
         self.source_directory = source_directory
         self.compute_target = compute_target
@@ -94,6 +97,7 @@ class Estimator:
         self.worker_count = worker_count
         self.parameter_server_count = parameter_server_count
         self.max_run_retries = max_run_retries
+        self.inputs = list(inputs) if inputs else []
         if framework_version is not None and self.framework_name is None:
             raise ConfigError("framework_version belongs to a framework estimator: use TensorFlow, PyTorch or SKLearn")
 
@@ -160,6 +164,7 @@ class Estimator:
             process_count_per_node=self.process_count_per_node, distributed=self.distributed_training,
             distributed_backend=self.distributed_backend, worker_count=self.worker_count,
             parameter_server_count=self.parameter_server_count, max_run_retries=self.max_run_retries,
+            inputs=self.inputs,
         )
 
     @classmethod

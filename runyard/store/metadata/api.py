@@ -246,11 +246,12 @@ class MetadataStore(ABC):
 
     # -- datasets ----------------------------------------------------------------------------
     @abstractmethod
-    def save_dataset(self, record: Mapping[str, Any], name: str | None = None,
-                     create_new_version: bool = True) -> DatasetRecord:
+    def save_dataset(self, record: Mapping[str, Any], name: str | None = None, create_new_version: bool = True,
+                     dataset_id: str | None = None) -> DatasetRecord:
         """Save a dataset. With ``name``: the next version of it, unless the latest version has the same definition
         and files (then that version is returned); a taken name without ``create_new_version`` is a
-        ValidationError. Without a name: an unnamed record (what a run consumed)."""
+        ValidationError. Without a name: an unnamed record (what a run consumed) with ``dataset_id`` (its content
+        id: saving the same one twice keeps one record)."""
 
     @abstractmethod
     def get_dataset(self, name: str, version: int | None = None) -> DatasetRecord:

@@ -751,8 +751,8 @@ class SqlMetadataStore(MetadataStore):
             self.get_datastore(name)
 
     # -- datasets --------------------------------------------------------------------------------
-    def save_dataset(self, record: Mapping[str, Any], name: str | None = None,
-                     create_new_version: bool = True) -> DatasetRecord:
+    def save_dataset(self, record: Mapping[str, Any], name: str | None = None, create_new_version: bool = True,
+                     dataset_id: str | None = None) -> DatasetRecord:
         import uuid
 
         s = t.datasets.c
@@ -761,9 +761,13 @@ class SqlMetadataStore(MetadataStore):
                "definition": json.dumps(record["definition"], sort_keys=True),
                "files": json.dumps(list(record["files"]), separators=(",", ":")), "created_at": time.time()}
         if name is None:
-            dataset_id = str(uuid.uuid4())
-            with self._write("save dataset") as conn:
-                conn.execute(t.datasets.insert().values(id=dataset_id, name=None, version=None, **row))
+            dataset_id = dataset_id or str(uuid.uuid4())
+            try:
+                with self._write("save dataset") as conn:
+                    if conn.execute(select(s.id).where(s.id == dataset_id)).first() is None:
+                        conn.execute(t.datasets.insert().values(id=dataset_id, name=None, version=None, **row))
+            except IntegrityError:  # saved by another submission at the same moment
+                pass
             return self.get_dataset_by_id(dataset_id)
         for _attempt in range(5):
             try:
