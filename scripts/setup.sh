@@ -15,3 +15,14 @@ fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[dev,mlflow,demo]'
+# Azurite (Microsoft's Azure Storage emulator, from npm) for the Azure Blob datastore tests, in .cache/azurite.
+if [ ! -x .cache/azurite/node_modules/.bin/azurite-blob ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "installing Azurite (npm) into .cache/azurite" >&2
+    mkdir -p .cache/azurite
+    npm install --silent --no-audit --no-fund --prefix .cache/azurite azurite@3 >/dev/null 2>&1 \
+      || echo "note: npm install azurite failed; the Azure Blob datastore tests will be skipped" >&2
+  else
+    echo "note: no npm (apt-get install npm); the Azure Blob datastore tests will be skipped" >&2
+  fi
+fi

@@ -67,34 +67,37 @@ class Datastore:
     # -- lookup ---------------------------------------------------------------------------------------------
     @classmethod
     def get(cls, workspace: "Workspace", datastore_name: str) -> "Datastore":
-        try:
-            return cls._from_record(workspace, workspace.metadata.get_datastore(datastore_name))
-        except NotFound:
-            if datastore_name != DEFAULT_NAME:
-                raise
+        if datastore_name == DEFAULT_NAME:
             return cls._builtin(workspace)
+        return cls._from_record(workspace, workspace.metadata.get_datastore(datastore_name))
 
     @classmethod
     def get_default(cls, workspace: "Workspace") -> "Datastore":
-        """The default datastore; a new workspace gets a local one, ``<workspace>/datastores/workspaceblobstore``."""
-        try:
-            return cls._from_record(workspace, workspace.metadata.get_datastore(None))
-        except NotFound:
-            return cls._builtin(workspace)
+        """The default datastore: ``workspaceblobstore`` (the folder ``<workspace>/datastores/workspaceblobstore``)
+        unless another was made the default."""
+        builtin = cls._builtin(workspace)
+        if builtin.is_default:
+            return builtin
+        return cls._from_record(workspace, workspace.metadata.get_datastore(None))
 
     @classmethod
     def _builtin(cls, workspace: "Workspace") -> "Datastore":
+        """Every workspace has ``workspaceblobstore``: registered the first time any datastore is used."""
+        try:
+            return cls._from_record(workspace, workspace.metadata.get_datastore(DEFAULT_NAME))
+        except NotFound:
+            pass
         folder = workspace.path / "datastores" / DEFAULT_NAME
         folder.mkdir(parents=True, exist_ok=True)
         try:
-            record = workspace.metadata.save_datastore(DEFAULT_NAME, "local", {"path": str(folder)}, default=True)
+            record = workspace.metadata.save_datastore(DEFAULT_NAME, "local", {"path": str(folder)})
         except ValidationError:  # registered by another process meanwhile
             record = workspace.metadata.get_datastore(DEFAULT_NAME)
         return cls._from_record(workspace, record)
 
     @classmethod
     def list(cls, workspace: "Workspace") -> list["Datastore"]:
-        cls.get_default(workspace)  # a workspace always has its default
+        cls._builtin(workspace)
         return [cls._from_record(workspace, r) for r in workspace.metadata.list_datastores()]
 
     # -- registration ---------------------------------------------------------------------------------------
@@ -171,6 +174,7 @@ class Datastore:
             raise ValidationError(f"datastore name {name!r}: use letters, digits, '_', '-' and '.'")
         from runyard.store.metadata.entities import DatastoreRecord
 
+        cls._builtin(workspace)  # registered first: the default until another is chosen
         probe = cls._from_record(workspace, DatastoreRecord(name, type_, config, False, 0.0))
         if create and type_ != "local":
             probe._create_container()
@@ -183,7 +187,16 @@ class Datastore:
         assert isinstance(files, FsspecFiles)
         bucket = files.base.split("/", 1)[0]
         with files._errors(f"create {bucket!r}"):
-            if not files.fs.exists(bucket):
+            if files.fs.exists(bucket):
+                return
+            region = self._record.config.get("region")
+            if files.scheme == "s3":  # us-east-1 takes no location constraint (s3fs would send one)
+                params: dict[str, Any] = {"Bucket": bucket}
+                if region and region != "us-east-1":
+                    params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+                files.fs.call_s3("create_bucket", **params)
+                files.fs.invalidate_cache()
+            else:
                 files.fs.mkdir(bucket)
 
     # -- what it is -----------------------------------------------------------------------------------------

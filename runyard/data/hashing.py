@@ -47,7 +47,7 @@ class HashCache:
             known = self._entries.get(path)
         if known is not None and known[0] == key and (not s3_etag or "s3etag" in known[1]):
             return known[1]
-        found = _digest_file(path, s3_etag)
+        found = _digest_file(path, s3_etag, st.st_size)
         if _key(os.stat(path)) != key:  # written to while being read: not cached, the caller checks again
             return found
         self.remember(path, st, found)
@@ -83,13 +83,16 @@ class HashCache:
             pass  # an optimisation only
 
 
-def _digest_file(path: str, s3_etag: bool) -> dict[str, str]:
+def _digest_file(path: str, s3_etag: bool, size: int) -> dict[str, str]:
+    """Digests of the first ``size`` bytes (the size stat'd first: a file that keeps growing is not chased)."""
     md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
     parts: list[bytes] = []
     part = hashlib.md5(usedforsecurity=False)
     in_part = 0
+    left = size
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
+        while left > 0 and (chunk := f.read(min(_CHUNK, left))):
+            left -= len(chunk)
             md5.update(chunk)
             sha.update(chunk)
             if s3_etag:
@@ -103,7 +106,6 @@ def _digest_file(path: str, s3_etag: bool) -> dict[str, str]:
         if in_part:
             parts.append(part.digest())
         # s3fs sends a file below two parts in one PUT (ETag: its MD5), a larger one in parts of S3_PART
-        size = os.path.getsize(path)
         out["s3etag"] = (hashlib.md5(b"".join(parts), usedforsecurity=False).hexdigest() + f"-{len(parts)}"
                          if size >= 2 * S3_PART else out["md5"])
     return out

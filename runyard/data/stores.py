@@ -121,7 +121,7 @@ class LocalFiles(Files):
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.parent / f".runyard-{dest.name}.{os.getpid()}.part"
         try:
-            shutil.copyfile(local, tmp)
+            _copy(local, tmp)
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
@@ -150,6 +150,20 @@ class LocalFiles(Files):
 
     def uri(self, key: str = "") -> str:
         return str(self._path(key))
+
+
+def _copy(src: str, dst: Path) -> None:
+    """Copy the bytes ``src`` has now (a file that keeps growing is not chased: the caller sees it changed)."""
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        left = os.fstat(fin.fileno()).st_size
+        offset = 0
+        while left > 0:
+            sent = os.sendfile(fout.fileno(), fin.fileno(), offset, min(left, 1 << 30))
+            if sent == 0:
+                break
+            offset += sent
+            left -= sent
+    shutil.copymode(src, dst)
 
 
 class FsspecFiles(Files):
@@ -262,7 +276,7 @@ class FsspecFiles(Files):
         elif _is_connection_error(exc):
             reason = "the endpoint cannot be reached (is the service running, is the address right?)"
         else:
-            reason = text
+            reason = text.strip().splitlines()[0][:300]
         for secret in self.secrets:  # belt and braces: no message ever carries a secret
             reason = reason.replace(secret, "***")
         return reason
@@ -271,6 +285,8 @@ class FsspecFiles(Files):
 def _error_code(exc: BaseException) -> str | None:
     seen = 0
     while exc is not None and seen < 6:
+        if getattr(exc, "status_code", None) in (401, 403):  # Azure's HttpResponseError
+            return "AuthenticationFailed"
         response = getattr(exc, "response", None)
         if isinstance(response, Mapping):
             code = (response.get("Error") or {}).get("Code")
@@ -278,7 +294,7 @@ def _error_code(exc: BaseException) -> str | None:
                 return str(code)
         code = getattr(exc, "error_code", None)
         if code:
-            return str(code)
+            return str(getattr(code, "value", code))
         if type(exc).__name__ == "ClientAuthenticationError":
             return "ClientAuthenticationError"
         if isinstance(exc, PermissionError):
