@@ -367,3 +367,4 @@ from runyard.cli import compute_commands  # noqa: E402,F401 - registers `runyard
 from runyard.cli import sweep_commands  # noqa: E402,F401 - registers `runyard sweep …` on app
 from runyard.cli import model_commands  # noqa: E402,F401 - registers `runyard models …` on app
 from runyard.cli import deploy_commands  # noqa: E402,F401 - registers `runyard deploy` and `runyard services …`
+from runyard.cli import data_commands  # noqa: E402,F401 - registers `runyard datastore …` and `runyard dataset …`

@@ -2,7 +2,11 @@
 
 Transfers compare files by size and MD5 (what S3's ETag and Azure's Content-MD5 hold); datasets record SHA-256.
 One read computes both. The cache (one pickle per workspace) maps an absolute path to (size, mtime_ns, inode, ctime_ns)
-and the digests of that content; any change to those stat fields means a re-hash.
+and what is known of that content; any change to those stat fields forgets it.
+
+What is known need not come from reading the file: after an upload, the ETag S3 reports *is* the file's
+``s3etag``; after a local copy, source and copy share a ``token`` (the same bytes, whatever their digest). So a
+first transfer reads each file once (to send it), and a re-transfer of unchanged files reads nothing.
 """
 from __future__ import annotations
 
@@ -45,13 +49,15 @@ class HashCache:
         key = _key(st)
         with self._lock:
             known = self._entries.get(path)
-        if known is not None and known[0] == key and (not s3_etag or "s3etag" in known[1]):
+        wanted = ("md5", "sha256", "s3etag") if s3_etag else ("md5", "sha256")
+        if known is not None and known[0] == key and all(k in known[1] for k in wanted):
             return known[1]
         found = _digest_file(path, s3_etag, st.st_size)
         if _key(os.stat(path)) != key:  # written to while being read: not cached, the caller checks again
             return found
-        self.remember(path, st, found)
-        return found
+        merged = {**(known[1] if known is not None and known[0] == key else {}), **found}
+        self.remember(path, st, merged)
+        return merged
 
     def peek(self, path: str, st: os.stat_result) -> dict[str, str] | None:
         """The cached digests when the file is unchanged since they were taken; never reads the file."""
@@ -60,9 +66,13 @@ class HashCache:
         return known[1] if known is not None and known[0] == _key(st) else None
 
     def remember(self, path: str, st: os.stat_result, found: dict[str, str]) -> None:
-        """Record digests known without reading (a file just written from content already hashed)."""
+        """Record what is known of the file's content without reading it (added to what is known already)."""
+        path = os.path.abspath(path)
+        key = _key(st)
         with self._lock:
-            self._entries[os.path.abspath(path)] = (_key(st), dict(found))
+            known = self._entries.get(path)
+            base = known[1] if known is not None and known[0] == key else {}
+            self._entries[path] = (key, {**base, **found})
             self._dirty = True
 
     def save(self) -> None:

@@ -9,6 +9,7 @@ import os
 import shutil
 from abc import ABC, abstractmethod
 import stat
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ class Files(ABC):
 
     label: str  # "datastore 'lake' (s3://bucket at http://127.0.0.1:9000)": what messages name
     tag_kind = "md5"  # which digest of a local file equals what list() reports
+    needs_md5 = False  # uploads send the MD5 along (Azure's Content-MD5), so the file is hashed before it is sent
+    server_tags = False  # the service computes the tag (S3's ETag, GCS's md5Hash): learnt by listing after uploads
 
     @abstractmethod
     def list(self, prefix: str = "") -> dict[str, Remote]:
@@ -41,8 +44,11 @@ class Files(ABC):
         ...
 
     def tag_of(self, key: str, remote: Remote) -> str | None:
-        """The content tag of a listed file (a local datastore hashes it, through the cache)."""
+        """The content tag of a listed file by its content (a local datastore hashes it, through the cache)."""
         return remote.tag
+
+    def after_put(self, local: str, st: os.stat_result, key: str, known: Mapping[str, str]) -> None:
+        """Record what a finished upload tells about the file's content (see runyard.data.hashing)."""
 
     @abstractmethod
     def put(self, local: str, key: str, digests: Mapping[str, str], progress: Progress) -> None:
@@ -104,17 +110,23 @@ class LocalFiles(Files):
                     st = os.stat(path)
                 except OSError:
                     continue  # removed while listing
-                known = self.cache.peek(path, st)  # a file this machine hashed before: its tag costs nothing
-                out[path[root_len:].replace(os.sep, "/")] = Remote(st.st_size, known["md5"] if known else None)
+                known = self.cache.peek(path, st) or {}  # a file this machine knows: its tag costs nothing
+                out[path[root_len:].replace(os.sep, "/")] = Remote(st.st_size, known.get("md5") or known.get("token"))
         return out
 
     def tag_of(self, key: str, remote: Remote) -> str | None:
-        if remote.tag is not None:
-            return remote.tag
         try:
             return self.cache.digests(str(self._path(key)))["md5"]
         except OSError:
             return None
+
+    def after_put(self, local: str, st: os.stat_result, key: str, known: Mapping[str, str]) -> None:
+        # the copy has the source's bytes: both get the source's digests, or a token they share
+        token = known.get("token") or f"copy:{uuid.uuid4().hex}"
+        facts = {k: v for k, v in known.items() if k in ("md5", "sha256")} or {"token": token}
+        self.cache.remember(local, st, facts)
+        dest = str(self._path(key))
+        self.cache.remember(dest, os.stat(dest), facts)
 
     def put(self, local: str, key: str, digests: Mapping[str, str], progress: Progress) -> None:
         dest = self._path(key)
@@ -125,7 +137,6 @@ class LocalFiles(Files):
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
-        self.cache.remember(str(dest), dest.stat(), digests)
         progress(os.path.getsize(dest))
 
     def get(self, key: str, local: str, progress: Progress) -> None:
@@ -176,6 +187,8 @@ class FsspecFiles(Files):
         self.secrets = tuple(s for s in secrets if s)
         self.label = f"datastore {name!r} ({scheme}://{self.base}" + (f" at {endpoint}" if endpoint else "") + ")"
         self.tag_kind = "s3etag" if scheme == "s3" else "md5"
+        self.needs_md5 = scheme == "az"
+        self.server_tags = scheme in ("s3", "gs")
 
     def _path(self, key: str) -> str:
         return f"{self.base}/{key}" if key else self.base

@@ -1,9 +1,11 @@
 """Parallel, resumable upload and download between this machine and a datastore.
 
-A file whose size and content hash already match on the other side is skipped (MD5 against a local copy's digest,
+A file whose size and content already match on the other side is skipped (MD5 against a local copy's digest,
 S3's ETag or Azure's Content-MD5), so an interrupted transfer goes on where it stopped and an unchanged folder
-transfers nothing. Digests come from a stat-keyed cache: re-checking an unchanged file costs one ``stat``. A local
-file that changes while it is uploaded is not left half-sent: its copy is removed and the transfer reports it.
+transfers nothing. What is known of each file's content lives in a stat-keyed cache (``runyard.data.hashing``):
+re-checking an unchanged file costs one ``stat``, and a file is read only when its tags do not settle the question.
+A local file that changes while it is uploaded is not left half-sent: its copy is removed and the transfer
+reports it.
 """
 from __future__ import annotations
 
@@ -41,6 +43,21 @@ def _workers(files: Files) -> int:
     return 8 if isinstance(files, LocalFiles) else 32
 
 
+def _token(known: dict[str, str], kind: str) -> str | None:
+    return known.get(kind) or known.get("token")
+
+
+def _same(files: Files, cache: HashCache, local: str, st: os.stat_result, key: str, remote: Remote) -> bool:
+    """Does the local file hold what the datastore's file holds (sizes already equal)? Known tags first; reading
+    only when they do not settle it."""
+    kind = files.tag_kind
+    mine = _token(cache.peek(local, st) or {}, kind)
+    if mine is not None and remote.tag is not None and mine == remote.tag:
+        return True
+    theirs = remote.tag if remote.tag is not None and not remote.tag.startswith("copy:") else files.tag_of(key, remote)
+    return theirs is not None and cache.digests(local, st, kind == "s3etag").get(kind) == theirs
+
+
 def upload(files: Files, pairs: Sequence[tuple[str, str]], prefix: str, overwrite: bool, cache: HashCache,
            show_progress: bool | None = None) -> TransferReport:
     """Send each (local path, key); ``prefix``: the keys' common folder (one listing of what is there)."""
@@ -58,42 +75,50 @@ def upload(files: Files, pairs: Sequence[tuple[str, str]], prefix: str, overwrit
             report.skipped += 1
             continue
         if remote is not None and remote.tag is not None and remote.size == st.st_size:
-            known = cache.peek(local, st)  # both sides' digests known without reading: decided here, no pool
-            if known is not None and known.get(files.tag_kind) == remote.tag:
+            mine = _token(cache.peek(local, st) or {}, files.tag_kind)  # settled without reading: no pool
+            if mine == remote.tag:
                 report.skipped += 1
                 continue
         todo.append((local, key, st, remote))
     lock = threading.Lock()
-    s3 = files.tag_kind == "s3etag"
+    sent: list[tuple[str, str, os.stat_result]] = []
 
     with _bar(f"uploading {len(todo)} files", sum(t[2].st_size for t in todo), show_progress) as bar:
         def one(item: tuple[str, str, os.stat_result, Remote | None]) -> None:
             local, key, st, remote = item
-            digests = cache.digests(local, st, s3_etag=s3)
-            if remote is not None and remote.size == st.st_size and files.tag_of(key, remote) == digests[files.tag_kind]:
+            if remote is not None and remote.size == st.st_size and _same(files, cache, local, st, key, remote):
                 with lock:
                     report.skipped += 1
                 bar.advance(st.st_size)
                 return
+            known = cache.digests(local, st) if files.needs_md5 else (cache.peek(local, st) or {})
             moved = [0]
 
             def progress(n: int) -> None:
                 moved[0] += n
                 bar.advance(n)
 
-            files.put(local, key, digests, progress)
+            files.put(local, key, known, progress)
             after = os.stat(local)
             if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
                 files.delete(key)  # a copy of a file in the middle of being written is worse than none
                 with lock:
                     report.changed.append(local)
                 return
+            files.after_put(local, st, key, known)
             bar.advance(max(0, st.st_size - moved[0]))
             with lock:
                 report.transferred += 1
                 report.bytes += st.st_size
+                sent.append((local, key, st))
 
         _run_all(one, todo, _workers(files))
+    if sent and files.server_tags:  # the tags the service computed are the sent files' digests: one listing
+        listed = files.list(prefix)
+        for local, key, st in sent:
+            remote = listed.get(key)
+            if remote is not None and remote.tag and remote.size == st.st_size:
+                cache.remember(local, st, {files.tag_kind: remote.tag})
     cache.save()
     report.seconds = time.perf_counter() - started
     if report.changed:
@@ -124,19 +149,19 @@ def download(files: Files, prefix: str, target: Path, overwrite: bool, cache: Ha
             continue
         todo.append((key, dest, remote))
     lock = threading.Lock()
-    s3 = files.tag_kind == "s3etag"
 
     with _bar(f"downloading {len(todo)} files", sum(r.size for _, _, r in todo), show_progress) as bar:
         def one(item: tuple[str, Path, Remote]) -> None:
             key, dest, remote = item
-            if dest.is_file():
+            try:
                 st = dest.stat()
-                tag = files.tag_of(key, remote)
-                if st.st_size == remote.size and tag is not None and cache.digests(str(dest), st, s3)[files.tag_kind] == tag:
-                    with lock:
-                        report.skipped += 1
-                    bar.advance(remote.size)
-                    return
+            except FileNotFoundError:
+                st = None
+            if st is not None and st.st_size == remote.size and _same(files, cache, str(dest), st, key, remote):
+                with lock:
+                    report.skipped += 1
+                bar.advance(remote.size)
+                return
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.parent / f".runyard-{dest.name}.{os.getpid()}.{threading.get_ident()}.part"
             moved = [0]
@@ -152,6 +177,9 @@ def download(files: Files, prefix: str, target: Path, overwrite: bool, cache: Ha
                 os.replace(tmp, dest)
             finally:
                 tmp.unlink(missing_ok=True)
+            if remote.tag is not None:  # the copy holds what the store tagged
+                tag = remote.tag
+                cache.remember(str(dest), dest.stat(), {"token": tag} if tag.startswith("copy:") else {files.tag_kind: tag})
             bar.advance(max(0, remote.size - moved[0]))
             with lock:
                 report.transferred += 1

@@ -215,3 +215,33 @@ def test_runs_consume_s3_data_as_a_cached_download_and_a_copy(ws, tmp_path, s3_s
     ds.upload(str(tmp_path / "d"), "set", overwrite=True, show_progress=False)
     with pytest.raises(DataError, match="changed since the dataset was saved"):
         dataset.download(str(tmp_path / "after"))
+
+
+def test_datastore_and_dataset_commands(ws, tmp_path, s3_server):
+    import os
+    import subprocess
+    import sys
+
+    def cli(*args):
+        proc = subprocess.run([sys.executable, "-m", "runyard", *args], capture_output=True, text=True,
+                              env={**os.environ, **ws.environment_variables(), "COLUMNS": "200"})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout + proc.stderr
+
+    Datastore.register_s3(ws, "lake", bucket_name=f"c-{uuid.uuid4().hex[:8]}", endpoint_url=s3_server.endpoint,
+                          region="us-east-1", access_key_id=s3_server.key_id, secret_access_key=s3_server.secret,
+                          create_if_not_exists=True)
+    src = _files(tmp_path / "src", {"a.txt": "a", "b/c.txt": "c"})
+    assert "uploaded 2 files" in cli("datastore", "upload", str(src), "-t", "set", "-d", "lake")
+    assert "uploaded 0 files" in cli("datastore", "upload", str(src), "-t", "set", "-d", "lake", "--overwrite")
+    listing = cli("datastore", "list")
+    assert "lake" in listing and "S3" in listing and "keys" in listing and s3_server.secret not in listing
+    shown = cli("datastore", "show", "lake", "--prefix", "set")
+    assert '"secret_access_key": "***"' in shown and "set/b/c.txt" in shown and s3_server.secret not in shown
+    cli("datastore", "download", str(tmp_path / "back"), "--prefix", "set", "-d", "lake")
+    assert (tmp_path / "back" / "set" / "b" / "c.txt").read_text() == "c"
+    assert "registered letters:1 (2 files" in cli("dataset", "register", "letters", "lake:set", "--description", "x")
+    assert "letters" in cli("dataset", "list")
+    assert "a.txt" in cli("dataset", "show", "letters:1")
+    assert "2 file(s)" in cli("dataset", "download", "letters", str(tmp_path / "dl"))
+    assert (tmp_path / "dl" / "b" / "c.txt").read_text() == "c"
