@@ -204,3 +204,43 @@ def test_progress_never_undoes_a_cancel_request(store):
     assert store.set_status(run.run_id, RunStatus.RUNNING).status == RunStatus.CANCEL_REQUESTED
     assert store.set_status(run.run_id, RunStatus.FINALIZING).status == RunStatus.FINALIZING
     assert store.set_status(run.run_id, RunStatus.CANCELED).status == RunStatus.CANCELED
+
+
+def test_datastores_datasets_and_run_inputs(store):
+    from runyard.store.metadata.entities import RunInputRecord
+
+    first = store.save_datastore("workspaceblobstore", "local", {"path": "/x"})
+    assert first.is_default  # the first one is the default until another is chosen
+    store.save_datastore("lake", "s3", {"bucket": "b"})
+    with pytest.raises(ValidationError, match="already exists"):
+        store.save_datastore("lake", "s3", {"bucket": "c"})
+    assert store.save_datastore("lake", "s3", {"bucket": "c"}, overwrite=True).config == {"bucket": "c"}
+    store.set_default_datastore("lake")
+    assert store.get_datastore(None).name == "lake" and not store.get_datastore("workspaceblobstore").is_default
+    with pytest.raises(NotFound, match="did you mean lake"):
+        store.get_datastore("laek")
+    store.delete_datastore("lake")
+    assert [d.name for d in store.list_datastores()] == ["workspaceblobstore"]
+
+    record = {"type": "file", "definition": {"sources": []}, "files": [{"path": "a", "size": 1, "sha256": "0" * 64}]}
+    v1 = store.save_dataset(record, name="d")
+    assert (v1.name, v1.version) == ("d", 1)
+    assert store.save_dataset(record, name="d").id == v1.id  # the same content is not a new version
+    with pytest.raises(ValidationError, match="create_new_version"):
+        store.save_dataset({**record, "files": []}, name="d", create_new_version=False)
+    v2 = store.save_dataset({**record, "files": []}, name="d")
+    assert v2.version == 2 and store.get_dataset("d").id == v2.id and store.get_dataset("d", 1).id == v1.id
+    anon = store.save_dataset(record, dataset_id="anon-1")
+    assert store.save_dataset(record, dataset_id="anon-1").id == "anon-1" and anon.name is None
+    assert [d.version for d in store.list_datasets("d")] == [2, 1]
+    assert [(d.name, d.version) for d in store.list_datasets()] == [("d", 2)]  # unnamed ones are not listed
+    assert store.update_dataset(v1.id, tags={"k": "v"}, description="one").tags == {"k": "v"}
+    with pytest.raises(NotFound, match="versions: 1, 2"):
+        store.get_dataset("d", 9)
+
+    exp = store.get_or_create_experiment("e")
+    store.create_run(exp.id, run_id="r1", status=RunStatus.QUEUED)
+    store.record_run_inputs("r1", [RunInputRecord("r1", "train", v1.id, "mount", {}),
+                                   RunInputRecord("r1", "raw", None, "download", {"datastore": "x", "path": "p"})])
+    assert [(i.name, i.mode) for i in store.list_run_inputs("r1")] == [("raw", "download"), ("train", "mount")]
+    assert [i.run_id for i in store.list_dataset_consumers([v1.id, v2.id])] == ["r1"]
