@@ -10,6 +10,7 @@ given at registration is stored encrypted (``runyard.data.secrets``), and no mes
 """
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import re
@@ -270,19 +271,16 @@ class Datastore:
                show_progress: bool = True) -> "DataReference":
         """Upload a folder's files under ``target_path``; files already there with the same size and content are
         skipped, other existing files are replaced only with ``overwrite=True``. Returns a reference to the folder."""
-        src = Path(src_dir).expanduser() if src_dir is not None else None
+        src = Path(src_dir).expanduser().absolute() if src_dir is not None else None
         if src is None or not src.exists():
             raise NotFound(f"src_dir {os.fspath(src_dir) if src_dir is not None else None!r} does not exist")
         if not src.is_dir():
             raise ConfigError(f"src_dir {os.fspath(src_dir)!r} is a file — use upload_files([...]) for files")
         target = clean_path(target_path, "target_path")
-        pairs = []
-        for folder, dirs, names in os.walk(src):
-            dirs.sort()
-            rel = os.path.relpath(folder, src)
-            for name in sorted(names):
-                key = posixpath.join(*(p for p in (target, "" if rel == "." else rel.replace(os.sep, "/"), name) if p))
-                pairs.append((os.path.join(folder, name), key))
+        from runyard.data.stores import walk_files
+
+        base = target + "/" if target else ""
+        pairs = [(path, base + rel, st) for path, rel, st in walk_files(str(src))]
         self._upload(pairs, target, overwrite, show_progress)
         return self.path(target)
 
@@ -308,7 +306,7 @@ class Datastore:
         self._upload(pairs, target, overwrite, show_progress)
         return self.path(target)
 
-    def _upload(self, pairs: list[tuple[str, str]], prefix: str, overwrite: bool, show_progress: bool) -> "TransferReport":
+    def _upload(self, pairs: list[tuple], prefix: str, overwrite: bool, show_progress: bool) -> "TransferReport":
         from runyard.data.hashing import hash_cache_for
         from runyard.data.transfer import upload
 
@@ -437,6 +435,7 @@ def _open_files(workspace: "Workspace", record: "DatastoreRecord") -> Files:
     base = "/".join(p for p in (c.get("bucket") or c.get("container"), c.get("prefix")) if p)
     if record.type == "s3":
         s3fs = _import("s3fs", "s3", name)
+        _import("boto3", "s3", name)
         options: dict[str, Any] = {"skip_instance_cache": True,
                                    "config_kwargs": {"connect_timeout": 5, "retries": {"max_attempts": 2}}}
         if c.get("endpoint_url"):
@@ -450,7 +449,21 @@ def _open_files(workspace: "Workspace", record: "DatastoreRecord") -> Files:
             options["profile"] = c["profile"]
         elif c["auth"] == "anonymous":
             options["anon"] = True
-        return FsspecFiles(name, s3fs.S3FileSystem(**options), base, "s3", c.get("endpoint_url"), (key or "",))
+        def boto3_client():
+            import boto3
+            from botocore.config import Config
+
+            session = boto3.Session(profile_name=c["profile"]) if c["auth"] == "profile" else boto3.Session()
+            extra = {"aws_access_key_id": c["access_key_id"], "aws_secret_access_key": key} if c["auth"] == "keys" else {}
+            config = Config(connect_timeout=5, retries={"max_attempts": 2}, max_pool_connections=32,
+                            **({"signature_version": botocore.UNSIGNED} if c["auth"] == "anonymous" else {}))
+            return session.client("s3", endpoint_url=c.get("endpoint_url"), region_name=c.get("region"), config=config,
+                                  **extra)
+
+        import botocore
+
+        return FsspecFiles(name, s3fs.S3FileSystem(**options), base, "s3", c.get("endpoint_url"), (key or "",),
+                           functools.lru_cache(maxsize=1)(boto3_client))
     if record.type == "azure_blob":
         adlfs = _import("adlfs", "azure", name)
         key, sas = secret("account_key"), secret("sas_token")

@@ -17,8 +17,16 @@ import threading
 from pathlib import Path
 
 _CHUNK = 1 << 20
-S3_PART = 64 << 20  # part size of S3 multipart uploads (their ETag is the MD5 of the parts' MD5s + "-N")
+S3_PART = 8 << 20  # part size of S3 multipart uploads (their ETag is the MD5 of the parts' MD5s + "-N")
 _MAX_ENTRIES = 500_000
+
+
+def s3_part_size(size: int) -> int:
+    """The part size of an S3 multipart upload of ``size`` bytes: S3_PART, larger when S3's 10,000 parts run out."""
+    if size <= S3_PART * 10_000:
+        return S3_PART
+    need = -(-size // 10_000)  # ceil, then whole MiB
+    return -(-need // (1 << 20)) * (1 << 20)
 
 
 def _key(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -61,9 +69,8 @@ class HashCache:
 
     def peek(self, path: str, st: os.stat_result) -> dict[str, str] | None:
         """The cached digests when the file is unchanged since they were taken; never reads the file."""
-        with self._lock:
-            known = self._entries.get(os.path.abspath(path))
-        return known[1] if known is not None and known[0] == _key(st) else None
+        known = self._entries.get(path if path[:1] == "/" else os.path.abspath(path))  # a dict read: atomic
+        return known[1] if known is not None and known[0] == (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) else None
 
     def remember(self, path: str, st: os.stat_result, found: dict[str, str]) -> None:
         """Record what is known of the file's content without reading it (added to what is known already)."""
@@ -99,6 +106,7 @@ def _digest_file(path: str, s3_etag: bool, size: int) -> dict[str, str]:
     parts: list[bytes] = []
     part = hashlib.md5(usedforsecurity=False)
     in_part = 0
+    part_size = s3_part_size(size)
     left = size
     with open(path, "rb") as f:
         while left > 0 and (chunk := f.read(min(_CHUNK, left))):
@@ -108,21 +116,31 @@ def _digest_file(path: str, s3_etag: bool, size: int) -> dict[str, str]:
             if s3_etag:
                 part.update(chunk)
                 in_part += len(chunk)
-                if in_part >= S3_PART:
+                if in_part >= part_size:
                     parts.append(part.digest())
                     part, in_part = hashlib.md5(usedforsecurity=False), 0
     out = {"md5": md5.hexdigest(), "sha256": sha.hexdigest()}
     if s3_etag:
         if in_part:
             parts.append(part.digest())
-        # s3fs sends a file below two parts in one PUT (ETag: its MD5), a larger one in parts of S3_PART
+        # a file below two parts goes in one PUT (ETag: its MD5), a larger one in parts (runyard.data.stores)
         out["s3etag"] = (hashlib.md5(b"".join(parts), usedforsecurity=False).hexdigest() + f"-{len(parts)}"
                          if size >= 2 * S3_PART else out["md5"])
     return out
 
 
+_shared: dict[Path, HashCache] = {}
+_shared_lock = threading.Lock()
+
+
 def hash_cache_for(workspace_path: Path) -> HashCache:
-    return HashCache(workspace_path / "cache" / "data-hashes.pickle")
+    """The workspace's cache, one instance per process (what one part learns, the others see)."""
+    path = Path(workspace_path) / "cache" / "data-hashes.pickle"
+    with _shared_lock:
+        cache = _shared.get(path)
+        if cache is None:
+            cache = _shared[path] = HashCache(path)
+        return cache
 
 
-__all__ = ["HashCache", "S3_PART", "hash_cache_for"]
+__all__ = ["HashCache", "S3_PART", "hash_cache_for", "s3_part_size"]

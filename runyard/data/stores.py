@@ -6,7 +6,9 @@ endpoints, refused credentials, a missing bucket or container.
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
+import threading
 from abc import ABC, abstractmethod
 import stat
 import uuid
@@ -20,6 +22,32 @@ from runyard.data.hashing import HashCache
 from runyard.errors import DataError, NotFound
 
 Progress = Callable[[int], None]  # called with the bytes just moved
+_S3_PARTS_IN_FLIGHT = 10
+
+
+def walk_files(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(path, posix path relative to ``root``, stat) of every file under ``root``, sorted; runyard's own temporary
+    files (``.runyard-*``) are left out. One ``scandir`` + ``stat`` per entry."""
+    stack = [(root, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
+        except FileNotFoundError:
+            continue
+        subdirs = []
+        for entry in reversed(entries):
+            if entry.name.startswith(".runyard-"):
+                continue
+            try:
+                if entry.is_dir():
+                    subdirs.append((entry.path, prefix + entry.name + "/"))
+                    continue
+                st = entry.stat()
+            except OSError:
+                continue  # removed while listing
+            yield entry.path, prefix + entry.name, st
+        stack.extend(reversed(subdirs))
 
 
 @dataclass(frozen=True)
@@ -50,13 +78,16 @@ class Files(ABC):
     def after_put(self, local: str, st: os.stat_result, key: str, known: Mapping[str, str]) -> None:
         """Record what a finished upload tells about the file's content (see runyard.data.hashing)."""
 
+    def prepare(self, keys: list[str]) -> None:
+        """Before uploading these keys (a local datastore makes their folders once)."""
+
     @abstractmethod
     def put(self, local: str, key: str, digests: Mapping[str, str], progress: Progress) -> None:
         ...
 
     @abstractmethod
-    def get(self, key: str, local: str, progress: Progress) -> None:
-        ...
+    def get(self, key: str, local: str, progress: Progress) -> os.stat_result | None:
+        """Write the file into ``local``; the copy's stat when known without another system call."""
 
     @abstractmethod
     def delete(self, key: str) -> None:
@@ -84,6 +115,7 @@ class LocalFiles(Files):
         self.root = root
         self.cache = cache
         self.label = f"datastore {name!r} ({root})"
+        self._written: dict[str, os.stat_result] = {}  # stat of each copy just written, for after_put
 
     def _path(self, key: str) -> Path:
         return self.root / key if key else self.root
@@ -99,19 +131,11 @@ class LocalFiles(Files):
             raise DataError(f"{self.label}: cannot read {prefix or '/'}: {exc.strerror or exc}") from exc
         if stat.S_ISREG(st.st_mode):
             return {prefix: Remote(st.st_size)}
-        root_len = len(str(self.root)) + 1
-        for folder, dirs, files in os.walk(start):
-            dirs[:] = [d for d in dirs if not d.startswith(".runyard-")]
-            for name in files:
-                if name.startswith(".runyard-"):
-                    continue
-                path = os.path.join(folder, name)
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    continue  # removed while listing
-                known = self.cache.peek(path, st) or {}  # a file this machine knows: its tag costs nothing
-                out[path[root_len:].replace(os.sep, "/")] = Remote(st.st_size, known.get("md5") or known.get("token"))
+        base = prefix + "/" if prefix else ""
+        peek = self.cache.peek
+        for path, rel, st in walk_files(str(start)):
+            known = peek(path, st) or {}  # a file this machine knows: its tag costs nothing
+            out[base + rel] = Remote(st.st_size, known.get("md5") or known.get("token"))
         return out
 
     def tag_of(self, key: str, remote: Remote) -> str | None:
@@ -125,23 +149,32 @@ class LocalFiles(Files):
         token = known.get("token") or f"copy:{uuid.uuid4().hex}"
         facts = {k: v for k, v in known.items() if k in ("md5", "sha256")} or {"token": token}
         self.cache.remember(local, st, facts)
-        dest = str(self._path(key))
-        self.cache.remember(dest, os.stat(dest), facts)
+        dest = os.path.join(self.root, key)
+        self.cache.remember(dest, self._written.pop(dest, None) or os.stat(dest), facts)
+
+    def prepare(self, keys: list[str]) -> None:
+        for folder in {posixpath.dirname(k) for k in keys}:
+            os.makedirs(self._path(folder), exist_ok=True)
 
     def put(self, local: str, key: str, digests: Mapping[str, str], progress: Progress) -> None:
-        dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.parent / f".runyard-{dest.name}.{os.getpid()}.part"
-        try:
-            _copy(local, tmp)
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
-        progress(os.path.getsize(dest))
+        dest = os.path.join(self.root, key)
+        if not os.path.lexists(dest):  # a new file is written in place (a half-written one is re-sent: its size
+            self._written[dest] = _copy(local, dest)  # differs, or nothing is known of it)
+        else:  # a file that exists is replaced whole, never left half-overwritten
+            tmp = f"{os.path.dirname(dest)}/.runyard-{os.path.basename(dest)}.{os.getpid()}.{threading.get_ident()}.part"
+            try:
+                _copy(local, tmp)
+                os.replace(tmp, dest)
+                self._written[dest] = os.stat(dest)  # after the rename (which may change ctime)
+            finally:
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
+        progress(self._written[dest].st_size)
 
-    def get(self, key: str, local: str, progress: Progress) -> None:
-        shutil.copyfile(self._path(key), local)
-        progress(os.path.getsize(local))
+    def get(self, key: str, local: str, progress: Progress) -> os.stat_result | None:
+        written = _copy(os.path.join(self.root, key), local)
+        progress(written.st_size)
+        return written
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -163,8 +196,9 @@ class LocalFiles(Files):
         return str(self._path(key))
 
 
-def _copy(src: str, dst: Path) -> None:
-    """Copy the bytes ``src`` has now (a file that keeps growing is not chased: the caller sees it changed)."""
+def _copy(src: str, dst: str | Path) -> os.stat_result:
+    """Copy the bytes ``src`` has now (a file that keeps growing is not chased: the caller sees it changed);
+    returns the copy's stat. Modes are not copied: a datastore holds data, as S3 and Azure do."""
     with open(src, "rb") as fin, open(dst, "wb") as fout:
         left = os.fstat(fin.fileno()).st_size
         offset = 0
@@ -174,14 +208,16 @@ def _copy(src: str, dst: Path) -> None:
                 break
             offset += sent
             left -= sent
-    shutil.copymode(src, dst)
+        return os.fstat(fout.fileno())
 
 
 class FsspecFiles(Files):
     """S3 (s3fs), Azure Blob (adlfs), Google Cloud Storage (gcsfs)."""
 
-    def __init__(self, name: str, fs: Any, base: str, scheme: str, endpoint: str | None, secrets: tuple[str, ...]) -> None:
+    def __init__(self, name: str, fs: Any, base: str, scheme: str, endpoint: str | None, secrets: tuple[str, ...],
+                 boto3_client: Callable[[], Any] | None = None) -> None:
         self.fs = fs
+        self.boto3_client = boto3_client  # S3: a boto3 client with the same credentials, for big uploads
         self.base = base.strip("/")
         self.scheme = scheme
         self.secrets = tuple(s for s in secrets if s)
@@ -230,7 +266,11 @@ class FsspecFiles(Files):
         if self.scheme == "s3":
             from runyard.data.hashing import S3_PART
 
-            kwargs["chunksize"] = S3_PART
+            size = os.path.getsize(local)
+            if size >= 2 * S3_PART:
+                with self._errors(f"upload {key}"):
+                    self._s3_parts(local, self._path(key), size, progress)
+                return
         elif self.scheme == "az":
             from azure.storage.blob import ContentSettings
 
@@ -238,9 +278,23 @@ class FsspecFiles(Files):
         with self._errors(f"upload {key}"):
             self.fs.put_file(local, self._path(key), callback=callback, **kwargs)
 
-    def get(self, key: str, local: str, progress: Progress) -> None:
+    def _s3_parts(self, local: str, path: str, size: int, progress: Progress) -> None:
+        """A big file in parts through boto3's transfer manager: s3fs sends its parts in batches from one event
+        loop and waits for each batch (about half boto3's speed measured on one 1 GB file)."""
+        from boto3.s3.transfer import TransferConfig
+
+        from runyard.data.hashing import S3_PART, s3_part_size
+
+        bucket, key, _ = self.fs.split_path(path)
+        config = TransferConfig(multipart_threshold=2 * S3_PART, multipart_chunksize=s3_part_size(size),
+                                max_concurrency=_S3_PARTS_IN_FLIGHT)
+        self.boto3_client().upload_file(local, bucket, key, Config=config, Callback=progress)
+        self.fs.invalidate_cache(path)
+
+    def get(self, key: str, local: str, progress: Progress) -> os.stat_result | None:
         with self._errors(f"download {key}"):
             self.fs.get_file(self._path(key), local, callback=_Callback(progress))
+        return None
 
     def delete(self, key: str) -> None:
         with self._errors(f"delete {key}"):
