@@ -378,7 +378,7 @@ class TabularDataset(Dataset):
     _type = "tabular"
 
     def to_pandas_dataframe(self):
-        import pandas as pd
+        pd = _pandas()
 
         ws = self._workspace
         options = self._definition.get("tabular") or {}
@@ -486,26 +486,36 @@ class _TabularFactory:
 def _tabular(path: Any, options: dict[str, Any], validate: bool, workspace: "Workspace | None") -> TabularDataset:
     defs, files, ws = _resolve(_sources(path), workspace, validate)
     dataset = TabularDataset({"sources": defs, "tabular": options}, files, ws)
-    if validate and files:
+    if validate and files:  # the first rows of the first file parse
         try:
-            dataset.take(5).to_pandas_dataframe()
-        except DataError:
+            with _open_file(ws, dataset._definition, files[0]) as handle:
+                _read_table(handle, options, rows=5)
+        except (DataError, NotFound):
             raise
         except Exception as exc:  # noqa: BLE001 - a parse error named with its file
             raise ValidationError(f"cannot read {files[0]['path']} as {options['format']}: {exc}") from None
     return dataset
 
 
-def _read_table(handle, options: Mapping[str, Any]):
-    import pandas as pd
+def _pandas():
+    try:
+        import pandas
+    except ImportError:
+        raise DataError("tabular datasets need pandas (and pyarrow for Parquet): pip install 'runyard[tabular]'") from None
+    return pandas
+
+
+def _read_table(handle, options: Mapping[str, Any], rows: int | None = None):
+    pd = _pandas()
 
     fmt = options.get("format")
     if fmt == "parquet":
-        return pd.read_parquet(handle)
+        frame = pd.read_parquet(handle)
+        return frame.head(rows) if rows is not None else frame
     if fmt == "json_lines":
-        return pd.read_json(handle, lines=True, encoding=options.get("encoding", "utf8"))
+        return pd.read_json(handle, lines=True, encoding=options.get("encoding", "utf8"), nrows=rows)
     return pd.read_csv(handle, sep=options.get("separator", ","), header=0 if options.get("header", True) else None,
-                       encoding=options.get("encoding", "utf8"),
+                       encoding=options.get("encoding", "utf8"), nrows=rows,
                        dtype=None if options.get("infer_column_types", True) else str)
 
 
@@ -693,18 +703,22 @@ def mounted(workspace: "Workspace", record: "DatasetRecord", say=lambda line: No
     tmp = root.with_name(f"{record.id}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     materialize(workspace, record, tmp, link=True, say=say)
-    for folder, _dirs, names in os.walk(tmp):
-        for name in names:
-            path = os.path.join(folder, name)
-            mode = os.stat(path).st_mode
-            if mode & 0o222:
-                os.chmod(path, stat.S_IMODE(mode) & ~0o222)
+    read_only(tmp)
     try:
         os.rename(tmp, root)
     except OSError:  # another run made it first
         shutil.rmtree(tmp, ignore_errors=True)
     done.write_text(str(time.time()))
     return root
+
+
+def read_only(path: Path) -> None:
+    """Take the write bits off a file, or off every file under a folder (what a mount gives a run)."""
+    targets = [path] if path.is_file() else [Path(f, n) for f, _, names in os.walk(path) for n in names]
+    for p in targets:
+        mode = stat.S_IMODE(p.stat().st_mode)
+        if mode & 0o222:
+            os.chmod(p, mode & ~0o222)
 
 
 def single_file(record_or_definition: Any) -> str | None:
@@ -718,4 +732,4 @@ def single_file(record_or_definition: Any) -> str | None:
 
 
 __all__ = ["Dataset", "DatasetConsumptionConfig", "FileDataset", "TabularDataset", "anonymous_id", "materialize",
-           "mounted", "single_file"]
+           "mounted", "read_only", "single_file"]

@@ -239,7 +239,7 @@ class Datastore:
         for key, value in self._record.config.items():
             if value is None:
                 continue
-            out[key] = "***" if key in _SECRET_FIELDS else value
+            out[key] = "***" if key in _SECRET_FIELDS else f"{value[:4]}***" if key == "access_key_id" else value
         return out
 
     def __repr__(self) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -119,6 +118,7 @@ def _target(spec: Mapping[str, Any], workdir: Path) -> Path:
 
 
 def _reference_path(ws: "Workspace", spec: Mapping[str, Any], workdir: Path, say: Callable[[str], None]) -> Path:
+    from runyard.data.dataset import read_only
     from runyard.data.datastore import Datastore
     from runyard.data.hashing import hash_cache_for
     from runyard.data.transfer import download
@@ -134,7 +134,7 @@ def _reference_path(ws: "Workspace", spec: Mapping[str, Any], workdir: Path, say
     if spec["mode"] == "mount":  # a remote store: a cached download, kept in sync, read-only
         cache_root = ws.path / "cache" / "datastores" / store.name
         report = download(files, key, cache_root, True, hash_cache_for(ws.path), show_progress=False, listing=listing)
-        _read_only(cache_root / key)
+        read_only(cache_root / key)
         say(f"input {spec['name']}: {files.uri(key)} mounted as a cached download in {cache_root / key} "
             f"({report.describe('fetched')}; FUSE is not used)")
         return cache_root / key
@@ -160,14 +160,6 @@ def _dataset_path(ws: "Workspace", spec: Mapping[str, Any], workdir: Path, say: 
         say(f"input {spec['name']}: dataset {what} downloaded to {root} ({len(record.files)} files)")
     one = single_file(record)
     return root / one if one else root
-
-
-def _read_only(path: Path) -> None:
-    targets = [path] if path.is_file() else [Path(f, n) for f, _, names in os.walk(path) for n in names]
-    for p in targets:
-        mode = stat.S_IMODE(p.stat().st_mode)
-        if mode & 0o222:
-            os.chmod(p, mode & ~0o222)
 
 
 def input_datasets(ws_factory: Callable[[], "Workspace"]) -> dict[str, Any]:
