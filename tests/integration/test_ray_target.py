@@ -139,6 +139,32 @@ def test_a_two_node_job_runs_one_rank_on_each_node(cluster, tmp_path):
     assert_no_process_left(run.id)
 
 
+def test_each_node_gets_the_run_inputs(cluster, tmp_path):
+    from runyard import Dataset
+
+    ws, target = cluster
+    src = tmp_path / "data"
+    src.mkdir()
+    (src / "a.txt").write_text("alpha")
+    ws.get_default_datastore().upload(str(src), "set", overwrite=True, show_progress=False)
+    dataset = Dataset.File.from_files(str(src / "a.txt")).register(ws, "ray-a", create_new_version=True)
+    proj = write(tmp_path / "p", "read.py", """
+        import os, sys
+        from runyard import Run
+        mount, copy = sys.argv[1], sys.argv[2]
+        print("node", os.environ["RUNYARD_NODE_RANK"], open(os.path.join(mount, "a.txt")).read(), open(copy).read(),
+              sorted(Run.get_context().input_datasets))
+    """)
+    run = submit_nodes(ws, target, proj, "read.py", 2, arguments=[
+        ws.get_default_datastore().path("set").as_mount(), dataset.as_named_input("a").as_download()])
+    assert run.wait_for_completion(show_output=True)["status"] == "Completed"
+    out = logs(ws, target, run, 2)
+    for rank in (0, 1):
+        assert f"node {rank} alpha alpha ['a', 'workspaceblobstore_set']" in out[rank], out[rank]
+    assert [d["consumptionDetails"]["inputName"] for d in run.get_details()["inputDatasets"]] == [
+        "a", "workspaceblobstore_set"]
+
+
 def test_a_run_outlives_the_process_that_submitted_it(cluster, tmp_path):
     ws, target = cluster
     proj = write(tmp_path / "o", "nodes.py", NODES)
