@@ -653,12 +653,12 @@ class OfflineRun(_RunBase):
         self._tags: dict[str, str] = {}
         self._properties: dict[str, str] = {}
         self._status = RunStatus.RUNNING
+        self.parent: OfflineRun | None = None
 
     @property
     def input_datasets(self) -> dict[str, Any]:
         """Outside a submitted run there are no inputs (paths come from the script's own arguments)."""
         return {}
-        self.parent: OfflineRun | None = None
 
     def _emit(self, record: MetricRecord) -> None:
         self._records.append(record)
