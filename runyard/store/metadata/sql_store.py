@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -508,23 +508,28 @@ class SqlMetadataStore(MetadataStore):
 # -- SQLite connection behaviour ----------------------------------------------------------------
 
     # -- models ----------------------------------------------------------------------------------
+    def _register_version(self, what: str, table, name: str, insert: Callable[[Connection, Any], Any]) -> Any:
+        """``insert(conn, latest row of name or None)`` in one write transaction, again when another process took
+        the version number meanwhile; returns what ``insert`` returns."""
+        for _attempt in range(5):
+            try:
+                with self._write(f"register {what}") as conn:
+                    latest = conn.execute(select(table).where(table.c.name == name)
+                                          .order_by(table.c.version.desc()).limit(1)).first()
+                    return insert(conn, latest)
+            except IntegrityError:  # another process took that version number: take the next one
+                continue
+        raise StoreError(f"could not register {what} {name!r}: too many concurrent registrations")
+
     def register_model(self, name: str, record: Mapping[str, Any]) -> ModelRecord:
-        m = t.models.c
         row = {"content_id": record["content_id"], "path": record["path"], "framework": record.get("framework"),
                "framework_version": record.get("framework_version"), "description": record.get("description"),
                "tags": json.dumps(dict(record.get("tags") or {})),
                "properties": json.dumps(dict(record.get("properties") or {})), "run_id": record.get("run_id"),
                "details": json.dumps(dict(record.get("details") or {})), "created_at": time.time()}
-        for _attempt in range(5):
-            try:
-                with self._write("register model") as conn:
-                    latest = conn.execute(select(func.max(m.version)).where(m.name == name)).scalar()
-                    version = (latest or 0) + 1
-                    conn.execute(t.models.insert().values(name=name, version=version, **row))
-                return self.get_model(name, version)
-            except IntegrityError:  # another process took that version number: take the next one
-                continue
-        raise StoreError(f"could not register model {name!r}: too many concurrent registrations")
+        version = self._register_version("model", t.models, name,
+                                         lambda conn, latest: _insert_next(conn, t.models, latest, name=name, **row))
+        return self.get_model(name, version)
 
     def get_model(self, name: str, version: int | None = None, alias: str | None = None) -> ModelRecord:
         m, a = t.models.c, t.model_aliases.c
@@ -653,22 +658,13 @@ class SqlMetadataStore(MetadataStore):
 
     # -- environments ----------------------------------------------------------------------------
     def register_environment(self, name: str, spec: Mapping[str, Any]) -> EnvironmentRecord:
-        e = t.environments.c
         body = json.dumps(spec, sort_keys=True)
-        for _attempt in range(5):
-            try:
-                with self._write("register environment") as conn:
-                    latest = conn.execute(select(t.environments).where(e.name == name)
-                                          .order_by(e.version.desc()).limit(1)).first()
-                    if latest is not None and latest.spec == body:
-                        return _environment(latest)  # registering the same definition again is not a new version
-                    version = (latest.version if latest is not None else 0) + 1
-                    conn.execute(t.environments.insert().values(name=name, version=version, spec=body,
-                                                                created_at=time.time()))
-                return self.get_environment(name, version)
-            except IntegrityError:  # another process took that version number: take the next one
-                continue
-        raise StoreError(f"could not register environment {name!r}: too many concurrent registrations")
+        def insert(conn, latest) -> int:
+            if latest is not None and latest.spec == body:
+                return latest.version  # registering the same definition again is not a new version
+            return _insert_next(conn, t.environments, latest, name=name, spec=body, created_at=time.time())
+
+        return self.get_environment(name, self._register_version("environment", t.environments, name, insert))
 
     def get_environment(self, name: str, version: int | None = None) -> EnvironmentRecord:
         e = t.environments.c
@@ -769,25 +765,19 @@ class SqlMetadataStore(MetadataStore):
             except IntegrityError:  # saved by another submission at the same moment
                 pass
             return self.get_dataset_by_id(dataset_id)
-        for _attempt in range(5):
-            try:
-                with self._write("register dataset") as conn:
-                    latest = conn.execute(select(t.datasets).where(s.name == name)
-                                          .order_by(s.version.desc()).limit(1)).first()
-                    if latest is not None:
-                        if latest.definition == row["definition"] and latest.files == row["files"]:
-                            return _dataset(latest)  # the same data again is not a new version
-                        if not create_new_version:
-                            raise ValidationError(
-                                f"a dataset named {name!r} is registered already (version {latest.version}); pass "
-                                "create_new_version=True to register this as its next version")
-                    version = (latest.version if latest is not None else 0) + 1
-                    dataset_id = str(uuid.uuid4())
-                    conn.execute(t.datasets.insert().values(id=dataset_id, name=name, version=version, **row))
-                return self.get_dataset_by_id(dataset_id)
-            except IntegrityError:  # another process took that version number: take the next one
-                continue
-        raise StoreError(f"could not register dataset {name!r}: too many concurrent registrations")
+
+        def insert(conn, latest) -> str:
+            if latest is not None:
+                if latest.definition == row["definition"] and latest.files == row["files"]:
+                    return latest.id  # the same data again is not a new version
+                if not create_new_version:
+                    raise ValidationError(f"a dataset named {name!r} is registered already (version {latest.version}); "
+                                          "pass create_new_version=True to register this as its next version")
+            new_id = str(uuid.uuid4())
+            _insert_next(conn, t.datasets, latest, id=new_id, name=name, **row)
+            return new_id
+
+        return self.get_dataset_by_id(self._register_version("dataset", t.datasets, name, insert))
 
     def get_dataset(self, name: str, version: int | None = None) -> DatasetRecord:
         s = t.datasets.c
@@ -892,6 +882,13 @@ def _model(row, aliases: dict[tuple[str, int], list[str]]) -> ModelRecord:
 
 def _compute_target(row) -> ComputeTargetRecord:
     return ComputeTargetRecord(row.name, row.type, json.loads(row.config), json.loads(row.state), row.created_at)
+
+
+def _insert_next(conn: Connection, table, latest, **values: Any) -> int:
+    """Insert the version after ``latest`` (1 when there is none); return its number."""
+    version = (latest.version if latest is not None else 0) + 1
+    conn.execute(table.insert().values(version=version, **values))
+    return version
 
 
 def _datastore(row) -> DatastoreRecord:
