@@ -368,3 +368,35 @@ from runyard.cli import sweep_commands  # noqa: E402,F401 - registers `runyard s
 from runyard.cli import model_commands  # noqa: E402,F401 - registers `runyard models …` on app
 from runyard.cli import deploy_commands  # noqa: E402,F401 - registers `runyard deploy` and `runyard services …`
 from runyard.cli import data_commands  # noqa: E402,F401 - registers `runyard datastore …` and `runyard dataset …`
+
+
+@app.command()
+@_friendly
+def ui(host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (non-loopback: read-only without a token)."),
+       port: int = typer.Option(5600, "--port", help="Port."),
+       token: Optional[str] = typer.Option(None, "--token", envvar="RUNYARD_UI_TOKEN",
+                                           help="Changes (cancel, TensorBoard) need `Authorization: Bearer TOKEN`.")) -> None:
+    """The web studio: runs (live), metrics, logs, models, services, datasets, compute, environments."""
+    from runyard.ui import is_loopback, serve
+
+    mode = "read-only" if not token and not is_loopback(host) else "token required for changes" if token else "read-write"
+    console.print(f"runyard studio on http://{host}:{port}/ ({mode}); Ctrl-C stops it", highlight=False)
+    serve(_ws(), host=host, port=port, token=token)
+
+
+@app.command()
+@_friendly
+def tensorboard(run_ids: list[str] = typer.Argument(..., help="Runs whose logs/ folders to show, each named by its run."),
+                port: Optional[int] = typer.Option(None, "--port", help="Port (default: a free one)."),
+                stop: bool = typer.Option(False, "--stop", help="Stop the TensorBoard of these runs instead.")) -> None:
+    """TensorBoard over runs' ./logs (event files the scripts wrote), on 127.0.0.1."""
+    from runyard.ui import tensorboard as tb
+
+    ws = _ws()
+    if stop:
+        console.print("stopped" if tb.stop(ws, run_ids) else "no TensorBoard of these runs is running")
+        return
+    info = tb.start(ws, run_ids, port=port)
+    console.print(f"TensorBoard {'(already running) ' if info['reused'] else ''}at {info['url']} over {info['logdir']} "
+                  f"(runs: {', '.join(info['runs'])}); stop it with: runyard tensorboard --stop {' '.join(run_ids)}",
+                  highlight=False)

@@ -75,8 +75,12 @@ class MetadataStore(ABC):
         statuses: Sequence[RunStatus] | None = None,
         limit: int = 100,
         offset: int = 0,
+        search: str | None = None,
+        sort: str | None = None,
     ) -> list[RunInfo]:
-        """Newest first; paginated with limit/offset. ``parent_run_id`` may list several parents (a tree level)."""
+        """Newest first (or by ``sort``: created, name, status, duration, metric:NAME, param:NAME, '-' for descending);
+        paginated with limit/offset. ``parent_run_id`` may list several parents (a tree level); ``search``: text in
+        the run's id or display name."""
 
     def iter_runs(self, page: int = 200, **filters) -> Iterator[RunInfo]:
         """Every run matching ``list_runs``' filters, newest first, read a page at a time."""
@@ -89,7 +93,10 @@ class MetadataStore(ABC):
             offset += page
 
     @abstractmethod
-    def count_runs(self, *, experiment_id: int | None = None, top_level_only: bool = False) -> int: ...
+    def count_runs(self, *, experiment_id: int | None = None, top_level_only: bool = False,
+                   parent_run_id: str | Sequence[str] | None = None, statuses: Sequence[RunStatus] | None = None,
+                   search: str | None = None) -> int:
+        """How many runs ``list_runs`` with the same filters would page through."""
 
     @abstractmethod
     def set_status(

@@ -230,40 +230,29 @@ class SqlMetadataStore(MetadataStore):
         statuses: Sequence[RunStatus] | None = None,
         limit: int = 100,
         offset: int = 0,
+        search: str | None = None,
+        sort: str | None = None,
     ) -> list[RunInfo]:
-        cond = []
-        if experiment_id is not None:
-            cond.append(t.runs.c.experiment_id == experiment_id)
-        if isinstance(parent_run_id, str):
-            cond.append(t.runs.c.parent_run_id == parent_run_id)
-        elif parent_run_id is not None:
-            cond.append(t.runs.c.parent_run_id.in_(list(parent_run_id)))
-        if top_level_only:
-            cond.append(t.runs.c.parent_run_id.is_(None))
-        if statuses:
-            cond.append(t.runs.c.status.in_([RunStatus.parse(s).value for s in statuses]))
-        return self._runs(and_(True, *cond), limit=limit, offset=offset)
+        where = _run_filter(experiment_id, parent_run_id, top_level_only, statuses, search)
+        return self._runs(where, limit=limit, offset=offset, sort=sort)
 
-    def count_runs(self, *, experiment_id: int | None = None, top_level_only: bool = False) -> int:
-        r = t.runs.c
-        query = select(func.count()).select_from(t.runs)
-        if experiment_id is not None:
-            query = query.where(r.experiment_id == experiment_id)
-        if top_level_only:
-            query = query.where(r.parent_run_id.is_(None))
+    def count_runs(self, *, experiment_id: int | None = None, top_level_only: bool = False,
+                   parent_run_id: str | Sequence[str] | None = None, statuses: Sequence[RunStatus] | None = None,
+                   search: str | None = None) -> int:
+        query = select(func.count()).select_from(t.runs).where(
+            _run_filter(experiment_id, parent_run_id, top_level_only, statuses, search))
         with self._read("count runs") as conn:
             return int(conn.execute(query).scalar_one())
 
-    def _runs(self, where, *, limit: int, offset: int = 0) -> list[RunInfo]:
+    def _runs(self, where, *, limit: int, offset: int = 0, sort: str | None = None) -> list[RunInfo]:
         self._reap_stale_runs()
         query = (
             select(t.runs, t.experiments.c.name.label("experiment_name"))
             .join(t.experiments, t.experiments.c.id == t.runs.c.experiment_id)
             .where(where)
-            .order_by(t.runs.c.created_at.desc(), t.runs.c.run_id.desc())
-            .limit(limit)
-            .offset(offset)
         )
+        query, order = _run_order(query, sort)
+        query = query.order_by(*order).limit(limit).offset(offset)
         with self._read("read runs") as conn:
             rows = conn.execute(query).all()
             ids = [r.run_id for r in rows]
@@ -882,6 +871,52 @@ def _model(row, aliases: dict[tuple[str, int], list[str]]) -> ModelRecord:
 
 def _compute_target(row) -> ComputeTargetRecord:
     return ComputeTargetRecord(row.name, row.type, json.loads(row.config), json.loads(row.state), row.created_at)
+
+
+def _run_filter(experiment_id, parent_run_id, top_level_only, statuses, search):
+    r = t.runs.c
+    cond = []
+    if experiment_id is not None:
+        cond.append(r.experiment_id == experiment_id)
+    if isinstance(parent_run_id, str):
+        cond.append(r.parent_run_id == parent_run_id)
+    elif parent_run_id is not None:
+        cond.append(r.parent_run_id.in_(list(parent_run_id)))
+    if top_level_only:
+        cond.append(r.parent_run_id.is_(None))
+    if statuses:
+        cond.append(r.status.in_([RunStatus.parse(s).value for s in statuses]))
+    if search:
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").lower() + "%"
+        cond.append(or_(func.lower(r.run_id).like(pattern, escape="\\"),
+                        func.lower(func.coalesce(r.display_name, "")).like(pattern, escape="\\")))
+    return and_(True, *cond)
+
+
+def _run_order(query, sort: str | None):
+    """``sort``: created (default, newest first), name, status, duration, metric:NAME, param:NAME; a leading '-'
+    sorts descending. Runs without the metric or param come last either way."""
+    r = t.runs.c
+    key = (sort or "-created").strip()
+    descending = key.startswith("-")
+    key = key.lstrip("-+")
+    if key.startswith("metric:"):
+        m = t.metric_latest.alias("sort_metric")
+        query = query.outerjoin(m, and_(m.c.run_id == r.run_id, m.c.name == key[7:]))
+        column = m.c.value
+    elif key.startswith("param:"):
+        p = t.run_params.alias("sort_param")
+        query = query.outerjoin(p, and_(p.c.run_id == r.run_id, p.c.key == key[6:]))
+        column = p.c.value
+    else:
+        columns = {"created": r.created_at, "name": func.coalesce(r.display_name, r.run_id), "status": r.status,
+                   "duration": func.coalesce(r.end_time, time.time()) - r.start_time}
+        if key not in columns:
+            raise ValidationError(f"cannot sort runs by {key!r}: use created, name, status, duration, metric:NAME "
+                                  "or param:NAME")
+        column = columns[key]
+    ordered = column.desc() if descending else column.asc()
+    return query, [column.is_(None), ordered, r.created_at.desc(), r.run_id.desc()]
 
 
 def _insert_next(conn: Connection, table, latest, **values: Any) -> int:

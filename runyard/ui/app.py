@@ -1,0 +1,363 @@
+"""The web studio: a JSON API over the workspace's stores and one static page that draws it (no Node at run time).
+
+    runyard ui [--host 127.0.0.1] [--port 5600] [--token T]
+
+Everything is read through the store APIs. On a loopback host the studio may cancel runs; on any other host it is
+read-only unless a token is configured (then a request that changes something needs ``Authorization: Bearer T``).
+The page builds every element from text (``textContent``), so run names, tags, metric names and log lines are never
+taken as HTML.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import secrets as _secrets
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from runyard.errors import NotFound, RunyardError, ValidationError
+
+if TYPE_CHECKING:
+    from runyard.workspace import Workspace
+
+STATIC = Path(__file__).parent / "static"
+_TERMINAL = {"Completed", "Failed", "Canceled"}
+MAX_POINTS = 2000  # a series longer than this is reduced (min and max of each bucket) before it is sent
+
+
+def downsample(steps: list[int], values: list[float], points: int = MAX_POINTS) -> tuple[list[int], list[float]]:
+    """At most ``points`` points that keep each bucket's minimum and maximum (spikes stay visible)."""
+    n = len(values)
+    if n <= points:
+        return steps, values
+    buckets = points // 2
+    out_s, out_v = [], []
+    for b in range(buckets):
+        lo, hi = b * n // buckets, (b + 1) * n // buckets
+        if lo >= hi:
+            continue
+        chunk = values[lo:hi]
+        finite = [(v, i) for i, v in enumerate(chunk) if v is not None and not math.isnan(v)]
+        if not finite:
+            continue
+        i_min = min(finite)[1]
+        i_max = max(finite)[1]
+        for i in sorted({i_min, i_max}):
+            out_s.append(steps[lo + i])
+            out_v.append(chunk[i])
+    return out_s, out_v
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+    return v
+
+
+def create_app(workspace: "Workspace", *, token: str | None = None, read_only: bool | None = None) -> FastAPI:
+    # (fastapi is imported with this module: routes' annotations such as Request must resolve at module level)
+    from runyard.run import Run
+    from runyard.status import RunStatus
+
+    ws = workspace
+    app = FastAPI(title="runyard studio", docs_url=None, redoc_url=None)
+    app.state.read_only = bool(read_only)
+    app.state.token = token
+
+    @app.exception_handler(RunyardError)
+    async def _runyard_error(_request: Request, exc: RunyardError):
+        status = 404 if isinstance(exc, NotFound) else 400 if isinstance(exc, (ValidationError, ValueError)) else 409
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    def _allowed(request: Request) -> None:
+        if app.state.token:
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not _secrets.compare_digest(given, app.state.token):
+                raise HTTPException(401, "this studio needs its token for changes: Authorization: Bearer <token>")
+        elif app.state.read_only:
+            raise HTTPException(403, "this studio is read-only (served on a non-loopback address without a token)")
+
+    def _run(run_id: str) -> Run:
+        return Run._by_id(ws, run_id)
+
+    def _row(info, latest: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        start, end = info.start_time, info.end_time
+        duration = ((end or time.time()) - start) if start else None
+        return {"id": info.run_id, "name": info.display_name or info.run_id, "experiment": info.experiment_name,
+                "status": info.status.value, "type": info.run_type, "created": info.created_at, "start": start,
+                "end": end, "duration": duration, "target": info.compute_target, "parent": info.parent_run_id,
+                "params": dict(info.params), "tags": dict(info.tags), "metrics": latest.get(info.run_id, {})}
+
+    def _latest(run_ids: list[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for m in ws.metadata.get_latest_metrics(run_ids):
+            if m.kind == "scalar":
+                out.setdefault(m.run_id, {})[m.name] = _json_value(m.value)
+        return out
+
+    # -- API: lists ---------------------------------------------------------------------------------------------
+    @app.get("/api/summary")
+    def summary() -> dict[str, Any]:
+        store = ws.metadata
+        experiments = [{"id": e.id, "name": e.name, "runs": store.count_runs(experiment_id=e.id, top_level_only=True)}
+                       for e in store.list_experiments()]
+        return {"workspace": ws.name, "path": str(ws.path), "experiments": experiments,
+                "read_only": app.state.read_only and not app.state.token, "token": bool(app.state.token)}
+
+    @app.get("/api/runs")
+    def runs(experiment: str | None = None, status: str | None = None, search: str | None = None,
+             sort: str | None = None, limit: int = 50, offset: int = 0, children: bool = False,
+             parent: str | None = None) -> dict[str, Any]:
+        store = ws.metadata
+        if not 1 <= limit <= 500 or offset < 0:
+            raise ValidationError("limit must be 1-500 and offset >= 0")
+        exp_id = store.get_experiment(experiment).id if experiment else None
+        statuses = [RunStatus.parse(s) for s in status.split(",")] if status else None
+        filters = {"experiment_id": exp_id, "statuses": statuses, "search": search or None,
+                   "top_level_only": not children and parent is None, "parent_run_id": parent}
+        page = store.list_runs(limit=limit, offset=offset, sort=sort, **filters)
+        total = store.count_runs(**filters)
+        latest = _latest([r.run_id for r in page])
+        rows = [_row(r, latest) for r in page]
+        params = sorted({k for r in rows for k in r["params"]})
+        metrics = sorted({k for r in rows for k in r["metrics"]})
+        return {"total": total, "offset": offset, "limit": limit, "runs": rows, "param_keys": params,
+                "metric_keys": metrics}
+
+    # -- API: one run -------------------------------------------------------------------------------------------
+    @app.get("/api/runs/{run_id}")
+    def run_details(run_id: str) -> dict[str, Any]:
+        from runyard.data import inputs
+
+        run = _run(run_id)
+        info = run._refresh()
+        row = _row(info, _latest([run.id]))
+        definition = info.definition or {}
+        props = dict(info.properties)
+        timeline = [{"status": "Queued", "at": info.created_at}]
+        if info.start_time:
+            timeline.append({"status": "Running", "at": info.start_time})
+        if info.end_time and info.status.value in _TERMINAL:
+            timeline.append({"status": info.status.value, "at": info.end_time})
+        ranks = sorted({int(a.path.split("user_log_")[1].split(".")[0].split("_")[0])
+                        for a in ws.metadata.list_artifacts(run.id, "logs")
+                        if a.path.startswith("logs/user_log_") and a.path.split("user_log_")[1][:1].isdigit()})
+        nodes = definition.get("nodeCount") or 1
+        per = definition.get("processCountPerNode") or 1
+        ranks = sorted(set(ranks) | set(range(nodes * per if definition else 0)))
+        children = ws.metadata.count_runs(parent_run_id=run.id)
+        primary = json.loads(props["primary_metric_config"]) if "primary_metric_config" in props else None
+        return {**row, "description": info.description, "properties": props, "error": info.error,
+                "exit_code": info.exit_code, "arguments": definition.get("arguments"),
+                "script": definition.get("script"), "environment_key": props.get("runyard.environment_key"),
+                "environment": props.get("runyard.environment"), "snapshot": props.get("ContentSnapshotId"),
+                "inputs": inputs.details(ws, run.id) if definition.get("inputs") else [], "timeline": timeline,
+                "ranks": ranks or [0], "children": children, "primary_metric": primary,
+                "terminal": info.status.value in _TERMINAL}
+
+    @app.get("/api/runs/{run_id}/metrics")
+    def run_metrics(run_id: str, points: int = MAX_POINTS) -> dict[str, Any]:
+        _run(run_id)
+        return _metrics(ws, run_id, max(10, min(points, 20000)))
+
+    @app.get("/api/compare")
+    def compare(ids: str, points: int = 500) -> dict[str, Any]:
+        chosen = [i for i in ids.split(",") if i][:20]
+        out = []
+        latest = _latest(chosen)
+        for run_id in chosen:
+            info = ws.metadata.get_run(run_id)
+            out.append({**_row(info, latest), "series": _metrics(ws, run_id, points)["series"]})
+        return {"runs": out}
+
+    @app.get("/api/runs/{run_id}/files")
+    def run_files(run_id: str) -> dict[str, Any]:
+        _run(run_id)
+        return {"files": [{"path": a.path, "size": a.size} for a in ws.metadata.list_artifacts(run_id)]}
+
+    @app.get("/api/runs/{run_id}/file")
+    def run_file(run_id: str, path: str):
+        run = _run(run_id)
+        if path not in {a.path for a in ws.metadata.list_artifacts(run_id, path)}:
+            raise NotFound(f"run {run_id} has no file {path!r}")
+        handle = ws.artifacts.open(run.id, path)
+        name = os.path.basename(path)
+
+        def chunks() -> Iterator[bytes]:
+            with handle:
+                while block := handle.read(1 << 16):
+                    yield block
+
+        media = "image/png" if name.endswith(".png") else "application/octet-stream"
+        disposition = "inline" if media.startswith("image/") else f'attachment; filename="{name}"'
+        return StreamingResponse(chunks(), media_type=media, headers={"Content-Disposition": disposition})
+
+    @app.get("/api/runs/{run_id}/logs")
+    async def run_logs(run_id: str, request: Request, rank: int = 0):
+        """Server-sent events: the rank's output so far, then each new chunk until the run ends."""
+        run = _run(run_id)
+        target = run._target()
+        from runyard.compute.api import stored_log
+
+        source = target.log_iter(run.id, rank=rank, follow=True) if target else stored_log(ws, run.id, rank)
+        queue: asyncio.Queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+
+        def send(kind: str, data: str) -> bool:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, data))
+                return True
+            except RuntimeError:  # the client went away and its loop with it
+                stop.set()
+                return False
+
+        def pump() -> None:
+            try:
+                for text in source:
+                    if stop.is_set() or not send("log", text):
+                        return
+            except Exception as exc:  # noqa: BLE001 - shown in the page
+                send("error", str(exc))
+            if not stop.is_set():
+                send("end", ws.metadata.get_run(run.id).status.value)
+
+        threading.Thread(target=pump, name="runyard-ui-log", daemon=True).start()
+
+        async def events():
+            try:
+                while True:
+                    if await request.is_disconnected():
+                        return
+                    try:
+                        kind, data = await asyncio.wait_for(queue.get(), 1.0)
+                    except asyncio.TimeoutError:
+                        yield ": keep-alive\n\n"
+                        continue
+                    yield f"event: {kind}\ndata: {json.dumps(data)}\n\n"
+                    if kind == "end":
+                        return
+            finally:
+                stop.set()
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.post("/api/runs/{run_id}/cancel")
+    def run_cancel(run_id: str, request: Request) -> dict[str, Any]:
+        _allowed(request)
+        run = _run(run_id)
+        run.cancel()
+        return {"id": run.id, "status": run.get_status()}
+
+    @app.post("/api/runs/{run_id}/tensorboard")
+    def run_tensorboard(run_id: str, request: Request) -> dict[str, Any]:
+        _allowed(request)
+        from runyard.ui.tensorboard import start
+
+        return start(ws, [run_id])
+
+    # -- API: registries ----------------------------------------------------------------------------------------
+    @app.get("/api/models")
+    def models() -> dict[str, Any]:
+        from runyard.model import Model
+
+        return {"models": [{"name": m.name, "version": m.version, "framework": m.model_framework,
+                            "framework_version": m.model_framework_version, "aliases": m.aliases, "run": m.run_id,
+                            "datasets": m.datasets, "tags": m.tags, "created": m.created_time,
+                            "files": len(m.files)} for m in Model.list(ws, limit=500)]}
+
+    @app.get("/api/services")
+    def services() -> dict[str, Any]:
+        from runyard.deploy import LocalWebservice
+
+        out = []
+        for svc in LocalWebservice.list(ws):
+            out.append({"name": svc.name, "state": svc.state, "scoring_uri": svc.scoring_uri,
+                        "models": [getattr(m, "id", str(m)) for m in getattr(svc, "models", [])]})
+        return {"services": out}
+
+    @app.get("/api/services/{name}/logs")
+    def service_logs(name: str) -> dict[str, Any]:
+        from runyard.deploy import LocalWebservice
+
+        return {"logs": LocalWebservice(ws, name).get_logs()[-20000:]}
+
+    @app.get("/api/datasets")
+    def datasets() -> dict[str, Any]:
+        from runyard.data import Dataset
+
+        out = []
+        for latest in Dataset.list(ws):
+            for d in latest.versions():
+                out.append({"name": d.name, "version": d.version, "type": d._type, "files": len(d.files),
+                            "bytes": d.total_bytes, "description": d.description, "tags": d.tags,
+                            "runs": [r.id for r in d.runs()]})
+        return {"datasets": out}
+
+    @app.get("/api/compute")
+    def compute() -> dict[str, Any]:
+        out = []
+        for name, target in ws.compute_targets.items():
+            queued = ws.metadata.count_runs(statuses=[RunStatus.QUEUED]) if name == "local" else None
+            entry = {"name": name, "type": target.type}
+            try:
+                entry["status"] = target.get_status().serialize()
+            except Exception as exc:  # noqa: BLE001 - a target that cannot say is shown so
+                entry["status"] = {"error": str(exc)}
+            if queued is not None:
+                entry["queued"] = queued
+            out.append(entry)
+        return {"compute": out}
+
+    @app.get("/api/environments")
+    def environments() -> dict[str, Any]:
+        from runyard.submission.environments import env_root
+
+        root = env_root(ws)
+        cached = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        return {"registered": [{"name": e.name, "version": e.version, "created": e.created_at}
+                               for e in ws.metadata.list_environments()],
+                "cache": {"path": str(root), "environments": cached}}
+
+    # -- the page -----------------------------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _metrics(ws: "Workspace", run_id: str, points: int) -> dict[str, Any]:
+    """Line series (scalars by step, reduced to ``points``), rows/tables, and images of one run."""
+    series: dict[str, dict[str, Any]] = {}
+    tables: dict[str, list[Any]] = {}
+    images: list[dict[str, str]] = []
+    raw: dict[str, tuple[list[int], list[float]]] = {}
+    for rec in ws.metadata.get_metric_history([run_id]):
+        if rec.kind == "scalar" and isinstance(rec.value, (int, float)) and not isinstance(rec.value, bool):
+            steps, values = raw.setdefault(rec.name, ([], []))
+            steps.append(rec.step)
+            values.append(float(rec.value))
+        elif rec.kind == "image":
+            images.append({"name": rec.name, "path": rec.value if isinstance(rec.value, str) else str(rec.value)})
+        else:
+            tables.setdefault(rec.name, []).append(_json_value(rec.value))
+    for name, (steps, values) in raw.items():
+        s, v = downsample(steps, values, points)
+        series[name] = {"steps": s, "values": [_json_value(x) for x in v], "count": len(values),
+                        "reduced": len(values) > len(v)}
+    return {"series": series, "tables": tables, "images": images}
+
+
+__all__ = ["MAX_POINTS", "create_app", "downsample"]

@@ -1,0 +1,289 @@
+"""The web studio: its API through FastAPI's TestClient, and the pages in a real headless Chromium (marker browser).
+
+Screenshots of the browser tests go to ``test-artifacts/screenshots/`` (or ``RUNYARD_SCREENSHOTS``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from runyard import Experiment, RunStatus, ScriptRunConfig, Workspace
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = Path(os.environ.get("RUNYARD_SCREENSHOTS", ROOT / "test-artifacts" / "screenshots"))
+HOSTILE = '<img src=x onerror="window.__pwned=1">'
+
+
+def _populate(ws: Workspace, runs: int = 300) -> dict[str, str]:
+    """``runs`` finished runs with params and metrics, one with a long series, tables, an image and a hostile name."""
+    exp = Experiment(ws, "digits")
+    ids = {}
+    for i in range(runs):
+        run = exp.start_logging(display_name=f"trial-{i:03d}", outputs=False)
+        run.log("lr", 0.001 * (i + 1))
+        run.log("accuracy", i / runs)
+        run.tag("batch", str(16 * (1 + i % 4)))
+        run._ws.metadata.log_param(run.id, "batch_size", str(16 * (1 + i % 4)))
+        run.complete()
+        ids.setdefault("first", run.id)
+        ids["last"] = run.id
+    rich = exp.start_logging(display_name=HOSTILE, outputs=False)
+    for step in range(5000):
+        rich.log("loss", 1.0 / (step + 1) + (5.0 if step == 2500 else 0.0))
+    rich.log_row("confusion", label="7", predicted="1", count=3)
+    rich.log_table("per class", {"class": [0, 1], "f1": [0.9, 0.8]})
+    (ws.path / "img.png").write_bytes(bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c6360f8cf000000030101007d9c6b2e0000000049454e44ae426082"))
+    rich.log_image("curve", path=str(ws.path / "img.png"))
+    rich.upload_file("outputs/model.txt", str(ws.path / "img.png"))
+    rich.tag("note", HOSTILE)
+    rich.complete()
+    ids["rich"] = rich.id
+    return ids
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    pytest.importorskip("fastapi")
+    ws = Workspace(tmp_path_factory.mktemp("ui") / "ws")
+    return ws, _populate(ws)
+
+
+@pytest.fixture()
+def client(studio):
+    from fastapi.testclient import TestClient
+
+    from runyard.ui.app import create_app
+
+    return TestClient(create_app(studio[0]))
+
+
+def test_runs_table_api_pages_sorts_filters_and_searches(client, studio):
+    ws, ids = studio
+    page = client.get("/api/runs", params={"limit": 50}).json()
+    assert page["total"] == 301 and len(page["runs"]) == 50
+    assert page["runs"][0]["id"] == ids["rich"]  # newest first
+    assert {"accuracy", "lr"} <= set(page["metric_keys"]) and "batch_size" in page["param_keys"]
+    last = client.get("/api/runs", params={"limit": 50, "offset": 300}).json()
+    assert [r["id"] for r in last["runs"]] == [ids["first"]]
+    best = client.get("/api/runs", params={"sort": "-metric:accuracy", "limit": 3}).json()["runs"]
+    assert [r["name"] for r in best] == ["trial-299", "trial-298", "trial-297"]
+    by_param = client.get("/api/runs", params={"sort": "param:batch_size", "limit": 1}).json()["runs"]
+    assert by_param[0]["params"]["batch_size"] == "16"
+    found = client.get("/api/runs", params={"search": "trial-04"}).json()
+    assert found["total"] == 10 and all(r["name"].startswith("trial-04") for r in found["runs"])
+    assert client.get("/api/runs", params={"status": "Failed"}).json()["total"] == 0
+    assert client.get("/api/runs", params={"experiment": "digits", "limit": 1}).json()["total"] == 301
+    bad = client.get("/api/runs", params={"sort": "nonsense"})
+    assert bad.status_code == 400 and "cannot sort runs by" in bad.json()["error"]
+    summary = client.get("/api/summary").json()
+    assert summary["experiments"] == [{"id": summary["experiments"][0]["id"], "name": "digits", "runs": 301}]
+
+
+def test_run_api_details_metrics_files_and_logs(client, studio):
+    ws, ids = studio
+    run = client.get(f"/api/runs/{ids['rich']}").json()
+    assert run["name"] == HOSTILE and run["status"] == "Completed" and run["terminal"]
+    assert [t["status"] for t in run["timeline"]] == ["Queued", "Running", "Completed"]
+    metrics = client.get(f"/api/runs/{ids['rich']}/metrics").json()
+    loss = metrics["series"]["loss"]
+    assert loss["count"] == 5000 and loss["reduced"] and len(loss["values"]) <= 2000
+    assert max(loss["values"]) == pytest.approx(5.0 + 1 / 2501)  # the spike survives the reduction
+    assert metrics["tables"]["confusion"] and metrics["tables"]["per class"]
+    assert metrics["images"][0]["name"] == "curve"
+    files = {f["path"] for f in client.get(f"/api/runs/{ids['rich']}/files").json()["files"]}
+    assert "outputs/model.txt" in files
+    image = client.get(f"/api/runs/{ids['rich']}/file", params={"path": metrics["images"][0]["path"]})
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert client.get(f"/api/runs/{ids['rich']}/file", params={"path": "outputs/nope"}).status_code == 404
+    missing = client.get("/api/runs/no_such_run_1")
+    assert missing.status_code == 404 and "error" in missing.json()
+    compare = client.get("/api/compare", params={"ids": f"{ids['first']},{ids['last']}"}).json()
+    assert [r["id"] for r in compare["runs"]] == [ids["first"], ids["last"]]
+    assert "accuracy" in compare["runs"][0]["series"]
+
+
+def test_a_non_loopback_studio_is_read_only_unless_a_token_is_set(studio):
+    from fastapi.testclient import TestClient
+
+    from runyard.ui.app import create_app
+
+    ws, ids = studio
+    ro = TestClient(create_app(ws, read_only=True))
+    refused = ro.post(f"/api/runs/{ids['first']}/cancel")
+    assert refused.status_code == 403 and "read-only" in refused.text
+    assert ro.get("/api/runs").status_code == 200  # reading is fine
+    tokened = TestClient(create_app(ws, token="s3cret", read_only=True))
+    assert tokened.post(f"/api/runs/{ids['first']}/cancel").status_code == 401
+    done = tokened.post(f"/api/runs/{ids['first']}/cancel", headers={"Authorization": "Bearer s3cret"})
+    assert done.status_code == 409 and done.json()["error"]  # allowed, but a finished run cannot be canceled
+
+
+LIVE = textwrap.dedent('''
+    import sys, time
+    from runyard import Run
+    run = Run.get_context()
+    for i in range(600):
+        run.log("live_loss", 1.0 / (i + 1))
+        print(f"tick {i}", flush=True)
+        time.sleep(0.2)
+''')
+
+
+def _live_run(ws, tmp_path):
+    proj = tmp_path / "proj"
+    proj.mkdir(exist_ok=True)
+    (proj / "live.py").write_text(LIVE)
+    run = Experiment(ws, "live").submit(ScriptRunConfig(str(proj), "live.py"))
+    deadline = time.monotonic() + 60
+    while run.get_status() != "Running":
+        assert time.monotonic() < deadline, run.get_status()
+        time.sleep(0.1)
+    return run
+
+
+def test_logs_stream_live_and_cancel_stops_a_running_run(studio, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from runyard.ui.app import create_app
+
+    ws, _ = studio
+    run = _live_run(ws, tmp_path)
+    client = TestClient(create_app(ws))
+    seen = []
+    with client.stream("GET", f"/api/runs/{run.id}/logs", params={"rank": 0}) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                seen.append(json.loads(line[6:]))
+                if "tick 2" in "".join(seen):
+                    break
+    assert "tick 0" in "".join(seen)
+    answer = client.post(f"/api/runs/{run.id}/cancel").json()
+    assert answer["status"] == "Canceled"
+    assert run.wait_for_completion()["status"] == "Canceled"
+
+
+def test_tensorboard_serves_the_runs_logs(studio, tmp_path):
+    pytest.importorskip("tensorboard")
+    import urllib.request
+
+    from runyard.ui import tensorboard as tb
+
+    ws, _ = studio
+    run = Experiment(ws, "tb").start_logging(display_name="with events")
+    events = tmp_path / "events.out.tfevents.1.host"
+    events.write_bytes(b"")
+    run.upload_file("logs/train/events.out.tfevents.1.host", str(events))
+    run.complete()
+    info = tb.start(ws, [run.id])
+    try:
+        assert info["runs"] == ["with_events"]
+        assert (Path(info["logdir"]) / "with_events" / "train" / "events.out.tfevents.1.host").exists()
+        with urllib.request.urlopen(info["url"], timeout=30) as page:
+            assert page.status == 200 and b"TensorBoard" in page.read()
+        assert tb.start(ws, [run.id])["reused"]
+    finally:
+        assert tb.stop(ws, [run.id])
+
+
+def test_run_details_falls_back_to_text(studio, capsys):
+    from runyard.widgets import RunDetails
+
+    ws, ids = studio
+    from runyard import Run
+
+    RunDetails(Run._by_id(ws, ids["rich"])).show()
+    out = capsys.readouterr().out
+    assert "Completed" in out and "loss" in out
+
+
+# -- in a real browser ------------------------------------------------------------------------------------------------
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture()
+def served(studio):
+    import uvicorn
+
+    from runyard.ui.app import create_app
+
+    ws, ids = studio
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(ws), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield ws, ids, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture()
+def page(served):
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("no chromium (apt-get install chromium)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors = []
+        tab.on("pageerror", lambda exc: errors.append(str(exc)))
+        yield tab
+        browser.close()
+        assert not errors, errors
+
+
+@pytest.mark.browser
+def test_browser_runs_table_and_a_run_page(served, page):
+    ws, ids, url = served
+    page.goto(url + "/")
+    page.wait_for_selector("#runs-table tbody tr")
+    assert page.locator("#runs-table tbody tr").count() == 50
+    assert page.inner_text("#page-info").startswith("1–50 of 3")  # 301 runs here, more once other tests ran
+    page.screenshot(path=str(SHOTS / "runs-table.png"), full_page=True)
+    # the hostile run name is shown as text, never run as HTML
+    row = page.locator(f'tr[data-run="{ids["rich"]}"]')
+    assert HOSTILE in row.inner_text()
+    assert page.evaluate("window.__pwned") is None
+    page.fill("#search", "trial-29")
+    page.wait_for_function("document.querySelector('#page-info').textContent.includes('of 10')")
+    page.goto(f"{url}/#/run/{ids['rich']}")
+    page.wait_for_selector('[data-metric="loss"] polyline')
+    points = page.get_attribute('[data-metric="loss"] polyline', "points")
+    assert len(points.split()) > 100  # the chart is drawn
+    assert page.locator("#files a", has_text="outputs/model.txt").count() == 1
+    assert page.locator("img.logged").count() == 1
+    assert page.evaluate("window.__pwned") is None
+    page.screenshot(path=str(SHOTS / "run-page.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_browser_live_log_and_cancel(served, page, tmp_path):
+    ws, _, url = served
+    run = _live_run(ws, tmp_path)
+    page.goto(f"{url}/#/run/{run.id}")
+    page.wait_for_function("document.querySelector('#log') && document.querySelector('#log').textContent.includes('tick 3')",
+                           timeout=30000)
+    page.wait_for_selector('[data-metric="live_loss"] polyline', timeout=30000)
+    page.screenshot(path=str(SHOTS / "live-run.png"), full_page=True)
+    page.on("dialog", lambda d: d.dismiss())
+    page.click("#cancel")
+    page.wait_for_selector('h2 [data-status="Canceled"]', timeout=30000)
+    assert run.wait_for_completion()["status"] == "Canceled"
+    page.screenshot(path=str(SHOTS / "canceled-run.png"), full_page=True)
