@@ -31,30 +31,7 @@ if TYPE_CHECKING:
 
 STATIC = Path(__file__).parent / "static"
 _TERMINAL = {"Completed", "Failed", "Canceled"}
-MAX_POINTS = 2000  # a series longer than this is reduced (min and max of each bucket) before it is sent
-
-
-def downsample(steps: list[int], values: list[float], points: int = MAX_POINTS) -> tuple[list[int], list[float]]:
-    """At most ``points`` points that keep each bucket's minimum and maximum (spikes stay visible)."""
-    n = len(values)
-    if n <= points:
-        return steps, values
-    buckets = points // 2
-    out_s, out_v = [], []
-    for b in range(buckets):
-        lo, hi = b * n // buckets, (b + 1) * n // buckets
-        if lo >= hi:
-            continue
-        chunk = values[lo:hi]
-        finite = [(v, i) for i, v in enumerate(chunk) if v is not None and not math.isnan(v)]
-        if not finite:
-            continue
-        i_min = min(finite)[1]
-        i_max = max(finite)[1]
-        for i in sorted({i_min, i_max}):
-            out_s.append(steps[lo + i])
-            out_v.append(chunk[i])
-    return out_s, out_v
+MAX_POINTS = 2000  # a series longer than this is reduced (min and max of each step range) in the database
 
 
 def _json_value(v: Any) -> Any:
@@ -339,25 +316,26 @@ def create_app(workspace: "Workspace", *, token: str | None = None, read_only: b
 
 
 def _metrics(ws: "Workspace", run_id: str, points: int) -> dict[str, Any]:
-    """Line series (scalars by step, reduced to ``points``), rows/tables, and images of one run."""
+    """Line series (numbers by step; long ones reduced in the database), rows/tables, and images of one run."""
+    store = ws.metadata
     series: dict[str, dict[str, Any]] = {}
     tables: dict[str, list[Any]] = {}
     images: list[dict[str, str]] = []
-    raw: dict[str, tuple[list[int], list[float]]] = {}
-    for rec in ws.metadata.get_metric_history([run_id]):
-        if rec.kind == "scalar" and isinstance(rec.value, (int, float)) and not isinstance(rec.value, bool):
-            steps, values = raw.setdefault(rec.name, ([], []))
-            steps.append(rec.step)
-            values.append(float(rec.value))
-        elif rec.kind == "image":
+    others = []
+    for latest in store.get_latest_metrics([run_id]):
+        numeric = isinstance(latest.value, (int, float)) and not isinstance(latest.value, bool) or latest.value is None
+        if latest.kind in ("scalar", "list") and numeric:
+            steps, values, count = store.get_metric_series(run_id, latest.name, points)
+            series[latest.name] = {"steps": steps, "values": [_json_value(v) for v in values], "count": count,
+                                   "reduced": count > len(values)}
+        else:
+            others.append(latest.name)
+    for rec in store.get_metric_history([run_id], names=others) if others else []:
+        if rec.kind == "image":
             images.append({"name": rec.name, "path": rec.value if isinstance(rec.value, str) else str(rec.value)})
         else:
             tables.setdefault(rec.name, []).append(_json_value(rec.value))
-    for name, (steps, values) in raw.items():
-        s, v = downsample(steps, values, points)
-        series[name] = {"steps": s, "values": [_json_value(x) for x in v], "count": len(values),
-                        "reduced": len(values) > len(v)}
     return {"series": series, "tables": tables, "images": images}
 
 
-__all__ = ["MAX_POINTS", "create_app", "downsample"]
+__all__ = ["MAX_POINTS", "create_app"]

@@ -244,3 +244,25 @@ def test_datastores_datasets_and_run_inputs(store):
                                    RunInputRecord("r1", "raw", None, "download", {"datastore": "x", "path": "p"})])
     assert [(i.name, i.mode) for i in store.list_run_inputs("r1")] == [("raw", "download"), ("train", "mount")]
     assert [i.run_id for i in store.list_dataset_consumers([v1.id, v2.id])] == ["r1"]
+
+
+def test_run_listing_sorts_searches_and_reduces_long_series(store):
+    exp = store.get_or_create_experiment("e")
+    now = time.time()
+    for i in range(6):
+        store.create_run(exp.id, run_id=f"run{i}", status=RunStatus.RUNNING, display_name=f"trial {i}")
+        store.log_batch(metrics=[MetricRecord(f"run{i}", "acc", i / 10, 0, now)] if i != 3 else [],
+                        params=[(f"run{i}", "lr", str(i % 3))])
+    assert [r.run_id for r in store.list_runs(sort="-metric:acc", limit=3)] == ["run5", "run4", "run2"]
+    assert store.list_runs(sort="metric:acc")[-1].run_id == "run3"  # no value: last, either way
+    assert [r.params["lr"] for r in store.list_runs(sort="param:lr")][:2] == ["0", "0"]
+    assert [r.run_id for r in store.list_runs(search="TRIAL 4")] == ["run4"]
+    assert store.count_runs(search="trial", statuses=[RunStatus.RUNNING]) == 6
+    with pytest.raises(ValidationError, match="cannot sort runs by"):
+        store.list_runs(sort="size")
+    store.log_batch(metrics=[MetricRecord("run0", "loss", 100.0 if s == 7000 else 1.0 / (s + 1), s, now)
+                             for s in range(10_000)])
+    steps, values, count = store.get_metric_series("run0", "loss", points=200)
+    assert count == 10_000 and len(values) <= 200 and max(values) == 100.0 and steps == sorted(steps)
+    short = store.get_metric_series("run0", "acc", points=200)
+    assert short == ([0], [0.0], 1)
