@@ -15,6 +15,16 @@ fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[dev,mlflow,demo]'
+# Chromium (Debian's) for the web studio's browser tests (driven by Playwright; no browser download).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Chromium (Debian package) for the browser tests" >&2
+    (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium >/dev/null) >&2 \
+      || echo "note: apt-get install chromium failed; the browser tests will be skipped" >&2
+  else
+    echo "note: no chromium (apt-get install chromium); the browser tests will be skipped" >&2
+  fi
+fi
 # Azurite (Microsoft's Azure Storage emulator, from npm) for the Azure Blob datastore tests, in .cache/azurite.
 if [ ! -x .cache/azurite/node_modules/.bin/azurite-blob ]; then
   if command -v npm >/dev/null 2>&1; then

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 STATIC = Path(__file__).parent / "static"
 _TERMINAL = {"Completed", "Failed", "Canceled"}
-MAX_POINTS = 2000  # a series longer than this is reduced (min and max of each step range) in the database
+MAX_POINTS = 1000  # a series longer than this is reduced (min and max of each step range) in the database
 
 
 def _json_value(v: Any) -> Any:
@@ -325,7 +325,8 @@ def _metrics(ws: "Workspace", run_id: str, points: int) -> dict[str, Any]:
     for latest in store.get_latest_metrics([run_id]):
         numeric = isinstance(latest.value, (int, float)) and not isinstance(latest.value, bool) or latest.value is None
         if latest.kind in ("scalar", "list") and numeric:
-            steps, values, count = store.get_metric_series(run_id, latest.name, points)
+            steps, values, count = store.get_metric_series(run_id, latest.name, points,
+                                                           known=(latest.value_count, latest.step))
             series[latest.name] = {"steps": steps, "values": [_json_value(v) for v in values], "count": count,
                                    "reduced": count > len(values)}
         else:

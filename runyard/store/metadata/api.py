@@ -158,9 +158,11 @@ class MetadataStore(ABC):
         """Every value of the runs' metrics, in logging order."""
 
     @abstractmethod
-    def get_metric_series(self, run_id: str, name: str, points: int = 2000) -> tuple[list[int], list[float | None], int]:
+    def get_metric_series(self, run_id: str, name: str, points: int = 2000,
+                          known: tuple[int, int] | None = None) -> tuple[list[int], list[float | None], int]:
         """(steps, values, count) of one numeric metric, by step; past ``points`` values, reduced in the database to
-        the lowest and highest value of each of ``points // 2`` step ranges (a spike stays visible)."""
+        the lowest and highest value of each of ``points // 2`` step ranges (a spike stays visible). ``known``:
+        (count, last step) from ``get_latest_metrics``, for series whose steps count up from 0 (``run.log``'s)."""
 
     @abstractmethod
     def get_latest_metrics(self, run_ids: Sequence[str]) -> list[LatestMetric]: ...

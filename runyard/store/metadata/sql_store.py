@@ -455,18 +455,22 @@ class SqlMetadataStore(MetadataStore):
                 )
         return out
 
-    def get_metric_series(self, run_id: str, name: str, points: int = 2000) -> tuple[list[int], list[float | None], int]:
+    def get_metric_series(self, run_id: str, name: str, points: int = 2000,
+                          known: tuple[int, int] | None = None) -> tuple[list[int], list[float | None], int]:
         m = t.metrics.c
         base = and_(m.run_id == run_id, m.name == name, m.kind.in_(("scalar", "list")))
         with self._read("read metric series") as conn:
-            lo, hi, count = conn.execute(select(func.min(m.step), func.max(m.step), func.count()).where(base)).one()
+            if known is not None:  # (count, last step) from the latest-value table: no scan to find them
+                (count, hi), lo = known, 0
+            else:
+                lo, hi, count = conn.execute(select(func.min(m.step), func.max(m.step), func.count()).where(base)).one()
             if not count:
                 return [], [], 0
             if count <= points:
                 rows = conn.execute(select(m.step, m.value).where(base).order_by(m.step, m.id)).all()
                 return [r[0] for r in rows], [r[1] for r in rows], count
             buckets = max(1, points // 2)
-            bucket = ((m.step - lo) * buckets // (hi - lo + 1)).label("bucket")
+            bucket = ((m.step - lo) * buckets // max(1, hi - lo + 1)).label("bucket")
             rows = conn.execute(select(bucket, func.min(m.step), func.max(m.step), func.min(m.value), func.max(m.value))
                                 .where(base).group_by(bucket).order_by(bucket)).all()
         steps: list[int] = []

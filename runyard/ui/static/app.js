@@ -242,8 +242,13 @@ async function route() {
     if (hash === "#/models") return await listPage("/api/models", "models", [["model", m => m.name], ["version", m => m.version],
       ["framework", m => [m.framework, m.framework_version].filter(Boolean).join(" ")], ["aliases", m => m.aliases.join(", ")],
       ["run", m => m.run ? runLink(m.run) : ""], ["datasets", m => Object.values(m.datasets).flat().join(", ")], ["registered", m => fmtTime(m.created)]]);
-    if (hash === "#/services") return await listPage("/api/services", "services", [["service", s => s.name], ["state", s => status(s.state)],
-      ["scoring URI", s => s.scoring_uri], ["models", s => s.models.join(", ")]]);
+    if (hash === "#/services") {
+      const logs = el("pre", {class: "log", id: "service-log"});
+      await listPage("/api/services", "services", [["service", s => s.name], ["state", s => status(s.state)],
+        ["scoring URI", s => s.scoring_uri], ["models", s => s.models.join(", ")],
+        ["logs", s => el("button", {onclick: async () => { logs.textContent = (await api(`/api/services/${encodeURIComponent(s.name)}/logs`)).logs; }}, "show")]]);
+      return main.append(logs);
+    }
     if (hash === "#/datasets") return await listPage("/api/datasets", "datasets", [["dataset", d => d.name], ["version", d => d.version],
       ["type", d => d.type], ["files", d => d.files], ["bytes", d => d.bytes.toLocaleString()], ["consumed by", d => d.runs.map(r => runLink(r))]]);
     if (hash === "#/compute") return await listPage("/api/compute", "compute", [["target", c => c.name], ["type", c => c.type],
