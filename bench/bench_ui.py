@@ -5,7 +5,7 @@
 Data, written once into both stores (runyard's SQLite workspace; MLflow's SQLite tracking store through its own
 store API): ``--runs`` runs in one experiment, each with 3 params and 2 metrics, and one run with a ``--points``-value
 metric series. Servers on 127.0.0.1: ``runyard ui`` (uvicorn) and ``mlflow server`` (what ``mlflow ui`` runs, with
-the same SQLite file). Each page's data requests are made as its page makes them, one after the other; a figure is
+the same SQLite file), one at a time. Each page's data requests are made as its page makes them, one after the other; a figure is
 the median over ``--reps`` loads (after one warm-up load):
 
 - runs table — runyard: ``/api/summary`` + ``/api/runs?limit=50``; MLflow: ``experiments/search`` +
@@ -146,15 +146,7 @@ def main() -> None:
         print(f"MLflow: the same written in {time.perf_counter() - t:.0f} s", file=sys.stderr)
 
         ry_port, ml_port = _port(), _port()
-        server = textwrap_server(scratch / "ws", ry_port)
-        procs.append(subprocess.Popen([sys.executable, "-c", server], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        _wait(ry_port, procs[-1], "runyard ui")
-        procs.append(subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", ml_uri,
-                                       "--host", "127.0.0.1", "--port", str(ml_port), "--workers", "1"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        _wait(ml_port, procs[-1], "mlflow server")
         ry, ml = f"http://127.0.0.1:{ry_port}", f"http://127.0.0.1:{ml_port}/ajax-api/2.0/mlflow"
-
         pages = {
             "runs table": {
                 "runyard": [lambda: _get(ry + "/api/summary"), lambda: _get(ry + "/api/runs?limit=50")],
@@ -172,25 +164,44 @@ def main() -> None:
                                         lambda: _get(f"{ml}/metrics/get-history?run_id={ml_big}&metric_key=loss"
                                                      f"&max_results={args.points}")]},
         }
+        servers = {  # one at a time: each server has the machine to itself while it is measured
+            "runyard": [sys.executable, "-c", textwrap_server(scratch / "ws", ry_port)],
+            "MLflow": [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", ml_uri, "--host", "127.0.0.1",
+                       "--port", str(ml_port), "--workers", "1"],
+        }
+        figures: dict[str, dict[str, float]] = {page: {} for page in pages}
+        for server, command in servers.items():
+            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(proc)
+            _wait(ry_port if server == "runyard" else ml_port, proc, server)
+            for page, ways in pages.items():
+                for who, requests in ways.items():
+                    if who.split(",")[0] != server:
+                        continue
+                    _timed(requests)  # warm-up
+                    figures[page][who] = statistics.median(_timed(requests) for _ in range(args.reps)) * 1000
+            _stop(proc)
         print()
         print(f"| page ({args.runs:,} runs) | runyard ms | MLflow ms | runyard faster by |")
         print("|---|---|---|---|")
-        for page, ways in pages.items():
-            figures = {}
-            for who, requests in ways.items():
-                _timed(requests)  # warm-up
-                figures[who] = statistics.median(_timed(requests) for _ in range(args.reps)) * 1000
-            ours = figures.pop("runyard")
-            for who, theirs in figures.items():
+        for page, found in figures.items():
+            ours = found.pop("runyard")
+            for who, theirs in found.items():
                 print(f"| {page} | {ours:.1f} | {who}: {theirs:.1f} | {theirs / ours:.1f}x |")
     finally:
         for p in procs:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            _stop(p)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def textwrap_server(ws_path: Path, port: int) -> str:

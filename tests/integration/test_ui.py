@@ -287,3 +287,34 @@ def test_browser_live_log_and_cancel(served, page, tmp_path):
     page.wait_for_selector('h2 [data-status="Canceled"]', timeout=30000)
     assert run.wait_for_completion()["status"] == "Canceled"
     page.screenshot(path=str(SHOTS / "canceled-run.png"), full_page=True)
+
+
+def test_runyard_ui_command_serves_the_page_and_the_api(studio):
+    import subprocess
+    import sys
+    import urllib.request
+
+    ws, _ = studio
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "runyard", "ui", "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **ws.environment_variables()})
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/summary", timeout=5) as r:
+                    summary = json.loads(r.read())
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.poll() is not None else ""
+                time.sleep(0.2)
+        assert summary["read_only"] is False and summary["experiments"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            assert b"runyard studio" in r.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/app.js", timeout=5) as r:
+            assert b"textContent" in r.read()
+    finally:
+        proc.terminate()
+        proc.wait(10)
