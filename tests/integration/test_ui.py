@@ -318,3 +318,20 @@ def test_runyard_ui_command_serves_the_page_and_the_api(studio):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_sweeps_children_are_ranked_by_its_primary_metric(client, studio):
+    ws, _ = studio
+    parent = Experiment(ws, "sweep").start_logging(display_name="sweep", outputs=False)
+    parent.add_properties({"primary_metric_config": json.dumps({"name": "acc", "goal": "maximize"})})
+    for i, acc in enumerate([0.5, 0.9, 0.7]):
+        child = parent.child_run(name=f"trial {i}")
+        child.log("acc", acc)
+        child.complete()
+    parent.complete()
+    run = client.get(f"/api/runs/{parent.id}").json()
+    assert run["children"] == 3 and run["primary_metric"] == {"name": "acc", "goal": "maximize"}
+    board = client.get("/api/runs", params={"parent": parent.id, "sort": "-metric:acc"}).json()
+    assert [r["metrics"]["acc"] for r in board["runs"]] == [0.9, 0.7, 0.5] and board["total"] == 3
+    top = client.get("/api/runs", params={"experiment": "sweep"}).json()
+    assert [r["id"] for r in top["runs"]] == [parent.id]  # children are not listed at the top level
