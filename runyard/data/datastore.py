@@ -14,7 +14,7 @@ import functools
 import os
 import posixpath
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -503,11 +503,6 @@ def _import(module: str, extra: str, name: str):
         return importlib.import_module(module)
     except ImportError:
         raise DataError(f"datastore {name!r} needs the {module} package: pip install 'runyard[{extra}]'") from None
-
-
-def all_inputs(values: Iterable[Any]) -> list[Any]:
-    """The data references and dataset consumptions among ``values`` (a run's arguments and inputs)."""
-    return [v for v in values if hasattr(v, "to_input")]
 
 
 __all__ = ["DEFAULT_NAME", "DataReference", "Datastore", "clean_path", "data_env_var", "input_name"]

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import os
 import posixpath
-import shutil
-import threading
-from abc import ABC, abstractmethod
 import stat
+import threading
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass

@@ -66,10 +66,10 @@ def start(ws: "Workspace", run_ids: list[str], port: int | None = None, wait: fl
     """Start (or reuse) TensorBoard for these runs; returns its url, log folder and pid."""
     if not run_ids:
         raise ConfigError("name at least one run")
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        raise ConfigError("TensorBoard is not installed: pip install tensorboard") from None
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("TensorBoard is not installed: pip install 'runyard[ui]' (or tensorboard)")
     key = hashlib.sha256(",".join(sorted(run_ids)).encode()).hexdigest()[:12]
     root = ws.path / "tensorboard" / key
     names = collect(ws, run_ids, root / "logs")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from runyard import Experiment, RunStatus, ScriptRunConfig, Workspace
+from runyard import Experiment, ScriptRunConfig, Workspace
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
