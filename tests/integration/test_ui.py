@@ -267,8 +267,8 @@ def test_browser_runs_table_and_a_run_page(served, page):
     page.wait_for_selector('[data-metric="loss"] polyline')
     points = page.get_attribute('[data-metric="loss"] polyline', "points")
     assert len(points.split()) > 100  # the chart is drawn
-    assert page.locator("#files a", has_text="outputs/model.txt").count() == 1
-    assert page.locator("img.logged").count() == 1
+    page.locator("#files a", has_text="outputs/model.txt").wait_for()  # the file list comes after the charts
+    page.locator("img.logged").wait_for()
     assert page.evaluate("window.__pwned") is None
     page.screenshot(path=str(SHOTS / "run-page.png"), full_page=True)
 
