@@ -181,6 +181,8 @@ async function runPage(id) {
       const st = JSON.parse(e.data);
       title.replaceChildren(run.name, " ", status(st));
       cancel.disabled = true;
+      api("/api/runs/" + encodeURIComponent(id)).then(r => timeline.replaceChildren(
+        ...r.timeline.map(t => el("span", {}, `${t.status} ${fmtTime(t.at)}`)))).catch(() => {});
       drawMetrics().catch(() => {});
       showFiles().catch(() => {});
     });
