@@ -16,7 +16,6 @@ from runyard.config import (
     TensorflowConfiguration,
 )
 from runyard.config.conda_dependencies import CondaDependencies
-from runyard.data import Dataset, Datastore
 from runyard.errors import (
     ComputeError,
     ConfigError,
@@ -37,6 +36,15 @@ from runyard.status import RunStatus
 from runyard.workspace import Workspace
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """Dataset and Datastore are imported when first used: a training script's ``import runyard`` stays quick."""
+    if name in ("Dataset", "Datastore"):
+        import runyard.data
+
+        return getattr(runyard.data, name)
+    raise AttributeError(f"module 'runyard' has no attribute {name!r}")
 
 __all__ = [
     "CondaDependencies",
