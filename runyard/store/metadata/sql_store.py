@@ -681,19 +681,29 @@ class SqlMetadataStore(MetadataStore):
         return self.get_environment(name, self._register_version("environment", t.environments, name, insert))
 
     def get_environment(self, name: str, version: int | None = None) -> EnvironmentRecord:
-        e = t.environments.c
-        query = select(t.environments).where(e.name == name)
-        query = query.where(e.version == version) if version is not None else query.order_by(e.version.desc()).limit(1)
-        with self._read("read environment") as conn:
+        return _environment(self._get_version("environment", t.environments, name, version))
+
+    def _get_version(self, what: str, table, name: str, version: int | None):
+        """The row of ``version`` of ``name`` (the latest when None); NotFound lists the versions there are, or the
+        registered names close to ``name``."""
+        c = table.c
+        query = select(table).where(c.name == name)
+        query = query.where(c.version == version) if version is not None else query.order_by(c.version.desc()).limit(1)
+        with self._read(f"read {what}") as conn:
             row = conn.execute(query).first()
-            if row is None:
-                versions = conn.execute(select(e.version).where(e.name == name).order_by(e.version)).scalars().all()
-        if row is None:
-            if versions:
-                raise NotFound(f"environment {name!r} has no version {version}; versions: "
-                               + ", ".join(map(str, versions)))
-            raise NotFound(f"no environment named {name!r} is registered in this workspace")
-        return _environment(row)
+            if row is not None:
+                return row
+            versions = conn.execute(select(c.version).where(c.name == name).order_by(c.version)).scalars().all()
+            names = [] if versions else conn.execute(
+                select(c.name).where(c.name.is_not(None)).distinct().order_by(c.name)).scalars().all()
+        if versions:
+            raise NotFound(f"{what} {name!r} has no version {version}; versions: {', '.join(map(str, versions))}")
+        import difflib
+
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        raise NotFound(f"no {what} named {name!r} is registered in this workspace"
+                       + (f"; did you mean {', '.join(close)}?" if close else
+                          f" (registered: {', '.join(names[:20])})" if names else " (none is registered)"))
 
     def list_environments(self, name: str | None = None) -> list[EnvironmentRecord]:
         e = t.environments.c
@@ -794,25 +804,7 @@ class SqlMetadataStore(MetadataStore):
         return self.get_dataset_by_id(self._register_version("dataset", t.datasets, name, insert))
 
     def get_dataset(self, name: str, version: int | None = None) -> DatasetRecord:
-        s = t.datasets.c
-        query = select(t.datasets).where(s.name == name)
-        query = query.where(s.version == version) if version is not None else query.order_by(s.version.desc()).limit(1)
-        with self._read("read dataset") as conn:
-            row = conn.execute(query).first()
-            if row is None:
-                versions = conn.execute(select(s.version).where(s.name == name).order_by(s.version)).scalars().all()
-                names = [] if versions else conn.execute(
-                    select(s.name).where(s.name.is_not(None)).distinct().order_by(s.name)).scalars().all()
-        if row is None:
-            if versions:
-                raise NotFound(f"dataset {name!r} has no version {version}; versions: {', '.join(map(str, versions))}")
-            import difflib
-
-            close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-            raise NotFound(f"no dataset named {name!r} is registered in this workspace"
-                           + (f"; did you mean {', '.join(close)}?" if close else
-                              f" (registered: {', '.join(names[:20])})" if names else " (none is registered)"))
-        return _dataset(row)
+        return _dataset(self._get_version("dataset", t.datasets, name, version))
 
     def get_dataset_by_id(self, dataset_id: str) -> DatasetRecord:
         with self._read("read dataset") as conn:
