@@ -176,6 +176,7 @@ class LocalFiles(Files):
         return written
 
     def delete(self, key: str) -> None:
+        self._written.pop(os.path.join(self.root, key), None)  # a copy removed before after_put: forget its stat
         self._path(key).unlink(missing_ok=True)
 
     def open(self, key: str) -> BinaryIO:
