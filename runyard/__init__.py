@@ -9,9 +9,11 @@
     run.wait_for_completion(show_output=True)
 """
 from runyard.config import (
+    DockerConfiguration,
     Environment,
     MpiConfiguration,
     PyTorchConfiguration,
+    RunConfiguration,
     ScriptRunConfig,
     TensorflowConfiguration,
 )
@@ -36,18 +38,39 @@ from runyard.status import RunStatus
 from runyard.workspace import Workspace
 
 __version__ = "0.1.0"
+VERSION = __version__  # azureml.core.VERSION's counterpart
+ScriptRun = Run  # Azure's class of submitted script runs
+
+
+def set_diagnostics_collection(send_diagnostics: bool = True) -> None:
+    """Azure ML's telemetry switch (``azureml.telemetry``), accepted and ignored: runyard sends nothing anywhere."""
 
 
 def __getattr__(name: str):
-    """Dataset and Datastore are imported when first used: a training script's ``import runyard`` stays quick."""
+    """Dataset, Datastore and ComputeTarget are imported when first used: a training script's ``import runyard`` stays quick."""
     if name in ("Dataset", "Datastore"):
         import runyard.data
 
         return getattr(runyard.data, name)
+    if name == "ComputeTarget":
+        from runyard.compute import ComputeTarget
+
+        return ComputeTarget
+    if name == "Image":
+        from runyard.deploy.images import Image
+
+        return Image
     raise AttributeError(f"module 'runyard' has no attribute {name!r}")
 
 __all__ = [
+    "VERSION",
     "CondaDependencies",
+    "ComputeTarget",
+    "DockerConfiguration",
+    "Image",
+    "RunConfiguration",
+    "ScriptRun",
+    "set_diagnostics_collection",
     "ComputeError",
     "ConfigError",
     "DataError",

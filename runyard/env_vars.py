@@ -21,6 +21,18 @@ Setting them by hand also works, e.g. to log from a process you started yourself
 | ``RUNYARD_HEARTBEAT_INTERVAL`` | seconds between heartbeats of the runs a process drives (default 10) |
 | ``RUNYARD_HEARTBEAT_TIMEOUT`` | seconds without a heartbeat after which the next reader marks the run Failed (default 60) |
 
+Compatibility aliases, set for every process of a run alongside runyard's own, for scripts written for Azure ML
+(they read them, or pass them as literal ``$VAR`` arguments, which runyard expands per process):
+
+| variable | meaning |
+|---|---|
+| ``AZUREML_RUN_ID`` | = ``RUNYARD_RUN_ID`` |
+| ``AZUREML_EXPERIMENT_NAME`` | = ``RUNYARD_EXPERIMENT_NAME`` |
+| ``AZ_BATCHAI_TASK_INDEX`` | = ``RUNYARD_RANK``: the index of this process among the job's processes |
+| ``AZ_BATCHAI_PYTORCH_INIT_METHOD`` | (PyTorch jobs) ``tcp://MASTER_ADDR:MASTER_PORT``, for ``init_process_group(init_method=…)`` |
+| ``AZ_BATCH_MASTER_NODE`` | (PyTorch jobs) ``MASTER_ADDR:MASTER_PORT`` |
+| ``AZUREML_MODEL_DIR`` | (deployed services) = ``RUNYARD_MODEL_DIR``, the models' folder |
+
 Settings of the ``local`` compute target (also ``compute.local.<name>`` in the workspace's ``config.json``):
 
 | variable | meaning |
@@ -74,3 +86,9 @@ VISIBLE_GPUS = "RUNYARD_VISIBLE_GPUS"
 RANK_METRICS = "RUNYARD_RANK_METRICS"
 NODE_RANK = "RUNYARD_NODE_RANK"
 NODE_ID = "RUNYARD_NODE_ID"
+# Azure ML's names, set alongside runyard's own (compatibility aliases)
+AZURE_RUN_ID = "AZUREML_RUN_ID"
+AZURE_EXPERIMENT_NAME = "AZUREML_EXPERIMENT_NAME"
+AZURE_TASK_INDEX = "AZ_BATCHAI_TASK_INDEX"
+AZURE_PYTORCH_INIT_METHOD = "AZ_BATCHAI_PYTORCH_INIT_METHOD"
+AZURE_MASTER_NODE = "AZ_BATCH_MASTER_NODE"

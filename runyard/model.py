@@ -162,10 +162,13 @@ class Model:
             name=name, run_id=run_id, tags=dict(tags or {}), latest=latest, limit=limit, offset=offset)]
 
     # -- using -------------------------------------------------------------------------------------------
-    def download(self, target_dir: str | os.PathLike = ".", exit_on_error: bool = True, exist_ok: bool = False) -> str:
-        """Write the model's files into ``target_dir``; returns the path of the file or folder registered."""
+    def download(self, target_dir: str | os.PathLike = ".", exist_ok: bool = False, exists_ok: bool | None = None,
+                 exit_on_error: bool = True) -> str:
+        """Write the model's files into ``target_dir``; returns the path of the file or folder registered.
+        ``exists_ok`` is the older SDK's spelling of ``exist_ok``."""
         from runyard.submission import snapshot
 
+        exist_ok = bool(exist_ok or exists_ok)
         target = Path(target_dir).expanduser()
         dest = target / self._record.path
         single = len(self.files) == 1 and self.files[0]["path"] == self._record.path

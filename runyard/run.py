@@ -231,6 +231,8 @@ class _RunBase(ABC):
             _context = OfflineRun()
         return _context
 
+    get_submitted_run = get_context  # the 2018 SDK's name
+
 
 _context: _RunBase | None = None
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +14,9 @@ from runyard.errors import ConfigError, WorkspaceError
 
 if TYPE_CHECKING:
     from runyard.compute.api import ComputeTarget
+    from runyard.config.environment import Environment
+    from runyard.deploy import LocalWebservice
+    from runyard.model import Model
     from runyard.context.logger import MetricLogger
     from runyard.experiment import Experiment
     from runyard.run import Run
@@ -42,18 +46,25 @@ class Workspace:
         _ensure_writable_dir(self.path)
         config = self._read_or_write_config()
         self._config = config
-        self.name: str = config.get("name") or _default_name(self.path)
+        self.name: str = config.get("name") or config.get("workspace_name") or _default_name(self.path)
+        # Azure's identity attributes, for scripts that print or pass them: a local workspace is in no subscription,
+        # so they default to a stable id of its folder, "local" and "local" (config.json may set them).
+        self.subscription_id: str = str(config.get("subscription_id") or uuid.uuid5(uuid.NAMESPACE_URL, f"runyard:{self.path}"))
+        self.resource_group: str = str(config.get("resource_group") or "local")
+        self.location: str = str(config.get("location") or "local")
         self.tracking_uri = _resolve_db_url(tracking_uri or config.get("tracking_uri") or f"sqlite:///{DEFAULT_DB}", self.path)
         self.artifact_uri = _resolve_artifact_uri(artifact_uri or config.get("artifact_uri") or DEFAULT_ARTIFACTS, self.path)
 
     # -- finding a workspace ------------------------------------------------------------------
     @classmethod
-    def from_config(cls, path: str | os.PathLike | None = None) -> "Workspace":
+    def from_config(cls, path: str | os.PathLike | None = None, auth: object = None, _logger: object = None,
+                    _file_name: str | None = None) -> "Workspace":
         """Find the workspace: the nearest ``.runyard/config.json`` upward, else ``$RUNYARD_HOME``, else ``~/.runyard``.
 
         Args:
             path: start the upward search here (a folder, or a ``config.json`` file). When given and nothing is
                 found, that is an error rather than a fall-back to the default workspace.
+            auth: accepted for Azure ML scripts and ignored (a local workspace needs no login).
         """
         if path is not None:
             start = Path(path).expanduser().absolute()
@@ -179,6 +190,40 @@ class Workspace:
         from runyard.data.dataset import Dataset
 
         return Dataset.get_all(self)
+
+    @property
+    def models(self) -> dict[str, "Model"]:
+        """The latest version of every registered model, by name."""
+        from runyard.model import Model
+
+        latest: dict[str, Model] = {}
+        while True:
+            page = Model.list(self, latest=True, limit=500, offset=len(latest))
+            latest.update((m.name, m) for m in page)
+            if len(page) < 500:
+                return latest
+
+    @property
+    def webservices(self) -> dict[str, "LocalWebservice"]:
+        """Every deployed service, by name."""
+        from runyard.deploy import LocalWebservice
+
+        return {s.name: s for s in LocalWebservice.list(self)}
+
+    @property
+    def environments(self) -> dict[str, "Environment"]:
+        """Registered environments and Azure's curated names runyard maps (see ``Environment.list``)."""
+        from runyard.config.environment import Environment
+
+        return Environment.list(self)
+
+    def get_details(self) -> dict:
+        """Azure's workspace details, for a local workspace."""
+        return {"id": f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}/providers/"
+                      f"runyard/workspaces/{self.name}",
+                "name": self.name, "location": self.location, "subscriptionId": self.subscription_id,
+                "resourceGroup": self.resource_group, "workspaceFolder": str(self.path),
+                "trackingUri": self.tracking_uri, "artifactUri": self.artifact_uri}
 
     def get_run(self, run_id: str) -> "Run":
         from runyard.run import Run

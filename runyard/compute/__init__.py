@@ -52,12 +52,17 @@ def __getattr__(name: str):
         from runyard.compute import ray_target
 
         return getattr(ray_target, name)
-    if name in ("ComputeStatus", "ComputeTargetNotFound"):
+    if name in ("AmlCompute", "AmlComputePool", "RemoteCompute", "DsvmCompute"):
+        from runyard.compute import amlcompute
+
+        return getattr(amlcompute, name)
+    if name in ("ComputeStatus", "ComputeTargetNotFound", "ComputeTargetException"):
         from runyard.compute import registry
 
         return getattr(registry, name)
     raise AttributeError(name)
 
 
-__all__ = ["ComputeTarget", "ComputeStatus", "ComputeTargetNotFound", "RayCompute", "RayComputeConfiguration",
+__all__ = ["AmlCompute", "ComputeTarget", "ComputeStatus", "ComputeTargetException", "ComputeTargetNotFound",
+           "DsvmCompute", "RemoteCompute", "RayCompute", "RayComputeConfiguration",
            "RunDescription", "RunRef", "SubmitRequest", "TargetOption", "get_target", "known_targets"]

@@ -205,6 +205,8 @@ def run_environment(workspace: "Workspace", job: JobSpec, run: RunRef, workdir: 
         **workspace.environment_variables(),
         env_vars.RUN_ID: run.run_id,
         env_vars.EXPERIMENT_NAME: run.experiment_name,
+        env_vars.AZURE_RUN_ID: run.run_id,
+        env_vars.AZURE_EXPERIMENT_NAME: run.experiment_name,
         **({env_vars.PARENT_RUN_ID: run.parent_run_id} if run.parent_run_id else {}),
         "MLFLOW_TRACKING_URI": f"runyard://{workspace.path}",
         "PYTHONUNBUFFERED": "1",

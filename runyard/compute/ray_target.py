@@ -70,6 +70,7 @@ class RayComputeConfiguration:
     python: str | None = None  # the interpreter that runs the driver on the head node (runyard installed there)
     queue_timeout_seconds: float = 3600.0
     vm_size: str | None = None  # recorded only (Azure scripts pass it)
+    azure: dict[str, Any] | None = None  # made from AmlCompute.provisioning_configuration: its settings (max_nodes holds)
 
     def validate(self) -> None:
         if self.mode not in ("attach", "provision"):
@@ -355,7 +356,7 @@ class RayTarget(ComputeTarget):
         problem = machine_local_store_problem(self.workspace.tracking_uri, self.workspace.artifact_uri, nodes)
         if problem:
             raise ComputeError(problem)
-        max_nodes = self.config.max_nodes if self.config.mode == "provision" else None
+        max_nodes = self.config.max_nodes if self.config.mode == "provision" or self.config.azure else None
         never = never_fits(job, nodes, strategy, max_nodes)
         if never:
             raise ComputeError(f"compute target {self.name!r} can never run this job: {never}")

@@ -18,12 +18,18 @@ if TYPE_CHECKING:
     from runyard.compute.api import ComputeTarget
     from runyard.workspace import Workspace
 
-TYPES: dict[str, str] = {"ray": "runyard.compute.ray_target:RayTarget"}
+TYPES: dict[str, str] = {"ray": "runyard.compute.ray_target:RayTarget",
+                         "amlcompute": "runyard.compute.amlcompute:AmlComputePool"}
 BUILTIN_NAMES = ("local",)
 
 
-class ComputeTargetNotFound(ConfigError, NotFound):
-    """No compute target by that name (Azure scripts catch ``ComputeTargetException`` for it)."""
+class ComputeTargetException(ComputeError):
+    """Azure ML's compute error: what ``ComputeTarget(ws, name)`` raises for a missing target (the try/except idiom
+    of Azure notebooks catches it)."""
+
+
+class ComputeTargetNotFound(ComputeTargetException, ConfigError, NotFound):
+    """No compute target by that name."""
 
 
 @dataclass(frozen=True)
@@ -43,13 +49,23 @@ class ComputeStatus:
                 "errors": [self.error] if self.error else None}
 
 
-def _type_of(config: Any) -> str:
+def _type_of(workspace: "Workspace", config: Any) -> tuple[str, Any]:
+    """The target type a configuration makes, and the configuration that type stores."""
+    from runyard.compute import amlcompute
     from runyard.compute.ray_target import RayComputeConfiguration
 
     if isinstance(config, RayComputeConfiguration):
-        return "ray"
+        return "ray", config
+    if isinstance(config, amlcompute.AmlComputeProvisioningConfiguration):
+        config.validate()
+        amlcompute.warn_about_size(config)
+        address = amlcompute.cluster_address(workspace)
+        if address:
+            return "ray", amlcompute.ray_configuration(config, address)
+        return "amlcompute", config
     raise ConfigError(f"cannot create a compute target from a {type(config).__name__}: use "
-                      "RayCompute.provisioning_configuration(...) or RayCompute.attach_configuration(...)")
+                      "AmlCompute.provisioning_configuration(...), RayCompute.provisioning_configuration(...) or "
+                      "RayCompute.attach_configuration(...)")
 
 
 def target_class(type_: str):
@@ -62,7 +78,7 @@ def create(workspace: "Workspace", name: str, config: Any, show_output: bool = F
     validation.key(name, "compute target name")
     if name in BUILTIN_NAMES:
         raise ConfigError(f"{name!r} is runyard's built-in compute target; choose another name")
-    type_ = _type_of(config)
+    type_, config = _type_of(workspace, config)
     config.validate()
     workspace.metadata.create_compute_target(name, type_, config.to_dict())
     target = target_class(type_)(workspace, name, config)
@@ -72,7 +88,9 @@ def create(workspace: "Workspace", name: str, config: Any, show_output: bool = F
         else:
             target.jobs().version()  # an unreachable cluster is an error now, not at the first submit
     except BaseException:
-        target.stop_cluster()
+        stop = getattr(target, "stop_cluster", None)
+        if stop is not None:
+            stop()
         workspace.metadata.delete_compute_target(name)
         raise
     return target

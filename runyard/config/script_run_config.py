@@ -5,7 +5,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from runyard.config.environment import Environment
 from runyard.config.job import JobSpec, build_job
+from runyard.config.run_configuration import DockerConfiguration, RunConfiguration
+from runyard.errors import ConfigError, ValidationError
 
 
 class ScriptRunConfig:
@@ -24,6 +27,9 @@ class ScriptRunConfig:
         max_run_retries: restart every rank this many times after a failed attempt (a rank's error, a lost node);
             the script resumes from what it saved in ``./outputs`` (kept across attempts).
         distributed_job_config: an MpiConfiguration, TensorflowConfiguration or PyTorchConfiguration.
+        run_config: an Azure-style RunConfiguration holding target, environment and counts (``src.run_config``
+            always exists; the arguments above override what it holds).
+        docker_runtime_config: ``DockerConfiguration(use_docker=True)``: run in the environment's base image.
     """
 
     def __init__(
@@ -31,28 +37,75 @@ class ScriptRunConfig:
         source_directory: str | os.PathLike | None = None,
         script: str | os.PathLike | None = None,
         arguments: Sequence[Any] | None = None,
+        run_config: RunConfiguration | None = None,
         compute_target: Any = None,
         environment: Any = None,
-        max_run_duration_seconds: float | None = None,
         distributed_job_config: Any = None,
+        max_run_duration_seconds: float | None = None,
         max_run_retries: int = 0,
         inputs: Sequence[Any] | None = None,
+        docker_runtime_config: DockerConfiguration | None = None,
+        resume_from: Any = None,
+        _telemetry_values: Any = None,
     ) -> None:
+        if run_config is not None and not isinstance(run_config, RunConfiguration):
+            raise ValidationError(f"run_config must be a RunConfiguration, got {type(run_config).__name__}")
         self.source_directory = source_directory if source_directory is not None else "."
-        self.script = script
-        self.arguments = list(arguments) if arguments is not None else []
-        self.compute_target = compute_target
-        self.environment = environment
-        self.max_run_duration_seconds = max_run_duration_seconds
+        # Azure keeps target, environment and counts in a RunConfiguration: src.run_config.target = ... works too.
+        self.run_config = run_config if run_config is not None else RunConfiguration()
+        self._placeholder_env = None if run_config is not None else self.run_config.environment
+        self.script = script if script is not None else self.run_config.script
+        self.arguments = list(arguments) if arguments is not None else list(self.run_config.arguments)
+        if compute_target is not None:
+            self.run_config.target = compute_target
+        if environment is not None:
+            self.run_config.environment = environment
+        if max_run_duration_seconds is not None:
+            self.run_config.max_run_duration_seconds = max_run_duration_seconds
         self.distributed_job_config = distributed_job_config
+        self.docker_runtime_config = docker_runtime_config
         self.max_run_retries = max_run_retries
         self.inputs = list(inputs) if inputs else []
+        if resume_from is not None:
+            raise ConfigError("resume_from (a DataPath of checkpoints) is not supported: give the checkpoint folder as "
+                              "an input, e.g. inputs=[ds.path('checkpoints').as_download()]")
+
+    @property
+    def compute_target(self) -> Any:
+        return self.run_config.target
+
+    @compute_target.setter
+    def compute_target(self, value: Any) -> None:
+        self.run_config.target = value
+
+    @property
+    def environment(self) -> Environment | None:
+        """The run's environment; None (the submitting interpreter) when neither this nor its run_config names one."""
+        env = self.run_config.environment
+        if env is self._placeholder_env and self.docker_runtime_config is None:
+            return None
+        return self.run_config.effective_environment(self.docker_runtime_config)
+
+    @environment.setter
+    def environment(self, value: Environment | None) -> None:
+        self.run_config.environment = value if value is not None else self._placeholder_env
+
+    @property
+    def max_run_duration_seconds(self) -> float | None:
+        return self.run_config.max_run_duration_seconds
+
+    @max_run_duration_seconds.setter
+    def max_run_duration_seconds(self, value: float | None) -> None:
+        self.run_config.max_run_duration_seconds = value
 
     def to_job_spec(self) -> JobSpec:
+        distributed = self.distributed_job_config
+        if distributed is None:
+            distributed = self.run_config.distributed_config()
         return build_job(
             source_directory=self.source_directory, entry_script=self.script, arguments=self.arguments,
             compute_target=self.compute_target, environment=self.environment,
-            max_run_duration_seconds=self.max_run_duration_seconds, distributed=self.distributed_job_config,
+            max_run_duration_seconds=self.max_run_duration_seconds, distributed=distributed,
             max_run_retries=self.max_run_retries, inputs=self.inputs,
         )
 

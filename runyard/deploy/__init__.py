@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,9 @@ class LocalWebserviceDeploymentConfiguration:
     auth_enabled: bool = False
     max_request_size_mb: float = 100.0
     timeout_seconds: float = 60.0
+    tags: dict[str, str] | None = None
+    description: str | None = None
+    azure: dict[str, Any] = field(default_factory=dict)  # ACI/AKS sizing (cpu_cores, memory_gb…): recorded only
 
     def __post_init__(self) -> None:
         if self.port is not None and (isinstance(self.port, bool) or not isinstance(self.port, int)
@@ -122,6 +125,38 @@ class LocalWebservice:
     @property
     def auth_enabled(self) -> bool:
         return bool(self.spec["auth_enabled"])
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return dict(self.spec.get("tags") or {})
+
+    @property
+    def description(self) -> str | None:
+        return self.spec.get("description")
+
+    @property
+    def compute_type(self) -> str:
+        return self.spec.get("compute_type") or "Local"
+
+    # -- Azure's older deployment calls (Webservice is this class) -----------------------------------------
+    @staticmethod
+    def deploy_from_model(workspace: "Workspace", name: str, models: list["Model"], image_config: Any,
+                          deployment_config: Any = None, deployment_target: Any = None,
+                          overwrite: bool = False) -> "LocalWebservice":
+        """``Webservice.deploy_from_model(ws, name, [model], ContainerImage.image_configuration(...), aci_config)``:
+        the image configuration's scoring script and conda file become the service's InferenceConfig."""
+        from runyard.deploy.images import inference_config_of
+
+        if deployment_target not in (None, "local"):
+            raise ConfigError("runyard deploys to this machine; deployment_target must be None")
+        return deploy(workspace, name, list(models), inference_config_of(image_config), deployment_config, overwrite)
+
+    @staticmethod
+    def deploy_from_image(workspace: "Workspace", name: str, image: Any, deployment_config: Any = None,
+                          deployment_target: Any = None, overwrite: bool = False) -> "LocalWebservice":
+        """``Webservice.deploy_from_image(ws, name, Image.create(...), aci_config)``."""
+        return LocalWebservice.deploy_from_model(workspace, name, image.models, image.image_config, deployment_config,
+                                                 deployment_target, overwrite)
 
     def _pid(self) -> int | None:
         import psutil
@@ -280,6 +315,15 @@ def deploy(workspace: "Workspace", name: str, models: list["Model"], inference_c
 Webservice = LocalWebservice  # Azure's name for listing and opening services
 
 
+def __getattr__(name: str):
+    """Azure's older deployment shapes (runyard.deploy.images) load when first used."""
+    if name in ("AciWebservice", "AksWebservice", "ContainerImage", "Image"):
+        from runyard.deploy import images
+
+        return getattr(images, name)
+    raise AttributeError(f"module 'runyard.deploy' has no attribute {name!r}")
+
+
 _ENVIRONMENT_FRAMEWORKS = {"ScikitLearn": "SKLearn", "TensorFlow": "TensorFlow", "Keras": "TensorFlow",
                            "PyTorch": "PyTorch"}
 
@@ -388,7 +432,9 @@ def _prepare(workspace: "Workspace", name: str, models: list["Model"], inference
                 "timeout_seconds": config.timeout_seconds, "entry_script": inference.entry_script,
                 "source_directory": inference.source_directory,
                 "environment": inference.environment.to_spec() if inference.environment is not None else None,
-                "model_ids": [m.id for m in models], "model_dir": str(model_dir),
+                "model_ids": [m.id for m in models], "model_dir": str(model_dir), "tags": dict(config.tags or {}),
+                "description": config.description, "compute_type": config.azure.get("compute_type"),
+                "sizing": {k: v for k, v in config.azure.items() if k != "compute_type"},
                 "models": [{"id": m.id, "framework": m.model_framework} for m in models]}
         if inference.entry_script is None:
             from runyard.deploy.nocode import framework_of

@@ -9,7 +9,7 @@
 """
 from __future__ import annotations
 
-from runyard.hyperdrive.config import HyperDriveConfig, HyperDriveRun, PrimaryMetricGoal
+from runyard.hyperdrive.config import HyperDriveConfig, HyperDriveRun, HyperDriveRunConfig, PrimaryMetricGoal
 from runyard.hyperdrive.expressions import (
     choice,
     lognormal,
@@ -31,6 +31,7 @@ from runyard.hyperdrive.policies import (
 from runyard.hyperdrive.sampling import BayesianParameterSampling, GridParameterSampling, RandomParameterSampling
 
 __all__ = ["BanditPolicy", "BayesianParameterSampling", "GridParameterSampling", "HyperDriveConfig", "HyperDriveRun",
+           "HyperDriveRunConfig",
            "MedianStoppingPolicy", "NoTerminationPolicy", "PrimaryMetricGoal", "RandomParameterSampling",
            "TruncationSelectionPolicy", "choice", "lognormal", "loguniform", "normal", "qlognormal", "qloguniform",
            "qnormal", "quniform", "randint", "uniform"]

@@ -103,6 +103,18 @@ class HyperDriveConfig:
                 "resume_child_runs": self.resume_child_runs}
 
 
+class HyperDriveRunConfig(HyperDriveConfig):
+    """The 2018–2019 SDK's name for a sweep of an estimator (``HyperDriveRunConfig(estimator=est, ...)``)."""
+
+    def __init__(self, estimator: Any = None, hyperparameter_sampling: _Sampling = None,
+                 policy: EarlyTerminationPolicy | None = None, primary_metric_name: str = "",
+                 primary_metric_goal: PrimaryMetricGoal | str = "MAXIMIZE", max_total_runs: int = 1,
+                 max_concurrent_runs: int | None = None, max_duration_minutes: float = 10080,
+                 run_config: Any = None) -> None:
+        super().__init__(hyperparameter_sampling, primary_metric_name, primary_metric_goal, max_total_runs,
+                         max_concurrent_runs, max_duration_minutes, policy, estimator=estimator, run_config=run_config)
+
+
 def _run_id(ref: Any) -> str:
     return ref if isinstance(ref, str) else getattr(ref, "id")
 

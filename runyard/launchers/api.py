@@ -5,6 +5,8 @@ it is unit-tested as a pure function and shared by every target (local now, Ray 
 """
 from __future__ import annotations
 
+from runyard import env_vars
+
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -66,6 +68,11 @@ class Launcher(ABC):
 
     def check(self, job: JobSpec) -> None:
         """Raise ConfigError when this machine cannot start the job (a missing tool), before anything runs."""
+
+
+def rank_env(rank: int) -> dict[str, str]:
+    """What names a process's rank: runyard's variable and Azure ML's (``AZ_BATCHAI_TASK_INDEX``)."""
+    return {env_vars.RANK: str(rank), env_vars.AZURE_TASK_INDEX: str(rank)}
 
 
 def script_argv(job: JobSpec, node: NodeContext | None = None) -> tuple[str, ...]:

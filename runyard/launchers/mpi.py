@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import shutil
 
-from runyard import env_vars
 from runyard.config.job import JobSpec
 from runyard.errors import ConfigError
-from runyard.launchers.api import Launcher, NodeContext, ProcessSpec, script_argv
+from runyard.launchers.api import Launcher, NodeContext, ProcessSpec, rank_env, script_argv
 
 RANK_LOG_DIR = "RUNYARD_RANK_LOG_DIR"
 # Each rank: RUNYARD_RANK from Open MPI's rank, output into its FIFO, then exec the script (no extra process).
-_WRAPPER = ('export RUNYARD_RANK="$OMPI_COMM_WORLD_RANK"; '
+_WRAPPER = ('export RUNYARD_RANK="$OMPI_COMM_WORLD_RANK" AZ_BATCHAI_TASK_INDEX="$OMPI_COMM_WORLD_RANK"; '
             'exec "$0" "$@" >"$RUNYARD_RANK_LOG_DIR/$OMPI_COMM_WORLD_RANK" 2>&1')
 _LOOPBACK = ("127.", "localhost", "::1")
 
@@ -49,5 +48,5 @@ class MpiLauncher(Launcher):
         # The script runs under runyard's rank wrapper: an uncaught exception aborts every rank (no hang in
         # MPI_Finalize while the others wait in a collective).
         argv += ["sh", "-c", _WRAPPER, interpreter, unbuffered, "-m", "runyard.launchers.mpi_main", *script]
-        return [ProcessSpec(rank=0, local_rank=0, argv=tuple(argv), env={env_vars.RANK: "0"},
+        return [ProcessSpec(rank=0, local_rank=0, argv=tuple(argv), env=rank_env(0),
                             rank_logs=tuple(range(world)))]

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import json
 
-from runyard import env_vars
 from runyard.config.job import JobSpec
-from runyard.launchers.api import Launcher, NodeContext, ProcessSpec, script_argv
+from runyard.launchers.api import Launcher, NodeContext, ProcessSpec, rank_env, script_argv
 
 
 def tasks(job: JobSpec) -> list[tuple[str, int]]:
@@ -41,6 +40,6 @@ class ParameterServerLauncher(Launcher):
             config = {"cluster": cluster, "task": {"type": kind, "index": index}, "environment": "cloud"}
             main = kind == "chief" or (kind == "worker" and not has_chief)
             out.append(ProcessSpec(rank=rank, local_rank=rank - node.node_rank * per_node, argv=script_argv(job, node),
-                                   env={"TF_CONFIG": json.dumps(config), env_vars.RANK: str(rank)},
+                                   env={"TF_CONFIG": json.dumps(config), **rank_env(rank)},
                                    role="main" if main else "service"))
         return out

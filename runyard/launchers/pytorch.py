@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from runyard import env_vars
 from runyard.config.job import JobSpec
-from runyard.launchers.api import Launcher, NodeContext, ProcessSpec, script_argv
+from runyard.launchers.api import Launcher, NodeContext, ProcessSpec, rank_env, script_argv
 
 BACKEND_VAR = "RUNYARD_COMMUNICATION_BACKEND"
 
@@ -23,13 +23,15 @@ class PyTorchLauncher(Launcher):
         per_node = job.process_count_per_node
         world = job.node_count * per_node
         backend = (job.distributed or {}).get("communication_backend") or ("nccl" if job.use_gpu else "gloo")
+        master = f"{node.hosts[0]}:{node.ports_of(0)[0]}"
         common = {"MASTER_ADDR": node.hosts[0], "MASTER_PORT": str(node.ports_of(0)[0]), "WORLD_SIZE": str(world),
                   "LOCAL_WORLD_SIZE": str(per_node), "NODE_RANK": str(node.node_rank),
-                  "GROUP_RANK": str(node.node_rank), "ROLE_WORLD_SIZE": str(world), BACKEND_VAR: backend}
+                  "GROUP_RANK": str(node.node_rank), "ROLE_WORLD_SIZE": str(world), BACKEND_VAR: backend,
+                  env_vars.AZURE_PYTORCH_INIT_METHOD: f"tcp://{master}", env_vars.AZURE_MASTER_NODE: master}
         out = []
         for local_rank in range(per_node):
             rank = node.node_rank * per_node + local_rank
             env = {**common, "RANK": str(rank), "LOCAL_RANK": str(local_rank), "ROLE_RANK": str(rank),
-                   env_vars.RANK: str(rank)}
+                   **rank_env(rank)}
             out.append(ProcessSpec(rank=rank, local_rank=local_rank, argv=script_argv(job, node), env=env))
         return out

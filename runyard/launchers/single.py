@@ -1,9 +1,8 @@
 """The plain launcher: one process running the entry script (a job with no distributed backend)."""
 from __future__ import annotations
 
-from runyard import env_vars
 from runyard.config.job import JobSpec
-from runyard.launchers.api import Launcher, NodeContext, ProcessSpec, script_argv
+from runyard.launchers.api import Launcher, NodeContext, ProcessSpec, rank_env, script_argv
 
 
 class SingleProcessLauncher(Launcher):
@@ -12,4 +11,4 @@ class SingleProcessLauncher(Launcher):
     def processes(self, job: JobSpec, node: NodeContext) -> list[ProcessSpec]:
         if node.node_rank != 0:
             return []
-        return [ProcessSpec(rank=0, local_rank=0, argv=script_argv(job, node), env={env_vars.RANK: "0"})]
+        return [ProcessSpec(rank=0, local_rank=0, argv=script_argv(job, node), env=rank_env(0))]

@@ -90,12 +90,13 @@ def plan(root: Path, spec: dict[str, Any], use_gpu: bool = False, tracking_uri: 
     """
     py = spec.get("python") or {}
     name = spec.get("name") or "default"
-    docker = _docker(spec)
+    docker, notes = _docker(spec)
     if py.get("user_managed_dependencies", True):
         python = py.get("interpreter_path") or sys.executable
         return EnvironmentPlan(name, None, "python" if docker and not py.get("interpreter_path") else python,
-                               docker=docker)
+                               docker=docker, warnings=tuple(notes))
     request, warnings = _normalise(py, use_gpu, tracking_uri)
+    warnings = notes + warnings
     if docker:
         request["docker_image"] = docker["image"]
     key = hashlib.sha256(json.dumps({"v": _KEY_VERSION, **request}, sort_keys=True).encode()).hexdigest()[:20]
@@ -153,6 +154,11 @@ def _normalise(py: dict[str, Any], use_gpu: bool, tracking_uri: str) -> tuple[di
     if base and python_version != base_version and not base_version.startswith(python_version + "."):
         raise ConfigError(f"the environment asks for python {python_version} but its interpreter {base} is {base_version}")
     options, requirements, constraints = _pip_lines(pip_lines)
+    azure = [r for r in requirements if _is_azure_sdk(r)]
+    if azure:  # Azure's SDK inside a run: runyard's client (always installed) takes its place
+        requirements = [r for r in requirements if r not in azure]
+        warnings.append(f"left out {', '.join(azure)}: Azure ML's SDK packages are not needed in a runyard run "
+                        "(runyard's client is installed in every environment; `runyard migrate` ports the imports)")
     conda_tool = _conda_tool() if conda_packages else None
     if conda_packages and not conda_tool:
         mapped, skipped = _conda_via_pip(conda_packages)
@@ -180,6 +186,11 @@ def _normalise(py: dict[str, Any], use_gpu: bool, tracking_uri: str) -> tuple[di
         "client": client_requirements(tracking_uri),
     }
     return request, warnings
+
+
+def _is_azure_sdk(requirement: str) -> bool:
+    name = re.split(r"[\[<>=!~;@ ]", requirement, maxsplit=1)[0]
+    return canonical(name).startswith("azureml-") or canonical(name) == "azureml"
 
 
 def _pip_lines(lines: list[str]) -> tuple[list[str], list[str], list[str]]:
@@ -320,12 +331,18 @@ def _same_python(version: str) -> bool:
     return version in ("%d.%d" % sys.version_info[:2], "%d.%d.%d" % sys.version_info[:3])
 
 
-def _docker(spec: dict[str, Any]) -> dict[str, Any] | None:
+def _docker(spec: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
+    """The container a run uses (None: none) and what to tell the user about it."""
+    from runyard.config.run_configuration import is_azure_base_image
+
     docker = spec.get("docker") or {}
     if not docker.get("enabled"):
-        return None
+        return None, []
+    if is_azure_base_image(docker.get("base_image")):
+        return None, [f"docker base image {docker['base_image']} is one of Azure ML's compute images (OS, conda, MPI): "
+                      "runyard runs this environment without a container"]
     return {"image": docker["base_image"], "arguments": list(docker.get("arguments") or []),
-            "shm_size": docker.get("shm_size")}
+            "shm_size": docker.get("shm_size")}, []
 
 
 def docker_argv(docker: dict[str, Any], argv: list[str], env_names: list[str], workdir: str,
