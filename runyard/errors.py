@@ -38,8 +38,16 @@ class ComputeError(RunyardError):
     """A compute target cannot run a job (no GPU, capacity, a supervisor that cannot start)."""
 
 
+class ComputeTargetException(ComputeError):
+    """Azure ML's compute error; what ``ComputeTarget(ws, name)`` raises for a missing target (Azure notebooks catch
+    it to decide to create the target)."""
+
+
 class DeploymentError(RunyardError):
     """A model service could not be deployed or did not come up (the message carries its log's last lines)."""
+
+
+WebserviceException = DeploymentError  # Azure ML's name
 
 
 class DataError(RunyardError):
@@ -50,6 +58,9 @@ class DataError(RunyardError):
 
 class RunFailed(RunyardError):
     """A run ended Failed (raised by waiting helpers when raise_on_error=True)."""
+
+
+ActivityFailedException = RunFailed  # Azure ML's name (wait_for_completion(raise_on_error=True))
 
 
 class RunyardWarning(UserWarning):

@@ -288,3 +288,12 @@ def register_from_run(run, model_name: str, model_path: str, **kwargs: Any) -> M
             dest.parent.mkdir(parents=True, exist_ok=True)
             run.download_file(name, dest)
         return Model.register(run.workspace, Path(tmp) / path, model_name, _run_id=run.id, **kwargs)
+
+
+def __getattr__(name: str):
+    """``from azureml.core.model import InferenceConfig`` ported: it lives in runyard.deploy."""
+    if name == "InferenceConfig":
+        from runyard.deploy import InferenceConfig
+
+        return InferenceConfig
+    raise AttributeError(f"module 'runyard.model' has no attribute {name!r}")

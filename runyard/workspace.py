@@ -246,6 +246,29 @@ class Workspace:
         return _read_config(config)
 
 
+class _NoLogin:
+    """Azure ML's authentication classes, accepted and ignored: a runyard workspace needs no login."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+class InteractiveLoginAuthentication(_NoLogin):
+    pass
+
+
+class ServicePrincipalAuthentication(_NoLogin):
+    pass
+
+
+class AzureCliAuthentication(_NoLogin):
+    pass
+
+
+class MsiAuthentication(_NoLogin):
+    pass
+
+
 def default_home() -> Path:
     return Path(os.environ.get(env_vars.HOME) or Path.home() / CONFIG_DIR).expanduser()
 

@@ -400,3 +400,44 @@ def tensorboard(run_ids: list[str] = typer.Argument(..., help="Runs whose logs/ 
     console.print(f"TensorBoard {'(already running) ' if info['reused'] else ''}at {info['url']} over {info['logdir']} "
                   f"(runs: {', '.join(info['runs'])}); stop it with: runyard tensorboard --stop {' '.join(run_ids)}",
                   highlight=False)
+
+
+@app.command()
+def migrate(paths: list[Path] = typer.Argument(..., help=".py and .ipynb files, or folders to search for them."),
+            write: bool = typer.Option(False, "--write", help="Rewrite the files (default: show a diff only).")) -> None:
+    """Port Azure ML v1 scripts and notebooks: rewrite their `azureml` imports to runyard's, nothing else.
+
+    Prints a diff (or, with --write, what it rewrote) and what it could not map; exits 1 when something could not
+    be mapped."""
+    from runyard import migrate as m
+
+    try:
+        files = list(m.files_under(paths))
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    rewritten = unmapped = 0
+    for path in files:
+        try:
+            report = m.migrate_file(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            err.print(f"[red]error:[/red] {path}: cannot read it ({exc})", highlight=False)
+            unmapped += 1
+            continue
+        for where, line, message in report.problems:
+            place = ":".join(x for x in (str(path), where.replace("cell ", "cell"), str(line) if line else "") if x)
+            err.print(f"[yellow]{place}[/yellow]: {message}", highlight=False, soft_wrap=True)
+        unmapped += len(report.problems)
+        if report.new_text is None:
+            continue
+        rewritten += 1
+        if write:
+            m.write(report)
+            console.print(f"rewrote {path} ({len(report.changed)} import line(s))", highlight=False)
+        else:
+            console.out(report.diff(), highlight=False, end="")
+    verb = "rewrote" if write else "would rewrite"
+    console.print(f"{len(files)} file(s) read, {verb} {rewritten}; {unmapped} thing(s) could not be mapped"
+                  + ("" if write or not rewritten else " — run again with --write to apply"), highlight=False)
+    if unmapped:
+        raise typer.Exit(1)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runyard import validation
-from runyard.errors import ComputeError, ConfigError, NotFound
+from runyard.errors import ComputeError, ComputeTargetException, ConfigError, NotFound
 
 if TYPE_CHECKING:
     from runyard.compute.api import ComputeTarget
@@ -21,11 +21,6 @@ if TYPE_CHECKING:
 TYPES: dict[str, str] = {"ray": "runyard.compute.ray_target:RayTarget",
                          "amlcompute": "runyard.compute.amlcompute:AmlComputePool"}
 BUILTIN_NAMES = ("local",)
-
-
-class ComputeTargetException(ComputeError):
-    """Azure ML's compute error: what ``ComputeTarget(ws, name)`` raises for a missing target (the try/except idiom
-    of Azure notebooks catches it)."""
 
 
 class ComputeTargetNotFound(ComputeTargetException, ConfigError, NotFound):

@@ -138,16 +138,31 @@ class Environment:
         return registered
 
     @staticmethod
-    def get(workspace: "Workspace", name: str, version: str | int | None = None) -> "Environment":
-        """A registered environment: its latest version, or ``version``. Raises NotFound, naming the versions."""
-        record = workspace.metadata.get_environment(name, int(version) if version is not None else None)
+    def get(workspace: "Workspace", name: str, version: str | int | None = None, label: str | None = None) -> "Environment":
+        """A registered environment: its latest version, or ``version``. Raises NotFound, naming the versions.
+
+        A name of Azure ML's curated environments (``AzureML-TensorFlow-2.x-CPU``, ``AzureML-sklearn-1.0-…``) that
+        the workspace has not registered answers runyard's approximation of it (``runyard.config.curated``)."""
+        from runyard.config import curated
+
+        try:
+            record = workspace.metadata.get_environment(name, int(version) if version is not None else None)
+        except NotFound:
+            if version is None and curated.is_curated(name):
+                return curated.environment(name)
+            raise
         return Environment.from_spec({**record.spec, "version": str(record.version)})
 
     @staticmethod
     def list(workspace: "Workspace") -> dict[str, "Environment"]:
-        """The latest version of every registered environment, by name."""
-        return {r.name: Environment.from_spec({**r.spec, "version": str(r.version)})
-                for r in workspace.metadata.list_environments()}
+        """The latest version of every registered environment, by name, after the curated environments runyard
+        maps (a registered one of the same name wins)."""
+        from runyard.config import curated
+
+        found = {n: curated.environment(n, warn=False) for n in curated.LISTED}
+        found.update((r.name, Environment.from_spec({**r.spec, "version": str(r.version)}))
+                     for r in workspace.metadata.list_environments())
+        return found
 
     # -- the validated form ----------------------------------------------------------------------------
     def clone(self, new_name: str | None = None) -> "Environment":

@@ -100,10 +100,15 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def available_versions(package: str, settings: IndexSettings, timeout: float = 10.0) -> list[str] | None:
+def available_versions(package: str, settings: IndexSettings, timeout: float = 10.0,
+                       python: tuple[int, int] | None = None) -> list[str] | None:
     """Every version of ``package`` the configured indexes and find-links offer, oldest first; None when no
-    source could be read (offline), so callers fall back to letting the resolver decide."""
+    source could be read (offline), so callers fall back to letting the resolver decide. With ``python``, only
+    versions with a wheel for that CPython on this platform count (no source builds)."""
     from packaging.version import InvalidVersion, Version
+
+    def fitting(names) -> list[str]:
+        return [n for n in names if python is None or wheel_fits(Path(n), python)]
 
     found: set[str] = set()
     readable = False
@@ -111,14 +116,15 @@ def available_versions(package: str, settings: IndexSettings, timeout: float = 1
         folder = _local_folder(link)
         if folder is not None and folder.is_dir():
             readable = True
-            found |= {v for n, v in _wheel_versions(p.name for p in folder.iterdir()) if n == canonical(package)}
+            found |= {v for n, v in _wheel_versions(fitting(p.name for p in folder.iterdir())) if n == canonical(package)}
     for index in settings.indexes():
         names = _index_files(index, canonical(package), timeout)
         if names is None:
             continue
         readable = True
-        found |= {v for n, v in _wheel_versions(names) if n == canonical(package)}
-        found |= {v for n, v in _sdist_versions(names) if n == canonical(package)}
+        found |= {v for n, v in _wheel_versions(fitting(names)) if n == canonical(package)}
+        if python is None:
+            found |= {v for n, v in _sdist_versions(names) if n == canonical(package)}
     if not readable:
         return None
     good = []

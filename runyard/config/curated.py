@@ -1,0 +1,160 @@
+"""Azure ML's curated environments, approximated by environments runyard can build here.
+
+``Environment.get(ws, "AzureML-TensorFlow-2.3-CPU")`` (when the workspace has no registered environment of that name)
+answers a built environment with the same framework at the **nearest version the package indexes offer for this
+machine's Python** — Azure's images pinned Pythons (3.6–3.8) and CUDA builds that current indexes no longer serve —
+and says so in a warning and in the environment's description. The table:
+
+| Azure name family | runyard environment |
+|---|---|
+| ``AzureML-TensorFlow-<v>-CPU/GPU``, ``AzureML-tensorflow-<v>-ubuntu…``, ``…-2.x-…`` | TensorFlow ``<v>`` (``tensorflow-cpu``), numpy, pandas |
+| ``AzureML-PyTorch-<v>-…``, ``AzureML-pytorch-<v>-ubuntu…``, ``AzureML-ACPT-pytorch-<v>…`` | PyTorch ``<v>`` (a CPU wheel on local disk when one lies there), numpy |
+| ``AzureML-sklearn-<v>-…``, ``azureml-sklearn-<v>``, ``AzureML-Scikit-learn-<v>`` | scikit-learn ``<v>``, pandas |
+| ``AzureML-lightgbm-<v>-…`` | lightgbm, scikit-learn, pandas |
+| ``AzureML-Minimal``, ``AzureML-minimal-ubuntu…`` | nothing but runyard's client |
+| ``AzureML-Tutorial`` | numpy, pandas, scikit-learn, matplotlib |
+
+``<v>`` may be ``1.x``/``2.x`` (the newest of that major version). The GPU variants map to the same CPU build on a
+machine without a GPU; a run of them with ``use_gpu=True`` gets the framework's GPU package. Versions released before
+NumPy 2 get ``numpy<2``. Offline (no index readable), the framework's default version is used.
+"""
+from __future__ import annotations
+
+import functools
+import re
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from runyard.errors import ConfigError, RunyardWarning
+
+if TYPE_CHECKING:
+    from runyard.config.environment import Environment
+
+
+@dataclass(frozen=True)
+class Family:
+    pattern: re.Pattern[str]
+    framework: str | None  # runyard's framework pin (train.frameworks), or None
+    packages: tuple[str, ...]
+    numpy2_from: str | None = None  # the framework's first release series built for NumPy 2
+
+
+_V = r"(?P<v>\d+(?:\.\d+)?|\d+\.x)"
+FAMILIES: tuple[Family, ...] = (
+    Family(re.compile(rf"^azureml-(?:tensorflow|tf)-{_V}(?:-|$)", re.I), "TensorFlow", ("numpy", "pandas"), "2.18"),
+    Family(re.compile(rf"^azureml-(?:acpt-)?pytorch-{_V}(?:-|$)", re.I), "PyTorch", ("numpy",), "2.3"),
+    Family(re.compile(rf"^azureml-(?:sklearn|scikit-learn)-{_V}(?:\.\d+)?(?:-|$)", re.I), "SKLearn", ("pandas",), "1.4"),
+    Family(re.compile(rf"^azureml-lightgbm-{_V}(?:-|$)", re.I), None, ("lightgbm", "scikit-learn", "pandas")),
+    Family(re.compile(r"^azureml-minimal(?:-|$)", re.I), None, ()),
+    Family(re.compile(r"^azureml-tutorial$", re.I), None, ("numpy", "pandas", "scikit-learn", "matplotlib")),
+)
+# Names Environment.list shows (any name of a family above is accepted by Environment.get).
+LISTED = ("AzureML-Minimal", "AzureML-Tutorial", "AzureML-TensorFlow-2.x-CPU", "AzureML-TensorFlow-2.x-GPU",
+          "AzureML-PyTorch-2.x-CPU", "AzureML-PyTorch-1.x-GPU", "AzureML-sklearn-1.0-ubuntu20.04-py38-cpu",
+          "azureml-sklearn-1.5", "AzureML-lightgbm-3.3-ubuntu20.04-py38-cpu")
+
+
+def family_of(name: str) -> tuple[Family, str | None] | None:
+    """The family of an Azure curated name and the version it names (None: no version in the name)."""
+    for family in FAMILIES:
+        m = family.pattern.match(name.strip())
+        if m:
+            return family, m.groupdict().get("v")
+    return None
+
+
+def series_key(series: str) -> tuple[int, int]:
+    major, _, minor = series.partition(".")
+    return int(major), int(minor or 0)
+
+
+def nearest(wanted: str | None, series: list[str]) -> str | None:
+    """The release series (``"2.12"``) of ``series`` nearest to ``wanted``: itself when offered; for ``"2.x"`` the
+    newest 2.*; else the newest series below it, or the oldest when all are above (None: nothing offered)."""
+    if not series:
+        return None
+    ordered = sorted(set(series), key=series_key)
+    if wanted is None:
+        return ordered[-1]
+    if wanted.endswith(".x"):
+        major = int(wanted[:-2])
+        same = [s for s in ordered if series_key(s)[0] == major]
+        if same:
+            return same[-1]
+        below = [s for s in ordered if series_key(s)[0] < major]
+        return below[-1] if below else ordered[0]
+    key = series_key(wanted)
+    below = [s for s in ordered if series_key(s) <= key]
+    return below[-1] if below else ordered[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _offered(framework_name: str) -> list[str] | None:
+    """Release series of the framework with wheels for this Python (CPU builds; local CPU wheels first)."""
+    from runyard.submission.package_index import available_versions, local_wheels, pip_settings, wheel_fits
+    from runyard.train.frameworks import framework, release_series
+
+    fw = framework(framework_name)
+    settings = pip_settings()
+    python = sys.version_info[:2]
+    if fw.cpu_local_label:
+        local = [v for v, p in local_wheels(fw.cpu_package, settings)
+                 if v.endswith(fw.cpu_local_label) and wheel_fits(p, python)]
+        if local:  # a CPU build on local disk: nothing multi-GB to fetch
+            return release_series(sorted(local, key=_version))
+    versions = available_versions(fw.cpu_package, settings, python=python)
+    if versions is None:
+        return None
+    return release_series([v for v in versions if re.fullmatch(r"\d+(\.\d+)*(\+\w+)?", v)])
+
+
+def _version(v: str):
+    from packaging.version import Version
+
+    return Version(v)
+
+
+def is_curated(name: str) -> bool:
+    return family_of(name) is not None
+
+
+def environment(name: str, warn: bool = True) -> "Environment":
+    """The runyard environment standing for Azure's curated environment ``name`` (see the module's table)."""
+    from runyard.config.environment import Environment
+    from runyard.train.frameworks import framework
+
+    found = family_of(name)
+    if found is None:
+        raise ConfigError(f"{name!r} is not one of Azure ML's curated environments runyard maps")
+    family, wanted = found
+    env = Environment(name)
+    cd = env.python.conda_dependencies
+    python = "%d.%d" % sys.version_info[:2]
+    if family.framework:
+        offered = _offered(family.framework)
+        version = nearest(wanted, offered or []) or framework(family.framework).default_version
+        env.python.framework = {"name": family.framework, "version": version}
+        if wanted == version:
+            how = "the version it names"
+        elif offered:
+            how = f"the release nearest to {wanted or 'the newest'} that the package indexes offer"
+        else:
+            how = "runyard's default (no package index could be read)"
+        note = f"{name}: Azure ML's curated environment, approximated by {family.framework} {version} ({how})"
+        if family.numpy2_from and series_key(version) < series_key(family.numpy2_from):
+            cd.add_pip_package("numpy<2")
+    else:
+        note = f"{name}: Azure ML's curated environment, approximated by " + (
+            ", ".join(family.packages) if family.packages else "an environment with runyard's client only")
+    for package in family.packages:
+        if not any(p.split("<")[0] == package for p in cd.pip_packages):
+            cd.add_pip_package(package)
+    env.description = note + f" on Python {python}; Azure's image (OS, CUDA, its Python) is not reproduced"
+    if warn:
+        warnings.warn(env.description, RunyardWarning, stacklevel=3)
+    return env
+
+
+__all__ = ["FAMILIES", "LISTED", "Family", "environment", "family_of", "is_curated", "nearest"]
