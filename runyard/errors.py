@@ -65,3 +65,16 @@ ActivityFailedException = RunFailed  # Azure ML's name (wait_for_completion(rais
 
 class RunyardWarning(UserWarning):
     """Something runyard did differently from what was asked, and says so (e.g. conda packages installed with pip)."""
+
+
+def warn(message: str) -> None:
+    """Issue a RunyardWarning attributed to the user's line: the first caller outside the runyard package."""
+    import os
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, RunyardWarning, stacklevel=level)

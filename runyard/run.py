@@ -571,7 +571,7 @@ class Run(_RunBase):
             print(f"RunId: {self.id}\n", flush=True)
             description = target.describe(self.id) if target is not None else None
             ahead = description.details.get("queue_position") if description else None
-            if ahead is not None:
+            if ahead is not None and (ahead > 0 or not description.details.get("slots_free", 0)):  # it waits
                 line = "next in line" if ahead == 0 else f"{ahead} run(s) ahead of it"
                 print(f"Queued on {target.name}: {line}; it starts when a slot frees up\n", flush=True)
             if target is not None:

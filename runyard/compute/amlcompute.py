@@ -21,14 +21,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runyard.compute.api import RunRef, SubmitRequest
 from runyard.compute.local_target import LocalTarget, gpu_ids
 from runyard.config.job import JobSpec
-from runyard.errors import ComputeError, ConfigError, RunyardWarning
+from runyard.errors import ComputeError, ConfigError, warn
 
 if TYPE_CHECKING:
     from runyard.compute.registry import ComputeStatus
@@ -108,9 +107,8 @@ def cluster_address(workspace: "Workspace") -> str | None:
 
 def warn_about_size(config: AmlComputeProvisioningConfiguration) -> None:
     if is_gpu_size(config.vm_size) and not gpu_ids():
-        warnings.warn(f"vm_size={config.vm_size!r} is a GPU size but this machine has no GPU: runs on this target use "
-                      "the CPU (a job with use_gpu=True is refused unless RUNYARD_ALLOW_CPU_FALLBACK=1)",
-                      RunyardWarning, stacklevel=3)
+        warn(f"vm_size={config.vm_size!r} is a GPU size but this machine has no GPU: runs on this target use "
+                      "the CPU (a job with use_gpu=True is refused unless RUNYARD_ALLOW_CPU_FALLBACK=1)")
 
 
 def ray_configuration(config: AmlComputeProvisioningConfiguration, address: str):
@@ -157,9 +155,8 @@ class AmlComputePool(LocalTarget):
                                f"node_count={job.node_count}")
         if job.node_count > 1:
             processes = job.node_count * job.process_count_per_node
-            warnings.warn(f"compute target {self.name!r} is a pool of this machine: the job's {job.node_count} nodes × "
-                          f"{job.process_count_per_node} process(es) run as {processes} processes here",
-                          RunyardWarning, stacklevel=5)
+            warn(f"compute target {self.name!r} is a pool of this machine: the job's {job.node_count} nodes × "
+                          f"{job.process_count_per_node} process(es) run as {processes} processes here")
             job = dataclasses.replace(job, node_count=1, process_count_per_node=processes)
         request = super()._dryrun(job, run, snapshot, environment)
         if request.payload["pool"] != "cpu":  # GPU runs share the machine's GPU pool

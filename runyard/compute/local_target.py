@@ -220,6 +220,7 @@ class LocalTarget(ComputeTarget):
         if info.status == RunStatus.QUEUED and request:
             queue = self._queue(request["pool"], request["capacity"])
             details["queue_position"] = queue.position(queue.ticket_for(run_id, request["submitted_ns"]).name)
+            details["slots_free"] = queue.capacity - queue.running()
         return RunDescription(run_id, self.name, info.status.value, details)
 
     def cancel(self, run_id: str, wait: float = 10.0) -> None:

@@ -129,6 +129,24 @@ class CondaDependencies:
         Path(path).write_text(self.serialize_to_string(), encoding="utf-8")
         return os.fspath(path)
 
+    def save_to_file(self, base_directory: str | os.PathLike, conda_file_path: str | None = None) -> str:
+        """Azure ML's form of :meth:`save`: ``base_directory/conda_file_path`` (default ``conda_dependencies.yml``)."""
+        folder = Path(base_directory).expanduser()
+        folder.mkdir(parents=True, exist_ok=True)
+        return self.save(folder / (conda_file_path or "conda_dependencies.yml"))
+
+    def add_tensorflow_conda_package(self, core_type: str = "cpu", version: str | None = None) -> None:
+        """TensorFlow for ``core_type`` "cpu" or "gpu" (at ``version``). Added as a pip package — the CPU build is
+        ``tensorflow-cpu``, the GPU one ``tensorflow[and-cuda]`` — since pip's TensorFlow is what runyard builds."""
+        if core_type not in ("cpu", "gpu"):
+            raise ValidationError(f"core_type must be 'cpu' or 'gpu', got {core_type!r}")
+        package = "tensorflow-cpu" if core_type == "cpu" else "tensorflow[and-cuda]"
+        self.add_pip_package(f"{package}=={version}.*" if version and version.count(".") < 2 else
+                             f"{package}=={version}" if version else package)
+
+    def add_tensorflow_pip_package(self, core_type: str = "cpu", version: str | None = None) -> None:
+        self.add_tensorflow_conda_package(core_type, version)
+
     def _load(self, spec: Any, where: str) -> None:
         if not isinstance(spec, dict):
             raise ConfigError(f"{where}: expected a mapping with 'dependencies', got {type(spec).__name__}")

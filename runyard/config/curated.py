@@ -20,14 +20,12 @@ NumPy 2 get ``numpy<2``. Offline (no index readable), the framework's default ve
 """
 from __future__ import annotations
 
-import functools
 import re
 import sys
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from runyard.errors import ConfigError, RunyardWarning
+from runyard.errors import ConfigError, warn
 
 if TYPE_CHECKING:
     from runyard.config.environment import Environment
@@ -65,65 +63,14 @@ def family_of(name: str) -> tuple[Family, str | None] | None:
     return None
 
 
-def series_key(series: str) -> tuple[int, int]:
-    major, _, minor = series.partition(".")
-    return int(major), int(minor or 0)
-
-
-def nearest(wanted: str | None, series: list[str]) -> str | None:
-    """The release series (``"2.12"``) of ``series`` nearest to ``wanted``: itself when offered; for ``"2.x"`` the
-    newest 2.*; else the newest series below it, or the oldest when all are above (None: nothing offered)."""
-    if not series:
-        return None
-    ordered = sorted(set(series), key=series_key)
-    if wanted is None:
-        return ordered[-1]
-    if wanted.endswith(".x"):
-        major = int(wanted[:-2])
-        same = [s for s in ordered if series_key(s)[0] == major]
-        if same:
-            return same[-1]
-        below = [s for s in ordered if series_key(s)[0] < major]
-        return below[-1] if below else ordered[0]
-    key = series_key(wanted)
-    below = [s for s in ordered if series_key(s) <= key]
-    return below[-1] if below else ordered[0]
-
-
-@functools.lru_cache(maxsize=None)
-def _offered(framework_name: str) -> list[str] | None:
-    """Release series of the framework with wheels for this Python (CPU builds; local CPU wheels first)."""
-    from runyard.submission.package_index import available_versions, local_wheels, pip_settings, wheel_fits
-    from runyard.train.frameworks import framework, release_series
-
-    fw = framework(framework_name)
-    settings = pip_settings()
-    python = sys.version_info[:2]
-    if fw.cpu_local_label:
-        local = [v for v, p in local_wheels(fw.cpu_package, settings)
-                 if v.endswith(fw.cpu_local_label) and wheel_fits(p, python)]
-        if local:  # a CPU build on local disk: nothing multi-GB to fetch
-            return release_series(sorted(local, key=_version))
-    versions = available_versions(fw.cpu_package, settings, python=python)
-    if versions is None:
-        return None
-    return release_series([v for v in versions if re.fullmatch(r"\d+(\.\d+)*(\+\w+)?", v)])
-
-
-def _version(v: str):
-    from packaging.version import Version
-
-    return Version(v)
-
-
 def is_curated(name: str) -> bool:
     return family_of(name) is not None
 
 
-def environment(name: str, warn: bool = True) -> "Environment":
+def environment(name: str, notify: bool = True) -> "Environment":
     """The runyard environment standing for Azure's curated environment ``name`` (see the module's table)."""
     from runyard.config.environment import Environment
-    from runyard.train.frameworks import framework
+    from runyard.train.frameworks import framework, nearest, offered_series, series_key
 
     found = family_of(name)
     if found is None:
@@ -133,7 +80,7 @@ def environment(name: str, warn: bool = True) -> "Environment":
     cd = env.python.conda_dependencies
     python = "%d.%d" % sys.version_info[:2]
     if family.framework:
-        offered = _offered(family.framework)
+        offered = offered_series(family.framework)
         version = nearest(wanted, offered or []) or framework(family.framework).default_version
         env.python.framework = {"name": family.framework, "version": version}
         if wanted == version:
@@ -152,9 +99,9 @@ def environment(name: str, warn: bool = True) -> "Environment":
         if not any(p.split("<")[0] == package for p in cd.pip_packages):
             cd.add_pip_package(package)
     env.description = note + f" on Python {python}; Azure's image (OS, CUDA, its Python) is not reproduced"
-    if warn:
-        warnings.warn(env.description, RunyardWarning, stacklevel=3)
+    if notify:
+        warn(env.description)
     return env
 
 
-__all__ = ["FAMILIES", "LISTED", "Family", "environment", "family_of", "is_curated", "nearest"]
+__all__ = ["FAMILIES", "LISTED", "Family", "environment", "family_of", "is_curated"]

@@ -159,7 +159,7 @@ class Environment:
         maps (a registered one of the same name wins)."""
         from runyard.config import curated
 
-        found = {n: curated.environment(n, warn=False) for n in curated.LISTED}
+        found = {n: curated.environment(n, notify=False) for n in curated.LISTED}
         found.update((r.name, Environment.from_spec({**r.spec, "version": str(r.version)}))
                      for r in workspace.metadata.list_environments())
         return found

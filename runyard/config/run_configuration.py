@@ -73,8 +73,8 @@ class RunConfiguration:
         self.tensorflow = TensorflowConfiguration()
         self.pytorch = PyTorchConfiguration()
         self.docker = DockerConfiguration()
-        self.data_references: dict[str, Any] = {}
-        self.data: dict[str, Any] = {}
+        self.data_references: dict[str, Any] = {}  # accepted; give datastore paths as arguments or inputs
+        self.data: dict[str, Any] = {}  # name → dataset.as_named_input(name)…: inputs of the run
         self.environment_variables: dict[str, str] = {}
         self.name = _name
 

@@ -106,7 +106,7 @@ class ScriptRunConfig:
             source_directory=self.source_directory, entry_script=self.script, arguments=self.arguments,
             compute_target=self.compute_target, environment=self.environment,
             max_run_duration_seconds=self.max_run_duration_seconds, distributed=distributed,
-            max_run_retries=self.max_run_retries, inputs=self.inputs,
+            max_run_retries=self.max_run_retries, inputs=[*self.inputs, *self.run_config.data.values()],
         )
 
     def __repr__(self) -> str:

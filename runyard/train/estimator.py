@@ -8,7 +8,7 @@ from typing import Any
 from runyard.config.environment import DockerSection, Environment, PythonSection
 from runyard.config.conda_dependencies import CondaDependencies
 from runyard.config.job import JobSpec, build_job
-from runyard.errors import ConfigError
+from runyard.errors import ConfigError, warn
 
 
 class Estimator:
@@ -150,10 +150,15 @@ class Estimator:
     def _framework(self) -> dict[str, str] | None:
         if self.framework_name is None:
             return None
-        from runyard.train.frameworks import check_version, framework
+        from runyard.train.frameworks import check_version, framework, resolve_version
 
         fw = framework(self.framework_name)
-        return {"name": fw.name, "version": check_version(self.framework_version or fw.default_version)}
+        if self.framework_version is None:
+            return {"name": fw.name, "version": fw.default_version}
+        version, notice = resolve_version(fw.name, check_version(self.framework_version))
+        if notice:
+            warn(notice)
+        return {"name": fw.name, "version": version}
 
     def to_job_spec(self) -> JobSpec:
         return build_job(

@@ -7,8 +7,12 @@
 """
 from __future__ import annotations
 
+import functools
 import re
+import sys
 from dataclasses import dataclass
+
+from packaging.version import Version
 
 from runyard.errors import ConfigError
 from runyard.submission.package_index import IndexSettings, available_versions, local_wheels, wheel_fits
@@ -87,6 +91,69 @@ def release_series(versions: list[str]) -> list[str]:
     return seen
 
 
+def series_key(series: str) -> tuple[int, int]:
+    parts = series.split(".")
+    return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+
+
+def nearest(wanted: str | None, series: list[str]) -> str | None:
+    """The release series (``"2.12"``) of ``series`` nearest to ``wanted``: itself when offered; for ``"2.x"`` the
+    newest 2.*; else the newest series below it, or the oldest when all are above (None: nothing offered)."""
+    if not series:
+        return None
+    ordered = sorted(set(series), key=series_key)
+    if wanted is None:
+        return ordered[-1]
+    if wanted.endswith(".x"):
+        major = int(wanted[:-2])
+        same = [s for s in ordered if series_key(s)[0] == major]
+        if same:
+            return same[-1]
+        below = [s for s in ordered if series_key(s)[0] < major]
+        return below[-1] if below else ordered[0]
+    key = series_key(wanted)
+    below = [s for s in ordered if series_key(s) <= key]
+    return below[-1] if below else ordered[0]
+
+
+@functools.lru_cache(maxsize=None)
+def offered_series(framework_name: str) -> list[str] | None:
+    """Release series of the framework with wheels for this Python (CPU builds; local CPU wheels first)."""
+    from runyard.submission.package_index import available_versions, local_wheels, pip_settings, wheel_fits
+
+    fw = framework(framework_name)
+    settings = pip_settings()
+    python = sys.version_info[:2]
+    if fw.cpu_local_label:
+        local = [v for v, p in local_wheels(fw.cpu_package, settings)
+                 if v.endswith(fw.cpu_local_label) and wheel_fits(p, python)]
+        if local:  # a CPU build on local disk: nothing multi-GB to fetch
+            return release_series(sorted(local, key=Version))
+    versions = available_versions(fw.cpu_package, settings, python=python)
+    if versions is None:
+        return None
+    return release_series([v for v in versions if re.fullmatch(r"\d+(\.\d+)*(\+\w+)?", v)])
+
+
+def resolve_version(name: str, version: str) -> tuple[str, str | None]:
+    """(the version to build, a notice or None). A version older than every release the package indexes offer for
+    this Python (an Azure-era pin such as TensorFlow 1.13) becomes the oldest offered release series, with a notice;
+    any other version stays as asked (the build checks that it exists)."""
+    import os
+
+    from runyard import env_vars
+
+    if os.environ.get(env_vars.ENV_INDEX_CHECK) == "0":
+        return version, None
+    offered = offered_series(name)
+    if not offered or series_key(version) >= series_key(offered[0]):
+        return version, None
+    chosen = nearest(version, offered) or version
+    python = "%d.%d" % sys.version_info[:2]
+    return chosen, (f"{name} framework_version {version!r} has no release for Python {python} in the package indexes; "
+                    f"using {chosen}, the nearest one")
+
+
 def _families(versions: list[str]) -> str:
     """'2.16, 2.17, … 2.21' — the newest series, for an error message."""
     seen = release_series(versions)
@@ -95,4 +162,5 @@ def _families(versions: list[str]) -> str:
     return ", ".join(seen[-12:]) + (f" (and {len(seen) - 12} older)" if len(seen) > 12 else "")
 
 
-__all__ = ["FRAMEWORKS", "Framework", "check_version", "framework", "pin", "release_series"]
+__all__ = ["FRAMEWORKS", "Framework", "check_version", "framework", "nearest", "offered_series", "pin",
+           "release_series", "resolve_version", "series_key"]
