@@ -20,6 +20,7 @@ from runyard.status import RunStatus
 from runyard.store.metadata import ArtifactInfo, MetricRecord, RunInfo
 
 if TYPE_CHECKING:
+    from runyard.config.environment import Environment
     from runyard.experiment import Experiment
     from runyard.workspace import Workspace
 
@@ -261,11 +262,8 @@ class Run(_RunBase):
         from runyard.experiment import Experiment
 
         info = ws.metadata.get_run(validation.run_id(run_id))
-        if cls is Run and info.run_type == "hyperdrive":  # a sweep's parent run, with its leaderboard methods
-            from runyard.hyperdrive.config import HyperDriveRun
-
-            cls = HyperDriveRun
-        return cls(Experiment._from_info(ws, ws.metadata.get_experiment(info.experiment_id)), run_id, _info=info)
+        kind = _class_for(info) if cls is Run else cls
+        return kind(Experiment._from_info(ws, ws.metadata.get_experiment(info.experiment_id)), run_id, _info=info)
 
     # -- identity ----------------------------------------------------------------------------
     @property
@@ -309,6 +307,15 @@ class Run(_RunBase):
     def get_status(self) -> str:
         """The current status, as Azure ML spells it ("Running", "Completed", ...)."""
         return self._refresh().status.value
+
+    def get_environment(self) -> "Environment":
+        """The environment the run was submitted with (Azure ML's ``run.get_environment()``)."""
+        from runyard.config.environment import Environment
+
+        spec = (self._refresh().definition or {}).get("environment")
+        if not spec:
+            raise NotFound(f"run {self.id} has no environment: it was not submitted (started with start_logging)")
+        return Environment.from_spec(spec)
 
     def get_details(self) -> dict[str, Any]:
         from runyard.data import inputs
@@ -639,7 +646,16 @@ class Run(_RunBase):
                 continue
             if not (_matches(info.tags, tags) and _matches(info.properties, properties)):
                 continue
-            yield Run(experiment, info.run_id, _info=info)
+            yield _class_for(info)(experiment, info.run_id, _info=info)
+
+
+def _class_for(info) -> type["Run"]:
+    """The Run class of a stored run: a sweep's parent run comes with its leaderboard methods (HyperDriveRun)."""
+    if info.run_type == "hyperdrive":
+        from runyard.hyperdrive.config import HyperDriveRun
+
+        return HyperDriveRun
+    return Run
 
 
 class OfflineRun(_RunBase):

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runyard import validation
-from runyard.errors import ConfigError, DeploymentError, NotFound
+from runyard.errors import ConfigError, DeploymentError, NotFound, warn
 
 if TYPE_CHECKING:
     from runyard.config.environment import Environment
@@ -392,6 +392,9 @@ def _interpreter(workspace: "Workspace", environment, log) -> str:
                 served.python.conda_dependencies.add_pip_package(package)
         spec = served.to_spec()
         plan = environments.plan(environments.env_root(workspace), spec, False, workspace.tracking_uri)
+        for notice in plan.warnings:  # e.g. Azure SDK packages left out of the environment
+            log(f"warning: {notice}")
+            warn(notice)
         if plan.key is not None:
             environments.ensure(plan, log)
         python = plan.python

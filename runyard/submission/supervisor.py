@@ -395,6 +395,9 @@ class Supervisor:
             what = f"exited with code {code}"
         cause = next((line.strip() for line in reversed(lines) if _EXCEPTION_LINE.match(line.strip())), None)
         cause = re.sub(r"^\[rank\d+\]:\s*", "", cause) if cause else None  # torch prefixes its ranks' lines
+        if cause and "No module named 'azureml" in cause:
+            cause += (" — the script still imports Azure ML's SDK: `runyard migrate SOURCE_DIRECTORY --write` ports "
+                      "its imports to runyard's")
         script = self.request["job"]["script"]
         message = f"{script} (rank {rank}) {what}" + (f": {cause}" if cause else "")
         error = {"message": message, "code": "UserError", "rank": rank, "exit_code": code, "last_lines": lines}
