@@ -105,6 +105,8 @@ class RunConfiguration:
     def effective_environment(self, docker: DockerConfiguration | None = None) -> Environment:
         """The environment with ``docker_runtime_config`` / ``run_config.docker`` applied and the run config's
         variables added."""
+        if not isinstance(self.environment, Environment):
+            return self.environment  # build_job names what it should be
         env = self.environment.clone()
         docker = docker or self.docker
         if docker.use_docker:

@@ -139,6 +139,36 @@ def test_a_two_node_job_runs_one_rank_on_each_node(cluster, tmp_path):
     assert_no_process_left(run.id)
 
 
+AZURE_NODES = """
+    import os
+    print("task", os.environ["AZ_BATCHAI_TASK_INDEX"], "node", os.environ["RUNYARD_NODE_RANK"], "init",
+          os.environ["AZ_BATCHAI_PYTORCH_INIT_METHOD"], "run", os.environ["AZUREML_RUN_ID"], flush=True)
+"""
+
+
+def test_amlcompute_with_runyard_cluster_runs_on_that_cluster(cluster, tmp_path, monkeypatch):
+    """Azure's AmlCompute idiom, unchanged, on the Ray cluster RUNYARD_CLUSTER names: max_nodes holds."""
+    from runyard.compute import AmlCompute
+
+    ws, target = cluster
+    monkeypatch.setenv("RUNYARD_CLUSTER", target.dashboard)
+    aml = ComputeTarget.create(ws, "aml-cluster", AmlCompute.provisioning_configuration(vm_size="STANDARD_D2_V2",
+                                                                                      max_nodes=2))
+    try:
+        assert type(aml).__name__ == "RayTarget" and aml.config.azure["vm_size"] == "STANDARD_D2_V2"
+        assert aml.wait_for_completion(min_node_count=2, timeout_in_minutes=1).node_count == 2
+        proj = write(tmp_path / "aml", "nodes.py", AZURE_NODES)
+        run = submit_nodes(ws, aml, proj, "nodes.py", 2)
+        assert run.wait_for_completion(show_output=True)["status"] == "Completed"
+        out = logs(ws, aml, run, 2)
+        assert "task 1 node 1 init tcp://" in out[1] and f"run {run.id}" in out[1]
+        with pytest.raises(ComputeError, match="max_nodes=2"):
+            submit_nodes(ws, aml, proj, "nodes.py", 3)
+    finally:
+        aml.delete()
+    assert set(ws.compute_targets) == {"local", "cluster"}
+
+
 def test_each_node_gets_the_run_inputs(cluster, tmp_path):
     from runyard import Dataset
 

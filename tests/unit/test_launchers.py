@@ -15,7 +15,7 @@ def test_single_process_on_node_zero():
     launcher = launcher_for(job())
     assert launcher.name == "single"
     assert launcher.processes(job(), NodeContext()) == [
-        ProcessSpec(rank=0, local_rank=0, argv=("/py/bin/python", "-u", "train.py", "--lr", "0.1"), env={"RUNYARD_RANK": "0"})
+        ProcessSpec(rank=0, local_rank=0, argv=("/py/bin/python", "-u", "train.py", "--lr", "0.1"), env={"RUNYARD_RANK": "0", "AZ_BATCHAI_TASK_INDEX": "0"})
     ]
     assert launcher.processes(job(), NodeContext(node_rank=1, hosts=("a", "b"))) == []
 
