@@ -356,7 +356,10 @@ class RayTarget(ComputeTarget):
         problem = machine_local_store_problem(self.workspace.tracking_uri, self.workspace.artifact_uri, nodes)
         if problem:
             raise ComputeError(problem)
-        max_nodes = self.config.max_nodes if self.config.mode == "provision" or self.config.azure else None
+        if self.config.azure and job.node_count > self.config.max_nodes:  # AmlCompute's bound, whatever the placement
+            raise ComputeError(f"compute target {self.name!r} has max_nodes={self.config.max_nodes}; the job asks for "
+                               f"node_count={job.node_count}")
+        max_nodes = self.config.max_nodes if self.config.mode == "provision" else None
         never = never_fits(job, nodes, strategy, max_nodes)
         if never:
             raise ComputeError(f"compute target {self.name!r} can never run this job: {never}")
