@@ -99,6 +99,15 @@ def script_folder(target: str | os.PathLike, *files: str | os.PathLike) -> Path:
     return target
 
 
+def mnist_on_datastore(workspace, args: argparse.Namespace):
+    """Write MNIST's idx files into ``WORKDIR/data`` (a 10,000/1,000 subset with ``--quick``) and upload them to the
+    workspace's default datastore under ``mnist/`` with a progress bar; returns (datastore, the local data folder)."""
+    data_folder = write_mnist(args.workdir / "data", *((10_000, 1_000) if args.quick else (None, None)))
+    ds = workspace.get_default_datastore()
+    ds.upload(src_dir=str(data_folder), target_path="mnist", overwrite=True, show_progress=True)
+    return ds, data_folder
+
+
 def walkthrough_args(name: str, description: str) -> argparse.Namespace:
     """``--quick`` (what CI runs: a subset and few epochs) and ``--workdir`` (data, script folders, downloads)."""
     parser = argparse.ArgumentParser(prog=f"examples/{name}/run.py", description=description)

@@ -11,8 +11,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
-import tensorflow as tf
 from tensorflow import keras
 
 from runyard import Run

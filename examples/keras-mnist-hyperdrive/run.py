@@ -25,10 +25,8 @@ from runyard.widgets import RunDetails  # noqa: E402
 args = utils.walkthrough_args("keras-mnist-hyperdrive", __doc__)
 work = args.workdir
 
-data_folder = utils.write_mnist(work / "data", *((10_000, 1_000) if args.quick else (None, None)))
 ws = Workspace.from_config()
-ds = ws.get_default_datastore()
-ds.upload(src_dir=str(data_folder), target_path="mnist", overwrite=True, show_progress=True)
+ds, _ = utils.mnist_on_datastore(ws, args)  # MNIST as idx files, uploaded to the default datastore
 
 script_folder = utils.script_folder(work / "keras-mnist", HERE / "keras_mnist.py")
 est = TensorFlow(source_directory=str(script_folder),

@@ -21,10 +21,8 @@ from runyard.train.estimator import Estimator  # noqa: E402
 args = utils.walkthrough_args("sklearn", __doc__)
 work = args.workdir
 
-data_folder = utils.write_mnist(work / "data", *((10_000, 1_000) if args.quick else (None, None)))
 ws = Workspace.from_config()
-ds = ws.get_default_datastore()
-ds.upload(src_dir=str(data_folder), target_path="mnist", overwrite=True, show_progress=True)
+ds, data_folder = utils.mnist_on_datastore(ws, args)  # MNIST as idx files, uploaded
 
 script_folder = utils.script_folder(work / "sklearn-mnist", HERE / "train_sklearn.py")
 est = Estimator(source_directory=str(script_folder),

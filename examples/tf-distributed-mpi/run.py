@@ -19,10 +19,8 @@ from runyard.train.dnn import TensorFlow  # noqa: E402
 args = utils.walkthrough_args("tf-distributed-mpi", __doc__)
 work = args.workdir
 
-data_folder = utils.write_mnist(work / "data", *((10_000, 1_000) if args.quick else (None, None)))
 ws = Workspace.from_config()
-ds = ws.get_default_datastore()
-ds.upload(src_dir=str(data_folder), target_path="mnist", overwrite=True, show_progress=True)
+ds, _ = utils.mnist_on_datastore(ws, args)  # MNIST as idx files, uploaded to the default datastore
 script_folder = utils.script_folder(work / "tf-horovod", HERE / "tf_horovod_mnist.py")
 script_params = {"--data-folder": ds.path("mnist").as_mount(), "--epochs": 2 if args.quick else 5}
 experiment = Experiment(ws, "tf-distributed-mpi")

@@ -18,10 +18,8 @@ args = utils.walkthrough_args("tf-mnist", __doc__)
 work = args.workdir
 
 # 1. The data: MNIST as the four idx files, uploaded to the workspace's default datastore.
-data_folder = utils.write_mnist(work / "data", *((10_000, 1_000) if args.quick else (None, None)))
 ws = Workspace.from_config()
-ds = ws.get_default_datastore()
-ds.upload(src_dir=str(data_folder), target_path="mnist", overwrite=True, show_progress=True)
+ds, data_folder = utils.mnist_on_datastore(ws, args)  # MNIST as idx files, uploaded
 
 # 2. Train: a TensorFlow estimator with the data folder mounted.
 script_folder = utils.script_folder(work / "tf-mnist", HERE / "tf_mnist.py")

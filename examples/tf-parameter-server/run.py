@@ -19,10 +19,8 @@ from runyard.train.dnn import TensorFlow  # noqa: E402
 args = utils.walkthrough_args("tf-parameter-server", __doc__)
 work = args.workdir
 
-data_folder = utils.write_mnist(work / "data", *((10_000, 1_000) if args.quick else (None, None)))
 ws = Workspace.from_config()
-ds = ws.get_default_datastore()
-ds.upload(src_dir=str(data_folder), target_path="mnist", overwrite=True, show_progress=True)
+ds, _ = utils.mnist_on_datastore(ws, args)  # MNIST as idx files, uploaded to the default datastore
 script_folder = utils.script_folder(work / "tf-ps", HERE / "tf_mnist_replica.py")
 steps = 600 if args.quick else 4000
 experiment = Experiment(ws, "tf-parameter-server")

@@ -1,6 +1,4 @@
 # Distributed training with Azure ML (2018): MPI and PyTorch estimators on an AmlCompute cluster.
-import os
-
 import azureml.core
 from azureml.core import Workspace, Experiment
 from azureml.core.compute import ComputeTarget, AmlCompute

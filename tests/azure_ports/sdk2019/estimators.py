@@ -2,7 +2,6 @@
 import json
 import os
 
-import numpy as np
 from sklearn.datasets import load_iris
 
 import azureml.core
@@ -68,6 +67,8 @@ print(best_run.get_file_names())
 model = best_run.register_model(model_name='sklearn-iris', model_path='outputs/model.joblib')
 print(model.name, model.id, model.version, sep='\t')
 print(ws.models)
+for m in Model.list(ws):
+    print(m.name, m.version)
 
 myenv = CondaDependencies.create(conda_packages=['scikit-learn', 'numpy'], pip_packages=['azureml-defaults'])
 with open("myenv.yml", "w") as f:
