@@ -108,7 +108,7 @@ def cluster_address(workspace: "Workspace") -> str | None:
 def warn_about_size(config: AmlComputeProvisioningConfiguration) -> None:
     if is_gpu_size(config.vm_size) and not gpu_ids():
         warn(f"vm_size={config.vm_size!r} is a GPU size but this machine has no GPU: runs on this target use "
-                      "the CPU (a job with use_gpu=True is refused unless RUNYARD_ALLOW_CPU_FALLBACK=1)")
+             "the CPU (a job with use_gpu=True is refused unless RUNYARD_ALLOW_CPU_FALLBACK=1)")
 
 
 def ray_configuration(config: AmlComputeProvisioningConfiguration, address: str):
@@ -156,7 +156,7 @@ class AmlComputePool(LocalTarget):
         if job.node_count > 1:
             processes = job.node_count * job.process_count_per_node
             warn(f"compute target {self.name!r} is a pool of this machine: the job's {job.node_count} nodes × "
-                          f"{job.process_count_per_node} process(es) run as {processes} processes here")
+                 f"{job.process_count_per_node} process(es) run as {processes} processes here")
             job = dataclasses.replace(job, node_count=1, process_count_per_node=processes)
         request = super()._dryrun(job, run, snapshot, environment)
         if request.payload["pool"] != "cpu":  # GPU runs share the machine's GPU pool

@@ -90,7 +90,8 @@ def _run_flow(copy: Path, script: str, timeout: float = 600) -> tuple[Workspace,
 
 
 def _runs(ws: Workspace, experiment: str) -> list:
-    return sorted(Experiment(ws, experiment).get_runs(include_children=True), key=lambda r: r.id)
+    """The experiment's runs, oldest first (get_runs answers newest first)."""
+    return list(reversed(list(Experiment(ws, experiment).get_runs(include_children=True))))
 
 
 @needs_mpi

@@ -33,7 +33,8 @@ def walkthrough(tmp_path: Path, name: str, timeout: float = 600) -> tuple[Worksp
 
 
 def runs(ws: Workspace, experiment: str, children: bool = False) -> list:
-    return sorted(Experiment(ws, experiment).get_runs(include_children=children), key=lambda r: r.id)
+    """The experiment's runs, oldest first (get_runs answers newest first; ids sort by the second only)."""
+    return list(reversed(list(Experiment(ws, experiment).get_runs(include_children=children))))
 
 
 def scored(out: str, label: str) -> tuple[list[int], list[int]]:

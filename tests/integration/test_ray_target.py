@@ -181,7 +181,7 @@ def test_the_pytorch_ddp_walkthrough_on_two_nodes(cluster, tmp_path):
                           timeout=600, env={**os.environ, "RUNYARD_CLUSTER": target.dashboard})
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
     ws = Workspace.from_config(project)
-    here, on_ray = sorted(Experiment(ws, "pytorch-ddp").get_runs(), key=lambda r: r.id)
+    on_ray, here = Experiment(ws, "pytorch-ddp").get_runs()  # newest first
     assert here.get_details()["target"] == "local" and on_ray.get_details()["target"] == "ray-cluster"
     for run in (here, on_ray):
         metrics = run.get_metrics()

@@ -210,3 +210,17 @@ def test_run_configuration_communicators_become_distributed_configs():
     rc.communicator = "Carrier pigeon"
     with pytest.raises(ConfigError, match="communicator must be one of"):
         rc.distributed_config()
+
+
+def test_conda_dependencies_azure_methods(tmp_path):
+    from runyard import CondaDependencies
+
+    cd = CondaDependencies.create(pip_packages=["azureml-defaults", "pillow"], conda_packages=["scikit-learn"])
+    cd.add_tensorflow_conda_package(core_type="cpu", version="2.21")
+    cd.add_conda_package("numpy")
+    path = cd.save_to_file(str(tmp_path / "env"), conda_file_path="myenv.yml")
+    again = CondaDependencies(path)
+    assert again.pip_packages == ["azureml-defaults", "pillow", "tensorflow-cpu==2.21.*"]
+    assert again.conda_packages == ["scikit-learn", "numpy"]
+    assert "tensorflow-cpu==2.21.*" in cd.serialize_to_string()
+    assert CondaDependencies.create().save_to_file(str(tmp_path)).endswith("conda_dependencies.yml")
