@@ -119,7 +119,7 @@ def main() -> None:
             table.add_column(col, justify="left" if col in ("walkthrough", "bare peer") else "right")
         for name, peer, b, r, ratio, extra in rows:
             table.add_row(name, peer, f"{b:.2f}", f"{r:.2f}", f"{ratio:.2f}x", f"{extra:+.2f}")
-        Console().print(table)
+        Console(width=130).print(table)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
