@@ -5,12 +5,11 @@ it is unit-tested as a pure function and shared by every target (local now, Ray 
 """
 from __future__ import annotations
 
-from runyard import env_vars
-
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from runyard import env_vars
 from runyard.config.job import JobSpec
 
 

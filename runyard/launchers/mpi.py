@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import shutil
 
+from runyard import env_vars
 from runyard.config.job import JobSpec
 from runyard.errors import ConfigError
 from runyard.launchers.api import Launcher, NodeContext, ProcessSpec, rank_env, script_argv
 
 RANK_LOG_DIR = "RUNYARD_RANK_LOG_DIR"
-# Each rank: RUNYARD_RANK from Open MPI's rank, output into its FIFO, then exec the script (no extra process).
-_WRAPPER = ('export RUNYARD_RANK="$OMPI_COMM_WORLD_RANK" AZ_BATCHAI_TASK_INDEX="$OMPI_COMM_WORLD_RANK"; '
-            'exec "$0" "$@" >"$RUNYARD_RANK_LOG_DIR/$OMPI_COMM_WORLD_RANK" 2>&1')
+# Each rank: rank_env's variables from Open MPI's rank, output into its FIFO, then exec the script (no extra process).
+_WRAPPER = (f'export {env_vars.RANK}="$OMPI_COMM_WORLD_RANK" {env_vars.AZURE_TASK_INDEX}="$OMPI_COMM_WORLD_RANK"; '
+            f'exec "$0" "$@" >"${RANK_LOG_DIR}/$OMPI_COMM_WORLD_RANK" 2>&1')
 _LOOPBACK = ("127.", "localhost", "::1")
 
 

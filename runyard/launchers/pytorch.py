@@ -23,8 +23,9 @@ class PyTorchLauncher(Launcher):
         per_node = job.process_count_per_node
         world = job.node_count * per_node
         backend = (job.distributed or {}).get("communication_backend") or ("nccl" if job.use_gpu else "gloo")
-        master = f"{node.hosts[0]}:{node.ports_of(0)[0]}"
-        common = {"MASTER_ADDR": node.hosts[0], "MASTER_PORT": str(node.ports_of(0)[0]), "WORLD_SIZE": str(world),
+        host, port = node.hosts[0], node.ports_of(0)[0]
+        master = f"{host}:{port}"
+        common = {"MASTER_ADDR": host, "MASTER_PORT": str(port), "WORLD_SIZE": str(world),
                   "LOCAL_WORLD_SIZE": str(per_node), "NODE_RANK": str(node.node_rank),
                   "GROUP_RANK": str(node.node_rank), "ROLE_WORLD_SIZE": str(world), BACKEND_VAR: backend,
                   env_vars.AZURE_PYTORCH_INIT_METHOD: f"tcp://{master}", env_vars.AZURE_MASTER_NODE: master}
