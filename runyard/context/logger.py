@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 
 from runyard import env_vars
+from runyard.context import wakeup
 from runyard.store.metadata import MetadataStore, MetricRecord
 
 _DEFAULT_BATCH = 20_000
@@ -297,8 +298,10 @@ def _install_exit_hooks() -> None:
     atexit.register(_at_exit)
     if threading.current_thread() is threading.main_thread():
         previous = signal.getsignal(signal.SIGTERM)
+        started = threading.Event()
 
         def on_sigterm(signum, frame):
+            started.set()
             atexit.unregister(_at_exit)
             _at_exit("signal")
             if callable(previous):
@@ -310,7 +313,8 @@ def _install_exit_hooks() -> None:
         try:
             signal.signal(signal.SIGTERM, on_sigterm)
         except (ValueError, OSError):  # not allowed here (embedded interpreter): atexit still flushes
-            pass
+            return
+        wakeup.watch(signal.SIGTERM, on_sigterm, started)  # a SIGTERM the main thread missed is sent again
 
 
 def _after_fork_in_child() -> None:
@@ -319,6 +323,7 @@ def _after_fork_in_child() -> None:
     _loggers_lock = threading.Lock()
     for logger in _loggers.values():
         logger._reset()
+    wakeup.after_fork_in_child()
 
 
 if hasattr(os, "register_at_fork"):

@@ -124,6 +124,65 @@ def test_sigterm_flushes_metrics_and_cancels_the_run(workspace):
     assert run.get_status() == "Canceled" and len(run.get_metrics()["v"]) == 20000
 
 
+def test_a_sigterm_the_main_thread_missed_is_sent_to_it_again(workspace):
+    # CPython runs a handler in the main thread at its next check between bytecodes. Here another thread takes the
+    # SIGTERM while the main thread sleeps: the C-level handler notes it and the sleep goes on (the same state as a
+    # SIGTERM arriving while the main thread waits for the GIL just before it blocks — what made the test above
+    # hang now and then in CI). runyard's watcher sends it again to the main thread.
+    code = textwrap.dedent(
+        """
+        import signal, threading, time
+        from runyard import Workspace, Experiment
+        run = Experiment(Workspace.from_environment(), "e").start_logging(outputs=False)
+        run.log("v", 1)
+        def other():
+            time.sleep(0.5)  # the main thread is in its sleep by now
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # this thread takes it, not the main one
+            time.sleep(60)
+        threading.Thread(target=other, daemon=True).start()
+        print(run.id, flush=True)
+        time.sleep(60)
+        """
+    )
+    with subprocess.Popen([sys.executable, "-c", code], env={**__import__("os").environ, **_env(workspace)},
+                          stdout=subprocess.PIPE, text=True) as proc:
+        run_id = proc.stdout.readline().strip()
+        started = time.monotonic()
+        try:
+            assert proc.wait(timeout=30) == -signal.SIGTERM
+        finally:
+            proc.kill()
+        assert time.monotonic() - started < 10  # not the 60 s of the sleep
+    run = workspace.get_run(run_id)
+    assert run.get_status() == "Canceled" and run.get_metrics() == {"v": 1}
+
+
+def test_a_forked_child_s_sigterm_stays_in_the_child(workspace):
+    # The wakeup fd is shared with a forked child (a data-loader worker): its SIGTERM must not reach the parent.
+    proc = run_python(
+        """
+        import os, signal, time
+        from runyard import Workspace, Experiment
+        run = Experiment(Workspace.from_environment(), "e").start_logging(outputs=False)
+        run.log("v", 1)
+        pid = os.fork()
+        if pid == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        time.sleep(1)  # longer than the watcher's patience
+        run.log("v", 2)
+        print(run.id, os.waitstatus_to_exitcode(status), flush=True)
+        """,
+        env=_env(workspace), timeout=60,
+    )
+    run_id, child_code = proc.stdout.split()
+    assert child_code == str(-signal.SIGTERM)
+    run = workspace.get_run(run_id)
+    assert run.get_status() == "Completed" and run.get_metrics() == {"v": [1, 2]}
+
+
 def test_store_outage_is_retried_and_never_reaches_the_script(workspace):
     proc = run_python(
         """
