@@ -372,10 +372,12 @@ def _fork_is_safe() -> bool:
 
 def _spawn_supervisor(run_dir: Path) -> None:
     """A fresh interpreter runs the supervisor (~0.2 s of imports before the run starts)."""
+    from runyard.submission.processes import SUPERVISOR_MODULE
+
     log = open(run_dir / "supervisor.log", "ab")
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runyard.submission.supervisor", str(run_dir)],
+            [sys.executable, "-m", SUPERVISOR_MODULE, str(run_dir)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own session: a Ctrl-C or exit of the submitter does not reach it
             close_fds=True, cwd=str(run_dir),

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from runyard import env_vars
+from runyard.context import wakeup
 
 if TYPE_CHECKING:
     from runyard.store.metadata import MetadataStore
@@ -37,4 +38,5 @@ def start(runs: Callable[[], Iterable[tuple["MetadataStore", str]]], stop: threa
 
     thread = threading.Thread(target=loop, name="runyard-heartbeat", daemon=True)
     thread.start()
+    wakeup.start_watching()  # a thread now competes with the main one: see runyard.context.wakeup
     return thread

@@ -88,6 +88,7 @@ class MetricLogger:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="runyard-metrics", daemon=True)
                 self._thread.start()
+                wakeup.start_watching()
 
     # -- writer thread -----------------------------------------------------------------------
     def _run(self) -> None:
@@ -314,7 +315,7 @@ def _install_exit_hooks() -> None:
             signal.signal(signal.SIGTERM, on_sigterm)
         except (ValueError, OSError):  # not allowed here (embedded interpreter): atexit still flushes
             return
-        wakeup.watch(signal.SIGTERM, on_sigterm, started)  # a SIGTERM the main thread missed is sent again
+        wakeup.arm(signal.SIGTERM, on_sigterm, started)  # a SIGTERM the main thread missed is sent again
 
 
 def _after_fork_in_child() -> None:

@@ -18,13 +18,17 @@ import signal
 import threading
 from collections.abc import Callable
 
-_pipe: tuple[int, int] | None = None  # (read end, write end = the wakeup fd), open while watched
+_armed: tuple | None = None  # (read end, write end = the wakeup fd, signum, handler, started) once armed
+_watching = False
+_lock = threading.Lock()
 
 
-def watch(signum: int, handler: Callable, started: threading.Event, patience: float = 0.2) -> None:
-    """From the main thread, once ``handler`` is installed for ``signum``: see the docstring above."""
-    global _pipe
-    if _pipe is not None or not hasattr(signal, "pthread_kill"):
+def arm(signum: int, handler: Callable, started: threading.Event) -> None:
+    """From the main thread, once ``handler`` is installed for ``signum``: set the wakeup fd. The watcher starts with
+    runyard's first background thread (``start_watching``): without one, nothing competes with the main thread for
+    the GIL, and a process with a single thread can still fork its runs' supervisors."""
+    global _armed
+    if _armed is not None or not hasattr(signal, "pthread_kill"):
         return
     reader, writer = os.pipe()  # not inherited by the processes this one starts
     os.set_blocking(writer, False)
@@ -37,7 +41,18 @@ def watch(signum: int, handler: Callable, started: threading.Event, patience: fl
             signal.set_wakeup_fd(previous)
         os.close(reader), os.close(writer)
         return
-    _pipe = (reader, writer)
+    _armed = (reader, writer, signum, handler, started)
+
+
+def start_watching(patience: float = 0.2) -> None:
+    """Start the watcher thread (once, if armed): it re-sends a SIGTERM the handler has not taken up in ``patience``
+    seconds to the main thread."""
+    global _watching
+    with _lock:
+        if _armed is None or _watching:
+            return
+        _watching = True
+        reader, _, signum, handler, started = _armed
     main = threading.main_thread().ident
 
     def loop() -> None:
@@ -54,11 +69,12 @@ def watch(signum: int, handler: Callable, started: threading.Event, patience: fl
 
 def after_fork_in_child() -> None:
     """A forked child (a data-loader worker) must not write its signals into its parent's wakeup fd."""
-    global _pipe
-    if _pipe is None:
+    global _armed, _watching, _lock
+    _lock, _watching = threading.Lock(), False
+    if _armed is None:
         return
-    reader, writer = _pipe
-    _pipe = None
+    reader, writer = _armed[:2]
+    _armed = None
     try:
         previous = signal.set_wakeup_fd(-1)
         if previous != writer:  # the program set its own since: put it back

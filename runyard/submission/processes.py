@@ -17,6 +17,7 @@ from pathlib import Path
 from runyard.submission.logfiles import RotatingLog
 
 SUPERVISOR_NAME = "runyard-superv"  # the process name of every supervisor (ps, top; kill_tree spares them)
+SUPERVISOR_MODULE = "runyard.submission.supervisor"  # what a spawned supervisor runs (python -m)
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 _PR_SET_CHILD_SUBREAPER = 36
@@ -169,13 +170,19 @@ def _run_descendants(root) -> list:
             continue
         for child in children:
             try:
-                if child.name() == SUPERVISOR_NAME:
+                if _is_supervisor(child):
                     continue  # another run, with its own life
             except psutil.Error:
                 continue
             found.append(child)
             stack.append(child)
     return found
+
+
+def _is_supervisor(proc) -> bool:
+    """A run's supervisor: named so once it runs, or still importing after ``python -m runyard.submission.supervisor``
+    (a supervisor spawned by a script that then exits at once is re-parented here before it has its name)."""
+    return proc.name() == SUPERVISOR_NAME or proc.cmdline()[1:3] == ["-m", SUPERVISOR_MODULE]
 
 
 def _signal(proc, sig: int) -> None:

@@ -283,13 +283,17 @@ def test_logs_reach_the_run_history_while_it_runs(ws, tmp_path, monkeypatch):
     run.cancel()
 
 
-def test_runs_submitted_by_a_run_outlive_it(ws, tmp_path):
+@pytest.mark.parametrize("first", ["", "run.log('x', 1)\n"], ids=["forked", "spawned"])
+def test_runs_submitted_by_a_run_outlive_it(ws, tmp_path, first):
+    # A driver with threads (logging started the metric writer) spawns the supervisor instead of forking it: the
+    # driver exits before that supervisor has its name, and the outer run's clean-up must still spare it.
     proj = tmp_path / "pipeline"
     proj.mkdir()
     (proj / "step.py").write_text("import time\ntime.sleep(1.5)\nprint('step done')\n")
     (proj / "driver.py").write_text(
         "from runyard import Run, ScriptRunConfig\n"
         "run = Run.get_context()\n"
+        + first +
         "child = run.experiment.submit(ScriptRunConfig(source_directory='.', script='step.py'))\n"
         "print(child.id, flush=True)\n")
     outer = Experiment(ws, "pipeline").submit(ScriptRunConfig(source_directory=proj, script="driver.py"))
