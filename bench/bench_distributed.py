@@ -112,7 +112,7 @@ def main() -> None:
     os.environ.update(local_sources())
     from runyard import MpiConfiguration, PyTorchConfiguration, ScriptRunConfig, Workspace
     from runyard.compute.local_target import free_ports
-    from runyard.submission import environments
+    from runyard import environments
     from runyard.train.dnn import PyTorch
 
     root = Path(tempfile.mkdtemp(prefix="runyard-bench-dist-"))

@@ -149,7 +149,7 @@ def stat_walk(folder: Path) -> int:
 def snapshot_figures(root: Path, files: int, reps: int) -> tuple[float, float, float, float]:
     """(first snapshot, unchanged re-snapshot, `find -newer` pass, bare Python stat walk) in seconds."""
     from runyard.store.artifacts import FsspecArtifactStore
-    from runyard.submission import snapshot
+    from runyard.store import snapshots as snapshot
 
     proj = root / "big"
     for i in range(files):

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "examples" / "common"))
 import utils  # noqa: E402 - examples/common/utils.py
 
 from runyard import Experiment, PyTorchConfiguration, Workspace  # noqa: E402
-from runyard.submission.package_index import pip_settings  # noqa: E402
+from runyard.config.package_index import pip_settings  # noqa: E402
 from runyard.train.dnn import PyTorch, TensorFlow  # noqa: E402
 
 TF_ARGS = ["--batch-size", "50", "--first-layer-neurons", "300", "--second-layer-neurons", "100",
@@ -126,7 +126,7 @@ def main() -> None:
 
 def _python_of(ws: Workspace, estimator) -> str:
     """Submit once (builds the environment) and answer the interpreter the run used."""
-    from runyard.submission.environments import env_root, plan
+    from runyard.environments import env_root, plan
 
     run = Experiment(ws, "bench-warmup").submit(estimator)
     run.wait_for_completion(raise_on_error=True)

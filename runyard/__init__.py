@@ -37,7 +37,7 @@ from runyard.run import OfflineRun, Run
 from runyard.status import RunStatus
 from runyard.workspace import Workspace
 
-__version__ = "0.1.0"
+from runyard.version import __version__  # noqa: E402
 VERSION = __version__  # azureml.core.VERSION's counterpart
 ScriptRun = Run  # Azure's class of submitted script runs
 

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runyard import validation
+from runyard import plugins, validation
 from runyard.errors import NotFound, ValidationError
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ class Model:
                  resource_configuration: ResourceConfiguration | None = None,
                  datasets: Sequence[tuple[str, Any]] | None = None, _run_id: str | None = None) -> "Model":
         """Register a local file or folder as the next version of ``model_name``."""
-        from runyard.submission import snapshot
+        from runyard.store import snapshots as snapshot
 
         name = validation.key(model_name, "model name")
         source = Path(model_path).expanduser()
@@ -166,7 +166,7 @@ class Model:
                  exit_on_error: bool = True) -> str:
         """Write the model's files into ``target_dir``; returns the path of the file or folder registered.
         ``exists_ok`` is the older SDK's spelling of ``exist_ok``."""
-        from runyard.submission import snapshot
+        from runyard.store import snapshots as snapshot
 
         exist_ok = bool(exist_ok or exists_ok)
         target = Path(target_dir).expanduser()
@@ -187,11 +187,10 @@ class Model:
                deployment_config: Any = None, deployment_target: Any = None, overwrite: bool = False) -> Any:
         """Serve ``models`` as a local web service (``runyard.deploy``); with no ``inference_config`` the model's
         framework serves it (no code). Returns at once; ``service.wait_for_deployment()`` waits."""
-        from runyard.deploy import deploy
-
         if deployment_target not in (None, "local"):
             raise ValidationError("runyard deploys to this machine (LocalWebservice); deployment_target must be None")
-        return deploy(workspace, name, list(models), inference_config, deployment_config, overwrite)
+        return plugins.load(plugins.FEATURES, "deploy")(workspace, name, list(models), inference_config,
+                                                        deployment_config, overwrite)
 
     def set_alias(self, alias: str) -> None:
         """Point ``alias`` (e.g. "prod") at this version; an alias names one version of a model at a time."""
@@ -277,11 +276,10 @@ def register_from_run(run, model_name: str, model_path: str, **kwargs: Any) -> M
         raise NotFound(f"run {run.id} has no file or folder {path!r} (its files: "
                        + (", ".join(sorted(names)[:10]) or "none under that prefix") + ")")
     if not kwargs.get("datasets"):  # lineage: the datasets the run consumed, as its training data
-        from runyard.data.dataset import Dataset
-
         consumed = [i.dataset_id for i in run.workspace.metadata.list_run_inputs(run.id) if i.dataset_id]
         if consumed:
-            kwargs["datasets"] = [("training", Dataset.get_by_id(run.workspace, d)) for d in consumed]
+            dataset = plugins.load(plugins.FEATURES, "Dataset")
+            kwargs["datasets"] = [("training", dataset.get_by_id(run.workspace, d)) for d in consumed]
     with tempfile.TemporaryDirectory(prefix="runyard-model-") as tmp:
         for name in files:
             dest = Path(tmp) / name
@@ -293,7 +291,5 @@ def register_from_run(run, model_name: str, model_path: str, **kwargs: Any) -> M
 def __getattr__(name: str):
     """``from azureml.core.model import InferenceConfig`` ported: it lives in runyard.deploy."""
     if name == "InferenceConfig":
-        from runyard.deploy import InferenceConfig
-
-        return InferenceConfig
+        return plugins.load(plugins.FEATURES, "InferenceConfig")
     raise AttributeError(f"module 'runyard.model' has no attribute {name!r}")

@@ -1,9 +1,10 @@
-"""Rich progress bars for long work (uploads, downloads); silent when output is not a terminal."""
+"""Rich progress bars for long work (uploads, downloads, environment builds); silent when output is not a terminal."""
 from __future__ import annotations
 
+import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TextIO, TypeVar
 
 T = TypeVar("T")
 
@@ -68,3 +69,39 @@ def _interactive() -> bool:
         return Console(stderr=True).is_jupyter
     except Exception:  # noqa: BLE001
         return False
+
+
+_STEP = re.compile(r"^\[(\d+)/(\d+)\] (.*)")
+
+
+def show_build(chunks: Iterable[str], out: TextIO | None = None) -> bool:
+    """Print a build log as it arrives (dimmed) under a progress bar; returns whether there was anything to show."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = None
+    task = None
+    pending = ""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split("\n")
+        for line in lines:
+            if progress is None:
+                console = Console(file=out or sys.stdout)
+                progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                    TimeElapsedColumn(), console=console, transient=False)
+                progress.start()
+                task = progress.add_task("building the environment", total=None)
+            step = _STEP.match(line)
+            if step:
+                progress.update(task, completed=int(step[1]) - 1, total=int(step[2]), description=step[3][:60])
+            elif line.startswith("environment ") and " ready in " in line:
+                total = progress.tasks[0].total or 1
+                progress.update(task, completed=total, description="environment ready")
+            progress.console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
+    if progress is not None:
+        progress.stop()
+    return progress is not None
+
+
+__all__ = ["show_build"]

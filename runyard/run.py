@@ -13,18 +13,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from runyard import env_vars, validation
+from runyard import env_vars, plugins, validation
 from runyard.context import owned
 from runyard.errors import InvalidStatusTransition, NotFound, RunFailed, RunyardError, ValidationError
 from runyard.status import RunStatus
-from runyard.store.metadata import ArtifactInfo, MetricRecord, RunInfo
+from runyard.store.metadata import MetricRecord, RunInfo
 
 if TYPE_CHECKING:
     from runyard.config.environment import Environment
-    from runyard.experiment import Experiment
+    from runyard.store.metadata import ExperimentInfo
     from runyard.workspace import Workspace
 
 _now = time.time
+_PLAIN_RUN_TYPES = ("script", "interactive", "child")
 _PARENTS_PER_QUERY = 500
 
 
@@ -171,9 +172,10 @@ class _RunBase(ABC):
         root = Path(path)
         if not root.is_dir():
             raise NotFound(f"cannot upload folder {path}: no such folder")
-        files = sorted(p for p in root.rglob("*") if p.is_file())
-        prefix = validation.artifact_path(name) + "/" if name.strip("/") else ""
-        return self.upload_files([f"{prefix}{p.relative_to(root).as_posix()}" for p in files], files, show_progress)
+        from runyard.store import run_files
+
+        items = run_files.folder_items(validation.artifact_path(name) if name.strip("/") else "", root)
+        return self.upload_files([n for n, _ in items], [p for _, p in items], show_progress)
 
     def get_file_names(self) -> list[str]:
         return [name for name, _ in self._files()]
@@ -258,9 +260,12 @@ class Run(_RunBase):
         self._logger = self._ws.logger
 
     @classmethod
-    def _by_id(cls, ws: "Workspace", run_id: str) -> "Run":
-        from runyard.experiment import Experiment
+    def _of(cls, experiment: "Experiment", info: RunInfo) -> "Run":
+        """The handle of a recorded run, of its run type's class."""
+        return _class_for(info)(experiment, info.run_id, _info=info)
 
+    @classmethod
+    def _by_id(cls, ws: "Workspace", run_id: str) -> "Run":
         info = ws.metadata.get_run(validation.run_id(run_id))
         kind = _class_for(info) if cls is Run else cls
         return kind(Experiment._from_info(ws, ws.metadata.get_experiment(info.experiment_id)), run_id, _info=info)
@@ -318,8 +323,6 @@ class Run(_RunBase):
         return Environment.from_spec(spec)
 
     def get_details(self) -> dict[str, Any]:
-        from runyard.data import inputs
-
         info = self._refresh()
         return {
             "runId": info.run_id,
@@ -339,7 +342,8 @@ class Run(_RunBase):
             "description": info.description,
             "target": info.compute_target,
             "runDefinition": info.definition,
-            "inputDatasets": inputs.details(self._ws, self.id) if (info.definition or {}).get("inputs") else [],
+            "inputDatasets": plugins.load(plugins.RUN_INPUTS, "data").details(self._ws, self.id)
+            if (info.definition or {}).get("inputs") else [],
             "logFiles": {a.path: self._ws.artifacts.uri(self.id, a.path) for a in self._ws.metadata.list_artifacts(self.id, "logs")}
             if info.compute_target else {},
         }
@@ -348,16 +352,12 @@ class Run(_RunBase):
     def input_datasets(self) -> dict[str, Any]:
         """In a submitted script: each input by name — the path of a mounted or downloaded one, the dataset of a
         tabular one (``run.input_datasets["train"].to_pandas_dataframe()``)."""
-        from runyard.data import inputs
-
         if os.environ.get(env_vars.RUN_ID) == self.id:
-            return inputs.input_datasets(lambda: self._ws)
+            return plugins.load(plugins.RUN_INPUTS, "data").input_datasets(lambda: self._ws)
         found = {}
         for item in self._ws.metadata.list_run_inputs(self.id):
             if item.dataset_id:
-                from runyard.data.dataset import Dataset
-
-                found[item.name] = Dataset.get_by_id(self._ws, item.dataset_id)
+                found[item.name] = plugins.load(plugins.FEATURES, "Dataset").get_by_id(self._ws, item.dataset_id)
         return found
 
     def restore_snapshot(self, path: str | os.PathLike | None = None) -> str:
@@ -444,21 +444,9 @@ class Run(_RunBase):
 
     # -- files -------------------------------------------------------------------------------
     def _put(self, items: list[tuple[str, Any]], show_progress: bool | None) -> None:
-        from runyard.progress import track
+        from runyard.store import run_files
 
-        def size(item: tuple[str, Any]) -> int:
-            return os.path.getsize(item[1]) if isinstance(item[1], (str, os.PathLike)) else 0
-
-        done: list[ArtifactInfo] = []
-        try:
-            for name, source in track(items, "uploading", show_progress, total_bytes=size):
-                if isinstance(source, (str, os.PathLike)):
-                    stored = self._ws.artifacts.put_file(self.id, name, os.fspath(source))
-                else:
-                    stored = self._ws.artifacts.put_stream(self.id, name, source)
-                done.append(ArtifactInfo(name, stored, _now()))
-        finally:  # what was stored is indexed even when a later file fails
-            self._ws.metadata.record_artifacts(self.id, done)
+        run_files.put(self._ws, self.id, items, show_progress)
 
     def _files(self, prefix: str | None = None) -> list[tuple[str, int]]:
         return [(a.path, a.size) for a in self._ws.metadata.list_artifacts(self.id, prefix)]
@@ -582,7 +570,7 @@ class Run(_RunBase):
                 line = "next in line" if ahead == 0 else f"{ahead} run(s) ahead of it"
                 print(f"Queued on {target.name}: {line}; it starts when a slot frees up\n", flush=True)
             if target is not None:
-                from runyard.submission.progress import show_build
+                from runyard.progress import show_build
 
                 show_build(target.build_log_iter(self.id, follow=True))
                 for text in target.log_iter(self.id, rank=0, follow=True):
@@ -650,12 +638,14 @@ class Run(_RunBase):
 
 
 def _class_for(info) -> type["Run"]:
-    """The Run class of a stored run: a sweep's parent run comes with its leaderboard methods (HyperDriveRun)."""
-    if info.run_type == "hyperdrive":
-        from runyard.hyperdrive.config import HyperDriveRun
-
-        return HyperDriveRun
-    return Run
+    """The Run class of a stored run: a run type a feature adds has its own (a sweep's parent run: HyperDriveRun,
+    with its leaderboard methods), registered as ``plugins.RUN_TYPES``."""
+    if info.run_type in _PLAIN_RUN_TYPES:
+        return Run
+    try:
+        return plugins.load(plugins.RUN_TYPES, info.run_type)
+    except LookupError:
+        return Run
 
 
 class OfflineRun(_RunBase):
@@ -787,3 +777,105 @@ def _error_dict(error: Any, code: str | None) -> dict[str, Any] | None:
     if code:
         out["code"] = code
     return out
+
+
+class Experiment:
+    """``Experiment(ws, "name")`` gets the experiment, creating it on first use.
+
+    Names are letters, digits, '_', '-' and '.', up to 255 characters.
+    """
+
+    def __init__(self, workspace: "Workspace", name: str, **_: Any) -> None:
+        self.workspace = workspace
+        self.name = validation.experiment_name(name)
+        self._info = workspace.metadata.get_or_create_experiment(name)
+        self.id = self._info.id
+
+    @classmethod
+    def _from_info(cls, workspace: "Workspace", info: "ExperimentInfo") -> "Experiment":
+        exp = cls.__new__(cls)
+        exp.workspace, exp.name, exp._info, exp.id = workspace, info.name, info, info.id
+        return exp
+
+    @staticmethod
+    def list(workspace: "Workspace") -> list["Experiment"]:
+        return list(workspace.experiments.values())
+
+    def start_logging(
+        self, *args: Any, display_name: str | None = None, outputs: str | bool | None = None, **kwargs: Any
+    ) -> "Run":
+        """Start an interactive run (status Running) for logging from this process.
+
+        Args:
+            display_name: a friendly name shown in listings.
+            outputs: a folder uploaded as the run's ``outputs/`` when the run completes; default ``./outputs``,
+                ``False`` for none.
+
+        The run is completed when you call ``complete()`` or leave its ``with`` block; if you do neither, it is
+        marked Completed (or Failed, on an uncaught exception) when the process exits.
+        """
+        info = self.workspace.metadata.create_run(
+            self.id,
+            display_name=validation.key(display_name, "display name") if display_name else None,
+            run_type="interactive",
+            status=RunStatus.RUNNING,
+        )
+        tracked = None if outputs is False else str(Path(outputs if isinstance(outputs, str) else "outputs").absolute())
+        run = Run(self, info.run_id, outputs=tracked, _info=info)
+        owned.own(run)
+        return run
+
+    def submit(self, config: Any, tags: Mapping[str, Any] | None = None, display_name: str | None = None) -> "Run":
+        """Submit a ``ScriptRunConfig`` or an ``Estimator``; returns the run at once (status Queued).
+
+        The code in ``source_directory`` is snapshotted, the run is recorded, and the compute target starts it
+        (locally: in a detached supervisor process, so the run goes on if this process exits). Everything is
+        validated first: a bad spec raises before anything is stored or started.
+
+        Args:
+            tags: tags set on the run.
+            display_name: a friendly name for the run.
+        """
+        from runyard.submission import submit
+
+        info = submit(self.workspace, self.id, self.name, config, tags=tags, display_name=display_name)
+        return Run._of(self, info)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The experiment's tags (read fresh from the store)."""
+        return dict(self.workspace.metadata.get_experiment(self.id).tags)
+
+    def tag(self, key: str, value: str | None = None) -> None:
+        """Tag the experiment; ``value`` may be omitted (the tag is then present with an empty value)."""
+        self.workspace.metadata.set_experiment_tags(
+            self.id, {validation.key(key, "tag key"): validation.text(value, f"tag {key!r}")}
+        )
+
+    def remove_tags(self, tags: list[str]) -> None:
+        self.workspace.metadata.set_experiment_tags(self.id, {key: None for key in tags})
+
+    def get_runs(
+        self,
+        type: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        include_children: bool = False,
+        status: str | None = None,
+    ) -> Iterator["Run"]:
+        """Runs of this experiment, newest first."""
+        return Run.list(self, type=type, tags=tags, properties=properties, status=status, include_children=include_children)
+
+    def __repr__(self) -> str:
+        return f"Experiment(name={self.name!r}, workspace={self.workspace.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Experiment) and other.id == self.id and other.workspace == self.workspace
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.name))
+
+
+# The workspace (below this module) hands out experiments and runs through these (Workspace.experiments, .get_run).
+plugins.register(plugins.FEATURES, "Experiment", Experiment)
+plugins.register(plugins.FEATURES, "Run", Run)

@@ -1,16 +1,21 @@
 """The Workspace: a folder holding the run history's configuration, database and artifacts (DESIGN.md §5)."""
 from __future__ import annotations
 
-import json
 import os
-import uuid
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
-from runyard import env_vars
-from runyard.errors import ConfigError, WorkspaceError
+from runyard import env_vars, plugins
+from runyard.errors import ConfigError
+from runyard.store.workspace_context import (
+    CONFIG_DIR,
+    CONFIG_FILE,
+    WorkspaceContext,
+    _find_config,
+    _write_project_config,
+    default_home,
+    workspace_path_from_uri,
+)
 
 if TYPE_CHECKING:
     from runyard.compute.api import ComputeTarget
@@ -20,18 +25,12 @@ if TYPE_CHECKING:
     from runyard.context.logger import MetricLogger
     from runyard.experiment import Experiment
     from runyard.run import Run
-    from runyard.store.artifacts import ArtifactStore
     from runyard.data.datastore import Datastore
     from runyard.data.dataset import Dataset
-    from runyard.store.metadata import MetadataStore
-
-CONFIG_DIR = ".runyard"
-CONFIG_FILE = "config.json"
-DEFAULT_DB = "runyard.db"
-DEFAULT_ARTIFACTS = "artifacts"
 
 
-class Workspace:
+
+class Workspace(WorkspaceContext):
     """A runyard workspace.
 
     Args:
@@ -40,20 +39,6 @@ class Workspace:
         tracking_uri: metadata store URL; overrides ``config.json`` (``sqlite:///…``, ``postgresql+psycopg://…``).
         artifact_uri: artifact store root (folder or fsspec URL); overrides ``config.json``.
     """
-
-    def __init__(self, path: str | os.PathLike, *, tracking_uri: str | None = None, artifact_uri: str | None = None):
-        self.path = Path(path).expanduser().absolute()
-        _ensure_writable_dir(self.path)
-        config = self._read_or_write_config()
-        self._config = config
-        self.name: str = config.get("name") or config.get("workspace_name") or _default_name(self.path)
-        # Azure's identity attributes, for scripts that print or pass them: a local workspace is in no subscription,
-        # so they default to a stable id of its folder, "local" and "local" (config.json may set them).
-        self.subscription_id: str = str(config.get("subscription_id") or uuid.uuid5(uuid.NAMESPACE_URL, f"runyard:{self.path}"))
-        self.resource_group: str = str(config.get("resource_group") or "local")
-        self.location: str = str(config.get("location") or "local")
-        self.tracking_uri = _resolve_db_url(tracking_uri or config.get("tracking_uri") or f"sqlite:///{DEFAULT_DB}", self.path)
-        self.artifact_uri = _resolve_artifact_uri(artifact_uri or config.get("artifact_uri") or DEFAULT_ARTIFACTS, self.path)
 
     # -- finding a workspace ------------------------------------------------------------------
     @classmethod
@@ -119,40 +104,11 @@ class Workspace:
             path, {"name": self.name, "tracking_uri": self.tracking_uri, "artifact_uri": self.artifact_uri}
         )
 
-    # -- stores -------------------------------------------------------------------------------
-    @cached_property
-    def metadata(self) -> "MetadataStore":
-        from runyard.store.metadata import open_metadata_store
-
-        return open_metadata_store(self.tracking_uri)
-
-    @cached_property
-    def artifacts(self) -> "ArtifactStore":
-        from runyard.store.artifacts import open_artifact_store
-
-        return open_artifact_store(self.artifact_uri)
-
     @property
     def logger(self) -> "MetricLogger":
         from runyard.context.logger import logger_for
 
         return logger_for(self.metadata, self.path / "spool")
-
-    def environment_variables(self) -> dict[str, str]:
-        """The ``RUNYARD_*`` variables that let a child process log into this workspace."""
-        return {
-            env_vars.WORKSPACE: str(self.path),
-            env_vars.TRACKING_URI: self.tracking_uri,
-            env_vars.ARTIFACT_URI: self.artifact_uri,
-        }
-
-    def compute_settings(self, target: str) -> dict:
-        """Settings of a compute target from ``config.json``: ``{"compute": {"local": {"max_concurrent_runs": 2}}}``."""
-        compute = self._config.get("compute") or {}
-        section = (compute.get(target) or {}) if isinstance(compute, dict) else None
-        if not isinstance(section, dict):
-            raise ConfigError(f"workspace config {self.path / CONFIG_FILE}: compute.{target} must be an object")
-        return dict(section)
 
     # -- contents -----------------------------------------------------------------------------
     @property
@@ -165,21 +121,16 @@ class Workspace:
     @property
     def experiments(self) -> dict[str, "Experiment"]:
         """Every experiment, by name."""
-        from runyard.experiment import Experiment
-
-        return {e.name: Experiment._from_info(self, e) for e in self.metadata.list_experiments()}
+        experiment = plugins.load(plugins.FEATURES, "Experiment")  # runyard.run's: the layer above hands it down
+        return {e.name: experiment._from_info(self, e) for e in self.metadata.list_experiments()}
 
     @property
     def datastores(self) -> dict[str, "Datastore"]:
         """Every datastore, by name (the default, ``workspaceblobstore``, always among them)."""
-        from runyard.data.datastore import Datastore
-
-        return {d.name: d for d in Datastore.list(self)}
+        return {d.name: d for d in plugins.load(plugins.FEATURES, "Datastore").list(self)}
 
     def get_default_datastore(self) -> "Datastore":
-        from runyard.data.datastore import Datastore
-
-        return Datastore.get_default(self)
+        return plugins.load(plugins.FEATURES, "Datastore").get_default(self)
 
     def set_default_datastore(self, name: str) -> None:
         self.metadata.set_default_datastore(name)
@@ -187,9 +138,7 @@ class Workspace:
     @property
     def datasets(self) -> dict[str, "Dataset"]:
         """The latest version of every registered dataset, by name."""
-        from runyard.data.dataset import Dataset
-
-        return Dataset.get_all(self)
+        return plugins.load(plugins.FEATURES, "Dataset").get_all(self)
 
     @property
     def models(self) -> dict[str, "Model"]:
@@ -206,9 +155,7 @@ class Workspace:
     @property
     def webservices(self) -> dict[str, "LocalWebservice"]:
         """Every deployed service, by name."""
-        from runyard.deploy import LocalWebservice
-
-        return {s.name: s for s in LocalWebservice.list(self)}
+        return {s.name: s for s in plugins.load(plugins.FEATURES, "LocalWebservice").list(self)}
 
     @property
     def environments(self) -> dict[str, "Environment"]:
@@ -226,25 +173,7 @@ class Workspace:
                 "trackingUri": self.tracking_uri, "artifactUri": self.artifact_uri}
 
     def get_run(self, run_id: str) -> "Run":
-        from runyard.run import Run
-
-        return Run._by_id(self, run_id)
-
-    def __repr__(self) -> str:
-        return f"Workspace(name={self.name!r}, path='{self.path}')"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Workspace) and (self.tracking_uri, self.artifact_uri) == (other.tracking_uri, other.artifact_uri)
-
-    def __hash__(self) -> int:
-        return hash((self.tracking_uri, self.artifact_uri))
-
-    def _read_or_write_config(self) -> dict:
-        config = self.path / CONFIG_FILE
-        if not config.exists():
-            _write_json(config, {"name": _default_name(self.path)})
-        return _read_config(config)
-
+        return plugins.load(plugins.FEATURES, "Run")._by_id(self, run_id)
 
 class _NoLogin:
     """Azure ML's authentication classes, accepted and ignored: a runyard workspace needs no login."""
@@ -269,89 +198,3 @@ class MsiAuthentication(_NoLogin):
     pass
 
 
-def default_home() -> Path:
-    return Path(os.environ.get(env_vars.HOME) or Path.home() / CONFIG_DIR).expanduser()
-
-
-def workspace_path_from_uri(uri: str) -> str | None:
-    """``runyard:///abs/path`` → ``/abs/path``; ``runyard://`` or ``runyard:`` → None (the current workspace)."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "runyard":
-        raise ConfigError(f"not a runyard URI: {uri!r} (expected runyard:///WORKSPACE-FOLDER)")
-    path = (parsed.netloc + parsed.path) if parsed.netloc not in ("", "localhost") else parsed.path
-    return path or None
-
-
-def _default_name(folder: Path) -> str:
-    """A project's ``.runyard`` folder is named after the project; other folders after themselves."""
-    return folder.parent.name if folder.name == CONFIG_DIR and folder.parent.name else folder.name
-
-
-def _find_config(start: Path) -> Path | None:
-    for folder in [start, *start.parents]:
-        if (folder / CONFIG_DIR / CONFIG_FILE).is_file():
-            return folder / CONFIG_DIR
-    return None
-
-
-def _ensure_writable_dir(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise WorkspaceError(
-            f"cannot create workspace folder {path}: {exc.strerror or exc} — choose a writable folder "
-            f"(set {env_vars.HOME}, or run `runyard init` in your project)"
-        ) from exc
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise WorkspaceError(
-            f"workspace folder {path} is not writable by this user — fix its permissions or choose another "
-            f"folder (set {env_vars.HOME}, or run `runyard init` in your project)"
-        )
-
-
-def _write_project_config(project: str | os.PathLike, settings: dict[str, str]) -> Path:
-    """Merge ``settings`` into ``PROJECT/.runyard/config.json`` (created with a default name when missing)."""
-    folder = Path(project).expanduser().absolute() / CONFIG_DIR
-    _ensure_writable_dir(folder)
-    config = folder / CONFIG_FILE
-    current = {"name": _default_name(folder), **(_read_config(config) if config.exists() else {})}
-    _write_json(config, {**current, **settings})
-    return config
-
-
-def _read_config(config: Path) -> dict:
-    try:
-        data = json.loads(config.read_text(encoding="utf-8") or "{}")
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read workspace config {config}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"workspace config {config} must hold a JSON object")
-    return data
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise WorkspaceError(f"cannot write {path}: {exc.strerror or exc}") from exc
-
-
-def _resolve_db_url(url: str, base: Path) -> str:
-    """Relative SQLite paths are relative to the workspace folder, not to the current directory."""
-    if url.startswith("runyard:"):
-        raise ConfigError(f"tracking_uri {url!r} names a workspace, not a database; open Workspace({url!r}) instead")
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith("sqlite:////") and url[len(prefix):] not in ("", ":memory:"):
-        return prefix + str(base / url[len(prefix):])
-    if "://" not in url:
-        raise ConfigError(f"tracking_uri {url!r} is not a database URL (sqlite:///PATH or postgresql+psycopg://…)")
-    return url
-
-
-def _resolve_artifact_uri(uri: str, base: Path) -> str:
-    if "://" in uri and not uri.startswith("file://"):
-        return uri
-    path = Path(uri[len("file://"):] if uri.startswith("file://") else uri).expanduser()
-    return str(path if path.is_absolute() else base / path)

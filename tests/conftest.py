@@ -116,7 +116,7 @@ def local_packages(monkeypatch):
     """Environment builds from this machine's own package sources only (no network, per the network rule): pip's
     file:// indexes and find-links folders become the only sources, and uv runs offline. Skips where a machine has
     no local package index."""
-    from runyard.submission.package_index import pip_settings
+    from runyard.config.package_index import pip_settings
 
     settings = pip_settings()
     local = [u for u in (settings.index_url, *settings.extra_index_urls) if u and u.startswith("file://")]

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from runyard.cli.main import _friendly, _when, _ws, app, console
+from runyard.cli.common import app, console, current_workspace, friendly, when
 from runyard.errors import ConfigError
 
 compute_app = typer.Typer(help="Compute targets: list, create (a Ray cluster), show, delete.", no_args_is_help=True)
@@ -15,10 +15,10 @@ app.add_typer(compute_app, name="compute")
 
 
 @compute_app.command("list")
-@_friendly
+@friendly
 def compute_list() -> None:
     """Every compute target with its type, state and nodes."""
-    ws = _ws()
+    ws = current_workspace()
     table = Table("name", "type", "state", "nodes", "CPU", "GPU", "address")
     for name, target in ws.compute_targets.items():
         status = target.get_status()
@@ -31,7 +31,7 @@ def compute_list() -> None:
 
 
 @compute_app.command("create")
-@_friendly
+@friendly
 def compute_create(
     name: str = typer.Argument(..., help="Name of the new target."),
     address: Optional[str] = typer.Option(None, "--address", help="Attach an existing Ray cluster: its dashboard "
@@ -50,7 +50,7 @@ def compute_create(
     """Attach a Ray cluster (--address) or start one on this machine (the default)."""
     from runyard.compute import ComputeTarget, RayCompute
 
-    ws = _ws()
+    ws = current_workspace()
     if address:
         config = RayCompute.attach_configuration(address, dashboard_address=dashboard_address,
                                                  placement_strategy=strategy, python=python)
@@ -67,26 +67,26 @@ def compute_create(
 
 
 @compute_app.command("show")
-@_friendly
+@friendly
 def compute_show(name: str = typer.Argument(...)) -> None:
     """A target's configuration and status, as JSON."""
     from runyard.compute import ComputeTarget
 
-    ws = _ws()
+    ws = current_workspace()
     target = ComputeTarget(ws, name)
     out = {"name": name, "type": target.type, **target.get_status().serialize()}
     config = getattr(target, "config", None)
     if config is not None:
         record = ws.metadata.get_compute_target(name)
-        out.update(configuration=config.to_dict(), created=_when(record.created_at), state=record.state)
+        out.update(configuration=config.to_dict(), created=when(record.created_at), state=record.state)
     console.print_json(json.dumps(out, default=str))
 
 
 @compute_app.command("delete")
-@_friendly
+@friendly
 def compute_delete(name: str = typer.Argument(...)) -> None:
     """Stop a cluster runyard started, and remove the target from the workspace."""
     from runyard.compute import ComputeTarget
 
-    ComputeTarget(_ws(), name).delete()
+    ComputeTarget(current_workspace(), name).delete()
     console.print(f"deleted {name}")

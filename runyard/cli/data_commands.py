@@ -8,8 +8,14 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from runyard.cli.main import _friendly, _when, _ws, app, console
-from runyard.cli.model_commands import _tags
+from runyard.cli.common import (
+    app,
+    console,
+    current_workspace,
+    friendly,
+    parse_tags,
+    when,
+)
 
 datastore_app = typer.Typer(help="Datastores: list, show, upload, download.", no_args_is_help=True)
 dataset_app = typer.Typer(help="Datasets: list, show, register, download.", no_args_is_help=True)
@@ -24,13 +30,13 @@ def _store(ws, name: Optional[str]):
 
 
 @datastore_app.command("list")
-@_friendly
+@friendly
 def datastore_list() -> None:
     """Registered datastores (secrets never shown)."""
     from runyard.data import Datastore
 
     table = Table("name", "type", "where", "credentials", "default")
-    for ds in Datastore.list(_ws()):
+    for ds in Datastore.list(current_workspace()):
         table.add_row(ds.name, ds.datastore_type, ds.files_uri() + (f" at {ds.endpoint}" if ds.endpoint and
                       ds.datastore_type != "Local" else ""), ds.credential_type if ds.datastore_type != "Local" else "",
                       "yes" if ds.is_default else "")
@@ -38,12 +44,12 @@ def datastore_list() -> None:
 
 
 @datastore_app.command("show")
-@_friendly
+@friendly
 def datastore_show(name: Optional[str] = typer.Argument(None, help="Datastore (default: the default one)."),
                    prefix: Optional[str] = typer.Option(None, "--prefix", help="List the files under this path."),
                    limit: int = typer.Option(50, "-n", help="How many files to list.")) -> None:
     """A datastore's registration (secrets as ***), and its files with --prefix."""
-    ds = _store(_ws(), name)
+    ds = _store(current_workspace(), name)
     console.print_json(json.dumps(ds.describe()))
     if prefix is not None:
         files = ds.list_files(prefix)
@@ -55,13 +61,13 @@ def datastore_show(name: Optional[str] = typer.Argument(None, help="Datastore (d
 
 
 @datastore_app.command("upload")
-@_friendly
+@friendly
 def datastore_upload(src: Path = typer.Argument(..., help="A folder (or a file) to upload."),
                      target_path: Optional[str] = typer.Option(None, "--target-path", "-t", help="Folder in the store."),
                      name: Optional[str] = typer.Option(None, "--datastore", "-d", help="Default: the default one."),
                      overwrite: bool = typer.Option(False, "--overwrite", help="Replace files that differ.")) -> None:
     """Upload in parallel; files already there with the same content are skipped."""
-    ds = _store(_ws(), name)
+    ds = _store(current_workspace(), name)
     if src.is_file():
         ds.upload_files([str(src)], target_path=target_path, overwrite=overwrite, show_progress=True)
     else:
@@ -69,13 +75,13 @@ def datastore_upload(src: Path = typer.Argument(..., help="A folder (or a file) 
 
 
 @datastore_app.command("download")
-@_friendly
+@friendly
 def datastore_download(target: Path = typer.Argument(..., help="Local folder."),
                        prefix: Optional[str] = typer.Option(None, "--prefix", help="Only files under this path."),
                        name: Optional[str] = typer.Option(None, "--datastore", "-d", help="Default: the default one."),
                        overwrite: bool = typer.Option(False, "--overwrite", help="Replace local files that differ.")) -> None:
     """Download in parallel, keeping the files' paths."""
-    _store(_ws(), name).download(str(target), prefix=prefix, overwrite=overwrite, show_progress=True)
+    _store(current_workspace(), name).download(str(target), prefix=prefix, overwrite=overwrite, show_progress=True)
 
 
 def _dataset(ws, ref: str):
@@ -86,25 +92,25 @@ def _dataset(ws, ref: str):
 
 
 @dataset_app.command("list")
-@_friendly
+@friendly
 def dataset_list(name: Optional[str] = typer.Option(None, "--name", help="Every version of this dataset.")) -> None:
     """Registered datasets: the latest version of each (or every version of --name)."""
     from runyard.data import Dataset
 
-    ws = _ws()
+    ws = current_workspace()
     table = Table("dataset", "version", "type", "files", "size", "registered", "description", "tags")
     for d in (Dataset.get_by_name(ws, name).versions() if name else Dataset.list(ws)):
         table.add_row(d.name, str(d.version), d._type, str(len(d.files)), f"{d.total_bytes / 1e6:,.2f} MB",
-                      _when(d._record.created_at), d.description or "", ", ".join(f"{k}={v}" for k, v in d.tags.items()))
+                      when(d._record.created_at), d.description or "", ", ".join(f"{k}={v}" for k, v in d.tags.items()))
     console.print(table)
 
 
 @dataset_app.command("show")
-@_friendly
+@friendly
 def dataset_show(ref: str = typer.Argument(..., help="NAME or NAME:VERSION."),
                  limit: int = typer.Option(20, "-n", help="How many files to list.")) -> None:
     """A version: its sources, files (with hashes) and lineage (runs that consumed it, models from them)."""
-    d = _dataset(_ws(), ref)
+    d = _dataset(current_workspace(), ref)
     console.print(f"[bold]{d.name}:{d.version}[/] ({d._type}) id {d.id} — {d.description or 'no description'}")
     for source in d._definition["sources"]:
         console.print(f"  source: {json.dumps(source)}")
@@ -119,7 +125,7 @@ def dataset_show(ref: str = typer.Argument(..., help="NAME or NAME:VERSION."),
 
 
 @dataset_app.command("register")
-@_friendly
+@friendly
 def dataset_register(name: str = typer.Argument(..., help="Dataset name."),
                      paths: list[str] = typer.Argument(..., help="Local paths/globs, https:// URLs, or DATASTORE:PATH."),
                      description: Optional[str] = typer.Option(None, "--description"),
@@ -129,7 +135,7 @@ def dataset_register(name: str = typer.Argument(..., help="Dataset name."),
     """Register files as a new version of a dataset (hashes taken now; local files kept by content)."""
     from runyard.data import Dataset, Datastore
 
-    ws = _ws()
+    ws = current_workspace()
     sources = []
     for p in paths:
         store, sep, rest = p.partition(":")
@@ -137,16 +143,16 @@ def dataset_register(name: str = typer.Argument(..., help="Dataset name."),
             sources.append((Datastore.get(ws, store), rest))
         else:
             sources.append(p)
-    d = Dataset.File.from_files(sources).register(ws, name, description=description, tags=_tags(tag),
+    d = Dataset.File.from_files(sources).register(ws, name, description=description, tags=parse_tags(tag),
                                                   create_new_version=new_version)
     console.print(f"registered {d.name}:{d.version} ({len(d.files)} files, {d.total_bytes / 1e6:,.2f} MB)")
 
 
 @dataset_app.command("download")
-@_friendly
+@friendly
 def dataset_download(ref: str = typer.Argument(..., help="NAME or NAME:VERSION."),
                      target: Path = typer.Argument(..., help="Local folder."),
                      overwrite: bool = typer.Option(False, "--overwrite")) -> None:
     """Download a version's files."""
-    files = _dataset(_ws(), ref).download(str(target), overwrite=overwrite)
+    files = _dataset(current_workspace(), ref).download(str(target), overwrite=overwrite)
     console.print(f"{len(files)} file(s) in {target}")

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from runyard.cli.main import _friendly, _ws, _when, app, console
+from runyard.cli.common import app, console, current_workspace, friendly, when
 from runyard.errors import ConfigError
 
 # Options shared by `env register` and `env build` (what describes an environment on the command line).
@@ -26,7 +26,7 @@ env_app = typer.Typer(help="Environments: register, build, list the cache, prune
 app.add_typer(env_app, name="env")
 
 
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -65,12 +65,12 @@ def environment_from_options(ws, ref: Optional[str], requirements: Optional[Path
 
 
 @env_app.command("list")
-@_friendly
+@friendly
 def env_list() -> None:
     """Registered environments, then the built ones in the cache (least recently used first) with their size."""
-    from runyard.submission.environments import cached, env_root
+    from runyard.environments import cached, env_root
 
-    ws = _ws()
+    ws = current_workspace()
     table = Table("name", "version", "kind", "python", "packages", "registered")
     for record in ws.metadata.list_environments():
         py = record.spec.get("python") or {}
@@ -80,24 +80,24 @@ def env_list() -> None:
         count = len([d for d in deps if not isinstance(d, dict) and not str(d).startswith("python")]) + len(pip)
         kind = "user-managed" if py.get("user_managed_dependencies") else "built"
         version = next((str(d).split("=")[-1] for d in deps if str(d).startswith("python=")), "")
-        table.add_row(record.name, str(record.version), kind, version, str(count), _when(record.created_at))
+        table.add_row(record.name, str(record.version), kind, version, str(count), when(record.created_at))
     console.print(table)
     root = env_root(ws)
     envs = cached(root)
     cache = Table("key", "name", "python", "size", "packages", "last used", title=f"built environments in {root}")
     for env in envs:
-        cache.add_row(env.key, env.name, env.python, _size(env.size), str(len(env.packages)), _when(env.last_used))
+        cache.add_row(env.key, env.name, env.python, size_text(env.size), str(len(env.packages)), when(env.last_used))
     console.print(cache)
-    console.print(f"{len(envs)} built, {_size(sum(e.size for e in envs))} in all")
+    console.print(f"{len(envs)} built, {size_text(sum(e.size for e in envs))} in all")
 
 
 @env_app.command("show")
-@_friendly
+@friendly
 def env_show(ref: str = typer.Argument(..., help="NAME[:VERSION] of a registered environment, or a cache key.")) -> None:
     """An environment's definition, its key, and what is installed when it is built."""
-    from runyard.submission.environments import MARKER, cached, env_root, plan
+    from runyard.environments import MARKER, cached, env_root, plan
 
-    ws = _ws()
+    ws = current_workspace()
     root = env_root(ws)
     built = {e.key: e for e in cached(root, with_size=False)}
     if ref in built:
@@ -117,7 +117,7 @@ def env_show(ref: str = typer.Argument(..., help="NAME[:VERSION] of a registered
 
 
 @env_app.command("register")
-@_friendly
+@friendly
 def env_register(
     name: str = typer.Argument(..., help="Name to register under (a new version if it exists)."),
     requirements: Optional[Path] = _REQUIREMENTS,
@@ -127,13 +127,13 @@ def env_register(
     inherit: bool = _INHERIT,
 ) -> None:
     """Register an environment from a requirements file, a conda file or packages."""
-    ws = _ws()
+    ws = current_workspace()
     env = environment_from_options(ws, name, requirements, conda_file, pip, python, inherit).register(ws)
     console.print(f"registered environment {env.name} version {env.version}")
 
 
 @env_app.command("build")
-@_friendly
+@friendly
 def env_build(
     ref: Optional[str] = typer.Argument(None, help="NAME[:VERSION] of a registered environment (or a name for the "
                                                    "environment the options describe)."),
@@ -144,10 +144,10 @@ def env_build(
     inherit: bool = _INHERIT,
 ) -> None:
     """Build an environment into the cache now (runs that use it then start at once)."""
-    from runyard.submission.environments import ensure, env_root, plan
-    from runyard.submission.progress import show_build
+    from runyard.environments import ensure, env_root, plan
+    from runyard.progress import show_build
 
-    ws = _ws()
+    ws = current_workspace()
     env = environment_from_options(ws, ref, requirements, conda_file, pip, python, inherit)
     p = plan(env_root(ws), env.to_spec(), tracking_uri=ws.tracking_uri)
     if p.key is None:
@@ -182,7 +182,7 @@ def env_build(
 
 
 @env_app.command("prune")
-@_friendly
+@friendly
 def env_prune(
     max_size: Optional[str] = typer.Option(None, "--max-size", help="Keep the cache under this size (e.g. 5GB); "
                                                                     "least recently used go first."),
@@ -191,13 +191,13 @@ def env_prune(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be removed."),
 ) -> None:
     """Remove built environments (never one in use or being built)."""
-    from runyard.submission.environments import env_root, prune
+    from runyard.environments import env_root, prune
 
     if max_size is None and older_than is None and not everything:
         raise ConfigError("say what to prune: --max-size SIZE, --older-than DAYS or --all")
-    removed = prune(env_root(_ws()), keep_bytes=0 if everything else (_parse_size(max_size) if max_size else None),
+    removed = prune(env_root(current_workspace()), keep_bytes=0 if everything else (_parse_size(max_size) if max_size else None),
                     older_than_days=older_than, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for env in removed:
-        console.print(f"{verb} {env.key} ({env.name}, {_size(env.size)}, last used {_when(env.last_used)})")
-    console.print(f"{verb} {len(removed)} environment(s), {_size(sum(e.size for e in removed))}")
+        console.print(f"{verb} {env.key} ({env.name}, {size_text(env.size)}, last used {when(env.last_used)})")
+    console.print(f"{verb} {len(removed)} environment(s), {size_text(sum(e.size for e in removed))}")

@@ -1,64 +1,31 @@
 """The ``runyard`` command line (typer + rich): tables, not dumps."""
 from __future__ import annotations
 
-import functools
-import math
 import sys
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from runyard.errors import RunyardError
-
-app = typer.Typer(help="runyard: ML training runs, their metrics and files.", no_args_is_help=True, add_completion=False)
-runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
-app.add_typer(runs_app, name="runs")
-# Off a terminal (pipes, CI logs) rich would fold tables at 80 columns and cut run ids.
-console = Console() if sys.stdout.isatty() else Console(width=200)
-err = Console(stderr=True)
-
-_STATUS_STYLE = {"Completed": "green", "Failed": "red", "Canceled": "yellow", "Running": "cyan"}
-_state: dict[str, Any] = {"workspace": None}
-
-
-@app.callback()
-def main(
-    workspace: Optional[Path] = typer.Option(
-        None, "--workspace", "-w",
-        help="Workspace folder (default: $RUNYARD_WORKSPACE/$RUNYARD_TRACKING_URI, nearest .runyard/config.json, $RUNYARD_HOME, ~/.runyard).",
-    ),
-) -> None:
-    _state["workspace"] = workspace
-
-
-def _ws():
-    from runyard.workspace import Workspace
-
-    folder = _state["workspace"]
-    # Like MLFLOW_TRACKING_URI for mlflow's CLI, the RUNYARD_* variables choose the workspace when -w is not given.
-    return Workspace(folder) if folder else Workspace.from_environment()
-
-
-def _friendly(fn):
-    """Runyard errors become one red line and exit status 1, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except RunyardError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)  # one line, never folded
-            raise typer.Exit(1) from None
-
-    return wrapper
+from runyard.cli.common import (
+    app,
+    console,
+    current_workspace,
+    duration,
+    err,
+    friendly,
+    redact_url,
+    runs_app,
+    size_text,
+    styled_status,
+    value_text,
+    when,
+)
 
 
 @app.command()
-@_friendly
+@friendly
 def init(
     path: Path = typer.Argument(Path("."), help="Project folder; the workspace goes in PATH/.runyard."),
     tracking_uri: Optional[str] = typer.Option(None, help="Metadata store URL, e.g. postgresql+psycopg://user@host/db."),
@@ -69,23 +36,23 @@ def init(
 
     ws = Workspace.create(path, tracking_uri=tracking_uri, artifact_uri=artifact_uri)
     experiments = ws.metadata.list_experiments()  # opens (and migrates) the store now: a bad URL is reported here
-    console.print(f"workspace [bold]{ws.name}[/bold] at {ws.path}\n  metadata: {_redact(ws.tracking_uri)} "
+    console.print(f"workspace [bold]{ws.name}[/bold] at {ws.path}\n  metadata: {redact_url(ws.tracking_uri)} "
                   f"({len(experiments)} experiments)\n  artifacts: {ws.artifact_uri}")
 
 
 @app.command("experiments")
-@_friendly
+@friendly
 def experiments() -> None:
     """List experiments."""
-    ws = _ws()
+    ws = current_workspace()
     table = Table("experiment", "created", "runs")
     for exp in ws.metadata.list_experiments():
-        table.add_row(exp.name, _when(exp.created_at), str(ws.metadata.count_runs(experiment_id=exp.id, top_level_only=True)))
+        table.add_row(exp.name, when(exp.created_at), str(ws.metadata.count_runs(experiment_id=exp.id, top_level_only=True)))
     console.print(table)
 
 
 @runs_app.command("list")
-@_friendly
+@friendly
 def runs_list(
     experiment: Optional[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
     status: Optional[str] = typer.Option(None, "--status", "-s", help="Only runs with this status."),
@@ -96,7 +63,7 @@ def runs_list(
     """List runs, newest first, with status and duration."""
     from runyard.status import RunStatus
 
-    ws = _ws()
+    ws = current_workspace()
     exp_id = ws.metadata.get_experiment(experiment).id if experiment else None
     infos = ws.metadata.list_runs(
         experiment_id=exp_id,
@@ -114,9 +81,9 @@ def runs_list(
             info.display_name or "",
             info.run_type,
             info.compute_target or "",
-            _status(info.status.value),
-            _when(info.start_time or info.created_at),
-            _duration(info.duration),
+            styled_status(info.status.value),
+            when(info.start_time or info.created_at),
+            duration(info.duration),
         )
     console.print(table)
     if len(infos) == limit:
@@ -124,10 +91,10 @@ def runs_list(
 
 
 @runs_app.command("show")
-@_friendly
+@friendly
 def runs_show(run_id: str = typer.Argument(..., help="Run id.")) -> None:
     """Show a run: status, times, tags, properties, error, children, files."""
-    ws = _ws()
+    ws = current_workspace()
     run = ws.get_run(run_id)
     info = run._refresh()
     table = Table(show_header=False, box=None)
@@ -136,14 +103,14 @@ def runs_show(run_id: str = typer.Argument(..., help="Run id.")) -> None:
         ("experiment", info.experiment_name),
         ("name", info.display_name or ""),
         ("type", info.run_type),
-        ("status", _status(info.status.value)),
+        ("status", styled_status(info.status.value)),
         ("parent", info.parent_run_id or ""),
         ("target", info.compute_target or ""),
         ("script", " ".join([info.definition["script"], *info.definition["arguments"]]) if info.definition else ""),
-        ("created", _when(info.created_at)),
-        ("started", _when(info.start_time)),
-        ("ended", _when(info.end_time)),
-        ("duration", _duration(info.duration)),
+        ("created", when(info.created_at)),
+        ("started", when(info.start_time)),
+        ("ended", when(info.end_time)),
+        ("duration", duration(info.duration)),
         ("exit code", "" if info.exit_code is None else str(info.exit_code)),
     ):
         table.add_row(f"[bold]{key}[/bold]", value)
@@ -165,57 +132,57 @@ def runs_show(run_id: str = typer.Argument(..., help="Run id.")) -> None:
     if files:
         ft = Table("file", "size")
         for f in files:
-            ft.add_row(f.path, _size(f.size))
+            ft.add_row(f.path, size_text(f.size))
         console.print(ft)
 
 
 @app.command()
-@_friendly
+@friendly
 def metrics(
     run_id: str = typer.Argument(..., help="Run id."),
     name: Optional[str] = typer.Option(None, "--name", help="Show every value of this metric."),
 ) -> None:
     """A run's metrics: the last value and count of each, or every value of one (--name)."""
-    ws = _ws()
+    ws = current_workspace()
     run = ws.get_run(run_id)
     if name:
         table = Table("step", name, "time")
         for rec in ws.metadata.get_metric_history([run.id], [name]):
-            table.add_row(str(rec.step), _value(rec.value), _when(rec.timestamp))
+            table.add_row(str(rec.step), value_text(rec.value), when(rec.timestamp))
         console.print(table)
         return
     table = Table("metric", "last value", "step", "values", "kind")
     for m in ws.metadata.get_latest_metrics([run.id]):
-        table.add_row(m.name, _value(m.value), str(m.step), str(m.value_count), m.kind)
+        table.add_row(m.name, value_text(m.value), str(m.step), str(m.value_count), m.kind)
     console.print(table)
 
 
 @app.command()
-@_friendly
+@friendly
 def download(
     run_id: str = typer.Argument(..., help="Run id."),
     prefix: Optional[str] = typer.Argument(None, help="Only files under this path, e.g. outputs."),
     output: Path = typer.Option(Path("."), "--output", "-o", help="Folder to download into."),
 ) -> None:
     """Download a run's files (keeping their relative paths)."""
-    run = _ws().get_run(run_id)
+    run = current_workspace().get_run(run_id)
     paths = run.download_files(prefix=prefix, output_directory=output, show_progress=True)
     console.print(f"downloaded {len(paths)} files to {output}")
 
 
 @app.command()
-@_friendly
+@friendly
 def sync() -> None:
     """Write metric values that were saved locally because the store was unreachable."""
     from runyard.context.logger import replay_spool
 
-    ws = _ws()
+    ws = current_workspace()
     files, values = replay_spool(ws.metadata, ws.path / "spool")
-    console.print(f"wrote {values} metric values from {files} spool files to {_redact(ws.tracking_uri)}")
+    console.print(f"wrote {values} metric values from {files} spool files to {redact_url(ws.tracking_uri)}")
 
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
-@_friendly
+@friendly
 def submit(
     script: str = typer.Argument(..., help="Entry script, relative to the source directory."),
     args: Optional[list[str]] = typer.Argument(None, help="The script's arguments, after --: runyard submit train.py -- --lr 0.01"),
@@ -248,7 +215,7 @@ def submit(
         if not sep:
             raise typer.BadParameter(f"--tag {item!r}: use KEY=VALUE")
         tags[key] = value
-    ws = _ws()
+    ws = current_workspace()
     env = None
     if environment or requirements or conda_file or pip or python:
         from runyard.cli.env_commands import environment_from_options
@@ -279,7 +246,7 @@ def submit(
 
 
 @app.command()
-@_friendly
+@friendly
 def logs(
     run_id: str = typer.Argument(..., help="Run id."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing output until the run ends."),
@@ -288,7 +255,7 @@ def logs(
     """Print a run's output (captured stdout and stderr of one rank)."""
     from runyard.compute.api import stored_log
 
-    run = _ws().get_run(run_id)
+    run = current_workspace().get_run(run_id)
     target = run._target()
     chunks = target.log_iter(run.id, rank=rank, follow=follow) if target else stored_log(run.workspace, run.id, rank)
     try:
@@ -300,10 +267,10 @@ def logs(
 
 
 @app.command()
-@_friendly
+@friendly
 def cancel(run_id: str = typer.Argument(..., help="Run id.")) -> None:
     """Cancel a run: its whole process tree is stopped and it ends Canceled (a finished run is left as is)."""
-    run = _ws().get_run(run_id)
+    run = current_workspace().get_run(run_id)
     before = run.get_status()
     run.cancel()
     after = run.get_status()
@@ -312,7 +279,7 @@ def cancel(run_id: str = typer.Argument(..., help="Run id.")) -> None:
 
 
 @app.command()
-@_friendly
+@friendly
 def demo(
     folder: Path = typer.Argument(Path("runyard-demo"), help="Folder for the demo's workspace and project."),
 ) -> None:
@@ -323,55 +290,18 @@ def demo(
 
 
 # -- formatting ----------------------------------------------------------------------------------
-def _status(value: str) -> str:
-    style = _STATUS_STYLE.get(value)
-    return f"[{style}]{value}[/{style}]" if style else value
-
-
-def _when(ts: float | None) -> str:
-    return "" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, float) and math.isfinite(v):
-        return f"{v:.6g}"
-    text = str(v)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _redact(url: str) -> str:
-    from runyard.store.metadata.sql_store import redact
-
-    return redact(url)
-
-
-from runyard.cli import env_commands  # noqa: E402,F401 - registers `runyard env …` on app
-from runyard.cli import compute_commands  # noqa: E402,F401 - registers `runyard compute …` on app
-from runyard.cli import sweep_commands  # noqa: E402,F401 - registers `runyard sweep …` on app
-from runyard.cli import model_commands  # noqa: E402,F401 - registers `runyard models …` on app
-from runyard.cli import deploy_commands  # noqa: E402,F401 - registers `runyard deploy` and `runyard services …`
-from runyard.cli import data_commands  # noqa: E402,F401 - registers `runyard datastore …` and `runyard dataset …`
+from runyard.cli import (
+    compute_commands,  # noqa: E402,F401 - registers `runyard compute …` on app
+    data_commands,  # noqa: E402,F401 - registers `runyard datastore …` and `runyard dataset …`
+    deploy_commands,  # noqa: E402,F401 - registers `runyard deploy` and `runyard services …`
+    env_commands,  # noqa: E402,F401 - registers `runyard env …` on app
+    model_commands,  # noqa: E402,F401 - registers `runyard models …` on app
+    sweep_commands,  # noqa: E402,F401 - registers `runyard sweep …` on app
+)
 
 
 @app.command()
-@_friendly
+@friendly
 def ui(host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (non-loopback: read-only without a token)."),
        port: int = typer.Option(5600, "--port", help="Port."),
        token: Optional[str] = typer.Option(None, "--token", envvar="RUNYARD_UI_TOKEN",
@@ -381,18 +311,18 @@ def ui(host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on
 
     mode = "read-only" if not token and not is_loopback(host) else "token required for changes" if token else "read-write"
     console.print(f"runyard studio on http://{host}:{port}/ ({mode}); Ctrl-C stops it", highlight=False)
-    serve(_ws(), host=host, port=port, token=token)
+    serve(current_workspace(), host=host, port=port, token=token)
 
 
 @app.command()
-@_friendly
+@friendly
 def tensorboard(run_ids: list[str] = typer.Argument(..., help="Runs whose logs/ folders to show, each named by its run."),
                 port: Optional[int] = typer.Option(None, "--port", help="Port (default: a free one)."),
                 stop: bool = typer.Option(False, "--stop", help="Stop the TensorBoard of these runs instead.")) -> None:
     """TensorBoard over runs' ./logs (event files the scripts wrote), on 127.0.0.1."""
     from runyard.ui import tensorboard as tb
 
-    ws = _ws()
+    ws = current_workspace()
     if stop:
         console.print("stopped" if tb.stop(ws, run_ids) else "no TensorBoard of these runs is running")
         return

@@ -8,38 +8,23 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from runyard.cli.main import _friendly, _when, _ws, app, console
+from runyard.cli.common import (
+    app,
+    console,
+    current_workspace,
+    friendly,
+    model_ref,
+    parse_tags,
+    when,
+)
 from runyard.errors import ValidationError
 
 models_app = typer.Typer(help="The model registry: list, show, register, download, alias.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
 
-def _ref(ws, ref: str):
-    """NAME, NAME:VERSION or NAME@ALIAS → the Model."""
-    from runyard.model import Model
-
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-        return Model(ws, name, alias=alias)
-    name, _, version = ref.partition(":")
-    if version and not version.isdigit():
-        raise ValidationError(f"{ref!r}: write NAME, NAME:VERSION (a number) or NAME@ALIAS")
-    return Model(ws, name, version=int(version) if version else None)
-
-
-def _tags(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValidationError(f"--tag {pair!r}: write KEY=VALUE")
-        out[key] = value
-    return out
-
-
 @models_app.command("list")
-@_friendly
+@friendly
 def models_list(name: Optional[str] = typer.Option(None, "--name", help="Only this model's versions."),
                 tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE (repeatable): only models with it."),
                 latest: bool = typer.Option(False, "--latest", help="Each model's newest version only."),
@@ -48,23 +33,23 @@ def models_list(name: Optional[str] = typer.Option(None, "--name", help="Only th
     from runyard.model import Model
 
     table = Table("model", "version", "framework", "aliases", "run", "files", "registered", "tags")
-    for m in Model.list(_ws(), name=name, tags=_tags(tag), latest=latest, limit=limit, offset=offset):
+    for m in Model.list(current_workspace(), name=name, tags=parse_tags(tag), latest=latest, limit=limit, offset=offset):
         size = sum(f["size"] for f in m.files)
         table.add_row(m.name, str(m.version), " ".join(filter(None, [m.model_framework, m.model_framework_version])),
                       ", ".join(m.aliases), m.run_id or "", f"{len(m.files)} ({size / 1e6:.2f} MB)",
-                      _when(m.created_time), ", ".join(f"{k}={v}" for k, v in m.tags.items()))
+                      when(m.created_time), ", ".join(f"{k}={v}" for k, v in m.tags.items()))
     console.print(table)
 
 
 @models_app.command("show")
-@_friendly
+@friendly
 def models_show(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS.")) -> None:
     """One model version as JSON: framework, tags, properties, lineage, files."""
-    console.print_json(json.dumps(_ref(_ws(), ref).serialize(), default=str))
+    console.print_json(json.dumps(model_ref(current_workspace(), ref).serialize(), default=str))
 
 
 @models_app.command("register")
-@_friendly
+@friendly
 def models_register(
     name: str = typer.Argument(..., help="The model's name."),
     path: Optional[Path] = typer.Option(None, "--path", "-p", help="A local file or folder."),
@@ -78,10 +63,10 @@ def models_register(
     """Register a local file/folder (--path) or a run's outputs (--run) as the next version of NAME."""
     from runyard.model import Model
 
-    ws = _ws()
+    ws = current_workspace()
     if (path is None) == (run_id is None):
         raise ValidationError("give --path (a local file or folder) or --run (a run's stored files)")
-    options = dict(tags=_tags(tag), model_framework=framework, model_framework_version=framework_version,
+    options = dict(tags=parse_tags(tag), model_framework=framework, model_framework_version=framework_version,
                    description=description)
     model = (ws.get_run(run_id).register_model(name, run_path, **options) if run_id
              else Model.register(ws, path, name, **options))
@@ -89,27 +74,27 @@ def models_register(
 
 
 @models_app.command("download")
-@_friendly
+@friendly
 def models_download(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS."),
                     output: Path = typer.Option(Path("."), "--output", "-o", help="Target folder."),
                     exist_ok: bool = typer.Option(False, "--exist-ok", help="Overwrite what is there.")) -> None:
     """Write a model version's files into a folder."""
-    console.print(_ref(_ws(), ref).download(output, exist_ok=exist_ok), highlight=False)
+    console.print(model_ref(current_workspace(), ref).download(output, exist_ok=exist_ok), highlight=False)
 
 
 @models_app.command("alias")
-@_friendly
+@friendly
 def models_alias(ref: str = typer.Argument(..., help="NAME:VERSION the alias points at."),
                  alias: str = typer.Argument(..., help="The alias, e.g. prod."),
                  remove: bool = typer.Option(False, "--remove", help="Remove the alias from NAME instead.")) -> None:
     """Point an alias at a version (it moves from the version it named before)."""
-    ws = _ws()
+    ws = current_workspace()
     if remove:
         name = ref.split(":")[0].split("@")[0]
         ws.metadata.set_model_alias(name, alias, None)
         console.print(f"removed {name}@{alias}", highlight=False)
         return
-    model = _ref(ws, ref)
+    model = model_ref(ws, ref)
     model.set_alias(alias)
     console.print(f"{model.name}@{alias} → version {model.version}", highlight=False)
 

@@ -33,7 +33,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from runyard.cli.main import _friendly, _ws, app, console
+from runyard.cli.common import app, console, current_workspace, friendly
 from runyard.errors import ConfigError
 
 sweep_app = typer.Typer(help="Hyperparameter sweeps: submit (from a YAML file), show (a leaderboard), cancel.",
@@ -106,7 +106,7 @@ def load_sweep(ws, path: Path) -> tuple[str, Any]:
 
 
 @sweep_app.command("submit")
-@_friendly
+@friendly
 def sweep_submit(
     file: Path = typer.Argument(..., help="The sweep's YAML file."),
     wait: bool = typer.Option(False, "--wait", help="Stream the sweep's progress until it ends."),
@@ -114,7 +114,7 @@ def sweep_submit(
     """Submit a sweep; it runs detached (the command may exit)."""
     from runyard.experiment import Experiment
 
-    ws = _ws()
+    ws = current_workspace()
     experiment, config = load_sweep(ws, file)
     run = Experiment(ws, experiment).submit(config)
     console.print(f"submitted sweep [bold]{run.id}[/bold] ({config.max_total_runs} trials) to experiment "
@@ -125,7 +125,7 @@ def sweep_submit(
 
 
 @sweep_app.command("show")
-@_friendly
+@friendly
 def sweep_show(run_id: str = typer.Argument(..., help="The sweep's run id."),
                top: int = typer.Option(0, "--top", "-n", help="Only the best N trials.")) -> None:
     """The leaderboard: trials best first with their parameters, primary metric and status."""
@@ -133,7 +133,7 @@ def sweep_show(run_id: str = typer.Argument(..., help="The sweep's run id."),
 
 
 @sweep_app.command("cancel")
-@_friendly
+@friendly
 def sweep_cancel(run_id: str = typer.Argument(..., help="The sweep's run id.")) -> None:
     """Cancel the sweep and every running trial."""
     run = _sweep(run_id)
@@ -145,19 +145,19 @@ def _sweep(run_id: str):
     from runyard.hyperdrive import HyperDriveRun
     from runyard.hyperdrive.config import RUN_TYPE
 
-    run = _ws().get_run(run_id)
+    run = current_workspace().get_run(run_id)
     if run.type != RUN_TYPE:
         raise ConfigError(f"run {run_id} is not a sweep (its type is {run.type})")
     return HyperDriveRun(run.experiment, run.id)
 
 
 def _leaderboard(run, top: int = 0) -> None:
-    config = run._config
+    metric, maximize = run._primary_metric()
     rows = run.get_children_sorted_by_primary_metric(top=top)
     names = sorted({k for r in rows for k in r["hyperparameters"]})
-    table = Table("#", "run", "status", config["primary_metric_name"], *names,
+    table = Table("#", "run", "status", metric, *names,
                   title=f"sweep {run.id}: {run.get_status()}, {len(rows)} trial(s), "
-                        f"{config['primary_metric_goal'].lower()} {config['primary_metric_name']}")
+                        f"{'maximize' if maximize else 'minimize'} {metric}")
     for i, r in enumerate(rows, 1):
         value = r["best_primary_metric"]
         table.add_row(str(i), r["run_id"], r["status"], "" if value is None else f"{value:.6g}",

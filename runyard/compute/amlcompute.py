@@ -24,16 +24,16 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from runyard.compute.api import RunRef, SubmitRequest
-from runyard.compute.local_target import LocalTarget, gpu_ids
+from runyard.compute.api import ComputeStatus, local_status
+from runyard.compute.local_target import LocalTarget
+from runyard.compute.ray_config import RayCompute, RayComputeConfiguration
 from runyard.config.job import JobSpec
 from runyard.errors import ComputeError, ConfigError, warn
+from runyard.runtime.resources import gpu_ids
+from runyard.store.workspace_context import WorkspaceContext
 
 if TYPE_CHECKING:
-    from runyard.compute.registry import ComputeStatus
-    from runyard.submission.environments import EnvironmentPlan
-    from runyard.submission.snapshot import Snapshot
-    from runyard.workspace import Workspace
+    pass
 
 CLUSTER_VAR = "RUNYARD_CLUSTER"
 # Azure's GPU VM families: NC, ND, NV (with their versions and suffixes: Standard_NC6s_v3, STANDARD_ND40RS_V2…).
@@ -91,7 +91,7 @@ class AmlCompute:
         return config
 
     @staticmethod
-    def supported_vmsizes(workspace: "Workspace" = None, location: str | None = None) -> list[dict[str, Any]]:
+    def supported_vmsizes(workspace: "WorkspaceContext" = None, location: str | None = None) -> list[dict[str, Any]]:
         """This machine, as the one 'size' a local pool has."""
         return [{"name": "local", "vCPUs": os.cpu_count() or 1, "gpus": len(gpu_ids())}]
 
@@ -100,9 +100,9 @@ def _jsonable(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, float, bool, list, dict))
 
 
-def cluster_address(workspace: "Workspace") -> str | None:
+def cluster_address(workspace: "WorkspaceContext") -> str | None:
     """The Ray cluster AmlCompute targets go to: ``$RUNYARD_CLUSTER``, else ``compute.amlcompute.cluster``."""
-    return os.environ.get(CLUSTER_VAR) or (workspace._config.get("compute") or {}).get("amlcompute", {}).get("cluster")
+    return os.environ.get(CLUSTER_VAR) or (workspace.config.get("compute") or {}).get("amlcompute", {}).get("cluster")
 
 
 def warn_about_size(config: AmlComputeProvisioningConfiguration) -> None:
@@ -111,10 +111,8 @@ def warn_about_size(config: AmlComputeProvisioningConfiguration) -> None:
              "the CPU (a job with use_gpu=True is refused unless RUNYARD_ALLOW_CPU_FALLBACK=1)")
 
 
-def ray_configuration(config: AmlComputeProvisioningConfiguration, address: str):
+def ray_configuration(config: AmlComputeProvisioningConfiguration, address: str) -> RayComputeConfiguration:
     """An AmlCompute configuration as a Ray target attached to ``address`` (jobs may use ``max_nodes`` nodes)."""
-    from runyard.compute.ray_target import RayCompute
-
     ray = RayCompute.attach_configuration(address, placement_strategy="SPREAD")
     return dataclasses.replace(ray, max_nodes=config.max_nodes, vm_size=config.vm_size, azure=config.to_dict())
 
@@ -141,7 +139,7 @@ class AmlComputePool(LocalTarget):
 
     type = "amlcompute"
 
-    def __init__(self, workspace: "Workspace", name: str,
+    def __init__(self, workspace: "WorkspaceContext", name: str,
                  config: AmlComputeProvisioningConfiguration | None = None) -> None:
         super().__init__(workspace, name)
         if config is None:
@@ -149,19 +147,20 @@ class AmlComputePool(LocalTarget):
         self.config = config
         self.settings["max_concurrent_runs"] = config.max_nodes
 
-    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot", environment: "EnvironmentPlan") -> SubmitRequest:
+    def layout(self, job: JobSpec) -> JobSpec:
+        """A pool of this machine runs a job's ``node_count × process_count_per_node`` processes here, as one node."""
         if job.node_count > self.config.max_nodes:
             raise ComputeError(f"compute target {self.name!r} has max_nodes={self.config.max_nodes}; the job asks for "
                                f"node_count={job.node_count}")
-        if job.node_count > 1:
-            processes = job.node_count * job.process_count_per_node
-            warn(f"compute target {self.name!r} is a pool of this machine: the job's {job.node_count} nodes × "
-                 f"{job.process_count_per_node} process(es) run as {processes} processes here")
-            job = dataclasses.replace(job, node_count=1, process_count_per_node=processes)
-        request = super()._dryrun(job, run, snapshot, environment)
-        if request.payload["pool"] != "cpu":  # GPU runs share the machine's GPU pool
-            return request
-        return SubmitRequest(request.target, request.run_id, {**request.payload, "pool": f"pool-{self.name}"})
+        if job.node_count == 1:
+            return job
+        warn(f"compute target {self.name!r} is a pool of this machine: the job's {job.node_count} nodes × "
+             f"{job.process_count_per_node} process(es) run as {job.world_size} processes here")
+        return job.on_one_node()
+
+    def _pool(self, job: JobSpec) -> tuple[str, int, list[str]]:
+        pool, capacity, gpus = super()._pool(job)
+        return (pool, capacity, gpus) if pool != "cpu" else (f"pool-{self.name}", capacity, gpus)  # GPU runs share the machine's GPU pool
 
     def provision(self, show_output: bool = False) -> None:
         if show_output:
@@ -170,8 +169,6 @@ class AmlComputePool(LocalTarget):
 
     def get_status(self) -> "ComputeStatus":
         """This machine; each of the pool's ``max_nodes`` slots counts as a node."""
-        from runyard.compute.registry import local_status
-
         return dataclasses.replace(local_status(), node_count=self.config.max_nodes)
 
     def serialize(self) -> dict[str, Any]:

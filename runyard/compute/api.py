@@ -6,20 +6,26 @@ which ``tests/integration/test_compute_contract.py`` checks for every target.
 """
 from __future__ import annotations
 
-import json
 import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from runyard import env_vars
 from runyard.config.job import JobSpec
-from runyard.errors import ConfigError
+from runyard.errors import ComputeError, ConfigError
+from runyard.runtime.logfiles import BUILD_LOG_NAME, decode_chunks, ordered_log_names
+from runyard.runtime.request import RunRef, RunRequest
+from runyard.store.workspace_context import WorkspaceContext
 
 if TYPE_CHECKING:
-    from runyard.submission.environments import EnvironmentPlan
-    from runyard.submission.snapshot import Snapshot
-    from runyard.workspace import Workspace
+    from runyard.environments import EnvironmentPlan
+    from runyard.store.snapshots import Snapshot
+
+BUILTIN_NAMES = ("local",)
+SubmitRequest = RunRequest  # what ``dryrun`` builds and ``schedule`` sends: a request type per target kind
 
 
 @dataclass(frozen=True)
@@ -34,8 +40,6 @@ class TargetOption:
 
 
 def _option(name: str, type_: type, default: Any, help_: str, env_name: str | None) -> TargetOption:
-    from runyard import env_vars
-
     return TargetOption(name, type_, default, help_, getattr(env_vars, env_name) if env_name else None)
 
 
@@ -46,24 +50,21 @@ KILL_GRACE = _option("kill_grace_seconds", float, 3.0,
                      "after SIGTERM, seconds before SIGKILL when a run is canceled or times out", "KILL_GRACE")
 
 
-class RunRef(NamedTuple):
-    """The run a job is submitted as (already recorded in the metadata store, status Queued)."""
-
-    run_id: str
-    experiment_name: str
-    parent_run_id: str | None = None
-
-
 @dataclass(frozen=True)
-class SubmitRequest:
-    """What ``schedule()`` sends: the backend-native payload for one run (JSON-ready)."""
+class ComputeStatus:
+    """What ``target.get_status()`` answers; ``serialize()`` gives Azure's dict shape."""
 
-    target: str
-    run_id: str
-    payload: Mapping[str, Any]
+    provisioning_state: str  # Succeeded, Stopped, Unreachable
+    node_count: int
+    cpus: float
+    gpus: float
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
 
-    def __str__(self) -> str:
-        return json.dumps({"target": self.target, "run_id": self.run_id, **self.payload}, indent=2, default=str)
+    def serialize(self) -> dict[str, Any]:
+        return {"provisioningState": self.provisioning_state, "currentNodeCount": self.node_count,
+                "cpus": self.cpus, "gpus": self.gpus, "nodes": self.nodes,
+                "errors": [self.error] if self.error else None}
 
 
 @dataclass(frozen=True)
@@ -85,57 +86,71 @@ class ComputeTarget(ABC):
 
     type: ClassVar[str]
     options: ClassVar[tuple[TargetOption, ...]] = ()
+    # runyard.compute.registry, which imports the targets (this module must not): it sets itself here when the
+    # package runyard.compute is imported, which any import of this module does first.
+    registry: ClassVar[Any] = None
 
-    def __new__(cls, workspace: "Workspace" = None, name: str = None, *args: Any, **kwargs: Any):  # type: ignore[assignment]
+    def __new__(cls, workspace: "WorkspaceContext" = None, name: str = None, *args: Any, **kwargs: Any):  # type: ignore[assignment]
         if cls is ComputeTarget:
-            from runyard.compute import get_target
-
-            return get_target(workspace, name)
+            return ComputeTarget.registry.get_target(workspace, name)
         return super().__new__(cls)
 
     @staticmethod
-    def create(workspace: "Workspace", name: str, provisioning_configuration: Any) -> "ComputeTarget":
+    def create(workspace: "WorkspaceContext", name: str, provisioning_configuration: Any) -> "ComputeTarget":
         """Register a target from ``RayCompute.provisioning_configuration(...)`` / ``.attach_configuration(...)``."""
-        from runyard.compute import registry
+        return ComputeTarget.registry.create(workspace, name, provisioning_configuration)
 
-        return registry.create(workspace, name, provisioning_configuration)
-
-    def get_status(self) -> Any:
+    def get_status(self) -> "ComputeStatus":
         """The target's state (``.serialize()`` for a dict)."""
-        from runyard.compute import registry
-
-        return registry.local_status()
+        return local_status()
 
     def wait_for_completion(self, show_output: bool = False, min_node_count: int | None = None,
-                            timeout_in_minutes: float = 20) -> Any:
+                            timeout_in_minutes: float = 20) -> "ComputeStatus":
         """Wait until the target is up (with ``min_node_count`` nodes); returns its status."""
-        from runyard.compute import registry
-
-        return registry.wait_until_up(self, show_output, min_node_count, timeout_in_minutes)
+        return wait_until_up(self, show_output, min_node_count, timeout_in_minutes)
 
     def delete(self) -> None:
         """Stop what the target runs (a cluster runyard started) and remove it from the workspace."""
-        from runyard.compute import registry
+        if self.name in BUILTIN_NAMES:
+            raise ConfigError(f"{self.name!r} is built in and cannot be deleted")
+        stop = getattr(self, "stop_cluster", None)
+        if stop is not None:
+            stop()
+        self.workspace.metadata.delete_compute_target(self.name)
 
-        registry.delete(self)
-
-    def __init__(self, workspace: "Workspace", name: str) -> None:
+    def __init__(self, workspace: "WorkspaceContext", name: str) -> None:
         self.workspace = workspace
         self.name = name
         self.settings = self._resolve_options()
 
     # -- the contract ----------------------------------------------------------------------------
-    def dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot",
-               environment: "EnvironmentPlan | None" = None) -> SubmitRequest:
-        """Validate the job for this target and build its request; nothing is started or written.
+    def dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot | None",
+               environment: "EnvironmentPlan | None" = None, *, kind: str = "script",
+               extra: Mapping[str, Any] | None = None) -> RunRequest:
+        """Validate the job for this target and build its typed request; nothing is started, written or sent.
 
         The environment is planned here unless given (its key, whether it is built, how to build it), so every
-        target gets the same answer and a bad package list fails before anything is stored.
+        target gets the same answer and a bad package list fails before anything is stored. The launcher is not
+        asked for processes here: the runtime does that when the run gets its slot. ``kind``: a run kind other than
+        "script" (a sweep's driver) where the target can drive one.
         """
+        job = self.layout(job)
+        if kind != "script":
+            return self._dryrun(job, run, snapshot, environment, kind=kind, extra=dict(extra or {}))
         return self._dryrun(job, run, snapshot, environment or self.plan_environment(job))
 
+    def admit(self, request: RunRequest) -> RunRequest:
+        """Check the request against the backend as it is now (a cluster's nodes), before anything is stored; returns
+        the request completed with what it learned. Reads only; the base version has nothing to ask."""
+        return request
+
+    def layout(self, job: JobSpec) -> JobSpec:
+        """The job as this target places it on nodes: the job itself, unless a target folds its nodes onto fewer
+        (``JobSpec.on_one_node``) — an explicit step that a target declares here, never a rewrite in its dryrun."""
+        return job
+
     def plan_environment(self, job: JobSpec) -> "EnvironmentPlan":
-        from runyard.submission import environments
+        from runyard import environments
 
         return environments.plan(environments.env_root(self.workspace), dict(job.environment), job.use_gpu,
                                  self.workspace.tracking_uri)
@@ -145,11 +160,15 @@ class ComputeTarget(ABC):
         return self.schedule(self.dryrun(job, run, snapshot))
 
     @abstractmethod
-    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot", environment: "EnvironmentPlan") -> SubmitRequest:
+    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot | None", environment: "EnvironmentPlan | None",
+                **kind: Any) -> RunRequest:
         ...
 
+    def _other_kind(self, kind: str) -> ComputeError:
+        return ComputeError(f"compute target {self.name!r} ({self.type}) cannot drive a {kind} run")
+
     @abstractmethod
-    def schedule(self, request: SubmitRequest) -> str:
+    def schedule(self, request: RunRequest) -> str:
         """Start the run described by ``request``; return its run id. The run continues if the caller exits."""
 
     @abstractmethod
@@ -195,61 +214,43 @@ class ComputeTarget(ABC):
         return f"{type(self).__name__}(name={self.name!r})"
 
 
-def run_environment(workspace: "Workspace", job: JobSpec, run: RunRef, workdir: str | None) -> dict[str, str]:
-    """The variables a run's processes get on top of their node's environment (``workdir``: the snapshot's working
-    copy on that node, made importable; None where a node adds it itself)."""
-    from runyard import env_vars
-
-    env = {
-        **job.environment_variables,
-        **workspace.environment_variables(),
-        env_vars.RUN_ID: run.run_id,
-        env_vars.EXPERIMENT_NAME: run.experiment_name,
-        env_vars.AZURE_RUN_ID: run.run_id,
-        env_vars.AZURE_EXPERIMENT_NAME: run.experiment_name,
-        **({env_vars.PARENT_RUN_ID: run.parent_run_id} if run.parent_run_id else {}),
-        "MLFLOW_TRACKING_URI": f"runyard://{workspace.path}",
-        "PYTHONUNBUFFERED": "1",
-    }
-    if workdir is not None:  # the snapshot's root is importable even when the entry script lives in a subfolder
-        env["PYTHONPATH"] = with_python_path(workdir)
-    return env
-
-
-def with_python_path(folder: str) -> str:
-    return os.pathsep.join(p for p in (folder, os.environ.get("PYTHONPATH", "")) if p)
-
-
-# Captured output of rank N is logs/user_log_N.txt; past its cap it is rotated to user_log_N.1.txt, .2.txt …
-# (logfiles.rotated_path; the highest number is the oldest part).
-def user_log_name(rank: int) -> str:
-    return f"logs/user_log_{rank}.txt"
-
-
-def ordered_log_names(names: list[str], rank: int) -> list[str]:
-    """The parts of a rank's log among ``names`` (paths like ``logs/user_log_0.1.txt``), oldest first."""
-    import re
-
-    pattern = re.compile(rf"^logs/user_log_{rank}(?:\.(\d+))?\.txt$")
-    parts = [(int(m.group(1) or 0), n) for n in names if (m := pattern.match(n))]
-    return [n for _, n in sorted(parts, reverse=True)]
-
-
-def stored_log(workspace: "Workspace", run_id: str, rank: int) -> Iterator[str]:
+def stored_log(workspace: "WorkspaceContext", run_id: str, rank: int) -> Iterator[str]:
     """A finished run's log of one rank, read from the artifact store."""
     names = ordered_log_names([a.path for a in workspace.metadata.list_artifacts(run_id, "logs")], rank)
     for name in names:
         yield from stored_text(workspace, run_id, name)
 
 
-BUILD_LOG_NAME = "logs/runyard/environment_build.txt"
-
-
-def stored_text(workspace: "Workspace", run_id: str, name: str) -> Iterator[str]:
+def stored_text(workspace: "WorkspaceContext", run_id: str, name: str) -> Iterator[str]:
     """One stored file of a run as text chunks; nothing when the run has no such file."""
-    from runyard.submission.logfiles import decode_chunks
-
     if not any(a.path == name for a in workspace.metadata.list_artifacts(run_id, name.rsplit("/", 1)[0])):
         return
     with workspace.artifacts.open(run_id, name) as f:
         yield from decode_chunks(iter(lambda f=f: f.read(1 << 16), b""))
+
+
+def local_status() -> ComputeStatus:
+    from runyard.runtime.resources import gpu_ids
+
+    return ComputeStatus("Succeeded", 1, float(os.cpu_count() or 1), float(len(gpu_ids())),
+                         [{"node_id": "local", "ip": "127.0.0.1", "head": True}])
+
+
+def wait_until_up(target: ComputeTarget, show_output: bool, min_node_count: int | None,
+                  timeout_in_minutes: float) -> ComputeStatus:
+    deadline = time.monotonic() + timeout_in_minutes * 60
+    want = min_node_count or 1
+    while True:
+        status = target.get_status()
+        if status.provisioning_state == "Succeeded" and status.node_count >= want:
+            if show_output:
+                print(f"{target.name}: {status.provisioning_state}, {status.node_count} node(s), "
+                      f"{status.cpus:g} CPU, {status.gpus:g} GPU")
+            return status
+        if time.monotonic() > deadline:
+            raise ComputeError(f"compute target {target.name!r} is not up after {timeout_in_minutes:g} minutes: "
+                               f"{status.provisioning_state} with {status.node_count} node(s)"
+                               + (f" ({status.error})" if status.error else ""))
+        if show_output:
+            print(f"{target.name}: {status.provisioning_state}, {status.node_count}/{want} node(s)…")
+        time.sleep(1.0)

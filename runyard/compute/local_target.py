@@ -5,13 +5,8 @@ working copy ``wd/`` and the live logs while the run is on), ``queue/`` (see ``l
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,65 +14,28 @@ from typing import TYPE_CHECKING, Any
 
 from runyard import env_vars
 from runyard.compute.api import (
-    BUILD_LOG_NAME,
     KILL_GRACE,
     LOG_MAX_MB,
     ComputeTarget,
     RunDescription,
     RunRef,
-    SubmitRequest,
     TargetOption,
-    ordered_log_names,
-    run_environment,
     stored_log,
-    user_log_name,
 )
-from runyard.compute.local_queue import LocalQueue
 from runyard.config.job import JobSpec
 from runyard.errors import ComputeError, InvalidStatusTransition, NotFound
-from runyard.launchers import NodeContext, launcher_for
+from runyard.launchers import launcher_for
+from runyard.runtime.launch import run_environment
+from runyard.runtime.local_queue import LocalQueue
+from runyard.runtime.logfiles import BUILD_LOG_NAME, decode_chunks, follow as follow_file, ordered_log_names, user_log_name
+from runyard.runtime.request import LocalRequest, read_request, write_request
+from runyard.runtime.resources import gpu_ids
+from runyard.runtime.supervisor_start import start_supervisor
 from runyard.status import RunStatus
-from runyard.submission.logfiles import decode_chunks, follow as follow_file
 
 if TYPE_CHECKING:
-    from runyard.submission.environments import EnvironmentPlan
-    from runyard.submission.snapshot import Snapshot
-
-
-def gpu_ids() -> list[str]:
-    """The GPUs this machine offers (CUDA_VISIBLE_DEVICES when set, else the indexes nvidia-smi lists)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
-    if not shutil.which("nvidia-smi"):
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("GPU ")]
-
-
-def gpus_for_slot(gpus: list[str], slot: int, capacity: int) -> list[str]:
-    """The GPUs a run in queue slot ``slot`` of ``capacity`` uses: every ``capacity``-th one from its slot on (one
-    GPU per run when there are as many slots as GPUs, all of them when one run at a time)."""
-    return [g for i, g in enumerate(gpus) if i % capacity == slot % capacity] or gpus
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> tuple[int, ...]:
-    """``count`` distinct ports free on ``host`` now (for rendezvous and task addresses of distributed jobs)."""
-    import socket
-
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((host, 0))
-            sockets.append(sock)
-        return tuple(sock.getsockname()[1] for sock in sockets)
-    finally:
-        for sock in sockets:
-            sock.close()
+    from runyard.environments import EnvironmentPlan
+    from runyard.store.snapshots import Snapshot
 
 
 class LocalTarget(ComputeTarget):
@@ -110,89 +68,69 @@ class LocalTarget(ComputeTarget):
         return LocalQueue(self.root / "queue", pool, capacity)
 
     # -- dryrun / schedule --------------------------------------------------------------------------
-    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot", environment: "EnvironmentPlan") -> SubmitRequest:
-        run_id = run.run_id
-        pool, capacity, gpus = "cpu", self.settings["max_concurrent_runs"], []
-        if job.use_gpu:
-            gpus = gpu_ids()
-            if gpus:
-                pool, capacity = "gpu", self.settings["max_concurrent_gpu_runs"] or len(gpus)
-            elif os.environ.get(env_vars.ALLOW_CPU_FALLBACK) != "1":
-                raise ComputeError(
-                    "use_gpu=True but this machine has no GPU (nvidia-smi lists none, or CUDA_VISIBLE_DEVICES is "
-                    f"empty) — submit with use_gpu=False, to a compute target with GPUs, or set "
-                    f"{env_vars.ALLOW_CPU_FALLBACK}=1 to run it on the CPU"
-                )
-            else:
-                import warnings
-
-                from runyard.errors import RunyardWarning
-
-                warnings.warn(f"use_gpu=True but this machine has no GPU: the run uses the CPU "
-                              f"({env_vars.ALLOW_CPU_FALLBACK}=1)", RunyardWarning, stacklevel=4)
+    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot | None", environment: "EnvironmentPlan | None",
+                kind: str = "script", extra: dict[str, Any] | None = None) -> LocalRequest:
+        pool, capacity, gpus = self._pool(job)
         if self.settings["supervisor_start"] not in ("auto", "spawn"):
             raise ComputeError(f"supervisor_start must be 'auto' or 'spawn', got {self.settings['supervisor_start']!r}")
-        if capacity < 1:
-            raise ComputeError(f"compute target {self.name!r}: the capacity of the {pool} pool must be >= 1, got {capacity}")
-        if job.node_count > 1:
-            raise ComputeError(
-                f"node_count={job.node_count}: the local target is this one machine — use process_count_per_node "
-                "for several processes here, or submit to a Ray compute target for several nodes"
-            )
-        run_dir = self.run_dir(run_id)
+        if kind == "script":
+            if capacity < 1:
+                raise ComputeError(f"compute target {self.name!r}: the capacity of the {pool} pool must be >= 1, "
+                                   f"got {capacity}")
+            if job.node_count > 1:
+                raise ComputeError(
+                    f"node_count={job.node_count}: the local target is this one machine — use process_count_per_node "
+                    "for several processes here, or submit to a Ray compute target for several nodes"
+                )
+            launcher_for(job).check(job)  # a missing mpirun is an error now; the processes are asked for at start
+        else:  # another run kind's driver (a sweep's): no slot of its own, its work queues for slots
+            pool, capacity, gpus = kind, 1, []
+        run_dir = self.run_dir(run.run_id)
         workdir = run_dir / "wd"
-        launcher = launcher_for(job)
-        launcher.check(job)
-        run_env = run_environment(self.workspace, job, run, str(workdir))
-        node = NodeContext(node_rank=0, hosts=("127.0.0.1",), ports=free_ports(launcher.ports_needed(job)),
-                           interpreter=environment.python, env_names=tuple(run_env), as_root=os.geteuid() == 0)
-        processes = []
-        for p in launcher.processes(job, node):
-            env = {**run_env, **p.env}
-            argv = list(p.argv)
-            if environment.docker:
-                from runyard.submission.environments import docker_argv
+        return LocalRequest(
+            target=self.name, run=run, workspace=self.workspace.ref(), job=job,
+            snapshot_id=snapshot.id if snapshot is not None else None, environment=environment,
+            settings=dict(self.settings), run_env=run_environment(self.workspace, job, run, str(workdir)),
+            submitted_ns=time.time_ns(), kind=kind, launcher=launcher_for(job).name, extra=dict(extra or {}),
+            run_dir=str(run_dir), workdir=str(workdir), pool=pool, capacity=capacity, gpus=tuple(gpus),
+        )
 
-                import runyard
+    def _pool(self, job: JobSpec) -> tuple[str, int, list[str]]:
+        """The queue a job waits in (cpu or gpu), its capacity, and the GPUs it shares out."""
+        if not job.use_gpu:
+            return "cpu", self.settings["max_concurrent_runs"], []
+        gpus = gpu_ids()
+        if gpus:
+            return "gpu", self.settings["max_concurrent_gpu_runs"] or len(gpus), gpus
+        if os.environ.get(env_vars.ALLOW_CPU_FALLBACK) != "1":
+            raise ComputeError(
+                "use_gpu=True but this machine has no GPU (nvidia-smi lists none, or CUDA_VISIBLE_DEVICES is "
+                f"empty) — submit with use_gpu=False, to a compute target with GPUs, or set "
+                f"{env_vars.ALLOW_CPU_FALLBACK}=1 to run it on the CPU"
+            )
+        import warnings
 
-                mounts = [str(self.workspace.path), str(Path(runyard.__file__).resolve().parent),
-                          *([environment.path] if environment.path else [])]
-                argv = docker_argv(environment.docker, argv, list(env), str(workdir), mounts,
-                                   gpus=",".join(gpus) if gpus else None)
-            processes.append({"rank": p.rank, "local_rank": p.local_rank, "argv": argv, "env": env, "role": p.role,
-                              "rank_logs": list(p.rank_logs)})
-        return SubmitRequest(self.name, run_id, {
-            "workspace": {"path": str(self.workspace.path), "tracking_uri": self.workspace.tracking_uri,
-                          "artifact_uri": self.workspace.artifact_uri},
-            "job": job.to_definition(),
-            "snapshot_id": snapshot.id,
-            "run_dir": str(run_dir),
-            "workdir": str(workdir),
-            "pool": pool,
-            "capacity": capacity,
-            "gpus": gpus,
-            "submitted_ns": time.time_ns(),
-            "settings": dict(self.settings),
-            "environment": environment.to_dict(),
-            "launcher": launcher.name,
-            "processes": processes,
-        })
+        from runyard.errors import RunyardWarning
 
-    def schedule(self, request: SubmitRequest) -> str:
-        payload = request.payload
-        run_dir = Path(payload["run_dir"])
+        warnings.warn(f"use_gpu=True but this machine has no GPU: the run uses the CPU "
+                      f"({env_vars.ALLOW_CPU_FALLBACK}=1)", RunyardWarning, stacklevel=5)
+        return "cpu", self.settings["max_concurrent_runs"], []
+
+    def schedule(self, request: LocalRequest) -> str:  # type: ignore[override]
+        run_dir = Path(request.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "request.json").write_text(str(request), encoding="utf-8")
-        self._queue(payload["pool"], payload["capacity"]).enqueue(request.run_id, payload["submitted_ns"])
-        start_supervisor(run_dir, payload["settings"]["supervisor_start"])
+        write_request(run_dir, request)
+        self._queue(request.pool, request.capacity).enqueue(request.run_id, request.submitted_ns)
+        start_supervisor(run_dir, request.settings["supervisor_start"])
         return request.run_id
 
     # -- observe / cancel ------------------------------------------------------------------------------
-    def _request(self, run_id: str) -> dict[str, Any] | None:
+    def _request(self, run_id: str) -> LocalRequest | None:
         try:
-            return json.loads((self.run_dir(run_id) / "request.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            request = read_request(self.run_dir(run_id))
+        except (OSError, ValueError, KeyError, TypeError):
             return None
+        return request if isinstance(request, LocalRequest) else None
 
     def supervisor_pid(self, run_id: str) -> int | None:
         """The pid of the run's live supervisor on this machine, if any."""
@@ -215,11 +153,11 @@ class LocalTarget(ComputeTarget):
             return None
         if info.compute_target != self.name:
             return None
-        request = self._request(run_id) or {}
+        request = self._request(run_id)
         details: dict[str, Any] = {"supervisor_pid": self.supervisor_pid(run_id), "run_dir": str(self.run_dir(run_id))}
-        if info.status == RunStatus.QUEUED and request:
-            queue = self._queue(request["pool"], request["capacity"])
-            details["queue_position"] = queue.position(queue.ticket_for(run_id, request["submitted_ns"]).name)
+        if info.status == RunStatus.QUEUED and request is not None:
+            queue = self._queue(request.pool, request.capacity)
+            details["queue_position"] = queue.position(queue.ticket_for(run_id, request.submitted_ns).name)
             details["slots_free"] = queue.capacity - queue.running()
         return RunDescription(run_id, self.name, info.status.value, details)
 
@@ -285,169 +223,13 @@ class LocalTarget(ComputeTarget):
             else:
                 yield from super().build_log_iter(run_id)
             return
-        environment = (self._request(run_id) or {}).get("environment") or {}
-        if environment.get("ready", True) and not live.exists():
+        request = self._request(run_id)
+        environment = request.environment if request is not None else None
+        if (environment is None or environment.ready) and not live.exists():
             return  # built before this run was submitted: nothing will be written
         preparing = (RunStatus.NOT_STARTED, RunStatus.QUEUED, RunStatus.PREPARING)
         done = lambda: store.get_run(run_id).status not in preparing  # noqa: E731
         yield from decode_chunks(follow_file(live, done))
-
-
-# -- starting a supervisor ----------------------------------------------------------------------------
-_zygote: "Zygote | None" = None  # set in a process that submits many runs from several threads (a sweep's driver)
-
-
-def start_supervisor(run_dir: Path, how: str = "auto") -> None:
-    """Start the detached supervisor of the run in ``run_dir``: forked (milliseconds) when this process can fork
-    safely or has a zygote, else a fresh interpreter."""
-    if how == "auto" and _zygote is not None:
-        _zygote.start(run_dir)
-    elif how == "auto" and _fork_is_safe():
-        _fork_supervisor(run_dir)
-    else:
-        _spawn_supervisor(run_dir)
-
-
-class Zygote:
-    """A process forked while its parent is still single-threaded, which forks supervisors on request: a process
-    that goes on to start threads (a sweep's driver) still starts runs in milliseconds instead of spawning a fresh
-    interpreter for each (~0.2 s). Make it before any thread starts; ``close()`` ends it."""
-
-    def __init__(self) -> None:
-        requests_r, self._requests = os.pipe()
-        self._acks, acks_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the zygote: one request per line, one byte back ("1" started, "0" failed)
-            code = 0
-            try:
-                os.close(self._requests)
-                os.close(self._acks)
-                with os.fdopen(requests_r, encoding="utf-8") as requests:
-                    for line in requests:
-                        try:
-                            _fork_supervisor(Path(line.rstrip("\n")))
-                            os.write(acks_w, b"1")
-                        except Exception:  # noqa: BLE001 - the requester says it
-                            os.write(acks_w, b"0")
-            except BaseException:  # noqa: BLE001 - never unwind into the parent's code
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(requests_r)
-        os.close(acks_w)
-        self.pid = pid
-        self._lock = threading.Lock()
-
-    def start(self, run_dir: Path) -> None:
-        with self._lock:
-            os.write(self._requests, f"{run_dir}\n".encode())
-            if os.read(self._acks, 1) != b"1":
-                raise ComputeError(f"the zygote could not start the supervisor of {run_dir}")
-
-    def close(self) -> None:
-        os.close(self._requests)
-        os.close(self._acks)
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
-
-
-def use_zygote(zygote: "Zygote | None") -> None:
-    global _zygote
-    _zygote = zygote
-
-
-def _fork_is_safe() -> bool:
-    """Fork only a process with one thread (threads' locks would be copied held), on Linux (/proc is read)."""
-    if not sys.platform.startswith("linux") or threading.active_count() != 1:
-        return False
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            threads = next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
-    except (OSError, StopIteration, ValueError):
-        return False
-    return threads == 1  # also counts native threads (BLAS pools, gRPC…) that threading does not see
-
-
-def _spawn_supervisor(run_dir: Path) -> None:
-    """A fresh interpreter runs the supervisor (~0.2 s of imports before the run starts)."""
-    from runyard.submission.processes import SUPERVISOR_MODULE
-
-    log = open(run_dir / "supervisor.log", "ab")
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", SUPERVISOR_MODULE, str(run_dir)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own session: a Ctrl-C or exit of the submitter does not reach it
-            close_fds=True, cwd=str(run_dir),
-        )
-    except OSError as exc:
-        raise ComputeError(f"cannot start the supervisor in {run_dir}: {exc}") from exc
-    finally:
-        log.close()
-    # Reap it when it ends (no zombie in a long-lived notebook); the thread dies with this process.
-    threading.Thread(target=proc.wait, name=f"runyard-reap-{proc.pid}", daemon=True).start()
-
-
-def _fork_supervisor(run_dir: Path) -> None:
-    """Fork twice: the grandchild, in its own session and re-parented to init, runs the supervisor with every
-    module this process already imported — the run starts in milliseconds instead of after a fresh interpreter's
-    imports. It never returns into the caller's code: it leaves with ``os._exit``."""
-    from runyard.store.metadata import release_connections
-
-    release_connections()  # the supervisor must not inherit SQLite connections (their lock state) from here
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid:
-        os.waitpid(pid, 0)  # the middle process exits at once
-        return
-    code = 1
-    try:
-        os.setsid()
-        if os.fork():
-            os._exit(0)
-        _detach_descriptors(run_dir)
-        from runyard.submission.supervisor import main
-
-        code = main(["supervisor", str(run_dir), "forked"])
-    except BaseException:  # noqa: BLE001 - whatever happens, never unwind into the submitter's stack
-        import traceback
-
-        traceback.print_exc()
-    finally:
-        os._exit(code)
-
-
-def _detach_descriptors(run_dir: Path) -> None:
-    """Point the inherited descriptors away from what the submitter shares with others.
-
-    stdin ← /dev/null, stdout/stderr → supervisor.log; every other inherited pipe, socket or terminal gets
-    /dev/null put in its place (not closed: Python objects still own those numbers, and closing a reused number
-    later would hit the wrong file). A process waiting for the submitter's output pipe to close is not kept
-    waiting by the run, and a database socket shared with the submitter is never written to from here.
-    """
-    import stat
-
-    null = os.open(os.devnull, os.O_RDWR)
-    log = os.open(run_dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(null, 0)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd <= 2 or fd in (null, log):
-            continue
-        try:
-            mode = os.fstat(fd).st_mode
-        except OSError:
-            continue
-        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
-            os.dup2(null, fd)
-    os.chdir(run_dir)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
 
 
 def _finish_canceled(store, run_id: str, message: str) -> None:

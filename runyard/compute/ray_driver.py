@@ -8,11 +8,12 @@ Starting (each node's processes from the launcher, with every node's real addres
 pulled from the agents into per-rank logs, uploaded every ``log_sync_seconds``; exit codes; a lost agent fails
 the run naming its node) → Finalizing (each node uploads its ``outputs/``, node 0 last) → Completed / Failed /
 Canceled. The life cycle, status handling, log upload and error reports are the local supervisor's
-(``runyard.submission.supervisor``); this class only says where the processes are.
+(``runyard.runtime.supervisor``), and so is the loop that starts a node's processes (``runyard.runtime.launch``);
+this module only says where the processes are.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import shutil
 import socket
@@ -24,13 +25,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from runyard import env_vars
-from runyard.compute.api import BUILD_LOG_NAME, user_log_name
+from runyard import env_vars, plugins
+from runyard.compute.ray_target import decode_request
+from runyard.config.job import JobSpec
 from runyard.errors import ComputeError, DataError, EnvironmentBuildError, NotFound
+from runyard.launchers import ProcessSpec, launcher_for
+from runyard.runtime import launch, processes
+from runyard.runtime.logfiles import BUILD_LOG_NAME, LAUNCHER_LOG, RotatingLog, user_log_name
+from runyard.runtime.request import RayRequest, write_request
+from runyard.runtime.resources import free_ports
+from runyard.runtime.supervisor import Supervisor, fail_unsupervised
 from runyard.status import RunStatus
-from runyard.submission import processes
-from runyard.submission.logfiles import RotatingLog
-from runyard.submission.supervisor import LAUNCHER_LOG, Supervisor, expand_vars
+from runyard.store import run_files, snapshots
+from runyard.store.workspace_context import WorkspaceContext
 
 _BUFFER_CAP = 8 << 20  # output an agent holds for the driver between two polls; older bytes are dropped past it
 _POLL = 0.1  # seconds between polls of the agents while the run's processes run
@@ -41,13 +48,11 @@ def node_scratch(run_id: str, node_rank: int) -> Path:
     return Path(tempfile.gettempdir()) / "runyard-ray" / run_id / f"node{node_rank}"
 
 
-def workspace_here(ws: dict[str, str], fallback: Path):
+def workspace_here(ws: dict[str, str], fallback: Path) -> WorkspaceContext:
     """The run's workspace on this machine: its own folder when this machine has it, else ``fallback`` holding
     only a config (the stores are reached through their URIs)."""
-    from runyard.workspace import Workspace
-
     path = ws["path"] if os.path.isdir(ws["path"]) else str(fallback)
-    return Workspace(path, tracking_uri=ws["tracking_uri"], artifact_uri=ws["artifact_uri"])
+    return WorkspaceContext.from_ref({**ws, "path": path})
 
 
 class OutputBuffer:
@@ -107,24 +112,18 @@ class NodeAgent:
                 "hostname": socket.gethostname(), "pid": os.getpid(), "gpus": [str(g) for g in ray.get_gpu_ids()]}
 
     def free_ports(self, count: int) -> list[int]:
-        from runyard.compute.local_target import free_ports
-
         return list(free_ports(count, host="0.0.0.0"))
 
     # -- Preparing ----------------------------------------------------------------------------------------------
     def prepare(self, snapshot_id: str, plan: dict[str, Any], restore_outputs: bool,
                 inputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        from runyard.submission import environments, snapshot
+        from runyard import environments
 
-        count = snapshot.materialize(snapshot_id, self.ws.artifacts, self.workdir)
+        count = snapshots.materialize(snapshot_id, self.ws.artifacts, self.workdir)
         for folder in ("outputs", "logs"):
             (self.workdir / folder).mkdir(exist_ok=True)
         if restore_outputs:  # a retried job: what the earlier attempt saved (checkpoints) is back in ./outputs
-            from runyard.run import Run
-
-            run = Run._by_id(self.ws, self.run_id)
-            if any(a.path.startswith("outputs/") for a in self.ws.metadata.list_artifacts(self.run_id, "outputs")):
-                run.download_files(prefix="outputs", output_directory=str(self.workdir), append_prefix=True)
+            run_files.download(self.ws, self.run_id, "outputs", self.workdir)
         say = self._say
         notes = [f"snapshot {snapshot_id[:12]}: {count} files in {self.workdir}"]
         env_plan = environments.EnvironmentPlan.from_dict(plan)
@@ -144,9 +143,7 @@ class NodeAgent:
             environments.ensure(env_plan, say, cancel=self._cancel)  # says nothing when the environment is built
         data_env = {}
         if inputs:  # datastore paths and datasets, as paths on this node
-            from runyard.data import inputs as data_inputs
-
-            data_env = data_inputs.prepare(self.ws, inputs, self.workdir, notes.append)
+            data_env = plugins.load(plugins.RUN_INPUTS, "data").prepare(self.ws, inputs, self.workdir, notes.append)
         return {"python": env_plan.python, "key": env_plan.key, "notes": notes, "data_env": data_env}
 
     def _say(self, line: str) -> None:
@@ -160,9 +157,6 @@ class NodeAgent:
 
     def check_launcher(self, job_definition: dict[str, Any], hosts: list[str]) -> None:
         """What the launcher needs on this node (mpirun; SSH to the other hosts for MPI across machines)."""
-        from runyard.config.job import JobSpec
-        from runyard.launchers import launcher_for
-
         job = JobSpec.from_definition(job_definition)
         launcher = launcher_for(job)
         launcher.check(job)
@@ -178,34 +172,22 @@ class NodeAgent:
 
     # -- Running ------------------------------------------------------------------------------------------------
     def start(self, specs: list[dict[str, Any]]) -> None:
-        self._starter.submit(self._start, specs).result()
+        self._starter.submit(self._start, [ProcessSpec(**{**spec, "argv": tuple(spec["argv"]),
+                                                          "rank_logs": tuple(spec["rank_logs"])}) for spec in specs]
+                             ).result()
 
-    def _start(self, specs: list[dict[str, Any]]) -> None:
-        from runyard.compute.api import with_python_path
-        from runyard.launchers.mpi import RANK_LOG_DIR
-        from runyard.submission.supervisor import _inherited_env
-
+    def _start(self, specs: list[ProcessSpec]) -> None:
         info = self.info()
-        for spec in specs:
-            env = {**_inherited_env(), **spec["env"], "PYTHONPATH": with_python_path(str(self.workdir)),
-                   env_vars.NODE_RANK: str(self.node_rank), env_vars.NODE_ID: info["node_id"]}
-            gpus = info["gpus"]
-            if gpus:
-                env["CUDA_VISIBLE_DEVICES"] = env[env_vars.VISIBLE_GPUS] = ",".join(gpus)
-            rank_logs = spec.get("rank_logs") or []
-            if rank_logs:
-                fifo_dir = self.dir / "rank-fifos"
-                fifo_dir.mkdir(exist_ok=True)
-                env[RANK_LOG_DIR] = str(fifo_dir)
-                for r in rank_logs:
-                    buffer = self._outputs.setdefault(str(r), OutputBuffer())
-                    self._pipes.append(processes.RankPipe(fifo_dir / str(r), buffer, r))  # type: ignore[arg-type]
-                key = "launcher"
-            else:
-                key = str(spec["rank"])
-            buffer = self._outputs.setdefault(key, OutputBuffer())
-            argv = [expand_vars(a, env) for a in spec["argv"]]
-            self._procs[spec["rank"]] = processes.start(argv, env, self.workdir, buffer, spec["rank"])  # type: ignore[arg-type]
+        base_env = {**launch.inherited_env(), "PYTHONPATH": launch.with_python_path(str(self.workdir)),
+                    env_vars.NODE_RANK: str(self.node_rank), env_vars.NODE_ID: info["node_id"]}
+        if info["gpus"]:
+            base_env["CUDA_VISIBLE_DEVICES"] = base_env[env_vars.VISIBLE_GPUS] = ",".join(info["gpus"])
+        node = launch.Node([], self._pipes)
+        try:
+            launch.start_node(node, specs, base_env, self.workdir, self.dir / "rank-fifos",
+                              lambda key: self._outputs.setdefault(key, OutputBuffer()))
+        finally:
+            self._procs.update({proc.rank: proc for proc in node.procs})
 
     def poll(self) -> dict[str, Any]:
         """New output of each rank (and of a launcher process), exit codes, failure markers of MPI ranks."""
@@ -236,16 +218,15 @@ class NodeAgent:
     # -- Finalizing ---------------------------------------------------------------------------------------------
     def upload(self) -> int:
         """This node's ``outputs/`` and the script's ``logs/`` into the run (files of the same name: last wins)."""
-        from runyard.run import Run
-
         for pipe in self._pipes:
             pipe.close(1.0)
-        run = Run._by_id(self.ws, self.run_id)
         count = 0
         for folder in ("outputs", "logs"):
             path = self.workdir / folder
             if path.is_dir() and any(path.iterdir()):
-                count += len(run.upload_folder(folder, path, show_progress=False))
+                items = run_files.folder_items(folder, path)
+                run_files.put(self.ws, self.run_id, items, show_progress=False)
+                count += len(items)
         return count
 
     def shutdown(self) -> None:
@@ -284,9 +265,11 @@ class RemoteProcess:
 class RayDriver(Supervisor):
     """The local supervisor's life cycle with the processes on node agents."""
 
-    def __init__(self, run_dir: Path) -> None:
-        super().__init__(run_dir)
-        self.job = self.request["job"]
+    request: RayRequest
+
+    def __init__(self, run_dir: Path, request: RayRequest | None = None) -> None:
+        super().__init__(run_dir, request)
+        self.job = self.request.job
         self._agents: list[Any] = []
         self._infos: list[dict[str, Any]] = []
         self._pg = None
@@ -308,8 +291,8 @@ class RayDriver(Supervisor):
 
         if not ray.is_initialized():
             ray.init(logging_level="WARNING", log_to_driver=False, configure_logging=False)
-        nodes, bundle = self.job["nodeCount"], self.request["bundle"]
-        strategy = self.request["strategy"]
+        nodes, bundle = self.job.node_count, dict(self.request.bundle)
+        strategy = self.request.strategy
         self._pg = placement_group([dict(bundle) for _ in range(nodes)], strategy=strategy,
                                    name=f"runyard-{self.run_id}")
         ready = self._pg.ready()
@@ -356,23 +339,20 @@ class RayDriver(Supervisor):
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        from runyard.config.job import JobSpec
-        from runyard.launchers import NodeContext, launcher_for
-
         if self._pg is None and not self._wait_for_slot():  # a retry: the cluster again
             return RunStatus.CANCELED, None, None
         if self._queue_failure is not None:
             return RunStatus.FAILED, self._queue_failure, None
         self._set_later(RunStatus.PREPARING)
-        job = JobSpec.from_definition(self.job)
-        bundle = self.request["bundle"]
+        job = self.job
+        bundle = self.request.bundle
         agent_cls = ray.remote(NodeAgent)
         for i in range(job.node_count):
             strategy = PlacementGroupSchedulingStrategy(placement_group=self._pg, placement_group_bundle_index=i)
             self._agents.append(agent_cls.options(
                 num_cpus=bundle.get("CPU", 0), num_gpus=bundle.get("GPU", 0), max_concurrency=8,
                 scheduling_strategy=strategy, name=f"runyard-{self.run_id}-node{i}", max_restarts=0,
-            ).remote(self.run_id, i, self.request["workspace"]))
+            ).remote(self.run_id, i, dict(self.request.workspace)))
         self._infos = ray.get([a.info.remote() for a in self._agents], timeout=120)
         for info in self._infos:
             self.say(f"node {info['node_rank']}: Ray node {info['node_id'][:12]} at {info['ip']} "
@@ -383,26 +363,22 @@ class RayDriver(Supervisor):
         if self._stop.is_set():
             return RunStatus.CANCELED, None, None
         self._set_later(RunStatus.STARTING)
-        launcher = launcher_for(job)
         hosts = tuple(info["ip"] for info in self._infos)
         try:
-            ray.get(self._agents[0].check_launcher.remote(self.job, list(hosts)))
+            ray.get(self._agents[0].check_launcher.remote(job.to_definition(), list(hosts)))
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
             return RunStatus.FAILED, {"message": str(cause), "code": "LaunchFailed"}, None
-        ports = ray.get([a.free_ports.remote(launcher.ports_needed(job)) for a in self._agents])
+        # The launcher is asked now that every node is known, with ports free on each node now.
+        ports = ray.get([a.free_ports.remote(launch.ports_needed(self.request)) for a in self._agents])
         max_bytes = int(self.settings["log_max_mb"] * (1 << 20))
-        run_env = dict(self.request["run_env"])
-        as_root = os.geteuid() == 0
         starts = []
         for i, agent in enumerate(self._agents):
-            node = NodeContext(node_rank=i, hosts=hosts, ports=tuple(ports[i]), peer_ports=tuple(map(tuple, ports)),
-                               interpreter=self._pythons[i], env_names=tuple(run_env), as_root=as_root)
+            node = launch.node_context(self.request, i, hosts, ports, self._pythons[i])
             specs = []
-            for p in launcher.processes(job, node):
-                specs.append({"rank": p.rank, "argv": list(p.argv), "env": {**run_env, **p.env, **self._data_envs[i]},
-                              "role": p.role,
-                              "rank_logs": list(p.rank_logs)})
+            for p in launch.node_processes(self.request, node):
+                specs.append({"rank": p.rank, "local_rank": p.local_rank, "argv": list(p.argv),
+                              "env": {**p.env, **self._data_envs[i]}, "role": p.role, "rank_logs": list(p.rank_logs)})
                 name = LAUNCHER_LOG if p.rank_logs else user_log_name(p.rank)
                 log = RotatingLog(self.run_dir / name, max_bytes)
                 self._rank_logs["launcher" if p.rank_logs else str(p.rank)] = log
@@ -425,10 +401,10 @@ class RayDriver(Supervisor):
         """Snapshot and environment on every node at once; the build log of all nodes in one file."""
         import ray
 
-        plan = self.request["environment"]
+        plan = self.request.environment.to_dict() if self.request.environment else None
         retry = self._attempt > 0
-        inputs = self.job.get("inputs") or []
-        refs = [a.prepare.remote(self.request["snapshot_id"], plan, retry, inputs) for a in self._agents]
+        inputs = [dict(i) for i in self.job.inputs]
+        refs = [a.prepare.remote(self.request.snapshot_id, plan, retry, inputs) for a in self._agents]
         offsets = [0] * len(self._agents)
         log_path = self.run_dir / BUILD_LOG_NAME
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -628,31 +604,27 @@ def _actor_death(exc: BaseException) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from runyard.compute.ray_target import driver_request
-
     if len(argv) != 2:
         print("usage: python -m runyard.compute.ray_driver REQUEST", file=sys.stderr)
         return 2
-    request = driver_request(argv[1])
-    run_id = request["run_id"]
-    run_dir = Path(tempfile.gettempdir()) / "runyard-ray-driver" / run_id
+    request = decode_request(argv[1])
+    run_dir = Path(tempfile.gettempdir()) / "runyard-ray-driver" / request.run_id
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
-    if not os.path.isdir(request["workspace"]["path"]):
-        request["workspace"] = {**request["workspace"], "path": str(run_dir / "workspace")}
-    request["workdir"] = str(run_dir / "wd")  # the working copies are on the nodes
-    (run_dir / "request.json").write_text(json.dumps(request), encoding="utf-8")
-    from runyard.submission.supervisor import _fail_unsupervised
-
+    workspace = dict(request.workspace)
+    if not os.path.isdir(workspace["path"]):
+        workspace["path"] = str(run_dir / "workspace")
+    request = dataclasses.replace(request, workspace=workspace)
+    write_request(run_dir, request)
     try:
-        driver = RayDriver(run_dir)
+        driver = RayDriver(run_dir, request)
     except Exception as exc:  # noqa: BLE001
         import traceback
 
         traceback.print_exc()
-        _fail_unsupervised(run_dir, exc)
+        fail_unsupervised(run_dir, exc)
         return 1
-    driver.say(f"driver pid {os.getpid()} on {socket.gethostname()} (Ray job runyard-{run_id})")
+    driver.say(f"driver pid {os.getpid()} on {socket.gethostname()} (Ray job runyard-{request.run_id})")
     return driver.run()
 
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from runyard.errors import ComputeError
 
 if TYPE_CHECKING:
-    from runyard.compute.ray_target import RayComputeConfiguration
-    from runyard.workspace import Workspace
+    from runyard.compute.ray_config import RayComputeConfiguration
+    from runyard.store.workspace_context import WorkspaceContext
 
 _START_TIMEOUT = 120.0
 
@@ -34,7 +34,7 @@ def _ray_cli() -> str:
 
 
 def _free_port() -> int:
-    from runyard.compute.local_target import free_ports
+    from runyard.runtime.resources import free_ports
 
     return free_ports(1)[0]
 
@@ -55,7 +55,7 @@ def _node_argv(config: "RayComputeConfiguration") -> list[str]:
             "--disable-usage-stats", "--block"]
 
 
-def start_cluster(workspace: "Workspace", name: str, config: "RayComputeConfiguration", state: dict[str, Any],
+def start_cluster(workspace: "WorkspaceContext", name: str, config: "RayComputeConfiguration", state: dict[str, Any],
                   show_output: bool = False) -> dict[str, Any]:
     """Start the head (unless it runs) and nodes up to ``max(min_nodes, 1)``; returns the target's new state."""
 
@@ -79,7 +79,7 @@ def start_cluster(workspace: "Workspace", name: str, config: "RayComputeConfigur
     return add_nodes(workspace, name, config, state, max(config.min_nodes, 1), show_output)
 
 
-def add_nodes(workspace: "Workspace", name: str, config: "RayComputeConfiguration", state: dict[str, Any],
+def add_nodes(workspace: "WorkspaceContext", name: str, config: "RayComputeConfiguration", state: dict[str, Any],
               count: int, show_output: bool = False) -> dict[str, Any]:
     """Grow the cluster to ``count`` nodes (at most ``max_nodes``)."""
     count = min(count, config.max_nodes)
@@ -142,7 +142,7 @@ def _alive(pids: list[int]) -> bool:
 
 
 def _nodes(dashboard: str) -> int:
-    from runyard.compute.ray_target import RayJobs
+    from runyard.compute.ray_jobs import RayJobs
 
     try:
         return len(RayJobs(dashboard, timeout=2).nodes())

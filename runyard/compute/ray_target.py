@@ -14,193 +14,41 @@ Two ways to get a target (Azure's ``AmlCompute`` / attached compute):
 from __future__ import annotations
 
 import base64
-import json
+import dataclasses
 import socket
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import zlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from runyard.compute import ray_local
 from runyard.compute.api import (
-    BUILD_LOG_NAME,
     KILL_GRACE,
     LOG_MAX_MB,
+    ComputeStatus,
     ComputeTarget,
     RunDescription,
     RunRef,
-    SubmitRequest,
     TargetOption,
-    run_environment,
-    user_log_name,
 )
+from runyard.compute.ray_config import RayCompute, RayComputeConfiguration
+from runyard.compute.ray_jobs import RayJobs, dashboard_url
 from runyard.config.job import JobSpec
-from runyard.errors import ComputeError, ConfigError, InvalidStatusTransition, NotFound
+from runyard.errors import ComputeError, InvalidStatusTransition, NotFound
 from runyard.launchers import launcher_for
+from runyard.runtime.launch import run_environment
+from runyard.runtime.logfiles import BUILD_LOG_NAME, decode_chunks, user_log_name
+from runyard.runtime.request import RayRequest, request_from_dict
 from runyard.status import RunStatus
+from runyard.store.workspace_context import WorkspaceContext
 
 if TYPE_CHECKING:
-    from runyard.compute.registry import ComputeStatus
-    from runyard.submission.environments import EnvironmentPlan
-    from runyard.submission.snapshot import Snapshot
-    from runyard.workspace import Workspace
+    from runyard.environments import EnvironmentPlan
+    from runyard.store.snapshots import Snapshot
 
-STRATEGIES = ("STRICT_SPREAD", "SPREAD", "PACK", "STRICT_PACK")
 JOB_PREFIX = "runyard-"  # a run's Ray job is submitted as runyard-<run id>
 _TERMINAL_JOB = ("SUCCEEDED", "FAILED", "STOPPED")
-
-
-# -- configurations (Azure's provisioning_configuration / attach_configuration) -------------------------------
-@dataclass
-class RayComputeConfiguration:
-    """How a Ray target reaches its cluster. ``provision``: runyard starts (and owns) the nodes on this machine."""
-
-    mode: str  # "attach" or "provision"
-    address: str | None = None  # attach: http://host:8265 (dashboard), ray://host:10001 or host:6379
-    dashboard_address: str | None = None  # attach: the dashboard when it is not at the address's host:8265
-    max_nodes: int = 4
-    min_nodes: int = 0
-    cpus_per_node: int | None = None  # provision: CPUs each local node offers (default: this machine's count)
-    gpus_per_node: int = 0
-    placement_strategy: str = "STRICT_SPREAD"
-    python: str | None = None  # the interpreter that runs the driver on the head node (runyard installed there)
-    queue_timeout_seconds: float = 3600.0
-    vm_size: str | None = None  # recorded only (Azure scripts pass it)
-    azure: dict[str, Any] | None = None  # made from AmlCompute.provisioning_configuration: its settings (max_nodes holds)
-
-    def validate(self) -> None:
-        if self.mode not in ("attach", "provision"):
-            raise ConfigError(f"mode must be 'attach' or 'provision', got {self.mode!r}")
-        if self.mode == "attach" and not self.address:
-            raise ConfigError("RayCompute.attach_configuration needs the cluster's address, e.g. http://head:8265")
-        if self.placement_strategy not in STRATEGIES:
-            raise ConfigError(f"placement_strategy must be one of {', '.join(STRATEGIES)}, "
-                              f"got {self.placement_strategy!r}")
-        for name in ("max_nodes", "gpus_per_node"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "max_nodes" else 0):
-                raise ConfigError(f"{name} must be a whole number >= {1 if name == 'max_nodes' else 0}, got {value!r}")
-        if isinstance(self.min_nodes, bool) or not isinstance(self.min_nodes, int) or not 0 <= self.min_nodes <= self.max_nodes:
-            raise ConfigError(f"min_nodes must be between 0 and max_nodes={self.max_nodes}, got {self.min_nodes!r}")
-        if self.cpus_per_node is not None and (not isinstance(self.cpus_per_node, int) or self.cpus_per_node < 1):
-            raise ConfigError(f"cpus_per_node must be a whole number >= 1, got {self.cpus_per_node!r}")
-        if not (isinstance(self.queue_timeout_seconds, (int, float)) and self.queue_timeout_seconds > 0):
-            raise ConfigError(f"queue_timeout_seconds must be a positive number, got {self.queue_timeout_seconds!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RayComputeConfiguration":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown Ray compute setting(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
-
-
-class RayCompute:
-    """Configurations of Ray compute targets (the counterpart of Azure's ``AmlCompute``)."""
-
-    @staticmethod
-    def attach_configuration(address: str, dashboard_address: str | None = None,
-                             placement_strategy: str = "STRICT_SPREAD", python: str | None = None,
-                             queue_timeout_seconds: float = 3600.0) -> RayComputeConfiguration:
-        """An existing cluster. ``placement_strategy="SPREAD"`` lets a job's nodes share a host (one-host test
-        clusters); the default, ``STRICT_SPREAD``, puts each node of a job on a different Ray node."""
-        cfg = RayComputeConfiguration("attach", address=address, dashboard_address=dashboard_address,
-                                      placement_strategy=placement_strategy, python=python,
-                                      queue_timeout_seconds=queue_timeout_seconds)
-        cfg.validate()
-        return cfg
-
-    @staticmethod
-    def provisioning_configuration(max_nodes: int = 4, min_nodes: int = 0, cpus_per_node: int | None = None,
-                                   gpus_per_node: int = 0, placement_strategy: str = "STRICT_SPREAD",
-                                   vm_size: str | None = None, queue_timeout_seconds: float = 3600.0,
-                                   **_azure_only: Any) -> RayComputeConfiguration:
-        """A cluster runyard starts on this machine: a head node and ``max(min_nodes, 1) - 1`` more nodes, up to
-        ``max_nodes`` as jobs ask for them. Azure-only settings (``vm_priority``, ``idle_seconds_before_scaledown``…)
-        are accepted and ignored."""
-        cfg = RayComputeConfiguration("provision", max_nodes=max_nodes, min_nodes=min_nodes,
-                                      cpus_per_node=cpus_per_node, gpus_per_node=gpus_per_node,
-                                      placement_strategy=placement_strategy, vm_size=vm_size,
-                                      queue_timeout_seconds=queue_timeout_seconds)
-        cfg.validate()
-        return cfg
-
-
-# -- the dashboard's REST API ---------------------------------------------------------------------------------
-def dashboard_url(address: str, dashboard_address: str | None = None) -> str:
-    """``http://host:8265`` from an attach address (http(s)://…, ray://host:10001, host:6379)."""
-    if dashboard_address:
-        return dashboard_address if "://" in dashboard_address else f"http://{dashboard_address}"
-    if address.startswith(("http://", "https://")):
-        return address.rstrip("/")
-    host = urllib.parse.urlsplit(address if "://" in address else f"//{address}").hostname or "127.0.0.1"
-    return f"http://{host}:8265"
-
-
-class RayJobs:
-    """The few calls of Ray's Jobs and State REST APIs that runyard needs (no Ray import in the client)."""
-
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
-        self.url, self.timeout = url.rstrip("/"), timeout
-
-    def _call(self, method: str, path: str, body: dict | None = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                text = resp.read().decode("utf-8", "replace")
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode("utf-8", "replace").strip()[-500:]
-            if exc.code == 404:
-                raise NotFound(f"Ray cluster {self.url}: {path} not found ({detail})") from None
-            raise ComputeError(f"Ray cluster {self.url} refused {method} {path}: HTTP {exc.code} {detail}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ComputeError(f"cannot reach the Ray cluster's dashboard at {self.url} ({reason}) — is the cluster "
-                               "up, and was it started with the dashboard (ray[default])?") from None
-        return json.loads(text) if text.strip() else None
-
-    def version(self) -> dict[str, Any]:
-        return self._call("GET", "/api/version")
-
-    def nodes(self) -> list[dict[str, Any]]:
-        """The alive nodes: node_id, node_ip, is_head_node, resources_total."""
-        found = self._call("GET", "/api/v0/nodes?limit=10000&detail=false")
-        rows = (((found or {}).get("data") or {}).get("result") or {}).get("result") or []
-        return [n for n in rows if n.get("state") == "ALIVE"]
-
-    def submit(self, submission_id: str, entrypoint: str, metadata: dict[str, str]) -> str:
-        out = self._call("POST", "/api/jobs/", {"entrypoint": entrypoint, "submission_id": submission_id,
-                                                "metadata": metadata, "entrypoint_num_cpus": 0,
-                                                "runtime_env": {}})
-        return out.get("submission_id") or out.get("job_id") or submission_id
-
-    def job(self, submission_id: str) -> dict[str, Any] | None:
-        try:
-            return self._call("GET", f"/api/jobs/{submission_id}")
-        except NotFound:
-            return None
-
-    def job_logs(self, submission_id: str) -> str:
-        try:
-            return (self._call("GET", f"/api/jobs/{submission_id}/logs") or {}).get("logs") or ""
-        except (NotFound, ComputeError):
-            return ""
-
-    def stop(self, submission_id: str) -> bool:
-        try:
-            return bool((self._call("POST", f"/api/jobs/{submission_id}/stop") or {}).get("stopped"))
-        except NotFound:
-            return False
 
 
 # -- feasibility (pure: unit-tested) ------------------------------------------------------------------------
@@ -283,7 +131,7 @@ class RayTarget(ComputeTarget):
                      "seconds a node agent may not answer before its node counts as lost"),
     )
 
-    def __init__(self, workspace: "Workspace", name: str, config: RayComputeConfiguration | None = None) -> None:
+    def __init__(self, workspace: "WorkspaceContext", name: str, config: RayComputeConfiguration | None = None) -> None:
         super().__init__(workspace, name)
         if config is None:
             config = RayComputeConfiguration.from_dict(workspace.metadata.get_compute_target(name).config)
@@ -312,30 +160,22 @@ class RayTarget(ComputeTarget):
 
     def provision(self, show_output: bool = False) -> None:
         """Start the nodes of a provisioned target on this machine (its head first)."""
-        from runyard.compute import ray_local
-
         if self.config.mode != "provision":
             return
         state = ray_local.start_cluster(self.workspace, self.name, self.config, self.state, show_output)
         self.workspace.metadata.set_compute_target_state(self.name, state)
 
     def scale_to(self, nodes: int) -> None:
-        from runyard.compute import ray_local
-
         state = ray_local.add_nodes(self.workspace, self.name, self.config, self.state, nodes)
         self.workspace.metadata.set_compute_target_state(self.name, state)
 
     def stop_cluster(self) -> None:
-        from runyard.compute import ray_local
-
         if self.config.mode == "provision":
             ray_local.stop_cluster(self.state)
             self.workspace.metadata.set_compute_target_state(self.name, {})
 
-    def get_status(self) -> "ComputeStatus":
+    def get_status(self) -> ComputeStatus:
         """The cluster's state and nodes (``.serialize()`` gives a dict, as in Azure)."""
-        from runyard.compute.registry import ComputeStatus
-
         try:
             nodes = self.jobs().nodes()
         except ComputeError as exc:
@@ -347,52 +187,37 @@ class RayTarget(ComputeTarget):
                              [{"node_id": n["node_id"], "ip": n.get("node_ip"), "head": n.get("is_head_node", False),
                                "resources": n.get("resources_total")} for n in nodes], None)
 
-    # -- dryrun / schedule --------------------------------------------------------------------------------
-    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot", environment: "EnvironmentPlan") -> SubmitRequest:
-        launcher = launcher_for(job)
-        strategy = self.config.placement_strategy if job.node_count > 1 else "PACK"
-        jobs = self.jobs()
-        nodes = jobs.nodes()
-        problem = machine_local_store_problem(self.workspace.tracking_uri, self.workspace.artifact_uri, nodes)
-        if problem:
-            raise ComputeError(problem)
+    # -- dryrun / admit / schedule ----------------------------------------------------------------------
+    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot | None", environment: "EnvironmentPlan | None",
+                kind: str = "script", extra: dict[str, Any] | None = None) -> RayRequest:
+        if kind != "script":
+            raise self._other_kind(kind)
         if self.config.azure and job.node_count > self.config.max_nodes:  # AmlCompute's bound, whatever the placement
             raise ComputeError(f"compute target {self.name!r} has max_nodes={self.config.max_nodes}; the job asks for "
                                f"node_count={job.node_count}")
-        max_nodes = self.config.max_nodes if self.config.mode == "provision" else None
-        never = never_fits(job, nodes, strategy, max_nodes)
-        if never:
-            raise ComputeError(f"compute target {self.name!r} can never run this job: {never}")
-        all_local = all(n.get("node_ip") in local_addresses() or str(n.get("node_ip", "")).startswith("127.")
-                        for n in nodes)
-        python = self.config.python or self.state.get("python") or (sys.executable if all_local else "python3")
-        return SubmitRequest(self.name, run.run_id, {
-            "workspace": {"path": str(self.workspace.path), "tracking_uri": self.workspace.tracking_uri,
-                          "artifact_uri": self.workspace.artifact_uri},
-            "job": job.to_definition(),
-            "snapshot_id": snapshot.id,
-            "submitted_ns": time.time_ns(),
-            "settings": {**self.settings, "queue_timeout_seconds": self.config.queue_timeout_seconds},
-            "environment": environment.to_dict(),
-            "launcher": launcher.name,
-            "run_env": run_environment(self.workspace, job, run, None),
-            "bundle": bundle_for(job),
-            "strategy": strategy,
-            "dashboard": self.dashboard,
-            "driver_python": python,
-            "nodes_now": len(nodes),
-        })
+        return RayRequest(
+            target=self.name, run=run, workspace=self.workspace.ref(), job=job,
+            snapshot_id=snapshot.id if snapshot is not None else None, environment=environment,
+            settings={**self.settings, "queue_timeout_seconds": self.config.queue_timeout_seconds},
+            run_env=run_environment(self.workspace, job, run, None), submitted_ns=time.time_ns(),
+            launcher=launcher_for(job).name, bundle=bundle_for(job),
+            strategy=self.config.placement_strategy if job.node_count > 1 else "PACK",
+            dashboard=self.dashboard, driver_python=self.config.python or self.state.get("python") or "", nodes_now=0,
+        )
 
-    def schedule(self, request: SubmitRequest) -> str:
-        payload = request.payload
-        job = JobSpec.from_definition(payload["job"])
-        if (self.config.mode == "provision" and payload["strategy"] == "STRICT_SPREAD"
-                and job.node_count > payload["nodes_now"]):
-            self.scale_to(job.node_count)  # a provisioned cluster grows to what the job needs, up to max_nodes
-        blob = base64.b64encode(zlib.compress(json.dumps({"run_id": request.run_id, **payload}).encode())).decode()
-        entrypoint = f"{payload['driver_python']} -m runyard.compute.ray_driver {blob}"
-        self.jobs().submit(JOB_PREFIX + request.run_id, entrypoint, {"runyard_run_id": request.run_id,
-                                                                    "runyard_target": self.name})
+    def admit(self, request: RayRequest) -> RayRequest:  # type: ignore[override]
+        """Ask the cluster: a job no node can ever hold, or stores its nodes cannot reach, is refused now."""
+        return placed(request, self.jobs().nodes(), self.name, self.config.max_nodes if self.config.mode == "provision"
+                      else None)
+
+    def schedule(self, request: RayRequest) -> str:  # type: ignore[override]
+        if request.nodes_now == 0:  # not admitted yet (a caller of schedule alone)
+            request = self.admit(request)
+        if (self.config.mode == "provision" and request.strategy == "STRICT_SPREAD"
+                and request.job.node_count > request.nodes_now):
+            self.scale_to(request.job.node_count)  # a provisioned cluster grows to what the job needs, up to max_nodes
+        self.jobs().submit(JOB_PREFIX + request.run_id, f"{request.driver_python} -m runyard.compute.ray_driver "
+                           f"{encode_request(request)}", {"runyard_run_id": request.run_id, "runyard_target": self.name})
         return request.run_id
 
     # -- observe / cancel -----------------------------------------------------------------------------------
@@ -484,8 +309,6 @@ class RayTarget(ComputeTarget):
         yield from self._follow(run_id, BUILD_LOG_NAME, lambda s: s not in preparing)
 
     def _follow(self, run_id: str, name: str, done, poll: float = 0.3) -> Iterator[str]:
-        from runyard.submission.logfiles import decode_chunks
-
         def chunks() -> Iterator[bytes]:
             offset, last_check = 0, 0.0
             while True:
@@ -515,11 +338,36 @@ class RayTarget(ComputeTarget):
             return b""
 
 
-def driver_request(blob: str) -> dict[str, Any]:
-    """The request a driver was started with (the inverse of ``schedule``'s encoding)."""
-    return json.loads(zlib.decompress(base64.b64decode(blob)))
+def placed(request: RayRequest, nodes: list[dict[str, Any]], target: str, max_nodes: int | None) -> RayRequest:
+    """The request completed with what the cluster's ``nodes`` are now (pure: unit-tested on a node list), or a
+    ComputeError when the job can never run there."""
+    ws = request.workspace
+    problem = machine_local_store_problem(ws["tracking_uri"], ws["artifact_uri"], nodes)
+    if problem:
+        raise ComputeError(problem)
+    never = never_fits(request.job, nodes, request.strategy, max_nodes)
+    if never:
+        raise ComputeError(f"compute target {target!r} can never run this job: {never}")
+    all_local = all(n.get("node_ip") in local_addresses() or str(n.get("node_ip", "")).startswith("127.")
+                    for n in nodes)
+    python = request.driver_python or (sys.executable if all_local else "python3")
+    return dataclasses.replace(request, driver_python=python, nodes_now=max(len(nodes), 1))
+
+
+def encode_request(request: RayRequest) -> str:
+    """The request as one command-line word for the driver's Ray job."""
+    return base64.b64encode(zlib.compress(request.to_json().encode())).decode()
+
+
+def decode_request(blob: str) -> RayRequest:
+    """The request a driver was started with (the inverse of ``encode_request``)."""
+    import json
+
+    request = request_from_dict(json.loads(zlib.decompress(base64.b64decode(blob))))
+    assert isinstance(request, RayRequest)
+    return request
 
 
 
 __all__ = ["RayCompute", "RayComputeConfiguration", "RayJobs", "RayTarget", "bundle_for", "dashboard_url",
-           "machine_local_store_problem", "never_fits"]
+           "decode_request", "encode_request", "machine_local_store_problem", "never_fits", "placed"]

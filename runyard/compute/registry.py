@@ -5,50 +5,28 @@ table: a name, a type (``ray``) and the configuration they were created with.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
-import os
-import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import Any
 
 from runyard import validation
-from runyard.errors import ComputeError, ComputeTargetException, ConfigError, NotFound
+from runyard.compute import amlcompute
+from runyard.compute.api import BUILTIN_NAMES, ComputeTarget
+from runyard.compute.ray_config import RayComputeConfiguration
+from runyard.compute.ray_target import RayTarget
+from runyard.errors import ComputeTargetException, ConfigError, NotFound
+from runyard.store.workspace_context import WorkspaceContext
 
-if TYPE_CHECKING:
-    from runyard.compute.api import ComputeTarget
-    from runyard.workspace import Workspace
-
-TYPES: dict[str, str] = {"ray": "runyard.compute.ray_target:RayTarget",
-                         "amlcompute": "runyard.compute.amlcompute:AmlComputePool"}
-BUILTIN_NAMES = ("local",)
+TYPES: dict[str, type[ComputeTarget]] = {"ray": RayTarget, "amlcompute": amlcompute.AmlComputePool}
 
 
 class ComputeTargetNotFound(ComputeTargetException, ConfigError, NotFound):
     """No compute target by that name."""
 
 
-@dataclass(frozen=True)
-class ComputeStatus:
-    """What ``target.get_status()`` answers; ``serialize()`` gives Azure's dict shape."""
-
-    provisioning_state: str  # Succeeded, Stopped, Unreachable
-    node_count: int
-    cpus: float
-    gpus: float
-    nodes: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
-
-    def serialize(self) -> dict[str, Any]:
-        return {"provisioningState": self.provisioning_state, "currentNodeCount": self.node_count,
-                "cpus": self.cpus, "gpus": self.gpus, "nodes": self.nodes,
-                "errors": [self.error] if self.error else None}
-
-
-def _type_of(workspace: "Workspace", config: Any) -> tuple[str, Any]:
+def _type_of(workspace: "WorkspaceContext", config: Any) -> tuple[str, Any]:
     """The target type a configuration makes, and the configuration that type stores."""
-    from runyard.compute import amlcompute
-    from runyard.compute.ray_target import RayComputeConfiguration
-
     if isinstance(config, RayComputeConfiguration):
         return "ray", config
     if isinstance(config, amlcompute.AmlComputeProvisioningConfiguration):
@@ -63,12 +41,11 @@ def _type_of(workspace: "Workspace", config: Any) -> tuple[str, Any]:
                       "RayCompute.attach_configuration(...)")
 
 
-def target_class(type_: str):
-    module, _, cls = TYPES[type_].partition(":")
-    return getattr(importlib.import_module(module), cls)
+def target_class(type_: str) -> type[ComputeTarget]:
+    return TYPES[type_]
 
 
-def create(workspace: "Workspace", name: str, config: Any, show_output: bool = False) -> "ComputeTarget":
+def create(workspace: "WorkspaceContext", name: str, config: Any, show_output: bool = False) -> ComputeTarget:
     """Register ``name`` and bring its cluster up (a provisioned one is started here; an attached one is checked)."""
     validation.key(name, "compute target name")
     if name in BUILTIN_NAMES:
@@ -91,7 +68,7 @@ def create(workspace: "Workspace", name: str, config: Any, show_output: bool = F
     return target
 
 
-def lookup(workspace: "Workspace", name: str) -> "ComputeTarget | None":
+def lookup(workspace: "WorkspaceContext", name: str) -> "ComputeTarget | None":
     """The registered target ``name`` (None when the workspace has none by that name)."""
     try:
         record = workspace.metadata.get_compute_target(name)
@@ -100,47 +77,43 @@ def lookup(workspace: "Workspace", name: str) -> "ComputeTarget | None":
     return target_class(record.type)(workspace, name)
 
 
-def delete(target: "ComputeTarget") -> None:
-    """Stop what the target started (a provisioned cluster) and forget it."""
-    if target.name in BUILTIN_NAMES:
-        raise ConfigError(f"{target.name!r} is built in and cannot be deleted")
-    stop = getattr(target, "stop_cluster", None)
-    if stop is not None:
-        stop()
-    target.workspace.metadata.delete_compute_target(target.name)
-
-
-def all_targets(workspace: "Workspace") -> dict[str, "ComputeTarget"]:
-    from runyard.compute import get_target
-
+def all_targets(workspace: "WorkspaceContext") -> dict[str, ComputeTarget]:
     found = {n: get_target(workspace, n) for n in BUILTIN_NAMES}
     for record in workspace.metadata.list_compute_targets():
         found[record.name] = target_class(record.type)(workspace, record.name)
     return found
 
 
-def local_status() -> ComputeStatus:
-    from runyard.compute.local_target import gpu_ids
-
-    return ComputeStatus("Succeeded", 1, float(os.cpu_count() or 1), float(len(gpu_ids())),
-                         [{"node_id": "local", "ip": "127.0.0.1", "head": True}])
+_BUILTIN: dict[str, str] = {"local": "runyard.compute.local_target:LocalTarget"}  # module:Class, as entry points say
+ENTRY_POINT_GROUP = "runyard.compute_targets"
 
 
-def wait_until_up(target: "ComputeTarget", show_output: bool, min_node_count: int | None,
-                  timeout_in_minutes: float) -> ComputeStatus:
-    deadline = time.monotonic() + timeout_in_minutes * 60
-    want = min_node_count or 1
-    while True:
-        status = target.get_status()
-        if status.provisioning_state == "Succeeded" and status.node_count >= want:
-            if show_output:
-                print(f"{target.name}: {status.provisioning_state}, {status.node_count} node(s), "
-                      f"{status.cpus:g} CPU, {status.gpus:g} GPU")
-            return status
-        if time.monotonic() > deadline:
-            raise ComputeError(f"compute target {target.name!r} is not up after {timeout_in_minutes:g} minutes: "
-                               f"{status.provisioning_state} with {status.node_count} node(s)"
-                               + (f" ({status.error})" if status.error else ""))
-        if show_output:
-            print(f"{target.name}: {status.provisioning_state}, {status.node_count}/{want} node(s)…")
-        time.sleep(1.0)
+def known_targets() -> dict[str, str]:
+    """Every target name → ``module:Class`` (built-in first; entry points may add names, not replace them)."""
+    from importlib.metadata import entry_points
+
+    found = dict(_BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def get_target(workspace: "WorkspaceContext", name: str) -> ComputeTarget:
+    """The compute target called ``name`` (built in, registered in the workspace, or from an entry point); unknown
+    names get the list of known ones (and a close match)."""
+    if name not in _BUILTIN:
+        found = lookup(workspace, name)
+        if found is not None:
+            return found
+    targets = _BUILTIN if name in _BUILTIN else known_targets()  # reading entry points costs ~20 ms
+    if name not in targets:
+        names = sorted({*targets, *(r.name for r in workspace.metadata.list_compute_targets())})
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" — did you mean {close[0]!r}?" if close else ""
+        raise ComputeTargetNotFound(f"unknown compute target {name!r}{hint} Known targets: {', '.join(names)}")
+    module, _, cls = targets[name].partition(":")
+    target_cls = getattr(importlib.import_module(module), cls)
+    return target_cls(workspace, name)
+
+
+ComputeTarget.registry = sys.modules[__name__]  # ComputeTarget(ws, name) and ComputeTarget.create find targets here

@@ -6,7 +6,7 @@
     env.python.conda_dependencies = cd           # or CondaDependencies("env.yml")
 
 It is pure data: runyard builds the environment with uv (conda packages go through conda when one is installed,
-else through pip under their PyPI names — see ``runyard.submission.environments``).
+else through pip under their PyPI names — see ``runyard.environments``).
 """
 from __future__ import annotations
 

@@ -23,12 +23,8 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from runyard.errors import ConfigError, warn
-
-if TYPE_CHECKING:
-    from runyard.config.environment import Environment
+from runyard.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -67,22 +63,29 @@ def is_curated(name: str) -> bool:
     return family_of(name) is not None
 
 
-def environment(name: str, notify: bool = True) -> "Environment":
-    """The runyard environment standing for Azure's curated environment ``name`` (see the module's table)."""
-    from runyard.config.environment import Environment
+@dataclass(frozen=True)
+class Approximation:
+    """What stands for a curated environment here: a framework pin, pip packages, and a description saying so."""
+
+    framework: dict[str, str] | None
+    pip_packages: tuple[str, ...]
+    description: str
+
+
+def approximation(name: str) -> Approximation:
+    """runyard's approximation of Azure's curated environment ``name`` (see the module's table)."""
     from runyard.train.frameworks import framework, nearest, offered_series, series_key
 
     found = family_of(name)
     if found is None:
         raise ConfigError(f"{name!r} is not one of Azure ML's curated environments runyard maps")
     family, wanted = found
-    env = Environment(name)
-    cd = env.python.conda_dependencies
     python = "%d.%d" % sys.version_info[:2]
+    pin, packages = None, []
     if family.framework:
         offered = offered_series(family.framework)
         version = nearest(wanted, offered or []) or framework(family.framework).default_version
-        env.python.framework = {"name": family.framework, "version": version}
+        pin = {"name": family.framework, "version": version}
         if wanted == version:
             how = "the version it names"
         elif offered:
@@ -91,17 +94,13 @@ def environment(name: str, notify: bool = True) -> "Environment":
             how = "runyard's default (no package index could be read)"
         note = f"{name}: Azure ML's curated environment, approximated by {family.framework} {version} ({how})"
         if family.numpy2_from and series_key(version) < series_key(family.numpy2_from):
-            cd.add_pip_package("numpy<2")
+            packages.append("numpy<2")
     else:
         note = f"{name}: Azure ML's curated environment, approximated by " + (
             ", ".join(family.packages) if family.packages else "an environment with runyard's client only")
-    for package in family.packages:
-        if not any(p.split("<")[0] == package for p in cd.pip_packages):
-            cd.add_pip_package(package)
-    env.description = note + f" on Python {python}; Azure's image (OS, CUDA, its Python) is not reproduced"
-    if notify:
-        warn(env.description)
-    return env
+    packages += [p for p in family.packages if not any(q.split("<")[0] == p for q in packages)]
+    return Approximation(pin, tuple(packages), note + f" on Python {python}; Azure's image (OS, CUDA, its Python) "
+                                                      "is not reproduced")
 
 
-__all__ = ["FAMILIES", "LISTED", "Family", "environment", "family_of", "is_curated"]
+__all__ = ["FAMILIES", "LISTED", "Approximation", "Family", "approximation", "family_of", "is_curated"]

@@ -158,5 +158,28 @@ def _with_estimator_counts(config: Any, node_count: int, process_count_per_node:
     return dataclasses.replace(config, **changes) if changes else config
 
 
-__all__ = ["Gloo", "Mpi", "MpiConfiguration", "Nccl", "ParameterServer", "PyTorchConfiguration",
-           "TensorflowConfiguration", "resolve"]
+BACKENDS = ("mpi", "ps", "pytorch")
+
+
+def check_section(section: Any, node_count: int, process_count_per_node: int) -> None:
+    """A job's launcher section against its counts (also one given as a dict, e.g. from a stored definition)."""
+    if not isinstance(section, dict) and not hasattr(section, "get"):
+        raise ValidationError(f"distributed must be a launcher section such as {{'backend': 'mpi'}}, got {section!r}")
+    backend = section.get("backend")
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown distributed backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if backend == "ps":
+        workers = _count(section.get("worker_count", 1), "worker_count")
+        ps = _count(section.get("parameter_server_count", 1), "parameter_server_count", minimum=0)
+        tasks = workers + ps + bool(section.get("chief"))
+        if tasks != node_count * process_count_per_node:
+            raise ConfigError(f"{tasks} TensorFlow tasks (workers, ps, chief) but node_count={node_count} × "
+                              f"process_count_per_node={process_count_per_node} processes: they must be equal")
+    if backend == "pytorch":
+        comm = section.get("communication_backend")
+        if comm is not None and str(comm).lower() not in ("gloo", "nccl", "mpi"):
+            raise ConfigError(f"communication_backend must be 'Gloo', 'Nccl' or 'MPI', got {comm!r}")
+
+
+__all__ = ["BACKENDS", "Gloo", "Mpi", "MpiConfiguration", "Nccl", "ParameterServer", "PyTorchConfiguration",
+           "TensorflowConfiguration", "check_section", "resolve"]

@@ -6,7 +6,7 @@ Two kinds, as in Azure ML v1:
   (``Environment.from_existing_interpreter("current")``, the default when a run names no environment);
 * built (``user_managed_dependencies = False``, the default for ``Environment("name")``): runyard builds an
   isolated virtual environment from the package lists with uv, caches it by the spec's hash and reuses it
-  (``runyard.submission.environments``).
+  (``runyard.environments``).
 """
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from runyard import validation
 from runyard.config.conda_dependencies import CondaDependencies
-from runyard.errors import ConfigError, NotFound, ValidationError
+from runyard.errors import ConfigError, NotFound, ValidationError, warn
 
 if TYPE_CHECKING:
-    from runyard.workspace import Workspace
+    from runyard.store.workspace_context import WorkspaceContext as Workspace
 
 
 @dataclass
@@ -149,9 +149,25 @@ class Environment:
             record = workspace.metadata.get_environment(name, int(version) if version is not None else None)
         except NotFound:
             if version is None and curated.is_curated(name):
-                return curated.environment(name)
+                return Environment._curated(name)
             raise
         return Environment.from_spec({**record.spec, "version": str(record.version)})
+
+    @staticmethod
+    def _curated(name: str, notify: bool = True) -> "Environment":
+        """runyard's stand-in for Azure's curated environment ``name``, with a warning saying what it is."""
+        from runyard.config import curated
+
+        found = curated.approximation(name)
+        env = Environment(name)
+        if found.framework:
+            env.python.framework = found.framework
+        for package in found.pip_packages:
+            env.python.conda_dependencies.add_pip_package(package)
+        env.description = found.description
+        if notify:
+            warn(env.description)
+        return env
 
     @staticmethod
     def list(workspace: "Workspace") -> dict[str, "Environment"]:
@@ -159,7 +175,7 @@ class Environment:
         maps (a registered one of the same name wins)."""
         from runyard.config import curated
 
-        found = {n: curated.environment(n, notify=False) for n in curated.LISTED}
+        found = {n: Environment._curated(n, notify=False) for n in curated.LISTED}
         found.update((r.name, Environment.from_spec({**r.spec, "version": str(r.version)}))
                      for r in workspace.metadata.list_environments())
         return found

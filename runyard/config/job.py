@@ -10,7 +10,7 @@ import math
 import numbers
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,15 @@ class JobSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValidationError(f"{name} must be a whole number >= 1, got {value!r}")
-        if self.distributed is None and self.node_count * self.process_count_per_node > 1:
+        if self.distributed is None and self.world_size > 1:
             raise ConfigError(
                 f"node_count={self.node_count} × process_count_per_node={self.process_count_per_node} needs a "
                 "distributed backend (MPI, TensorFlow parameter server or PyTorch) to start the processes"
             )
+        if self.distributed is not None:
+            from runyard.config.distributed import check_section
+
+            check_section(self.distributed, self.node_count, self.process_count_per_node)
         duration = self.max_run_duration_seconds
         if duration is not None and (isinstance(duration, bool) or not isinstance(duration, numbers.Real)
                                      or not math.isfinite(duration) or duration <= 0):
@@ -52,6 +56,15 @@ class JobSpec:
         retries = self.max_run_retries
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValidationError(f"max_run_retries must be a whole number >= 0, got {retries!r}")
+
+    @property
+    def world_size(self) -> int:
+        """Every process of the job: ``node_count × process_count_per_node``."""
+        return self.node_count * self.process_count_per_node
+
+    def on_one_node(self) -> "JobSpec":
+        """The same job with all its processes on one node (a target that is one machine folds a job's nodes)."""
+        return replace(self, node_count=1, process_count_per_node=self.world_size)
 
     @property
     def interpreter(self) -> str:
@@ -119,7 +132,6 @@ def build_job(
     (``ds.path("x").as_mount()``, ``dataset.as_named_input("x").as_download()``) in the arguments, the
     script_params or ``inputs`` become the run's inputs, and ``${RUNYARD_DATA_<name>}`` in the arguments.
     """
-    from runyard.data.inputs import collect
     from runyard.config import distributed as dist
     from runyard.config.environment import Environment
 
@@ -149,8 +161,26 @@ def build_job(
         source_directory=str(source), entry_script=script, arguments=args, compute_target=_target_name(compute_target),
         environment=env.to_spec(), node_count=node_count, process_count_per_node=process_count_per_node,
         distributed=section, use_gpu=use_gpu, max_run_duration_seconds=max_run_duration_seconds, run_type=run_type,
-        max_run_retries=max_run_retries, inputs=collect(arguments, script_params, inputs),
+        max_run_retries=max_run_retries, inputs=collect_inputs(arguments, script_params, inputs),
     )
+
+
+def collect_inputs(*groups: Any) -> tuple[dict[str, Any], ...]:
+    """The data inputs among arguments, script_params values and ``inputs=[...]`` — any value with ``to_input()``
+    (a datastore path or dataset input of ``runyard.data``); one name, one input."""
+    found: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        values = group.values() if isinstance(group, Mapping) else (group or [])
+        for value in values:
+            if not hasattr(value, "to_input"):
+                continue
+            spec = value.to_input()
+            same = found.get(spec["name"])
+            if same is not None and same != spec:
+                raise ValidationError(f"two different inputs are named {spec['name']!r}; give them distinct names "
+                                      "(as_named_input(name) / data_reference_name=)")
+            found[spec["name"]] = spec
+    return tuple(found.values())
 
 
 def normalize_arguments(arguments: Sequence[Any]) -> tuple[str, ...]:
@@ -241,4 +271,4 @@ def _target_name(target: Any) -> str:
     return name
 
 
-__all__ = ["JobSpec", "build_job", "normalize_arguments", "script_params_to_arguments"]
+__all__ = ["JobSpec", "build_job", "collect_inputs", "normalize_arguments", "script_params_to_arguments"]

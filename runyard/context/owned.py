@@ -16,7 +16,7 @@ from runyard.errors import RunyardError
 from runyard.status import RunStatus
 
 if TYPE_CHECKING:
-    from runyard.run import Run
+    from runyard.run import Run  # noqa: F401 - the type of what it owns
 
 _runs: dict[str, "Run"] = {}
 _lock = threading.Lock()

@@ -533,7 +533,7 @@ def anonymous_id(record: Mapping[str, Any]) -> str:
 def _fingerprint(workspace: "Workspace", definition: Mapping[str, Any], files: list[dict]) -> list[dict]:
     """Each file with its hash: local files hashed and put in the content store; remote ones by their tag."""
     from runyard.data.hashing import hash_cache_for
-    from runyard.submission.snapshot import _blob_key
+    from runyard.store.snapshots import _blob_key
 
     cache = hash_cache_for(workspace.path)
     sources = definition["sources"]
@@ -600,7 +600,7 @@ def _http_fetch(url: str, dest: str | None) -> tuple[int, str]:
 @contextmanager
 def _open_file(workspace: "Workspace | None", definition: Mapping[str, Any], f: Mapping[str, Any]):
     """A binary handle on one file of a dataset: its stored content, the source, or a download."""
-    from runyard.submission.snapshot import _blob_key
+    from runyard.store.snapshots import _blob_key
 
     src = definition["sources"][f["source"]]
     if f.get("stored") and workspace is not None:
@@ -642,7 +642,7 @@ def materialize(workspace: "Workspace", record: "DatasetRecord", target: Path, l
     URLs (checked against the recorded SHA-256)."""
     from runyard.data.hashing import hash_cache_for
     from runyard.data.transfer import download
-    from runyard.submission.snapshot import _blob_key
+    from runyard.store.snapshots import _blob_key
 
     target.mkdir(parents=True, exist_ok=True)
     artifacts = workspace.artifacts

@@ -21,7 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runyard.errors import NotFound, ValidationError
+from runyard.config.job import collect_inputs
+from runyard.errors import NotFound
 
 if TYPE_CHECKING:
     from runyard.config.job import JobSpec
@@ -31,21 +32,7 @@ INPUTS_VAR = "RUNYARD_INPUT_DATASETS"
 AZURE_PREFIX = "AZUREML_DATAREFERENCE_"
 
 
-def collect(*groups: Any) -> tuple[dict[str, Any], ...]:
-    """The inputs among arguments, script_params values and ``inputs=[...]``; one name, one input."""
-    found: dict[str, dict[str, Any]] = {}
-    for group in groups:
-        values = group.values() if isinstance(group, Mapping) else (group or [])
-        for value in values:
-            if not hasattr(value, "to_input"):
-                continue
-            spec = value.to_input()
-            same = found.get(spec["name"])
-            if same is not None and same != spec:
-                raise ValidationError(f"two different inputs are named {spec['name']!r}; give them distinct names "
-                                      "(as_named_input(name) / data_reference_name=)")
-            found[spec["name"]] = spec
-    return tuple(found.values())
+collect = collect_inputs  # the inputs among a run configuration's arguments (runyard.config.job)
 
 
 def bind(ws: "Workspace", job: "JobSpec") -> tuple["JobSpec", list[tuple[str, dict[str, Any]]]]:

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runyard.deploy import LocalWebservice
+from runyard.deploy.service import LocalWebservice, inference_config_of
 from runyard.errors import ConfigError
 
 if TYPE_CHECKING:
-    from runyard.deploy import InferenceConfig
+    from runyard.deploy.service import InferenceConfig
     from runyard.model import Model
     from runyard.workspace import Workspace
 
@@ -41,7 +41,7 @@ class ContainerImageConfig:
 
     def inference_config(self) -> "InferenceConfig":
         from runyard.config.environment import Environment
-        from runyard.deploy import InferenceConfig
+        from runyard.deploy.service import InferenceConfig
 
         if str(self.runtime).lower() not in ("python", "spark-py"):
             raise ConfigError(f"runtime must be 'python', got {self.runtime!r}")
@@ -56,17 +56,6 @@ class ContainerImageConfig:
                                                                conda if conda.is_absolute() else source / conda)
         return InferenceConfig(entry_script=self.execution_script, source_directory=str(source),
                                environment=environment)
-
-
-def inference_config_of(config: Any) -> "InferenceConfig":
-    """An InferenceConfig from what Azure's calls accept in its place (an image configuration, or one itself)."""
-    from runyard.deploy import InferenceConfig
-
-    if isinstance(config, InferenceConfig):
-        return config
-    if isinstance(config, ContainerImageConfig):
-        return config.inference_config()
-    raise ConfigError(f"expected ContainerImage.image_configuration(...) or an InferenceConfig, got {type(config).__name__}")
 
 
 class ContainerImage:
@@ -110,7 +99,7 @@ class Image:
 
 def _deployment_config(compute_type: str, auth_default: bool, auth_enabled: bool | None, tags: Any,
                        description: str | None, port: int | None, timeout_seconds: float, sizing: dict[str, Any]):
-    from runyard.deploy import LocalWebserviceDeploymentConfiguration
+    from runyard.deploy.service import LocalWebserviceDeploymentConfiguration
 
     recorded = {k: v for k, v in sizing.items() if v is not None and isinstance(v, (str, int, float, bool))}
     return LocalWebserviceDeploymentConfiguration(

@@ -1,24 +1,28 @@
-"""``HyperDriveConfig``, its submission as a parent run with a detached sweep driver, and ``HyperDriveRun``."""
+"""``HyperDriveConfig`` (submitted as a parent run of kind "sweep", driven by ``driver.SweepDriver``) and
+``HyperDriveRun``."""
 from __future__ import annotations
 
 import json
 import math
-import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from runyard.config.job import JobSpec
 from runyard.errors import ConfigError, NotFound, RunyardWarning
 from runyard.hyperdrive.policies import EarlyTerminationPolicy, NoTerminationPolicy
 from runyard.hyperdrive.sampling import BayesianParameterSampling, _Sampling
 from runyard.run import Run
-from runyard.status import RunStatus
+from runyard.submission import RunKind, job_spec_of
 
 if TYPE_CHECKING:
-    from runyard.experiment import Experiment
+    from runyard.store.metadata.entities import RunInfo
+    from runyard.store.workspace_context import WorkspaceContext
 
 RUN_TYPE = "hyperdrive"
+RUN_KIND = "sweep"  # what drives it: driver.SweepDriver, registered as plugins.RUN_KINDS "sweep"
+PRIMARY_METRIC = "primary_metric_config"  # the run property holding {"name", "goal"} (Azure's)
 HYPERPARAMETERS_TAG = "hyperparameters"  # each trial's configuration, as JSON (Azure's tag of the same name)
 STOPPED_BY_TAG = "runyard.early_termination"  # why a policy stopped a trial
 
@@ -96,11 +100,39 @@ class HyperDriveConfig:
         self.resume_child_runs = [_run_id(r) for r in resume_child_runs or ()]
 
     def to_dict(self) -> dict[str, Any]:
+        """The sweep's settings (its primary metric is recorded once, as the run property ``primary_metric_config``)."""
         return {"sampling": self.hyperparameter_sampling.to_dict(), "policy": self.policy.to_dict(),
-                "primary_metric_name": self.primary_metric_name, "primary_metric_goal": self.primary_metric_goal.value,
                 "max_total_runs": self.max_total_runs, "max_concurrent_runs": self.max_concurrent_runs,
                 "max_duration_minutes": self.max_duration_minutes, "resume_from": self.resume_from,
                 "resume_child_runs": self.resume_child_runs}
+
+    def to_job_spec(self) -> JobSpec:
+        """What each trial runs (validated as any submission: a bad trial configuration fails before anything is
+        stored; the trials consume the inputs bound for the sweep)."""
+        return job_spec_of(self.run_config)
+
+    def run_kind(self, workspace: "WorkspaceContext") -> RunKind:
+        """How the sweep is submitted: a parent run of type hyperdrive, driven by the sweep driver."""
+        for run_id in self.resume_from + self.resume_child_runs:
+            try:
+                workspace.metadata.get_run(run_id)
+            except NotFound:
+                raise ConfigError(f"resume_from / resume_child_runs: no run {run_id!r} in this workspace") from None
+        settings = self.to_dict()
+        metric = {"name": self.primary_metric_name, "goal": self.primary_metric_goal.value}
+        return RunKind(RUN_KIND, RUN_TYPE, extra={"hyperdrive": settings},
+                       definition={"hyperdrive": settings}, properties={PRIMARY_METRIC: json.dumps(metric)})
+
+
+def primary_metric(info: "RunInfo") -> tuple[str, bool]:
+    """(name, maximize) of a sweep's primary metric, from its run record — read the same way by the driver,
+    ``HyperDriveRun`` and the studio."""
+    raw = info.properties.get(PRIMARY_METRIC)
+    if raw:
+        metric = json.loads(raw)
+        return metric["name"], str(metric["goal"]).upper() == "MAXIMIZE"
+    legacy = (info.definition or {}).get("hyperdrive") or {}  # a sweep recorded before the property held it alone
+    return legacy["primary_metric_name"], legacy.get("primary_metric_goal", "MAXIMIZE") == "MAXIMIZE"
 
 
 class HyperDriveRunConfig(HyperDriveConfig):
@@ -173,12 +205,8 @@ def final_metrics(store, run_ids: Sequence[str], metric: str) -> dict[str, float
 class HyperDriveRun(Run):
     """The parent run of a sweep: its trials are its children."""
 
-    @property
-    def _config(self) -> dict[str, Any]:
-        return (self._refresh().definition or {}).get("hyperdrive") or {}
-
-    def _maximize(self) -> bool:
-        return self._config.get("primary_metric_goal", "MAXIMIZE") == "MAXIMIZE"
+    def _primary_metric(self) -> tuple[str, bool]:
+        return primary_metric(self._refresh())
 
     def get_hyperparameters(self) -> dict[str, dict[str, Any]]:
         """Each trial's configuration, by run id."""
@@ -188,14 +216,14 @@ class HyperDriveRun(Run):
                                               discard_no_metric: bool = False) -> list[dict[str, Any]]:
         """Trials best first (``reverse``: worst first): run_id, hyperparameters, best_primary_metric (the final
         value), status; trials without the metric last (or left out with ``discard_no_metric``)."""
-        metric = self._config["primary_metric_name"]
+        metric, maximize = self._primary_metric()
         children = self._ws.metadata.list_runs(parent_run_id=self.id, limit=100000)
         finals = final_metrics(self._ws.metadata, [c.run_id for c in children], metric)
         rows = [{"run_id": c.run_id, "hyperparameters": json.loads(c.tags.get(HYPERPARAMETERS_TAG, "{}")),
                  "best_primary_metric": finals.get(c.run_id), "status": c.status.value} for c in children]
         if discard_no_metric:
             rows = [r for r in rows if r["best_primary_metric"] is not None]
-        sign = -1 if self._maximize() else 1
+        sign = -1 if maximize else 1
         rows.sort(key=lambda r: (r["best_primary_metric"] is None, sign * (r["best_primary_metric"] or 0), r["run_id"]))
         if reverse:
             with_metric = [r for r in rows if r["best_primary_metric"] is not None][::-1]
@@ -209,54 +237,3 @@ class HyperDriveRun(Run):
             if row["status"] not in skip:
                 return Run(self.experiment, row["run_id"])
         return None
-
-
-def submit_sweep(experiment: "Experiment", config: HyperDriveConfig, tags: Mapping[str, Any] | None = None,
-                 display_name: str | None = None) -> HyperDriveRun:
-    """Validate the trials' configuration (as a submission would), record the parent run and start its driver."""
-    from runyard import validation
-    from runyard.compute import get_target
-    from runyard.compute.local_target import start_supervisor
-    from runyard.ids import new_run_id
-    from runyard.submission import job_spec_of, prepare
-
-    ws = experiment.workspace
-    # a bad trial configuration fails here, before anything is stored; the trials consume the inputs bound here
-    prepared = prepare(ws, experiment.name, job_spec_of(config.run_config))
-    job = prepared.job
-    for run_id in config.resume_from + config.resume_child_runs:
-        try:
-            ws.metadata.get_run(run_id)
-        except NotFound:
-            raise ConfigError(f"resume_from / resume_child_runs: no run {run_id!r} in this workspace") from None
-    clean_tags = {validation.key(k, "tag key"): validation.text(v, f"tag {k!r}") for k, v in (tags or {}).items()}
-    run_id = new_run_id(experiment.name)
-    local = get_target(ws, "local")
-    run_dir = local.run_dir(run_id)
-    info = ws.metadata.create_run(
-        experiment.id, run_id=run_id, run_type=RUN_TYPE, status=RunStatus.QUEUED, tags=clean_tags,
-        display_name=validation.key(display_name, "display name") if display_name else None,
-        properties={"primary_metric_config": json.dumps({"name": config.primary_metric_name,
-                                                         "goal": config.primary_metric_goal.value})},
-        compute_target="local", heartbeat=True,
-        definition={"runType": RUN_TYPE, "hyperdrive": config.to_dict(), "trial": job.to_definition()},
-    )
-    request = {"kind": "sweep", "run_id": run_id, "experiment": experiment.name,
-               "workspace": {"path": str(ws.path), "tracking_uri": ws.tracking_uri, "artifact_uri": ws.artifact_uri},
-               "job": {}, "trial": job.to_definition(), "hyperdrive": config.to_dict(),
-               "settings": dict(local.settings), "run_dir": str(run_dir), "workdir": str(run_dir / "wd"),
-               "pool": "sweep", "capacity": 1, "submitted_ns": time.time_ns()}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "request.json").write_text(json.dumps(request, indent=2), encoding="utf-8")
-    try:
-        if job.inputs:
-            from runyard.data import inputs
-
-            inputs.save(ws, run_id, job, prepared.datasets)
-        start_supervisor(run_dir, local.settings["supervisor_start"])
-    except Exception as exc:
-        ws.metadata.set_status(run_id, RunStatus.FAILED, error={"message": f"could not start the sweep: {exc}",
-                                                               "code": "ScheduleFailed"})
-        raise
-    return HyperDriveRun(experiment, run_id, _info=info)
-

@@ -9,47 +9,58 @@ the parent each time a trial ends, writes a line per event into the parent's log
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from runyard import plugins
+from runyard.experiment import Experiment
 from runyard.hyperdrive.config import (
     HYPERPARAMETERS_TAG,
+    RUN_KIND,
     STOPPED_BY_TAG,
     apply_parameters,
     final_metrics,
     history_of,
     metric_series,
+    primary_metric,
 )
 from runyard.hyperdrive.policies import better, policy_from_dict
 from runyard.hyperdrive.sampling import Sampler, sampling_from_dict
+from runyard.run import Run
+from runyard.runtime import supervisor_start
+from runyard.runtime.logfiles import RotatingLog, user_log_name
+from runyard.runtime.request import RunRequest
+from runyard.runtime.supervisor import Supervisor
 from runyard.status import RunStatus
-from runyard.submission.logfiles import RotatingLog
-from runyard.submission.supervisor import Supervisor
+from runyard.submission import submit
+from runyard.workspace import Workspace
 
 _TICK = 0.05  # a finished trial is replaced within this (reading a few rows of the store costs ~1 ms)
 _POLICY_EVERY = 0.2  # seconds between policy evaluations (only the running trials' metrics are read again)
 
 
 class SweepDriver(Supervisor):
-    def __init__(self, run_dir: Path) -> None:
-        super().__init__(run_dir)
-        self.config = self.request["hyperdrive"]
-        self.metric = self.config["primary_metric_name"]
-        self.maximize = self.config["primary_metric_goal"] == "MAXIMIZE"
+    """The life cycle of a sweep's parent run, with trials as its work (run kind "sweep")."""
+
+    def __init__(self, run_dir: Path, request: RunRequest | None = None) -> None:
+        super().__init__(run_dir, request)
+        self.config = self.request.extra["hyperdrive"]
+        self.metric, self.maximize = "", True  # read from the run record once the store is open
+        self.public = Workspace.from_ref(self.request.workspace)  # trials are submitted as a user would
+        self._parent: Run | None = None
         self.policy = policy_from_dict(self.config["policy"])
         self._running: dict[str, dict[str, Any]] = {}  # run id → its configuration
         self._finished: dict[str, str] = {}  # run id → final status
         self._evaluated: dict[str, int] = {}  # run id → the last interval the policy looked at
         self._ended_series: dict[str, list[float]] = {}  # primary metric of ended trials (read once)
         self._next_policy = 0.0
-        self._out = RotatingLog(run_dir / "logs" / "user_log_0.txt", 10 << 20)
+        self._out = RotatingLog(run_dir / user_log_name(0), 10 << 20)
         # Trials' supervisors are forked by a zygote made now, while this process has no thread yet.
-        from runyard.compute import local_target
-
-        self._zygote = local_target.Zygote() if local_target.sys.platform.startswith("linux") else None
-        local_target.use_zygote(self._zygote)
+        self._zygote = supervisor_start.Zygote() if sys.platform.startswith("linux") else None
+        supervisor_start.use_zygote(self._zygote)
 
     def print(self, line: str) -> None:
         """A line of the sweep's own log (what ``wait_for_completion(show_output=True)`` streams)."""
@@ -60,13 +71,11 @@ class SweepDriver(Supervisor):
         return True  # the sweep itself takes no slot: its trials queue for them
 
     def _execute(self) -> tuple[RunStatus, dict | None, int | None]:
-        from runyard.config.job import JobSpec
-        from runyard.experiment import Experiment
-
         store = self.store
         self._set(RunStatus.RUNNING)
-        experiment = Experiment(self.ws, self.request["experiment"])
-        trial = JobSpec.from_definition(self.request["trial"])
+        self.metric, self.maximize = primary_metric(store.get_run(self.run_id))
+        experiment = Experiment(self.public, self.request.run.experiment_name)
+        trial = self.request.job
         history = history_of(self.ws, self.config["resume_from"] + self.config["resume_child_runs"], self.metric)
         sampler = Sampler(sampling_from_dict(self.config["sampling"]), self.maximize, history)
         total, concurrent = self.config["max_total_runs"], self.config["max_concurrent_runs"]
@@ -117,12 +126,16 @@ class SweepDriver(Supervisor):
         return self._outcome()
 
     # -- trials ---------------------------------------------------------------------------------------------
-    def _start(self, experiment, trial, params: dict[str, Any]) -> str:
-        from runyard.submission import submit
-
+    def _start(self, experiment: Experiment, trial, params: dict[str, Any]) -> str:
         job = replace(trial, arguments=apply_parameters(trial.arguments, params))
-        run = submit(experiment, job, tags={HYPERPARAMETERS_TAG: json.dumps(params)}, parent_run_id=self.run_id)
-        return run.id
+        info = submit(self.public, experiment.id, experiment.name, job, tags={HYPERPARAMETERS_TAG: json.dumps(params)},
+                      parent_run_id=self.run_id)
+        return info.run_id
+
+    def _run(self) -> Run:
+        if self._parent is None:
+            self._parent = Run._by_id(self.public, self.run_id)
+        return self._parent
 
     def _collect(self, sampler: Sampler, best: float | None) -> float | None:
         """Record trials that ended; the parent's best-so-far curve."""
@@ -170,10 +183,8 @@ class SweepDriver(Supervisor):
                     break
 
     def _cancel(self, run_id: str) -> None:
-        from runyard.run import Run
-
         try:
-            Run._by_id(self.ws, run_id).cancel()
+            Run._by_id(self.public, run_id).cancel()
         except Exception as exc:  # noqa: BLE001 - the trial may have ended meanwhile
             self.say(f"cancel of {run_id} failed: {exc}")
 
@@ -209,9 +220,10 @@ class SweepDriver(Supervisor):
     def _finalize(self, status: RunStatus, error: dict | None) -> tuple[RunStatus, dict | None]:
         self._out.close()
         if self._zygote is not None:
-            from runyard.compute import local_target
-
-            local_target.use_zygote(None)
+            supervisor_start.use_zygote(None)
             self._zygote.close()
             self._zygote = None
         return super()._finalize(status, error)
+
+
+plugins.register(plugins.RUN_KINDS, RUN_KIND, SweepDriver)

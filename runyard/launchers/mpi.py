@@ -34,7 +34,7 @@ class MpiLauncher(Launcher):
         if node.node_rank != 0:
             return []  # mpirun on node 0 starts the ranks of every node through Open MPI's daemons
         per_node = job.process_count_per_node
-        world = job.node_count * per_node
+        world = job.world_size
         hosts = node.hosts[: job.node_count]
         local_only = all(h.startswith(_LOOPBACK) for h in hosts)
         argv = ["mpirun", *(["--allow-run-as-root"] if node.as_root else []),

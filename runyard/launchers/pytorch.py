@@ -21,7 +21,7 @@ class PyTorchLauncher(Launcher):
 
     def processes(self, job: JobSpec, node: NodeContext) -> list[ProcessSpec]:
         per_node = job.process_count_per_node
-        world = job.node_count * per_node
+        world = job.world_size
         backend = (job.distributed or {}).get("communication_backend") or ("nccl" if job.use_gpu else "gloo")
         host, port = node.hosts[0], node.ports_of(0)[0]
         master = f"{host}:{port}"

@@ -177,7 +177,7 @@ class Estimator:
         """The framework versions the configured package indexes offer (newest last); Azure ML's classmethod."""
         if cls.framework_name is None:
             return []
-        from runyard.submission.package_index import available_versions, pip_settings
+        from runyard.config.package_index import available_versions, pip_settings
         from runyard.train.frameworks import framework, release_series
 
         fw = framework(cls.framework_name)

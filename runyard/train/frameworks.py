@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from packaging.version import Version
 
 from runyard.errors import ConfigError
-from runyard.submission.package_index import IndexSettings, available_versions, local_wheels, wheel_fits
+from runyard.config.package_index import IndexSettings, available_versions, local_wheels, wheel_fits
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def nearest(wanted: str | None, series: list[str]) -> str | None:
 @functools.lru_cache(maxsize=None)
 def offered_series(framework_name: str) -> list[str] | None:
     """Release series of the framework with wheels for this Python (CPU builds; local CPU wheels first)."""
-    from runyard.submission.package_index import available_versions, local_wheels, pip_settings, wheel_fits
+    from runyard.config.package_index import available_versions, local_wheels, pip_settings, wheel_fits
 
     fw = framework(framework_name)
     settings = pip_settings()

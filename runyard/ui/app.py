@@ -24,7 +24,10 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from runyard.config.job import JobSpec
 from runyard.errors import NotFound, RunyardError, ValidationError
+from runyard.hyperdrive.config import PRIMARY_METRIC, primary_metric
+from runyard.hyperdrive.config import RUN_TYPE as SWEEP_RUN_TYPE
 
 if TYPE_CHECKING:
     from runyard.workspace import Workspace
@@ -128,11 +131,12 @@ def create_app(workspace: "Workspace", *, token: str | None = None, read_only: b
         ranks = sorted({int(a.path.split("user_log_")[1].split(".")[0].split("_")[0])
                         for a in ws.metadata.list_artifacts(run.id, "logs")
                         if a.path.startswith("logs/user_log_") and a.path.split("user_log_")[1][:1].isdigit()})
-        nodes = definition.get("nodeCount") or 1
-        per = definition.get("processCountPerNode") or 1
-        ranks = sorted(set(ranks) | set(range(nodes * per if definition else 0)))
+        ranks = sorted(set(ranks) | set(range(_world_size(definition))))
         children = ws.metadata.count_runs(parent_run_id=run.id)
-        primary = json.loads(props["primary_metric_config"]) if "primary_metric_config" in props else None
+        primary = None
+        if PRIMARY_METRIC in props or info.run_type == SWEEP_RUN_TYPE:
+            name, maximize = primary_metric(info)
+            primary = {"name": name, "goal": "maximize" if maximize else "minimize"}
         return {**row, "description": info.description, "properties": props, "error": info.error,
                 "exit_code": info.exit_code, "arguments": definition.get("arguments"),
                 "script": definition.get("script"), "environment_key": props.get("runyard.environment_key"),
@@ -298,7 +302,7 @@ def create_app(workspace: "Workspace", *, token: str | None = None, read_only: b
 
     @app.get("/api/environments")
     def environments() -> dict[str, Any]:
-        from runyard.submission.environments import env_root
+        from runyard.environments import env_root
 
         root = env_root(ws)
         cached = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
@@ -313,6 +317,16 @@ def create_app(workspace: "Workspace", *, token: str | None = None, read_only: b
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _world_size(definition: dict[str, Any]) -> int:
+    """The processes a run's job has (none known for a run without a job: logged interactively, a sweep's parent)."""
+    if "script" not in definition:
+        return 0
+    try:
+        return JobSpec.from_definition(definition).world_size
+    except (RunyardError, KeyError, TypeError):
+        return 1
 
 
 def _metrics(ws: "Workspace", run_id: str, points: int) -> dict[str, Any]:

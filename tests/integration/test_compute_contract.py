@@ -103,7 +103,7 @@ def test_submit_is_dryrun_then_schedule(workspace, project, target_name):
     """Targets are driven through the interface alone: record the run, store the snapshot, submit."""
     from runyard.compute import RunRef
     from runyard.status import RunStatus
-    from runyard.submission import snapshot
+    from runyard.store import snapshots as snapshot
 
     job = ScriptRunConfig(source_directory=project, script="src/train.py", compute_target=target_name).to_job_spec()
     snap = snapshot.take(job.source_directory)

@@ -14,7 +14,7 @@ from conftest import env_with
 from runyard import ComputeError, Environment, Experiment, RunFailed, ScriptRunConfig, Workspace
 from runyard.compute import get_target
 from runyard.errors import RunyardWarning
-from runyard.submission import environments as E
+from runyard.environments import builder as E
 from runyard.submission import prepare
 
 pytestmark = [pytest.mark.integration]

@@ -50,7 +50,7 @@ def test_tensorflow_estimator_trains_on_cpu(ws, tmp_path):
 
 @pytest.mark.torch
 def test_pytorch_estimator_trains_on_cpu_with_the_local_cpu_wheel(ws, tmp_path, local_packages):
-    from runyard.submission.package_index import local_wheels
+    from runyard.config.package_index import local_wheels
     from runyard.train.dnn import PyTorch
 
     if not any(v.startswith("2.13.") and v.endswith("+cpu") for v, _ in local_wheels("torch", local_packages)):

@@ -37,7 +37,7 @@ def cluster(tmp_path_factory):
     if not _loopback_only():
         pytest.skip("Ray tests run only in a loopback-only network namespace: bash scripts/test_ray.sh")
     pytest.importorskip("ray")
-    from runyard.submission.package_index import pip_settings
+    from runyard.config.package_index import pip_settings
 
     # The nodes build environments from this machine's own package sources only (the network rule).
     settings = pip_settings()

@@ -312,7 +312,7 @@ def test_a_supervisor_that_cannot_start_fails_the_run_at_once(ws):
         "run_id": "sub_1_broken", "workspace": {"path": str(ws.path), "tracking_uri": ws.tracking_uri,
                                                 "artifact_uri": ws.artifact_uri}}))
     info = ws.metadata.create_run(Experiment(ws, "sub").id, run_id="sub_1_broken", status="Queued")
-    proc = subprocess.run([sys.executable, "-m", "runyard.submission.supervisor", str(run_dir)],
+    proc = subprocess.run([sys.executable, "-m", "runyard.runtime.supervisor", str(run_dir)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "KeyError" in proc.stderr
     failed = ws.metadata.get_run(info.run_id)

@@ -10,8 +10,8 @@ import pytest
 from conftest import env_with
 from runyard import CondaDependencies, Environment
 from runyard.errors import ConfigError, NotFound, ValidationError
-from runyard.submission import environments as E
-from runyard.submission.package_index import IndexSettings, available_versions, pip_settings
+from runyard.environments import builder as E
+from runyard.config.package_index import IndexSettings, available_versions, pip_settings
 from runyard.train import frameworks
 
 

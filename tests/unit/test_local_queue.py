@@ -3,7 +3,7 @@ import os
 import threading
 import time
 
-from runyard.compute.local_queue import LocalQueue
+from runyard.runtime.local_queue import LocalQueue
 
 
 def test_capacity_and_order(tmp_path):
@@ -43,7 +43,7 @@ def test_stop_while_waiting_gives_up_the_place(tmp_path):
 
 
 def test_abandoned_tickets_lose_their_place(tmp_path, monkeypatch):
-    import runyard.compute.local_queue as lq
+    import runyard.runtime.local_queue as lq
 
     queue = LocalQueue(tmp_path, "cpu", capacity=1)
     dead = queue.enqueue("dead", 1)  # its supervisor never started

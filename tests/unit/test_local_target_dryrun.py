@@ -9,7 +9,7 @@ import pytest
 from runyard import ComputeError, ConfigError, Workspace
 from runyard.compute import RunRef, get_target
 from runyard.config.job import build_job
-from runyard.submission import snapshot
+from runyard.store import snapshots as snapshot
 
 
 @pytest.fixture

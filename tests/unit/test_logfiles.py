@@ -2,7 +2,7 @@
 import threading
 import time
 
-from runyard.submission.logfiles import RotatingLog, decode_chunks, follow, rotated_path
+from runyard.runtime.logfiles import RotatingLog, decode_chunks, follow, rotated_path
 
 
 def test_rotation_keeps_bounded_parts(tmp_path):

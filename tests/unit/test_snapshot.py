@@ -10,7 +10,7 @@ import pytest
 
 from runyard.errors import ConfigError
 from runyard.store.artifacts import FsspecArtifactStore
-from runyard.submission import snapshot
+from runyard.store import snapshots as snapshot
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ def test_unreadable_file_is_reported(proj):
     secret.write_text("k")
     os.chmod(secret, 0o000)
     drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
-    code = f"from runyard.submission import snapshot; snapshot.take({str(proj)!r})"
+    code = f"from runyard.store import snapshots; snapshots.take({str(proj)!r})"
     proc = subprocess.run([*drop, sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 1
     assert "cannot read 1 file(s)" in proc.stderr and "secret.key (Permission denied)" in proc.stderr

@@ -1,9 +1,9 @@
 """The supervisor: the detached process that drives one run of the local target (DESIGN.md §3.4).
 
-    python -m runyard.submission.supervisor RUN_DIR        (started by LocalTarget.schedule)
+    python -m runyard.runtime.supervisor RUN_DIR        (started by LocalTarget.schedule)
 
-Queued (waits for a slot) → Preparing (fresh working copy of the snapshot) → Starting → Running (processes
-started by the launcher's commands; their output captured into capped, rotated logs; a heartbeat) →
+Queued (waits for a slot) → Preparing (fresh working copy of the snapshot) → Starting (the launcher's processes,
+asked for now, with ports free now) → Running (their output captured into capped, rotated logs; a heartbeat) →
 Finalizing (``outputs/`` and ``logs/`` uploaded, also after a failure) → Completed / Failed / Canceled.
 SIGTERM (``cancel``), ``CancelRequested`` in the store, or ``max_run_duration_seconds`` stop the whole
 process tree: SIGTERM, then SIGKILL after a grace period.
@@ -23,30 +23,32 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from runyard.compute.api import user_log_name
-from runyard.errors import NotFound
+from runyard import env_vars, plugins
+from runyard.errors import EnvironmentBuildError, InvalidStatusTransition, NotFound, StoreError
+from runyard.runtime import launch, processes
+from runyard.runtime.local_queue import LocalQueue
+from runyard.runtime.logfiles import BUILD_LOG_NAME, LAUNCHER_LOG, SUPERVISOR_LOG, RotatingLog, user_log_name
+from runyard.runtime.request import LocalRequest, RunRequest, read_request
+from runyard.runtime.resources import free_ports, gpus_for_slot
 from runyard.status import RunStatus
-from runyard.submission import processes
-from runyard.submission.logfiles import RotatingLog
+from runyard.store import run_files, snapshots
+from runyard.store.workspace_context import WorkspaceContext
 
-LAUNCHER_LOG = "logs/runyard/launcher.txt"  # the output of a process that starts ranks itself (mpirun)
 _RETRYABLE = ("UserError", "NodeLost")  # failures max_run_retries restarts (not a bad environment, not a timeout)
 _STATUS_POLL = 1.0  # seconds between checks for CancelRequested in the store (a cancel from another host)
 _EXCEPTION_LINE = re.compile(r"^(?:\[rank\d+\]:\s*)?(?:[\w.]+\.)?[A-Z]\w*(?:Error|Exception|Interrupt|Exit|Fault)\b.*")
 
 
-def expand_vars(value: str, env: dict[str, str]) -> str:
-    """``$VAR`` and ``${VAR}`` from the run's environment; unknown names stay as written (like os.path.expandvars)."""
-    return re.sub(r"\$(\w+)|\$\{([^}]+)\}", lambda m: env.get(m.group(1) or m.group(2), m.group(0)), value)
-
-
 class Supervisor:
-    def __init__(self, run_dir: Path) -> None:
+    """Drives one run through its life cycle; subclasses say where its processes are (Ray's driver) or replace
+    them with other work (a sweep's driver: trials)."""
+
+    def __init__(self, run_dir: Path, request: RunRequest | None = None) -> None:
         self.run_dir = run_dir
-        self.request: dict[str, Any] = json.loads((run_dir / "request.json").read_text(encoding="utf-8"))
-        self.run_id: str = self.request["run_id"]
-        self.settings: dict[str, Any] = self.request["settings"]
-        self.workdir = Path(self.request["workdir"])
+        self.request: RunRequest = request or read_request(run_dir)
+        self.run_id: str = self.request.run_id
+        self.settings: dict[str, Any] = dict(self.request.settings)
+        self.workdir = Path(getattr(self.request, "workdir", None) or run_dir / "wd")
         self.log_dir = run_dir / "logs"
         self._stop = threading.Event()  # cancel asked (signal or store)
         self._stop_reason: str | None = None
@@ -57,13 +59,10 @@ class Supervisor:
         self._pending: list[tuple[RunStatus, float]] = []  # changes made before the store was open
         self._store: Future = Future()
         self._synced: dict[str, tuple[int, int]] = {}  # log file → (size, mtime) last uploaded
-        self._run_handle = None
         self._attempt = 0  # attempts made before this one (max_run_retries)
-        self._data_env: dict[str, str] = {}  # the inputs' paths (runyard.data.inputs)
-        from runyard.workspace import Workspace
-
-        ws = self.request["workspace"]
-        self.ws = Workspace(ws["path"], tracking_uri=ws["tracking_uri"], artifact_uri=ws["artifact_uri"])
+        self._data_env: dict[str, str] = {}  # the inputs' paths (plugins.RUN_INPUTS)
+        self._slot: int | None = None
+        self.ws = WorkspaceContext.from_ref(self.request.workspace)
 
     @property
     def store(self):
@@ -116,8 +115,6 @@ class Supervisor:
 
     def _set_final(self, status: RunStatus, error: dict | None, exit_code: int | None) -> None:
         """The end status must land: a store that blinks now is retried for about a minute (heartbeats go on)."""
-        from runyard.errors import StoreError
-
         for delay in (1, 2, 4, 8, 16, 32, None):
             try:
                 self._set(status, error=error, exit_code=exit_code)
@@ -129,10 +126,10 @@ class Supervisor:
                 time.sleep(delay)
 
     def _wait_for_slot(self) -> bool:
-        from runyard.compute.local_queue import LocalQueue
-
-        queue = LocalQueue(self.ws.path / "local" / "queue", self.request["pool"], self.request["capacity"])
-        ticket = queue.ticket_for(self.run_id, self.request["submitted_ns"])
+        request = self.request
+        assert isinstance(request, LocalRequest)
+        queue = LocalQueue(self.ws.path / "local" / "queue", request.pool, request.capacity)
+        ticket = queue.ticket_for(self.run_id, request.submitted_ns)
         last_check = [0.0]
 
         def stop() -> bool:
@@ -148,13 +145,13 @@ class Supervisor:
         if self._slot is None:
             self.say("canceled while queued")
             return False
-        self.say(f"got a {self.request['pool']} slot")
+        self.say(f"got a {request.pool} slot")
         return True
 
     def _execute_attempts(self) -> tuple[RunStatus, dict | None, int | None]:
         """Run the job; with ``max_run_retries``, a failed attempt (a rank's error, a lost node) restarts every rank,
         and ``./outputs`` is kept for the next attempt (scripts resume from their checkpoints there)."""
-        retries = int(self.request["job"].get("maxRunRetries") or 0)
+        retries = self.request.job.max_run_retries
         while True:
             status, error, exit_code = self._execute()
             retryable = status == RunStatus.FAILED and (error or {}).get("code") in _RETRYABLE
@@ -181,18 +178,16 @@ class Supervisor:
         shutil.rmtree(self.run_dir / "rank-fifos", ignore_errors=True)
 
     def _execute(self) -> tuple[RunStatus, dict | None, int | None]:
-        from runyard.submission import snapshot
-
         self._set_later(RunStatus.PREPARING)
         kept = self.run_dir / "outputs-of-last-attempt"
         if self.workdir.exists():
             if self._attempt and (self.workdir / "outputs").is_dir():
                 shutil.move(str(self.workdir / "outputs"), kept)
             shutil.rmtree(self.workdir)
-        count = snapshot.materialize(self.request["snapshot_id"], self.ws.artifacts, self.workdir)
+        count = snapshots.materialize(self.request.snapshot_id, self.ws.artifacts, self.workdir)
         if kept.exists():
             shutil.move(str(kept), self.workdir / "outputs")
-        self.say(f"working copy of snapshot {self.request['snapshot_id'][:12]} ({count} files) in {self.workdir}")
+        self.say(f"working copy of snapshot {self.request.snapshot_id[:12]} ({count} files) in {self.workdir}")
         for folder in ("outputs", "logs"):
             (self.workdir / folder).mkdir(exist_ok=True)
         failure = self._prepare_inputs() or self._prepare_environment()
@@ -203,30 +198,23 @@ class Supervisor:
         self._set_later(RunStatus.STARTING)
         max_bytes = int(self.settings["log_max_mb"] * (1 << 20))
         gpu_env = self._gpu_env()
-        for spec in self.request["processes"]:
-            env = {**_inherited_env(), **spec["env"], **gpu_env, **self._data_env}
-            rank_logs = spec.get("rank_logs") or []
-            if rank_logs:  # a launcher process (mpirun) starting these ranks: each rank's output through a FIFO
-                from runyard.launchers.mpi import RANK_LOG_DIR
+        # The launcher is asked now, with the slot held: the ports it gets are free now, however long the run queued.
+        node = launch.node_context(self.request, 0, ("127.0.0.1",), [free_ports(launch.ports_needed(self.request))],
+                                   self.request.environment.python if self.request.environment else None)
+        specs = launch.node_processes(self.request, node)
+        base_env = {**launch.inherited_env(), **gpu_env, **self._data_env}
+        specs = [launch.in_container(self.request, spec, [*spec.env, *gpu_env, *self._data_env], str(self.workdir),
+                                     gpu_env.get("CUDA_VISIBLE_DEVICES")) for spec in specs]
 
-                fifo_dir = self.run_dir / "rank-fifos"
-                fifo_dir.mkdir(exist_ok=True)
-                env[RANK_LOG_DIR] = str(fifo_dir)
-                self._rank_pipes += [processes.RankPipe(fifo_dir / str(r), RotatingLog(
-                    self.run_dir / user_log_name(r), max_bytes), r) for r in rank_logs]
-                log = RotatingLog(self.run_dir / LAUNCHER_LOG, max_bytes)
-            else:
-                log = RotatingLog(self.run_dir / user_log_name(spec["rank"]), max_bytes)
-            argv = [expand_vars(a, env) for a in spec["argv"]]
-            self.say(f"rank {spec['rank']}" + (f" ({spec['role']})" if spec.get("role", "main") != "main" else "")
-                     + (f", starting ranks {rank_logs[0]}-{rank_logs[-1]}" if rank_logs else "") + f": {' '.join(argv)}")
-            try:
-                proc = processes.start(argv, env, self.workdir, log, spec["rank"])
-            except OSError as exc:
-                return RunStatus.FAILED, {"message": f"cannot start rank {spec['rank']} ({argv[0]}): {exc}",
-                                          "code": "StartFailed", "rank": spec["rank"]}, None
-            proc.role, proc.rank_logs = spec.get("role", "main"), rank_logs
-            self._procs.append(proc)
+        def sink(key: str) -> RotatingLog:
+            return RotatingLog(self.run_dir / (LAUNCHER_LOG if key == "launcher" else user_log_name(int(key))),
+                               max_bytes)
+
+        node = launch.Node(self._procs, self._rank_pipes)
+        try:
+            launch.start_node(node, specs, base_env, self.workdir, self.run_dir / "rank-fifos", sink, self.say)
+        except launch.StartFailed as exc:
+            return RunStatus.FAILED, {"message": str(exc), "code": "StartFailed", "rank": exc.rank}, None
         self._set_later(RunStatus.RUNNING)
         self._record_pending()
         return self._monitor()
@@ -234,13 +222,11 @@ class Supervisor:
     def _prepare_inputs(self) -> tuple[RunStatus, dict | None, int | None] | None:
         """Datastore paths and datasets become paths on this machine (``self._data_env``); None when ready."""
         self._data_env = {}
-        specs = self.request["job"].get("inputs") or []
+        specs = self.request.job.inputs
         if not specs:
             return None
-        from runyard.data import inputs
-
         try:
-            self._data_env = inputs.prepare(self.ws, specs, self.workdir, self.say)
+            self._data_env = plugins.load(plugins.RUN_INPUTS, "data").prepare(self.ws, specs, self.workdir, self.say)
         except Exception as exc:  # noqa: BLE001 - a missing or changed input fails the run, with the reason
             self.say("inputs could not be prepared:\n" + traceback.format_exc())
             return RunStatus.FAILED, {"message": f"the run's inputs could not be prepared: {exc}",
@@ -249,13 +235,10 @@ class Supervisor:
 
     def _prepare_environment(self) -> tuple[RunStatus, dict | None, int | None] | None:
         """Build the run's environment unless it is cached (a cancel stops the build); None when it is ready."""
-        from runyard.compute.api import BUILD_LOG_NAME
-        from runyard.submission.environments import EnvironmentPlan, ensure
+        from runyard.environments import ensure
 
-        if not self.request.get("environment"):
-            return None
-        plan = EnvironmentPlan.from_dict(self.request["environment"])
-        if plan.key is None:
+        plan = self.request.environment
+        if plan is None or plan.key is None:
             return None
         log_path = self.run_dir / BUILD_LOG_NAME
         build_log: list = []
@@ -297,8 +280,6 @@ class Supervisor:
                 build_log[0].close()
         if exc is None:
             return None
-        from runyard.errors import EnvironmentBuildError
-
         self.say(f"environment build failed: {exc}" + ("" if isinstance(exc, EnvironmentBuildError) else "\n"
                  + "".join(traceback.format_exception(exc))))
         reason = " ".join(line.strip(" ×╰─▶│") for line in str(exc).splitlines() if line.strip(" ×╰─▶│"))
@@ -310,7 +291,7 @@ class Supervisor:
     def _discard_build(self, plan, finished: threading.Event) -> None:
         """A stopped build leaves nothing: its thread (which saw the cancel, ``self._stop``) kills its command and
         removes the folder; should it not manage within seconds, the folder is removed here (it has no marker)."""
-        from runyard.submission.environments import is_ready
+        from runyard.environments import is_ready
 
         finished.wait(10)
         path = Path(plan.path)
@@ -319,19 +300,15 @@ class Supervisor:
 
     def _gpu_env(self) -> dict[str, str]:
         """The GPUs of this run's queue slot, for every process (LOCAL_RANK picks one of them in DDP scripts)."""
-        from runyard import env_vars
-        from runyard.compute.local_queue import LocalQueue
-        from runyard.compute.local_target import gpus_for_slot
-
-        gpus = self.request.get("gpus") or []
-        if not gpus or self.request.get("pool") != "gpu":
+        request = self.request
+        if not isinstance(request, LocalRequest) or not request.gpus or request.pool != "gpu":
             return {}
-        mine = ",".join(gpus_for_slot(gpus, LocalQueue.slot_index(self._slot), self.request["capacity"]))
+        mine = ",".join(gpus_for_slot(list(request.gpus), LocalQueue.slot_index(self._slot), request.capacity))
         self.say(f"GPUs of this run: {mine}")
         return {"CUDA_VISIBLE_DEVICES": mine, env_vars.VISIBLE_GPUS: mine}
 
     def _monitor(self) -> tuple[RunStatus, dict | None, int | None]:
-        limit = self.request["job"].get("maxRunDurationSeconds")
+        limit = self.request.job.max_run_duration_seconds
         deadline = time.monotonic() + limit if limit else None
         next_poll = next_sync = time.monotonic()
         mains = [p for p in self._procs if p.role == "main"]
@@ -398,7 +375,7 @@ class Supervisor:
         if cause and "No module named 'azureml" in cause:
             cause += (" — the script still imports Azure ML's SDK: `runyard migrate SOURCE_DIRECTORY --write` ports "
                       "its imports to runyard's")
-        script = self.request["job"]["script"]
+        script = self.request.job.entry_script
         message = f"{script} (rank {rank}) {what}" + (f": {cause}" if cause else "")
         error = {"message": message, "code": "UserError", "rank": rank, "exit_code": code, "last_lines": lines}
         if code is not None and code < 0:
@@ -440,7 +417,7 @@ class Supervisor:
         self.say(f"run ends {status.value}")
         self._log.flush()
         try:
-            self._run().upload_file("logs/runyard/supervisor.txt", str(self.run_dir / "supervisor.txt"))
+            run_files.put(self.ws, self.run_id, [(SUPERVISOR_LOG, self.run_dir / "supervisor.txt")], show_progress=False)
         except Exception:  # noqa: BLE001 - the supervisor's own log is best effort
             pass
         return status, error
@@ -448,7 +425,7 @@ class Supervisor:
     def _upload_outputs(self) -> None:
         outputs = self.workdir / "outputs"
         if outputs.is_dir() and any(outputs.iterdir()):
-            self._run().upload_folder("outputs", outputs, show_progress=False)
+            run_files.put(self.ws, self.run_id, run_files.folder_items("outputs", outputs), show_progress=False)
 
     def _sync_logs(self) -> None:
         """Upload captured logs and the script's ./logs that changed since the last sync."""
@@ -472,7 +449,10 @@ class Supervisor:
             if not changed:
                 return
             try:
-                self._run().upload_files([n for n, _ in changed], [p for _, p in changed], show_progress=False)
+                missing = [p for _, p in changed if not os.path.isfile(p)]
+                if missing:
+                    raise FileNotFoundError(missing[0])
+                run_files.put(self.ws, self.run_id, changed, show_progress=False)
                 return
             except (FileNotFoundError, NotFound):
                 # A log rotated between listing and copying: its new name is picked up by the next sync.
@@ -506,13 +486,6 @@ class Supervisor:
         return pipe.log
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _run(self):
-        if self._run_handle is None:
-            from runyard.run import Run
-
-            self._run_handle = Run._by_id(self.ws, self.run_id)
-        return self._run_handle
-
     def _request_stop(self, reason: str) -> None:
         self._stop_reason = self._stop_reason or reason
         self._stop.set()
@@ -542,8 +515,6 @@ class Supervisor:
         self._write_status(status, **kwargs)
 
     def _write_status(self, status: RunStatus, **kwargs: Any) -> None:
-        from runyard.errors import InvalidStatusTransition
-
         try:
             info = self.store.set_status(self.run_id, status, **kwargs)
         except InvalidStatusTransition as exc:
@@ -558,50 +529,44 @@ class Supervisor:
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
-def _inherited_env() -> dict[str, str]:
-    """The supervisor's environment (the submitter's), without another run's identity."""
-    drop = {"RUNYARD_RUN_ID", "RUNYARD_PARENT_RUN_ID", "RUNYARD_RANK", "MLFLOW_RUN_ID"}
-    return {k: v for k, v in os.environ.items() if k not in drop}
-
-
 def _create_time() -> float:
     import psutil
 
     return psutil.Process().create_time()
 
 
+def driver_for(kind: str) -> type[Supervisor]:
+    """What drives a run of ``kind``: the Supervisor for a script; another kind's driver (a sweep's) is registered by
+    the package that adds the kind (``plugins.RUN_KINDS``), never imported here."""
+    return Supervisor if kind == "script" else plugins.load(plugins.RUN_KINDS, kind)
+
+
 def main(argv: list[str]) -> int:
     """``supervisor RUN_DIR [forked]``: drive the run whose request is in RUN_DIR."""
     if len(argv) not in (2, 3):
-        print("usage: python -m runyard.submission.supervisor RUN_DIR", file=sys.stderr)
+        print("usage: python -m runyard.runtime.supervisor RUN_DIR", file=sys.stderr)
         return 2
     processes.become_subreaper()
     processes.set_process_name()  # what ps/top show (a forked one still has the submitter's argv), and kill_tree spares
     run_dir = Path(argv[1])
     try:
-        kind = json.loads((run_dir / "request.json").read_text(encoding="utf-8")).get("kind")
-        if kind == "sweep":  # a HyperDrive parent run: the same life cycle, trials instead of processes
-            from runyard.hyperdrive.driver import SweepDriver
-
-            supervisor = SweepDriver(run_dir)
-        else:
-            supervisor = Supervisor(run_dir)
+        request = read_request(run_dir)
+        supervisor = driver_for(request.kind)(run_dir, request)
     except Exception as exc:  # noqa: BLE001 - say why on the run instead of leaving it Queued until its heartbeat ages
         traceback.print_exc()
-        _fail_unsupervised(run_dir, exc)
+        fail_unsupervised(run_dir, exc)
         return 1
     supervisor.say(f"supervisor pid {os.getpid()} ({'forked from the submitter' if argv[2:] == ['forked'] else 'spawned'})")
     return supervisor.run()
 
 
-def _fail_unsupervised(run_dir: Path, exc: Exception) -> None:
+def fail_unsupervised(run_dir: Path, exc: Exception) -> None:
     """Mark the run Failed when its supervisor cannot even start (an unreadable request, an unreachable store)."""
     try:
         request = json.loads((run_dir / "request.json").read_text(encoding="utf-8"))
-        from runyard.workspace import Workspace
-
-        ws = Workspace(**{k: request["workspace"][k] for k in ("path", "tracking_uri", "artifact_uri")})
-        ws.metadata.set_status(request["run_id"], RunStatus.FAILED, error={
+        ws = WorkspaceContext.from_ref(request["workspace"])
+        run_id = request["run"]["run_id"] if "run" in request else request["run_id"]
+        ws.metadata.set_status(run_id, RunStatus.FAILED, error={
             "message": f"the run's supervisor could not start: {type(exc).__name__}: {exc}", "code": "SupervisorError",
             "traceback": traceback.format_exc()[-8000:]})
     except Exception:  # noqa: BLE001 - nothing more to do: the heartbeat timeout will fail the run

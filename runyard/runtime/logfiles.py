@@ -8,6 +8,26 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+# Where a run's files live, in the run's folder and in the artifact store alike.
+BUILD_LOG_NAME = "logs/runyard/environment_build.txt"
+LAUNCHER_LOG = "logs/runyard/launcher.txt"  # the output of a process that starts ranks itself (mpirun)
+SUPERVISOR_LOG = "logs/runyard/supervisor.txt"
+
+
+def user_log_name(rank: int) -> str:
+    """Captured output of rank N is logs/user_log_N.txt; past its cap it is rotated to user_log_N.1.txt, .2.txt …
+    (``rotated_path``; the highest number is the oldest part)."""
+    return f"logs/user_log_{rank}.txt"
+
+
+def ordered_log_names(names: list[str], rank: int) -> list[str]:
+    """The parts of a rank's log among ``names`` (paths like ``logs/user_log_0.1.txt``), oldest first."""
+    import re
+
+    pattern = re.compile(rf"^logs/user_log_{rank}(?:\.(\d+))?\.txt$")
+    parts = [(int(m.group(1) or 0), n) for n in names if (m := pattern.match(n))]
+    return [n for _, n in sorted(parts, reverse=True)]
+
 
 class RotatingLog:
     """Append-only log with a size cap: past ``max_bytes`` the file becomes ``NAME.1.txt`` (older ones shift to

@@ -14,10 +14,10 @@ import sys
 import threading
 from pathlib import Path
 
-from runyard.submission.logfiles import RotatingLog
+from runyard.runtime.logfiles import RotatingLog
 
 SUPERVISOR_NAME = "runyard-superv"  # the process name of every supervisor (ps, top; kill_tree spares them)
-SUPERVISOR_MODULE = "runyard.submission.supervisor"  # what a spawned supervisor runs (python -m)
+SUPERVISOR_MODULE = "runyard.runtime.supervisor"  # what a spawned supervisor runs (python -m)
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 _PR_SET_CHILD_SUBREAPER = 36
@@ -180,7 +180,7 @@ def _run_descendants(root) -> list:
 
 
 def _is_supervisor(proc) -> bool:
-    """A run's supervisor: named so once it runs, or still importing after ``python -m runyard.submission.supervisor``
+    """A run's supervisor: named so once it runs, or still importing after ``python -m runyard.runtime.supervisor``
     (a supervisor spawned by a script that then exits at once is re-parented here before it has its name)."""
     return proc.name() == SUPERVISOR_NAME or proc.cmdline()[1:3] == ["-m", SUPERVISOR_MODULE]
 

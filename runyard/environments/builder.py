@@ -30,11 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 from runyard import env_vars
 from runyard.errors import ConfigError, EnvironmentBuildError
-from runyard.submission.package_index import IndexSettings, available_versions, canonical, pip_settings
+from runyard.config.package_index import IndexSettings, available_versions, canonical, pip_settings
 
 if TYPE_CHECKING:
     from runyard.workspace import Workspace
 
+RUNYARD_PACKAGE = Path(__file__).resolve().parents[1]  # linked into every built environment (its run client)
 MARKER = "runyard-env.json"  # written last: an environment folder without it is an interrupted build
 LAST_USED = ".last-used"
 _KEY_VERSION = 1  # bump when the way environments are built changes
@@ -556,8 +557,6 @@ def _site_packages(path: Path) -> Path:
 def _link_client(path: Path) -> None:
     """runyard itself, linked (not copied: pure Python, and an editable checkout stays editable) with a small
     dist-info so importlib.metadata finds its version and entry points (the MLflow plugin)."""
-    import runyard
-
     site = _site_packages(path)
     link = site / "runyard"
     if link.is_symlink() or link.exists():
@@ -565,7 +564,7 @@ def _link_client(path: Path) -> None:
             link.unlink()
         else:
             shutil.rmtree(link)
-    link.symlink_to(Path(runyard.__file__).resolve().parent, target_is_directory=True)
+    link.symlink_to(RUNYARD_PACKAGE, target_is_directory=True)
     version = _runyard_version()
     info = site / f"runyard-{version}.dist-info"
     info.mkdir(exist_ok=True)
@@ -682,9 +681,9 @@ def _link_distributions(path: Path, links: list[tuple[str, str]]) -> None:
 
 
 def _runyard_version() -> str:
-    import runyard
+    from runyard.version import __version__
 
-    return runyard.__version__
+    return __version__
 
 
 @functools.lru_cache(maxsize=1)

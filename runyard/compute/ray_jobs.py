@@ -1,0 +1,78 @@
+"""The few calls of Ray's Jobs and State REST APIs that runyard needs (no Ray import in the client)."""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from runyard.errors import ComputeError, NotFound
+
+
+def dashboard_url(address: str, dashboard_address: str | None = None) -> str:
+    """``http://host:8265`` from an attach address (http(s)://…, ray://host:10001, host:6379)."""
+    if dashboard_address:
+        return dashboard_address if "://" in dashboard_address else f"http://{dashboard_address}"
+    if address.startswith(("http://", "https://")):
+        return address.rstrip("/")
+    host = urllib.parse.urlsplit(address if "://" in address else f"//{address}").hostname or "127.0.0.1"
+    return f"http://{host}:8265"
+
+
+class RayJobs:
+    """The few calls of Ray's Jobs and State REST APIs that runyard needs (no Ray import in the client)."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url, self.timeout = url.rstrip("/"), timeout
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                text = resp.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace").strip()[-500:]
+            if exc.code == 404:
+                raise NotFound(f"Ray cluster {self.url}: {path} not found ({detail})") from None
+            raise ComputeError(f"Ray cluster {self.url} refused {method} {path}: HTTP {exc.code} {detail}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ComputeError(f"cannot reach the Ray cluster's dashboard at {self.url} ({reason}) — is the cluster "
+                               "up, and was it started with the dashboard (ray[default])?") from None
+        return json.loads(text) if text.strip() else None
+
+    def version(self) -> dict[str, Any]:
+        return self._call("GET", "/api/version")
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The alive nodes: node_id, node_ip, is_head_node, resources_total."""
+        found = self._call("GET", "/api/v0/nodes?limit=10000&detail=false")
+        rows = (((found or {}).get("data") or {}).get("result") or {}).get("result") or []
+        return [n for n in rows if n.get("state") == "ALIVE"]
+
+    def submit(self, submission_id: str, entrypoint: str, metadata: dict[str, str]) -> str:
+        out = self._call("POST", "/api/jobs/", {"entrypoint": entrypoint, "submission_id": submission_id,
+                                                "metadata": metadata, "entrypoint_num_cpus": 0,
+                                                "runtime_env": {}})
+        return out.get("submission_id") or out.get("job_id") or submission_id
+
+    def job(self, submission_id: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", f"/api/jobs/{submission_id}")
+        except NotFound:
+            return None
+
+    def job_logs(self, submission_id: str) -> str:
+        try:
+            return (self._call("GET", f"/api/jobs/{submission_id}/logs") or {}).get("logs") or ""
+        except (NotFound, ComputeError):
+            return ""
+
+    def stop(self, submission_id: str) -> bool:
+        try:
+            return bool((self._call("POST", f"/api/jobs/{submission_id}/stop") or {}).get("stopped"))
+        except NotFound:
+            return False
