@@ -111,7 +111,7 @@ def main() -> None:
 
     os.environ.update(local_sources())
     from runyard import MpiConfiguration, PyTorchConfiguration, ScriptRunConfig, Workspace
-    from runyard.compute.local_target import free_ports
+    from runyard.runtime.resources import free_ports
     from runyard import environments
     from runyard.train.dnn import PyTorch
 

@@ -60,7 +60,7 @@ wrk.body = [==[{body}]==]
 
 
 def free_port() -> int:
-    from runyard.compute.local_target import free_ports
+    from runyard.runtime.resources import free_ports
 
     return free_ports(1)[0]
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 from runyard.config.job import JobSpec
 from runyard.environments import EnvironmentPlan
+from runyard.errors import ConfigError
 
 REQUEST_FILE = "request.json"
 
@@ -113,7 +114,13 @@ _TYPES: dict[str, type[RunRequest]] = {cls.type: cls for cls in (RunRequest, Loc
 
 
 def request_from_dict(data: Mapping[str, Any]) -> RunRequest:
-    cls = _TYPES[data.get("type", "run")]
+    cls = _TYPES.get(data.get("type", "run"))
+    if cls is None:
+        raise ConfigError(f"unknown run request type {data.get('type')!r}; known: {', '.join(_TYPES)}")
+    missing = [f.name for f in fields(cls) if f.name not in data and f.default is MISSING
+               and f.default_factory is MISSING]
+    if missing:
+        raise ConfigError(f"the run request is incomplete: it has no {', '.join(missing)}")
     values: dict[str, Any] = {}
     for f in fields(cls):
         if f.name not in data:

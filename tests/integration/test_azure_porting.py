@@ -210,7 +210,7 @@ def test_amlcompute_goes_to_the_ray_cluster_named_by_runyard_cluster(tmp_path, m
     """With RUNYARD_CLUSTER set, AmlCompute becomes a Ray target attached to it (checked on creation: an unreachable
     cluster is an error and nothing is registered). The Ray suite runs jobs on it (test_ray_target.py)."""
     from runyard.compute import AmlCompute, ComputeTarget
-    from runyard.compute.local_target import free_ports
+    from runyard.runtime.resources import free_ports
 
     monkeypatch.setenv("RUNYARD_CLUSTER", f"http://127.0.0.1:{free_ports(1)[0]}")
     ws = Workspace(tmp_path / "ws")

@@ -314,10 +314,10 @@ def test_a_supervisor_that_cannot_start_fails_the_run_at_once(ws):
     info = ws.metadata.create_run(Experiment(ws, "sub").id, run_id="sub_1_broken", status="Queued")
     proc = subprocess.run([sys.executable, "-m", "runyard.runtime.supervisor", str(run_dir)],
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1 and "KeyError" in proc.stderr
+    assert proc.returncode == 1 and "the run request is incomplete" in proc.stderr
     failed = ws.metadata.get_run(info.run_id)
     assert failed.status.value == "Failed" and failed.error["code"] == "SupervisorError"
-    assert "KeyError" in failed.error["message"]
+    assert "ConfigError: the run request is incomplete: it has no target, run, job" in failed.error["message"]
 
 
 def test_live_log_reads_rotated_parts_in_order(ws, tmp_path, monkeypatch):

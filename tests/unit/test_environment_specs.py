@@ -219,7 +219,7 @@ def test_client_requirements_stay_in_step_with_pyproject():
 
 
 def test_gpus_for_slot_spreads_gpus_over_slots():
-    from runyard.compute.local_target import gpus_for_slot
+    from runyard.runtime.resources import gpus_for_slot
 
     assert gpus_for_slot(["0", "1", "2", "3"], 1, 4) == ["1"]
     assert gpus_for_slot(["0", "1", "2", "3"], 1, 2) == ["1", "3"]

@@ -9,7 +9,7 @@ import pytest
 from runyard import Environment, ScriptRunConfig
 from runyard.config.job import JobSpec, build_job, normalize_arguments, script_params_to_arguments
 from runyard.errors import ConfigError, NotFound, ValidationError
-from runyard.runtime.supervisor import expand_vars
+from runyard.runtime.launch import expand_vars
 from runyard.train.estimator import Estimator
 
 

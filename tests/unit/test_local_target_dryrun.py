@@ -1,4 +1,5 @@
-"""The local target's request, built without side effects (what `runyard submit --dry-run` prints)."""
+"""The local target's request, built without side effects (what `runyard submit --dry-run` prints), and the
+processes the runtime asks the launcher for when the run gets its slot."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,9 @@ import pytest
 from runyard import ComputeError, ConfigError, Workspace
 from runyard.compute import RunRef, get_target
 from runyard.config.job import build_job
+from runyard.runtime import launch
+from runyard.runtime.request import LocalRequest, request_from_dict
+from runyard.runtime.resources import free_ports
 from runyard.store import snapshots as snapshot
 
 
@@ -28,21 +32,28 @@ def dryrun(ws, job, run=RunRef("exp_1_abc", "exp", "parent_1_x")):
     return get_target(ws, "local").dryrun(job, run, snapshot.take(job.source_directory))
 
 
-def test_request_holds_the_processes_and_their_environment(ws, job, monkeypatch):
+def processes_at_start(request):
+    """What the supervisor starts once the run has its slot: the launcher asked with ports free now."""
+    ports = free_ports(launch.ports_needed(request))
+    return launch.node_processes(request, launch.node_context(request, 0, ("127.0.0.1",), [ports], None))
+
+
+def test_request_holds_the_job_and_its_environment_not_its_processes(ws, job, monkeypatch):
     monkeypatch.setenv("RUNYARD_LOCAL_MAX_RUNS", "3")
     request = dryrun(ws, job)
-    payload = request.payload
-    assert request.run_id == "exp_1_abc" and payload["pool"] == "cpu" and payload["capacity"] == 3
-    assert payload["launcher"] == "single"
-    [proc] = payload["processes"]
-    assert proc["argv"] == [sys.executable, "-u", "train.py", "--lr", "0.1", "$HOME"]  # expanded when the run starts
-    env = proc["env"]
+    assert isinstance(request, LocalRequest)
+    assert request.run_id == "exp_1_abc" and request.pool == "cpu" and request.capacity == 3
+    assert request.launcher == "single" and request.job == job and "processes" not in request.payload
+    env = request.run_env
     assert env["RUNYARD_RUN_ID"] == "exp_1_abc" and env["RUNYARD_PARENT_RUN_ID"] == "parent_1_x"
-    assert env["RUNYARD_EXPERIMENT_NAME"] == "exp" and env["RUNYARD_RANK"] == "0"
+    assert env["RUNYARD_EXPERIMENT_NAME"] == "exp"
     assert env["RUNYARD_WORKSPACE"] == str(ws.path) and env["MLFLOW_TRACKING_URI"] == f"runyard://{ws.path}"
-    assert env["PYTHONPATH"].split(":")[0] == payload["workdir"]
-    assert json.loads(str(request))["run_id"] == "exp_1_abc"
+    assert env["PYTHONPATH"].split(":")[0] == request.workdir
+    assert request_from_dict(json.loads(str(request))) == request  # JSON and back, in one place
     assert not (ws.path / "local").exists() and not (ws.path / "artifacts").exists()  # nothing written
+    [proc] = processes_at_start(request)
+    assert proc.argv == (sys.executable, "-u", "train.py", "--lr", "0.1", "$HOME")  # expanded when the run starts
+    assert proc.env["RUNYARD_RANK"] == "0" and proc.env["RUNYARD_RUN_ID"] == "exp_1_abc"
 
 
 def test_gpu_runs_queue_on_gpu_slots(ws, tmp_path, monkeypatch):
@@ -50,8 +61,8 @@ def test_gpu_runs_queue_on_gpu_slots(ws, tmp_path, monkeypatch):
     (tmp_path / "g" / "t.py").write_text("")
     gpu_job = build_job(source_directory=tmp_path / "g", entry_script="t.py", use_gpu=True)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    payload = dryrun(ws, gpu_job).payload
-    assert payload["pool"] == "gpu" and payload["capacity"] == 2
+    request = dryrun(ws, gpu_job)
+    assert request.pool == "gpu" and request.capacity == 2 and request.gpus == ("0", "1")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with pytest.raises(ComputeError, match="no GPU"):
         dryrun(ws, gpu_job)
@@ -78,8 +89,7 @@ def test_settings_from_the_workspace_config_and_their_errors(tmp_path, job, monk
         dryrun(Workspace(tmp_path / "other"), job)
 
 
-def test_launchers_get_the_free_ports_they_ask_for(ws, job, monkeypatch):
-    import runyard.compute.local_target as local_target
+def test_launchers_get_the_free_ports_they_ask_for_when_the_run_starts(ws, job, monkeypatch):
     from runyard.launchers import Launcher, ProcessSpec
 
     class TwoPorts(Launcher):
@@ -91,8 +101,9 @@ def test_launchers_get_the_free_ports_they_ask_for(ws, job, monkeypatch):
         def processes(self, job, node):
             return [ProcessSpec(0, 0, ("echo", *map(str, node.ports)), {"MASTER_PORT": str(node.ports[0])})]
 
-    monkeypatch.setattr(local_target, "launcher_for", lambda job: TwoPorts())
-    [proc] = dryrun(ws, job).payload["processes"]
-    ports = [int(p) for p in proc["argv"][1:]]
+    request = dryrun(ws, job)
+    monkeypatch.setattr(launch, "launcher_for", lambda job: TwoPorts())
+    [proc] = processes_at_start(request)
+    ports = [int(p) for p in proc.argv[1:]]
     assert len(set(ports)) == 2 and all(1024 < p < 65536 for p in ports)
-    assert proc["env"]["MASTER_PORT"] == str(ports[0])
+    assert proc.env["MASTER_PORT"] == str(ports[0])

@@ -9,11 +9,14 @@ from runyard.compute.ray_target import (
     RayComputeConfiguration,
     bundle_for,
     dashboard_url,
-    driver_request,
+    decode_request,
+    encode_request,
     machine_local_store_problem,
     never_fits,
+    placed,
 )
 from runyard.config.job import JobSpec
+from runyard.runtime.request import RayRequest, RunRef
 
 
 def job(nodes=1, per_node=1, use_gpu=False):
@@ -75,14 +78,36 @@ def test_a_machine_local_workspace_is_refused_on_a_cluster_of_other_machines():
     assert machine_local_store_problem("postgresql+psycopg://db/runyard", "s3://bucket/runyard", remote) is None
 
 
-def test_the_driver_request_survives_its_encoding():
-    import base64
-    import json
-    import zlib
+def ray_request(the_job, tracking="sqlite:////ws/runyard.db", artifacts="/ws/artifacts", strategy="STRICT_SPREAD"):
+    """What RayTarget's dryrun builds (no cluster is asked)."""
+    return RayRequest(target="rc", run=RunRef("exp_1_r", "exp"), job=the_job, snapshot_id="s" * 64, environment=None,
+                      workspace={"path": "/ws", "tracking_uri": tracking, "artifact_uri": artifacts},
+                      settings={"log_max_mb": 1.0}, run_env={"NOTE": "ü"}, submitted_ns=1, launcher="pytorch",
+                      bundle=bundle_for(the_job), strategy=strategy, dashboard="http://127.0.0.1:8265",
+                      driver_python="", nodes_now=0)
 
-    payload = {"run_id": "r1", "job": {"script": "t.py", "arguments": ["--a", "ü"]}}
-    blob = base64.b64encode(zlib.compress(json.dumps(payload).encode())).decode()
-    assert driver_request(blob) == payload
+
+def test_the_driver_request_survives_its_encoding():
+    request = ray_request(job(2, 2))
+    assert decode_request(encode_request(request)) == request
+
+
+def test_placement_is_decided_against_the_cluster_nodes():
+    """What the target learns from the cluster before anything is stored, checked on a node list (no cluster)."""
+    import sys
+
+    request = ray_request(job(2, 1))
+    here = placed(request, [node(head=True), node("127.0.0.2")], "rc", None)
+    assert here.nodes_now == 2 and here.driver_python == sys.executable  # every node is this machine
+    assert here.job == request.job and here.run == request.run  # only what the cluster told is added
+    with pytest.raises(ComputeError, match="rc' can never run this job: each node of the job needs 1 CPU, 1 GPU"):
+        placed(ray_request(job(2, 1, use_gpu=True)), [node(head=True), node("127.0.0.2")], "rc", None)
+    with pytest.raises(ComputeError, match="10.99.0.7"):
+        placed(request, [node(head=True), node("10.99.0.7")], "rc", None)
+    shared = ray_request(job(2, 1), "postgresql+psycopg://db/runyard", "s3://bucket/runyard")
+    assert placed(shared, [node("10.99.0.6", head=True), node("10.99.0.7")], "rc", 2).driver_python == "python3"
+    with pytest.raises(ComputeError, match="max_nodes=1"):
+        placed(shared, [node("10.99.0.6", head=True), node("10.99.0.7")], "rc", 1)
 
 
 def test_registry_names_targets_and_refuses_what_it_cannot_reach(tmp_path):
@@ -92,7 +117,7 @@ def test_registry_names_targets_and_refuses_what_it_cannot_reach(tmp_path):
     with pytest.raises(ComputeTargetNotFound, match="unknown compute target 'gpu-cluster'"):
         ComputeTarget(ws, "gpu-cluster")
     # Nothing listens on this port: creating the target fails and leaves nothing registered.
-    from runyard.compute.local_target import free_ports
+    from runyard.runtime.resources import free_ports
 
     port = free_ports(1)[0]
     with pytest.raises(ComputeError, match=f"cannot reach the Ray cluster's dashboard at http://127.0.0.1:{port}"):
