@@ -11,4 +11,6 @@ ns="runyard-ray-$$"
 ip netns add "$ns"
 trap 'ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null; ip netns delete "$ns"' EXIT
 ip netns exec "$ns" ip link set lo up
-ip netns exec "$ns" env RAY_USAGE_STATS_ENABLED=0 .venv/bin/python -m pytest -q -m ray tests/integration/test_ray_target.py "$@"
+# PostgreSQL listens on the host's loopback, which the namespace cannot see: the Ray suite's stores are SQLite.
+ip netns exec "$ns" env -u RUNYARD_TEST_DB_URI RAY_USAGE_STATS_ENABLED=0 .venv/bin/python -m pytest -q -m ray \
+  tests/integration/test_ray_target.py tests/integration/test_compute_contract.py "$@"

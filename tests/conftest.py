@@ -24,7 +24,7 @@ def _isolated_env(tmp_path, monkeypatch):
     """No test touches ~/.runyard or inherits a run context from the environment."""
     monkeypatch.setenv("RUNYARD_HOME", str(tmp_path / "home-ws"))
     for var in ("RUNYARD_RUN_ID", "RUNYARD_TRACKING_URI", "RUNYARD_ARTIFACT_URI", "RUNYARD_WORKSPACE",
-                "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"):
+                "RUNYARD_CLUSTER", "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
     import runyard.run
@@ -261,3 +261,43 @@ def azurite(tmp_path_factory):
         yield Azurite(f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}")
     finally:
         stop(proc)
+
+
+# -- a two-node Ray cluster (the Ray suite: scripts/test_ray.sh runs it in a loopback-only network namespace) ----
+def _loopback_only() -> bool:
+    import psutil
+
+    return set(psutil.net_if_addrs()) <= {"lo"}
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    if not _loopback_only():
+        pytest.skip("Ray tests run only in a loopback-only network namespace: bash scripts/test_ray.sh")
+    pytest.importorskip("ray")
+    from runyard.config.package_index import pip_settings
+
+    # The nodes build environments from this machine's own package sources only (the network rule).
+    settings = pip_settings()
+    local = [u for u in (settings.index_url, *settings.extra_index_urls) if u and u.startswith("file://")]
+    if local:
+        os.environ.update(PIP_INDEX_URL=local[0], PIP_EXTRA_INDEX_URL=" ".join(local[1:]), UV_OFFLINE="1",
+                          UV_PYTHON_DOWNLOADS="never")
+    from runyard import Workspace
+    from runyard.compute import ComputeTarget, RayCompute
+
+    ws = Workspace(tmp_path_factory.mktemp("ray") / "ws")
+    started = time.monotonic()
+    target = ComputeTarget.create(ws, "cluster", RayCompute.provisioning_configuration(
+        max_nodes=2, min_nodes=2, cpus_per_node=2, queue_timeout_seconds=600))
+    status = target.wait_for_completion(show_output=True, min_node_count=2, timeout_in_minutes=3)
+    print(f"two-node cluster up in {time.monotonic() - started:.1f} s")
+    assert status.node_count == 2 and status.cpus == 4
+    yield ws, target
+    state = target.state
+    target.delete()
+    import psutil
+
+    assert not any(psutil.pid_exists(p) for p in state["pids"])
+
+

@@ -11,14 +11,14 @@ from runyard import env_vars
 from runyard.context import wakeup
 
 if TYPE_CHECKING:
-    from runyard.store.metadata import MetadataStore
+    from runyard.store.metadata import TrackingStore
 
 
 def interval() -> float:
     return float(os.environ.get(env_vars.HEARTBEAT_INTERVAL, 10))
 
 
-def start(runs: Callable[[], Iterable[tuple["MetadataStore", str]]], stop: threading.Event) -> threading.Thread:
+def start(runs: Callable[[], Iterable[tuple["TrackingStore", str]]], stop: threading.Event) -> threading.Thread:
     """Every ``RUNYARD_HEARTBEAT_INTERVAL`` seconds, heartbeat the (store, run id) pairs ``runs()`` returns."""
 
     def loop() -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from runyard import env_vars
 from runyard.context import wakeup
-from runyard.store.metadata import MetadataStore, MetricRecord
+from runyard.store.metadata import MetricRecord, TrackingStore
 
 _DEFAULT_BATCH = 20_000
 _DEFAULT_INTERVAL = 0.5
@@ -41,7 +41,7 @@ class _Flush:
 class MetricLogger:
     """Batches metric records for one metadata store (one per store per process)."""
 
-    def __init__(self, store: MetadataStore, spool_dir: str | os.PathLike | None = None) -> None:
+    def __init__(self, store: TrackingStore, spool_dir: str | os.PathLike | None = None) -> None:
         self.store = store
         self.spool_dir = Path(spool_dir) if spool_dir else None
         self.batch_size = int(os.environ.get(env_vars.LOG_BATCH_SIZE, _DEFAULT_BATCH))
@@ -212,7 +212,7 @@ def spool(records: list[MetricRecord], spool_dir: Path | None) -> Path:
     return path
 
 
-def replay_file(store: MetadataStore, path: Path) -> int:
+def replay_file(store: TrackingStore, path: Path) -> int:
     """Write one spool file in a single transaction (a retry after a failure cannot duplicate), then delete it."""
     with open(path, encoding="utf-8") as f:
         records = [MetricRecord(**json.loads(line)) for line in f if line.strip()]
@@ -221,7 +221,7 @@ def replay_file(store: MetadataStore, path: Path) -> int:
     return len(records)
 
 
-def replay_spool(store: MetadataStore, spool_dir: Path) -> tuple[int, int]:
+def replay_spool(store: TrackingStore, spool_dir: Path) -> tuple[int, int]:
     """Write every spool file of a workspace (``runyard sync``); return (files, values) written."""
     files = values = 0
     for path in sorted(spool_dir.glob("metrics-*.jsonl")):
@@ -230,7 +230,7 @@ def replay_spool(store: MetadataStore, spool_dir: Path) -> tuple[int, int]:
     return files, values
 
 
-def _where(store: MetadataStore) -> str:
+def _where(store: TrackingStore) -> str:
     from runyard.store.metadata.sql_store import redact
 
     return redact(getattr(store, "url", "the metadata store"))
@@ -250,7 +250,7 @@ _exit_hooks_installed = False
 _exit_callbacks: list = []
 
 
-def logger_for(store: MetadataStore, spool_dir: str | os.PathLike | None = None) -> MetricLogger:
+def logger_for(store: TrackingStore, spool_dir: str | os.PathLike | None = None) -> MetricLogger:
     key = getattr(store, "url", str(id(store)))
     logger = _loggers.get(key)
     if logger is None:
@@ -262,7 +262,7 @@ def logger_for(store: MetadataStore, spool_dir: str | os.PathLike | None = None)
     return logger
 
 
-def forget_logger(store: MetadataStore, timeout: float = 30.0) -> None:
+def forget_logger(store: TrackingStore, timeout: float = 30.0) -> None:
     """Flush and drop the logger of ``store`` (when a store is closed)."""
     logger = _loggers.pop(getattr(store, "url", str(id(store))), None)
     if logger is not None:

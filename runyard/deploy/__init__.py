@@ -21,6 +21,7 @@ from runyard.deploy.service import (
     framework_environment,
     services_root,
 )
+from runyard.errors import DeploymentError
 
 
 def __getattr__(name: str):
@@ -32,5 +33,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'runyard.deploy' has no attribute {name!r}")
 
 
-__all__ = ["InferenceConfig", "LocalWebservice", "LocalWebserviceDeploymentConfiguration", "SERVICE_PACKAGES",
+__all__ = ["DeploymentError", "InferenceConfig", "LocalWebservice", "LocalWebserviceDeploymentConfiguration", "SERVICE_PACKAGES",
            "Webservice", "deploy", "framework_environment", "services_root"]

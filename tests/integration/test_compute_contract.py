@@ -1,5 +1,7 @@
 """The contract every compute target keeps (STYLE.md): good script → Completed; failing → Failed with its exit
-code; cancel twice is safe; unknown id → None; stdout reaches the logs. Runs on SQLite and PostgreSQL."""
+code; cancel twice is safe; unknown id → None; stdout reaches the logs. Runs on every target — ``local``, an
+``amlcompute`` pool of this machine, and ``ray`` (the two-node cluster of the Ray suite, in its loopback-only
+namespace: scripts/test_ray.sh) — and on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import textwrap
@@ -7,11 +9,30 @@ import time
 
 import pytest
 
-from runyard import Experiment, RunFailed, ScriptRunConfig
+from runyard import Environment, Experiment, RunFailed, ScriptRunConfig
 from runyard.compute import get_target
 
 pytestmark = pytest.mark.integration
-TARGETS = ["local"]
+
+
+@pytest.fixture(params=["local", "amlcompute", pytest.param("ray", marks=pytest.mark.ray)])
+def target_name(request, workspace):
+    """A target of each kind, registered in the test's workspace as a user would."""
+    from runyard.compute import AmlCompute, ComputeTarget, RayCompute
+
+    if request.param == "local":
+        yield "local"
+        return
+    if request.param == "amlcompute":  # no RUNYARD_CLUSTER: a pool of this machine
+        target = ComputeTarget.create(workspace, "aml-pool", AmlCompute.provisioning_configuration(max_nodes=2))
+        assert target.type == "amlcompute"
+        yield target.name
+        return
+    _, cluster = request.getfixturevalue("cluster")
+    target = ComputeTarget.create(workspace, "ray-cluster", RayCompute.attach_configuration(
+        cluster.dashboard, placement_strategy="SPREAD"))
+    yield target.name
+    target.delete()
 
 
 @pytest.fixture
@@ -41,11 +62,11 @@ def project(tmp_path):
     return root
 
 
-@pytest.mark.parametrize("target_name", TARGETS)
-def test_good_script_completes_with_outputs_logs_and_metrics(workspace, project, target_name, monkeypatch):
-    monkeypatch.setenv("DATA_ROOT", "/data/here")
+def test_good_script_completes_with_outputs_logs_and_metrics(workspace, project, target_name):
+    env = Environment.from_existing_interpreter("current")
+    env.environment_variables = {"DATA_ROOT": "/data/here"}  # $VAR in arguments: from the run's environment
     config = ScriptRunConfig(source_directory=project, script="src/train.py", compute_target=target_name,
-                             arguments=["ok", "--data", "$DATA_ROOT/x", "--lr", 0.5])
+                             arguments=["ok", "--data", "$DATA_ROOT/x", "--lr", 0.5], environment=env)
     run = Experiment(workspace, "contract").submit(config)
     assert run.get_status() in ("Queued", "Preparing", "Starting", "Running")
     details = run.wait_for_completion()
@@ -59,7 +80,6 @@ def test_good_script_completes_with_outputs_logs_and_metrics(workspace, project,
     assert details["properties"]["ContentSnapshotId"]
 
 
-@pytest.mark.parametrize("target_name", TARGETS)
 def test_failing_script_fails_with_exit_code_and_keeps_its_files(workspace, project, target_name):
     run = Experiment(workspace, "contract").submit(
         ScriptRunConfig(source_directory=project, script="src/train.py", arguments=["fail"], compute_target=target_name))
@@ -72,7 +92,6 @@ def test_failing_script_fails_with_exit_code_and_keeps_its_files(workspace, proj
     assert run.wait_for_completion(raise_on_error=False)["status"] == "Failed"
 
 
-@pytest.mark.parametrize("target_name", TARGETS)
 def test_cancel_twice_is_safe_and_logs_stream_live(workspace, project, target_name):
     target = get_target(workspace, target_name)
     run = Experiment(workspace, "contract").submit(
@@ -93,12 +112,10 @@ def test_cancel_twice_is_safe_and_logs_stream_live(workspace, project, target_na
     assert "tick 3" in "".join(target.log_iter(run.id))
 
 
-@pytest.mark.parametrize("target_name", TARGETS)
 def test_unknown_run_is_described_as_none(workspace, target_name):
     assert get_target(workspace, target_name).describe("no_such_run_1") is None
 
 
-@pytest.mark.parametrize("target_name", TARGETS)
 def test_submit_is_dryrun_then_schedule(workspace, project, target_name):
     """Targets are driven through the interface alone: record the run, store the snapshot, submit."""
     from runyard.compute import RunRef

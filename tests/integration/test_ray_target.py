@@ -28,36 +28,6 @@ from runyard.compute import ComputeTarget, RayCompute
 pytestmark = [pytest.mark.integration, pytest.mark.ray, pytest.mark.timeout(300)]
 
 
-def _loopback_only() -> bool:
-    return set(psutil.net_if_addrs()) <= {"lo"}
-
-
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory):
-    if not _loopback_only():
-        pytest.skip("Ray tests run only in a loopback-only network namespace: bash scripts/test_ray.sh")
-    pytest.importorskip("ray")
-    from runyard.config.package_index import pip_settings
-
-    # The nodes build environments from this machine's own package sources only (the network rule).
-    settings = pip_settings()
-    local = [u for u in (settings.index_url, *settings.extra_index_urls) if u and u.startswith("file://")]
-    if local:
-        os.environ.update(PIP_INDEX_URL=local[0], PIP_EXTRA_INDEX_URL=" ".join(local[1:]), UV_OFFLINE="1",
-                          UV_PYTHON_DOWNLOADS="never")
-    ws = Workspace(tmp_path_factory.mktemp("ray") / "ws")
-    started = time.monotonic()
-    target = ComputeTarget.create(ws, "cluster", RayCompute.provisioning_configuration(
-        max_nodes=2, min_nodes=2, cpus_per_node=2, queue_timeout_seconds=600))
-    status = target.wait_for_completion(show_output=True, min_node_count=2, timeout_in_minutes=3)
-    print(f"two-node cluster up in {time.monotonic() - started:.1f} s")
-    assert status.node_count == 2 and status.cpus == 4
-    yield ws, target
-    state = target.state
-    target.delete()
-    assert not any(psutil.pid_exists(p) for p in state["pids"])
-
-
 def write(folder, name, code):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text(textwrap.dedent(code))

@@ -339,3 +339,70 @@ def test_live_log_reads_rotated_parts_in_order(ws, tmp_path, monkeypatch):
     numbers = [int(line.split()[1]) for line in lines if line.startswith("line ")]
     assert numbers == sorted(numbers) and numbers[-1] == 399 and len(numbers) > 150  # two kept parts, in order
     run.cancel()
+
+
+RENDEZVOUS = """
+import os, socket, sys, time
+port, rank = int(os.environ["MASTER_PORT"]), int(os.environ["RANK"])
+print("MASTER_PORT", port, "rank", rank, "of", os.environ["WORLD_SIZE"], flush=True)
+if rank == 0:  # torch's TCPStore: rank 0 listens on MASTER_PORT, every other rank connects to it
+    server = socket.socket()
+    server.bind((os.environ["MASTER_ADDR"], port))
+    server.listen()
+    conn, _ = server.accept()
+    print("rank 0 got", conn.recv(16).decode(), flush=True)
+else:
+    for _ in range(400):
+        try:
+            conn = socket.create_connection((os.environ["MASTER_ADDR"], port), timeout=1)
+            break
+        except OSError:
+            time.sleep(0.05)
+    conn.sendall(b"hello from 1")
+"""
+
+
+def test_a_queued_ddp_run_rendezvouses_on_ports_picked_when_it_starts(ws, tmp_path, monkeypatch):
+    """The launcher is asked when the run gets its slot: ports chosen at submit time may be taken by then."""
+    import socket
+
+    from runyard import PyTorchConfiguration
+    from runyard.runtime.resources import free_ports
+
+    monkeypatch.setenv("RUNYARD_LOCAL_MAX_RUNS", "1")
+    proj = tmp_path / "ddp"
+    proj.mkdir()
+    (proj / "ddp.py").write_text(RENDEZVOUS)
+    (proj / "hold.py").write_text("import os, sys, time\nwhile not os.path.exists(sys.argv[1]):\n    time.sleep(0.05)\n")
+    release = tmp_path / "release"
+    exp = Experiment(ws, "ddp")
+    long = exp.submit(ScriptRunConfig(str(proj), "hold.py", arguments=[str(release)]))
+    ddp = exp.submit(ScriptRunConfig(str(proj), "ddp.py", distributed_job_config=PyTorchConfiguration(process_count=2)))
+    deadline = time.monotonic() + 30
+    while long.get_status() != "Running":
+        assert time.monotonic() < deadline, long.get_details()
+        time.sleep(0.05)
+    assert ddp.get_status() == "Queued"
+    # Another process takes the ports a submit-time launcher would have handed out: any the queued run's request
+    # names, and the port the OS gives now (what a dryrun picks).
+    request = (get_target(ws, "local").run_dir(ddp.id) / "request.json").read_text()
+    named = {int(p) for p in __import__("re").findall(r'"MASTER_PORT": "(\d+)"', request)}
+    squatters = []
+    for port in {*named, *free_ports(1)}:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        squatters.append(sock)
+    taken = {s.getsockname()[1] for s in squatters}
+    try:
+        release.touch()
+        assert long.wait_for_completion()["status"] == "Completed"
+        details = ddp.wait_for_completion(raise_on_error=False)
+        assert details["status"] == "Completed", details.get("error")
+        out = "".join(get_target(ws, "local").log_iter(ddp.id, 0))
+        assert "rank 0 got hello from 1" in out
+        used = int(out.split("MASTER_PORT")[1].split()[0])
+        assert used not in taken and named == set()  # the request names no port: they are picked at start
+    finally:
+        for sock in squatters:
+            sock.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import threading
 
-from runyard.store.metadata.api import MetadataStore
+from runyard.store.metadata.api import MetadataStore, RegistryStore, TrackingStore
 from runyard.store.metadata.entities import ArtifactInfo, ExperimentInfo, LatestMetric, MetricRecord, RunInfo
 
 _stores: dict[str, MetadataStore] = {}
@@ -60,6 +60,8 @@ __all__ = [
     "ExperimentInfo",
     "LatestMetric",
     "MetadataStore",
+    "RegistryStore",
+    "TrackingStore",
     "MetricRecord",
     "RunInfo",
     "close_metadata_store",

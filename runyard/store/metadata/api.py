@@ -1,4 +1,6 @@
-"""The metadata store interface. Convenience calls funnel into one primitive, ``log_batch``."""
+"""The metadata store's interfaces: tracking (experiments, runs and what they log) and the registry (models,
+environments, compute targets, datastores, datasets). One SQL database serves both (``SqlMetadataStore``); a
+layer that needs only one of them names that one. Convenience calls funnel into one primitive, ``log_batch``."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -21,8 +23,8 @@ from runyard.store.metadata.entities import (
 )
 
 
-class MetadataStore(ABC):
-    """Experiments, runs, metrics, params, tags, properties and the artifact index."""
+class TrackingStore(ABC):
+    """Experiments, runs, metrics, params, tags, properties, the artifact index and what runs consumed."""
 
     url: str
 
@@ -177,6 +179,23 @@ class MetadataStore(ABC):
     def close(self) -> None:  # noqa: B027 - a no-op unless the store holds connections
         """Release connections."""
 
+    # -- run inputs (lineage) ----------------------------------------------------------------
+    @abstractmethod
+    def record_run_inputs(self, run_id: str, inputs: Sequence[RunInputRecord]) -> None:
+        """What a run consumes, recorded at submission."""
+
+    @abstractmethod
+    def list_run_inputs(self, run_id: str) -> list[RunInputRecord]:
+        """A run's inputs, by name."""
+
+    @abstractmethod
+    def list_dataset_consumers(self, dataset_ids: Sequence[str]) -> list[RunInputRecord]:
+        """Every run input that consumed one of these datasets."""
+
+
+class RegistryStore(ABC):
+    """What a workspace keeps by name and version: models, compute targets, environments, datastores, datasets."""
+
     # -- models ------------------------------------------------------------------------------
     @abstractmethod
     def register_model(self, name: str, record: Mapping[str, Any]) -> ModelRecord:
@@ -284,15 +303,6 @@ class MetadataStore(ABC):
                        description: str | None = None) -> DatasetRecord:
         """Replace the tags / set the description of one version (its files never change)."""
 
-    # -- run inputs (lineage) ----------------------------------------------------------------
-    @abstractmethod
-    def record_run_inputs(self, run_id: str, inputs: Sequence[RunInputRecord]) -> None:
-        """What a run consumes, recorded at submission."""
 
-    @abstractmethod
-    def list_run_inputs(self, run_id: str) -> list[RunInputRecord]:
-        """A run's inputs, by name."""
-
-    @abstractmethod
-    def list_dataset_consumers(self, dataset_ids: Sequence[str]) -> list[RunInputRecord]:
-        """Every run input that consumed one of these datasets."""
+class MetadataStore(TrackingStore, RegistryStore):
+    """A workspace's whole metadata store: tracking and the registry in one database."""

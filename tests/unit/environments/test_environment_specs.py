@@ -213,7 +213,7 @@ def test_docker_argv_mounts_the_run_and_passes_variables_by_name():
 def test_client_requirements_stay_in_step_with_pyproject():
     tomllib = pytest.importorskip("tomllib")
 
-    deps = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["dependencies"]
+    deps = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())["project"]["dependencies"]
     names = {d.split(">")[0].split("<")[0].split("=")[0] for d in deps}
     assert {r.split(">")[0].split("<")[0] for r in E.CLIENT_REQUIREMENTS} <= names
 
