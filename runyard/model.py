@@ -293,3 +293,6 @@ def __getattr__(name: str):
     if name == "InferenceConfig":
         return plugins.load(plugins.FEATURES, "InferenceConfig")
     raise AttributeError(f"module 'runyard.model' has no attribute {name!r}")
+
+
+plugins.register(plugins.FEATURES, "Model", Model)  # Workspace.models (a layer below) lists models through it

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runyard import env_vars, plugins
 from runyard.errors import ConfigError
@@ -20,14 +20,11 @@ from runyard.store.workspace_context import (
 if TYPE_CHECKING:
     from runyard.compute.api import ComputeTarget
     from runyard.config.environment import Environment
-    from runyard.deploy import LocalWebservice
-    from runyard.model import Model
     from runyard.context.logger import MetricLogger
-    from runyard.experiment import Experiment
-    from runyard.run import Run
-    from runyard.data.datastore import Datastore
-    from runyard.data.dataset import Dataset
 
+# What the workspace hands out from the layers above it (runyard.run, runyard.model, runyard.data, runyard.deploy)
+# it gets through runyard.plugins; its annotations name those classes as text.
+Experiment = Run = Model = Datastore = Dataset = LocalWebservice = Any
 
 
 class Workspace(WorkspaceContext):
@@ -119,43 +116,42 @@ class Workspace(WorkspaceContext):
         return all_targets(self)
 
     @property
-    def experiments(self) -> dict[str, "Experiment"]:
+    def experiments(self) -> dict[str, Experiment]:
         """Every experiment, by name."""
-        experiment = plugins.load(plugins.FEATURES, "Experiment")  # runyard.run's: the layer above hands it down
+        experiment = plugins.load(plugins.FEATURES, Experiment)  # runyard.run's: the layer above hands it down
         return {e.name: experiment._from_info(self, e) for e in self.metadata.list_experiments()}
 
     @property
-    def datastores(self) -> dict[str, "Datastore"]:
+    def datastores(self) -> dict[str, Datastore]:
         """Every datastore, by name (the default, ``workspaceblobstore``, always among them)."""
-        return {d.name: d for d in plugins.load(plugins.FEATURES, "Datastore").list(self)}
+        return {d.name: d for d in plugins.load(plugins.FEATURES, Datastore).list(self)}
 
-    def get_default_datastore(self) -> "Datastore":
-        return plugins.load(plugins.FEATURES, "Datastore").get_default(self)
+    def get_default_datastore(self) -> Datastore:
+        return plugins.load(plugins.FEATURES, Datastore).get_default(self)
 
     def set_default_datastore(self, name: str) -> None:
         self.metadata.set_default_datastore(name)
 
     @property
-    def datasets(self) -> dict[str, "Dataset"]:
+    def datasets(self) -> dict[str, Dataset]:
         """The latest version of every registered dataset, by name."""
-        return plugins.load(plugins.FEATURES, "Dataset").get_all(self)
+        return plugins.load(plugins.FEATURES, Dataset).get_all(self)
 
     @property
-    def models(self) -> dict[str, "Model"]:
+    def models(self) -> dict[str, Model]:
         """The latest version of every registered model, by name."""
-        from runyard.model import Model
-
+        model = plugins.load(plugins.FEATURES, Model)
         latest: dict[str, Model] = {}
         while True:
-            page = Model.list(self, latest=True, limit=500, offset=len(latest))
+            page = model.list(self, latest=True, limit=500, offset=len(latest))
             latest.update((m.name, m) for m in page)
             if len(page) < 500:
                 return latest
 
     @property
-    def webservices(self) -> dict[str, "LocalWebservice"]:
+    def webservices(self) -> dict[str, LocalWebservice]:
         """Every deployed service, by name."""
-        return {s.name: s for s in plugins.load(plugins.FEATURES, "LocalWebservice").list(self)}
+        return {s.name: s for s in plugins.load(plugins.FEATURES, LocalWebservice).list(self)}
 
     @property
     def environments(self) -> dict[str, "Environment"]:
@@ -172,7 +168,7 @@ class Workspace(WorkspaceContext):
                 "resourceGroup": self.resource_group, "workspaceFolder": str(self.path),
                 "trackingUri": self.tracking_uri, "artifactUri": self.artifact_uri}
 
-    def get_run(self, run_id: str) -> "Run":
+    def get_run(self, run_id: str) -> Run:
         return plugins.load(plugins.FEATURES, "Run")._by_id(self, run_id)
 
 class _NoLogin:

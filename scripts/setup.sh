@@ -3,13 +3,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-# Open MPI for the mpi launcher (Debian's package; needs root and apt — skipped with a note otherwise).
+# Open MPI for the mpi launcher (Debian's package; needs root and apt).
 if ! command -v mpirun >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Open MPI (openmpi-bin libopenmpi-dev)" >&2
     (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null) >&2
   else
-    echo "note: no mpirun (apt-get install openmpi-bin libopenmpi-dev); the MPI tests will be skipped" >&2
+    echo "note: no mpirun (apt-get install openmpi-bin libopenmpi-dev); the MPI tests will fail (a skipped test is a failed check)" >&2
   fi
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
@@ -22,9 +22,9 @@ if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Chromium (Debian package) for the browser tests" >&2
     (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium >/dev/null) >&2 \
-      || echo "note: apt-get install chromium failed; the browser tests will be skipped" >&2
+      || echo "note: apt-get install chromium failed; the browser tests will fail (a skipped test is a failed check)" >&2
   else
-    echo "note: no chromium (apt-get install chromium); the browser tests will be skipped" >&2
+    echo "note: no chromium (apt-get install chromium); the browser tests will fail (a skipped test is a failed check)" >&2
   fi
 fi
 # Azurite (Microsoft's Azure Storage emulator, from npm) for the Azure Blob datastore tests, in .cache/azurite.
@@ -33,8 +33,8 @@ if [ ! -x .cache/azurite/node_modules/.bin/azurite-blob ]; then
     echo "installing Azurite (npm) into .cache/azurite" >&2
     mkdir -p .cache/azurite
     npm install --silent --no-audit --no-fund --prefix .cache/azurite azurite@3 >/dev/null 2>&1 \
-      || echo "note: npm install azurite failed; the Azure Blob datastore tests will be skipped" >&2
+      || echo "note: npm install azurite failed; the Azure Blob datastore tests will fail (a skipped test is a failed check)" >&2
   else
-    echo "note: no npm (apt-get install npm); the Azure Blob datastore tests will be skipped" >&2
+    echo "note: no npm (apt-get install npm); the Azure Blob datastore tests will fail (a skipped test is a failed check)" >&2
   fi
 fi

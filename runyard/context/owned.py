@@ -9,30 +9,42 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from runyard.context import heartbeat
 from runyard.errors import RunyardError
 from runyard.status import RunStatus
 
-if TYPE_CHECKING:
-    from runyard.run import Run  # noqa: F401 - the type of what it owns
 
-_runs: dict[str, "Run"] = {}
+
+class Run(Protocol):
+    """What this module needs of a run it owns (``runyard.run.Run`` is one)."""
+
+    id: str
+    workspace: Any
+
+    def complete(self) -> None: ...
+
+    def fail(self, error_details: Any = None) -> None: ...
+
+    def _finish(self, status: RunStatus, error: dict | None = None) -> None: ...
+
+
+_runs: dict[str, Run] = {}
 _lock = threading.Lock()
 _uncaught: BaseException | None = None
 _started = False
 _wake = threading.Event()
 
 
-def own(run: "Run") -> None:
+def own(run: Run) -> None:
     run.workspace.metadata.heartbeat([run.id])  # from now on, a silent run is a dead one
     with _lock:
         _runs[run.id] = run
     _start()
 
 
-def disown(run: "Run") -> None:
+def disown(run: Run) -> None:
     with _lock:
         _runs.pop(run.id, None)
 

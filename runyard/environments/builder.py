@@ -33,7 +33,7 @@ from runyard.errors import ConfigError, EnvironmentBuildError
 from runyard.config.package_index import IndexSettings, available_versions, canonical, pip_settings
 
 if TYPE_CHECKING:
-    from runyard.workspace import Workspace
+    from runyard.store.workspace_context import WorkspaceContext
 
 RUNYARD_PACKAGE = Path(__file__).resolve().parents[1]  # linked into every built environment (its run client)
 MARKER = "runyard-env.json"  # written last: an environment folder without it is an interrupted build
@@ -72,7 +72,7 @@ class EnvironmentPlan:
         return cls(**{**d, "warnings": tuple(d.get("warnings") or ())})
 
 
-def env_root(workspace: "Workspace | None" = None) -> Path:
+def env_root(workspace: "WorkspaceContext | None" = None) -> Path:
     """Where built environments live: ``RUNYARD_ENV_DIR``, else the workspace's ``envs/``."""
     configured = os.environ.get(env_vars.ENV_DIR)
     if configured:

@@ -122,3 +122,24 @@ def test_expand_vars_uses_the_run_environment():
     env = {"HOME": "/home/u", "DATA": "/d"}
     assert expand_vars("$HOME/x", env) == "/home/u/x"
     assert expand_vars("${DATA}-$MISSING-${NOPE}", env) == "/d-$MISSING-${NOPE}"
+
+
+def test_world_size_and_the_distributed_section_are_checked_in_the_spec():
+    """A launcher section given as a dict (a stored definition, a hand-made spec) is validated like a configuration."""
+    from runyard.errors import ConfigError as Bad
+
+    def spec(nodes, per, section):
+        return JobSpec(source_directory="/src", entry_script="t.py", node_count=nodes, process_count_per_node=per,
+                       distributed=section)
+
+    ps = {"backend": "ps", "worker_count": 2, "parameter_server_count": 1, "chief": True}
+    assert spec(2, 2, ps).world_size == 4
+    with pytest.raises(Bad, match=r"3 TensorFlow tasks .* but node_count=2 × process_count_per_node=2"):
+        spec(2, 2, {**ps, "chief": False})
+    with pytest.raises(Bad, match="unknown distributed backend 'horovd'"):
+        spec(1, 2, {"backend": "horovd"})
+    with pytest.raises(Bad, match="communication_backend must be"):
+        spec(1, 2, {"backend": "pytorch", "communication_backend": "tcp"})
+    folded = spec(2, 2, ps).on_one_node()  # what a target that is one machine runs: the same processes, one node
+    assert (folded.node_count, folded.process_count_per_node, folded.world_size) == (1, 4, 4)
+    assert JobSpec.from_definition(folded.to_definition()) == folded
