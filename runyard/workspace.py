@@ -118,16 +118,16 @@ class Workspace(WorkspaceContext):
     @property
     def experiments(self) -> dict[str, Experiment]:
         """Every experiment, by name."""
-        experiment = plugins.load(plugins.FEATURES, Experiment)  # runyard.run's: the layer above hands it down
+        experiment = plugins.load(plugins.FEATURES, "Experiment")  # runyard.run's: the layer above hands it down
         return {e.name: experiment._from_info(self, e) for e in self.metadata.list_experiments()}
 
     @property
     def datastores(self) -> dict[str, Datastore]:
         """Every datastore, by name (the default, ``workspaceblobstore``, always among them)."""
-        return {d.name: d for d in plugins.load(plugins.FEATURES, Datastore).list(self)}
+        return {d.name: d for d in plugins.load(plugins.FEATURES, "Datastore").list(self)}
 
     def get_default_datastore(self) -> Datastore:
-        return plugins.load(plugins.FEATURES, Datastore).get_default(self)
+        return plugins.load(plugins.FEATURES, "Datastore").get_default(self)
 
     def set_default_datastore(self, name: str) -> None:
         self.metadata.set_default_datastore(name)
@@ -135,12 +135,12 @@ class Workspace(WorkspaceContext):
     @property
     def datasets(self) -> dict[str, Dataset]:
         """The latest version of every registered dataset, by name."""
-        return plugins.load(plugins.FEATURES, Dataset).get_all(self)
+        return plugins.load(plugins.FEATURES, "Dataset").get_all(self)
 
     @property
     def models(self) -> dict[str, Model]:
         """The latest version of every registered model, by name."""
-        model = plugins.load(plugins.FEATURES, Model)
+        model = plugins.load(plugins.FEATURES, "Model")
         latest: dict[str, Model] = {}
         while True:
             page = model.list(self, latest=True, limit=500, offset=len(latest))
@@ -151,7 +151,7 @@ class Workspace(WorkspaceContext):
     @property
     def webservices(self) -> dict[str, LocalWebservice]:
         """Every deployed service, by name."""
-        return {s.name: s for s in plugins.load(plugins.FEATURES, LocalWebservice).list(self)}
+        return {s.name: s for s in plugins.load(plugins.FEATURES, "LocalWebservice").list(self)}
 
     @property
     def environments(self) -> dict[str, "Environment"]:

@@ -81,7 +81,7 @@ class SweepDriver(Supervisor):
         total, concurrent = self.config["max_total_runs"], self.config["max_concurrent_runs"]
         deadline = time.monotonic() + self.config["max_duration_minutes"] * 60
         self.print(f"sweep of {total} trial(s), at most {concurrent} at once, {self.config['sampling']['kind']} sampling, "
-                   f"{self.policy!r}, primary metric {self.metric} ({self.config['primary_metric_goal']})"
+                   f"{self.policy!r}, primary metric {self.metric} ({'MAXIMIZE' if self.maximize else 'MINIMIZE'})"
                    + (f"; warm start from {len(history)} earlier trial(s)" if history else ""))
         started, exhausted, best = 0, False, None
         warned_metric = False
