@@ -228,8 +228,16 @@ def submit(
         from runyard.validation import experiment_name
 
         prepared = prepare(ws, experiment_name(experiment), config)
+        from runyard.runtime.launch import preview
+
         console.print(prepared.snapshot.describe(), highlight=False)
         console.print_json(str(prepared.request))
+        specs = preview(prepared.request)
+        if specs:
+            console.print("processes, were the run started now (it asks its launcher again, for ports free then, "
+                          "when it gets its slot):", highlight=False)
+            for spec in specs:
+                console.print(f"  rank {spec.rank}: {' '.join(spec.argv)}", highlight=False, soft_wrap=True)
         return
     run = Experiment(ws, experiment).submit(config, tags=tags, display_name=name)
     console.print(f"submitted run [bold]{run.id}[/bold] ({run.get_status()}) to {compute}", highlight=False)

@@ -171,20 +171,18 @@ class NodeAgent:
                 "process_count_per_node for MPI")
 
     # -- Running ------------------------------------------------------------------------------------------------
-    def start(self, specs: list[dict[str, Any]]) -> None:
-        self._starter.submit(self._start, [ProcessSpec(**{**spec, "argv": tuple(spec["argv"]),
-                                                          "rank_logs": tuple(spec["rank_logs"])}) for spec in specs]
-                             ).result()
+    def start(self, specs: list[ProcessSpec]) -> None:
+        self._starter.submit(self._start, specs).result()
 
     def _start(self, specs: list[ProcessSpec]) -> None:
         info = self.info()
-        base_env = {**launch.inherited_env(), "PYTHONPATH": launch.with_python_path(str(self.workdir)),
-                    env_vars.NODE_RANK: str(self.node_rank), env_vars.NODE_ID: info["node_id"]}
+        overrides = {"PYTHONPATH": launch.with_python_path(str(self.workdir)), env_vars.NODE_RANK: str(self.node_rank),
+                     env_vars.NODE_ID: info["node_id"]}
         if info["gpus"]:
-            base_env["CUDA_VISIBLE_DEVICES"] = base_env[env_vars.VISIBLE_GPUS] = ",".join(info["gpus"])
+            overrides["CUDA_VISIBLE_DEVICES"] = overrides[env_vars.VISIBLE_GPUS] = ",".join(info["gpus"])
         node = launch.Node([], self._pipes)
         try:
-            launch.start_node(node, specs, base_env, self.workdir, self.dir / "rank-fifos",
+            launch.start_node(node, specs, launch.inherited_env(), overrides, self.workdir, self.dir / "rank-fifos",
                               lambda key: self._outputs.setdefault(key, OutputBuffer()))
         finally:
             self._procs.update({proc.rank: proc for proc in node.procs})
@@ -377,8 +375,7 @@ class RayDriver(Supervisor):
             node = launch.node_context(self.request, i, hosts, ports, self._pythons[i])
             specs = []
             for p in launch.node_processes(self.request, node):
-                specs.append({"rank": p.rank, "local_rank": p.local_rank, "argv": list(p.argv),
-                              "env": {**p.env, **self._data_envs[i]}, "role": p.role, "rank_logs": list(p.rank_logs)})
+                specs.append(dataclasses.replace(p, env={**p.env, **self._data_envs[i]}))
                 name = LAUNCHER_LOG if p.rank_logs else user_log_name(p.rank)
                 log = RotatingLog(self.run_dir / name, max_bytes)
                 self._rank_logs["launcher" if p.rank_logs else str(p.rank)] = log

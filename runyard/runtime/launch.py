@@ -100,6 +100,20 @@ def in_container(request: RunRequest, spec: ProcessSpec, env_names: Sequence[str
                                                 mounts, gpus=gpus)))
 
 
+def preview(request: RunRequest) -> list[ProcessSpec]:
+    """What a one-node run would start were it started now (for ``runyard submit --dry-run``): the same call as at
+    start, with ports free now — the run itself asks again when it gets its slot. Empty where the nodes are not
+    known before the run starts (a cluster's)."""
+    workdir = getattr(request, "workdir", None)
+    if workdir is None or request.kind != "script":
+        return []
+    from runyard.runtime.resources import free_ports
+
+    python = request.environment.python if request.environment else None
+    node = node_context(request, 0, ("127.0.0.1",), [free_ports(ports_needed(request))], python)
+    return [in_container(request, spec, list(spec.env), workdir, None) for spec in node_processes(request, node)]
+
+
 @dataclass
 class StartFailed(Exception):
     """A process could not be started (its program is missing, not executable…)."""
@@ -120,14 +134,15 @@ class Node:
     pipes: list[processes.RankPipe]
 
 
-def start_node(node: Node, specs: Sequence[ProcessSpec], base_env: Mapping[str, str], workdir: Path, fifo_dir: Path,
-               sink: Callable[[str], Any], say: Callable[[str], None] = lambda line: None) -> None:
-    """Start ``specs`` in ``workdir``: each with ``base_env`` under its own variables, ``$VAR`` expanded in its
-    arguments, its output into ``sink(key)`` (key: the rank, or "launcher" for a process that starts ranks, whose
+def start_node(node: Node, specs: Sequence[ProcessSpec], base_env: Mapping[str, str], overrides: Mapping[str, str],
+               workdir: Path, fifo_dir: Path, sink: Callable[[str], Any],
+               say: Callable[[str], None] = lambda line: None) -> None:
+    """Start ``specs`` in ``workdir``: each with ``base_env`` under its own variables and ``overrides`` (what this
+    node decides: its GPUs, its data inputs' paths) over them, ``$VAR`` expanded in its arguments, its output into ``sink(key)`` (key: the rank, or "launcher" for a process that starts ranks, whose
     ranks' output arrives through FIFOs in ``fifo_dir`` into ``sink(rank)``) — each added to ``node`` as it starts.
     Raises StartFailed; ``node`` then holds the processes started before (the caller stops them)."""
     for spec in specs:
-        env = {**base_env, **spec.env}
+        env = {**base_env, **spec.env, **overrides}
         if spec.rank_logs:
             fifo_dir.mkdir(exist_ok=True)
             env[RANK_LOG_DIR] = str(fifo_dir)

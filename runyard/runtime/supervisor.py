@@ -202,7 +202,7 @@ class Supervisor:
         node = launch.node_context(self.request, 0, ("127.0.0.1",), [free_ports(launch.ports_needed(self.request))],
                                    self.request.environment.python if self.request.environment else None)
         specs = launch.node_processes(self.request, node)
-        base_env = {**launch.inherited_env(), **gpu_env, **self._data_env}
+        overrides = {**gpu_env, **self._data_env}
         specs = [launch.in_container(self.request, spec, [*spec.env, *gpu_env, *self._data_env], str(self.workdir),
                                      gpu_env.get("CUDA_VISIBLE_DEVICES")) for spec in specs]
 
@@ -212,7 +212,8 @@ class Supervisor:
 
         node = launch.Node(self._procs, self._rank_pipes)
         try:
-            launch.start_node(node, specs, base_env, self.workdir, self.run_dir / "rank-fifos", sink, self.say)
+            launch.start_node(node, specs, launch.inherited_env(), overrides, self.workdir, self.run_dir / "rank-fifos",
+                              sink, self.say)
         except launch.StartFailed as exc:
             return RunStatus.FAILED, {"message": str(exc), "code": "StartFailed", "rank": exc.rank}, None
         self._set_later(RunStatus.RUNNING)

@@ -64,6 +64,7 @@ def test_dry_run_prints_the_request_and_stores_nothing(tmp_path, proj):
     ws = tmp_path / "ws"
     out = cli(ws, "submit", "--dry-run", "-s", str(proj), "train.py", "--", "--lr", "1").stdout
     assert '"launcher": "single"' in out and '"--lr"' in out and "snapshot" in out
+    assert "-u train.py --lr 1" in out.split("processes, were the run started now")[1]  # what the launcher gives
     assert Workspace(ws).metadata.count_runs() == 0
     assert not (ws / "local").exists() and not (ws / "artifacts" / "snapshots").exists()
 
