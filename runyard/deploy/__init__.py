@@ -11,6 +11,7 @@ A service is a process of its own (``runyard.deploy.server``), detached from the
 ``WORKSPACE/services/<name>/``: ``service.json`` (what it serves), ``keys.json``, ``models/`` (the models' files),
 ``service.log`` and ``pid``.
 """
+from runyard.deploy.images import AciWebservice, AksWebservice, ContainerImage, Image
 from runyard.deploy.service import (
     SERVICE_PACKAGES,
     InferenceConfig,
@@ -24,14 +25,6 @@ from runyard.deploy.service import (
 from runyard.errors import DeploymentError
 
 
-def __getattr__(name: str):
-    """Azure's older deployment shapes (runyard.deploy.images) load when first used."""
-    if name in ("AciWebservice", "AksWebservice", "ContainerImage", "Image"):
-        from runyard.deploy import images
-
-        return getattr(images, name)
-    raise AttributeError(f"module 'runyard.deploy' has no attribute {name!r}")
-
-
-__all__ = ["DeploymentError", "InferenceConfig", "LocalWebservice", "LocalWebserviceDeploymentConfiguration", "SERVICE_PACKAGES",
-           "Webservice", "deploy", "framework_environment", "services_root"]
+__all__ = ["AciWebservice", "AksWebservice", "ContainerImage", "DeploymentError", "Image", "InferenceConfig",
+           "LocalWebservice", "LocalWebserviceDeploymentConfiguration", "SERVICE_PACKAGES", "Webservice", "deploy",
+           "framework_environment", "services_root"]
