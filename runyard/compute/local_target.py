@@ -120,7 +120,8 @@ class LocalTarget(ComputeTarget):
         run_dir = Path(request.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         write_request(run_dir, request)
-        self._queue(request.pool, request.capacity).enqueue(request.run_id, request.submitted_ns)
+        if request.kind == "script":  # another kind's driver takes no slot (its work queues for them)
+            self._queue(request.pool, request.capacity).enqueue(request.run_id, request.submitted_ns)
         start_supervisor(run_dir, request.settings["supervisor_start"])
         return request.run_id
 
