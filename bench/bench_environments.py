@@ -90,7 +90,7 @@ def main() -> None:
 
     def runyard_api(i: int, cache: dict | None = None) -> float:
         code = ("import sys, time; from pathlib import Path; from runyard import Environment; "
-                "from runyard.environments import builder as E\n"
+                "from runyard import environments as E\n"
                 f"env = Environment('bench'); [env.python.conda_dependencies.add_pip_package(p) for p in {pkgs!r}]\n"
                 "t = time.perf_counter(); E.ensure(E.plan(Path(sys.argv[1]), env.to_spec()), lambda line: None)\n"
                 "print(time.perf_counter() - t)")
@@ -134,7 +134,7 @@ def main() -> None:
     # -- cached hit ------------------------------------------------------------------------------------------
     sys.path.insert(0, str(Path(__file__).parents[1]))
     from runyard import Environment
-    from runyard.environments import builder as E
+    from runyard import environments as E
 
     os.environ.update(local_sources())
     spec_env = Environment("bench")

@@ -12,7 +12,14 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from runyard.cli.common import app, console, current_workspace, friendly, when
+from runyard.cli.common import (
+    app,
+    console,
+    current_workspace,
+    friendly,
+    size_text,
+    when,
+)
 from runyard.errors import ConfigError
 
 # Options shared by `env register` and `env build` (what describes an environment on the command line).
@@ -24,14 +31,6 @@ _INHERIT = typer.Option(False, "--inherit-base-packages", help="Also see the cur
 
 env_app = typer.Typer(help="Environments: register, build, list the cache, prune it.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
-
-
-def size_text(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
 
 
 def _parse_size(text: str) -> int:

@@ -9,12 +9,20 @@ import textwrap
 import time
 
 import pytest
-
 from conftest import env_with
-from runyard import ComputeError, Environment, Experiment, RunFailed, ScriptRunConfig, Workspace
+
+from runyard import (
+    ComputeError,
+    Environment,
+    Experiment,
+    RunFailed,
+    ScriptRunConfig,
+    Workspace,
+)
+from runyard import environments as E
 from runyard.compute import get_target
+from runyard.environments import builder
 from runyard.errors import RunyardWarning
-from runyard.environments import builder as E
 from runyard.submission import prepare
 
 pytestmark = [pytest.mark.integration]
@@ -271,15 +279,15 @@ def test_a_build_command_and_what_it_started_stop_at_the_deadline_or_on_cancel()
     lines: list[str] = []
     started = time.monotonic()
     with pytest.raises(EnvironmentBuildError, match="took too long"):
-        E._run([sys.executable, "-c", script], lines.append, E._Limit(time.monotonic() + 1))
+        builder._run([sys.executable, "-c", script], lines.append, builder._Limit(time.monotonic() + 1))
     assert 1 <= time.monotonic() - started < 5 and "started" in lines
 
     cancel = threading.Event()
     threading.Timer(0.5, cancel.set).start()
     started = time.monotonic()
     with pytest.raises(E.BuildCanceled):
-        E._run([sys.executable, "-c", script], lines.append, E._Limit(time.monotonic() + 600, cancel))
+        builder._run([sys.executable, "-c", script], lines.append, builder._Limit(time.monotonic() + 600, cancel))
     assert time.monotonic() - started < 5
     with pytest.raises(E.BuildCanceled):  # nothing starts once canceled
-        E._run([sys.executable, "-c", "print('never')"], lines.append, E._Limit(time.monotonic() + 600, cancel))
+        builder._run([sys.executable, "-c", "print('never')"], lines.append, builder._Limit(time.monotonic() + 600, cancel))
     assert "never" not in lines

@@ -6,12 +6,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import env_with
+
 from runyard import CondaDependencies, Environment
-from runyard.errors import ConfigError, NotFound, ValidationError
-from runyard.environments import builder as E
+from runyard import environments as E
+from runyard.environments import planning as plan_module
 from runyard.config.package_index import IndexSettings, available_versions, pip_settings
+from runyard.errors import ConfigError, NotFound, ValidationError
 from runyard.train import frameworks
 
 
@@ -30,7 +31,7 @@ def index(tmp_path, monkeypatch):
     monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "wheels"))
     (tmp_path / "wheels").mkdir()
-    monkeypatch.setattr(E, "_conda_tool", lambda: None)
+    monkeypatch.setattr(plan_module, "_conda_tool", lambda: None)
     add.wheels = tmp_path / "wheels"
     return add
 
