@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runyard import validation
-from runyard.data.datastore import Datastore, DataReference, clean_path, input_name
+from runyard import plugins, validation
+from runyard.data.datastore import DataReference, Datastore, clean_path, input_name
 from runyard.errors import DataError, NotFound, ValidationError
 
 if TYPE_CHECKING:
@@ -733,3 +733,6 @@ def single_file(record_or_definition: Any) -> str | None:
 
 __all__ = ["Dataset", "DatasetConsumptionConfig", "FileDataset", "TabularDataset", "anonymous_id", "materialize",
            "mounted", "read_only", "single_file"]
+
+
+plugins.register(plugins.FEATURES, "Dataset", Dataset)  # Workspace.datasets, Run.input_datasets, model lineage

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runyard import validation
+from runyard import plugins, validation
 from runyard.data import secrets
 from runyard.data.stores import Files, FsspecFiles, LocalFiles
 from runyard.errors import ConfigError, DataError, NotFound, ValidationError
@@ -506,3 +506,6 @@ def _import(module: str, extra: str, name: str):
 
 
 __all__ = ["DEFAULT_NAME", "DataReference", "Datastore", "clean_path", "data_env_var", "input_name"]
+
+
+plugins.register(plugins.FEATURES, "Datastore", Datastore)  # Workspace.datastores, .get_default_datastore()

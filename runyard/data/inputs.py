@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runyard import plugins
 from runyard.config.job import collect_inputs
 from runyard.errors import NotFound
 
@@ -186,3 +188,7 @@ def details(ws: "Workspace", run_id: str) -> list[dict[str, Any]]:
 
 
 __all__ = ["AZURE_PREFIX", "INPUTS_VAR", "bind", "collect", "details", "input_datasets", "prepare", "save"]
+
+
+# The submission and the runtime (layers below) bind and prepare a run's data inputs through this module.
+plugins.register(plugins.RUN_INPUTS, "data", sys.modules[__name__])

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runyard import validation
+from runyard import plugins, validation
 from runyard.errors import ConfigError, DeploymentError, NotFound, warn
 
 if TYPE_CHECKING:
@@ -458,3 +458,8 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+# Model.deploy, Workspace.webservices and runyard.model's InferenceConfig reach the services through these.
+for _name, _provider in (("deploy", deploy), ("LocalWebservice", LocalWebservice), ("InferenceConfig", InferenceConfig)):
+    plugins.register(plugins.FEATURES, _name, _provider)

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 RUNYARD_PACKAGE = Path(__file__).resolve().parents[1]  # linked into every built environment (its run client)
 MARKER = "runyard-env.json"  # written last: an environment folder without it is an interrupted build
 LAST_USED = ".last-used"
-_KEY_VERSION = 1  # bump when the way environments are built changes
+_KEY_VERSION = 2  # bump when the way environments are built changes (2: runyard's extension points, which the
+# linked client's entry_points.txt declares, so that a script's run.input_datasets finds the data package's)
 # conda package names whose PyPI name differs, and conda-only packages a pip build can do without.
 _CONDA_TO_PYPI = {"pytorch": "torch", "pytorch-cpu": "torch", "py-xgboost": "xgboost", "pytables": "tables",
                   "tensorflow-gpu": "tensorflow", "pillow": "pillow", "matplotlib-base": "matplotlib",

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from runyard import plugins
 from runyard.config.job import JobSpec
 from runyard.errors import ConfigError, NotFound, RunyardWarning
 from runyard.hyperdrive.policies import EarlyTerminationPolicy, NoTerminationPolicy
@@ -237,3 +238,6 @@ class HyperDriveRun(Run):
             if row["status"] not in skip:
                 return Run(self.experiment, row["run_id"])
         return None
+
+
+plugins.register(plugins.RUN_TYPES, RUN_TYPE, HyperDriveRun)  # a stored sweep reads back as a HyperDriveRun
