@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from runyard import plugins, validation
 from runyard.data.datastore import DataReference, Datastore, clean_path, input_name
 from runyard.errors import DataError, NotFound, ValidationError
+from runyard.store import blobs
 
 if TYPE_CHECKING:
     from runyard.store.metadata.entities import DatasetRecord
@@ -533,7 +534,6 @@ def anonymous_id(record: Mapping[str, Any]) -> str:
 def _fingerprint(workspace: "Workspace", definition: Mapping[str, Any], files: list[dict]) -> list[dict]:
     """Each file with its hash: local files hashed and put in the content store; remote ones by their tag."""
     from runyard.data.hashing import hash_cache_for
-    from runyard.store.snapshots import _blob_key
 
     cache = hash_cache_for(workspace.path)
     sources = definition["sources"]
@@ -549,9 +549,8 @@ def _fingerprint(workspace: "Workspace", definition: Mapping[str, Any], files: l
                 sha = cache.digests(local, st)["sha256"]
             except FileNotFoundError:
                 raise DataError(f"{f['path']} ({local}) was removed since the dataset was defined") from None
-            key = _blob_key(sha)
-            if not workspace.artifacts.has_object(key):
-                workspace.artifacts.put_object(key, local)
+            if not blobs.has(workspace.artifacts, sha):
+                blobs.put(workspace.artifacts, sha, local)
             entry.update(size=st.st_size, sha256=sha, stored=True)
         elif src["kind"] == "http":
             size, sha = _http_fetch(f["key"], None)
@@ -600,12 +599,10 @@ def _http_fetch(url: str, dest: str | None) -> tuple[int, str]:
 @contextmanager
 def _open_file(workspace: "Workspace | None", definition: Mapping[str, Any], f: Mapping[str, Any]):
     """A binary handle on one file of a dataset: its stored content, the source, or a download."""
-    from runyard.store.snapshots import _blob_key
-
     src = definition["sources"][f["source"]]
     if f.get("stored") and workspace is not None:
         tmp = _scratch(workspace) / f"{f['sha256']}.read"
-        workspace.artifacts.get_object(_blob_key(f["sha256"]), str(tmp))
+        blobs.get(workspace.artifacts, f["sha256"], str(tmp))
         try:
             with open(tmp, "rb") as handle:
                 yield handle
@@ -642,11 +639,9 @@ def materialize(workspace: "Workspace", record: "DatasetRecord", target: Path, l
     URLs (checked against the recorded SHA-256)."""
     from runyard.data.hashing import hash_cache_for
     from runyard.data.transfer import download
-    from runyard.store.snapshots import _blob_key
 
     target.mkdir(parents=True, exist_ok=True)
     artifacts = workspace.artifacts
-    local_blobs = getattr(artifacts, "local", False) and hasattr(artifacts, "_object_path")
     by_store: dict[int, list[dict]] = {}
     what = f"dataset {record.name}:{record.version}" if record.name else f"dataset {record.id}"
     for f in record.files:
@@ -654,18 +649,17 @@ def materialize(workspace: "Workspace", record: "DatasetRecord", target: Path, l
         dest.parent.mkdir(parents=True, exist_ok=True)
         src = record.definition["sources"][f["source"]]
         if f.get("stored"):
-            blob = _blob_key(f["sha256"])
             if dest.exists():
                 dest.unlink()
-            if link and local_blobs:
-                path = artifacts._object_path(blob)
+            path = blobs.local_path(artifacts, f["sha256"]) if link else None
+            if path is not None:
                 try:
                     os.chmod(path, 0o444)  # content-addressed: never written again
                     os.link(path, dest)
                     continue
                 except OSError:
                     pass
-            artifacts.get_object(blob, str(dest))
+            blobs.get(artifacts, f["sha256"], str(dest))
         elif src["kind"] == "http":
             size, sha = _http_fetch(f["key"], str(dest))
             if f.get("sha256") and sha != f["sha256"]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runyard import env_vars
+from runyard.store import blobs
 from runyard.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -130,11 +131,11 @@ def store(snap: Snapshot, artifacts: "ArtifactStore", show_progress: bool | None
     first_of_each: dict[str, tuple[str, int]] = {}
     for rel, (sha, size, _) in sorted(snap.files.items()):
         first_of_each.setdefault(sha, (rel, size))
-    missing = [(sha, rel, size) for sha, (rel, size) in first_of_each.items() if not artifacts.has_object(_blob_key(sha))]
+    missing = [(sha, rel, size) for sha, (rel, size) in first_of_each.items() if not blobs.has(artifacts, sha)]
     sent = sum(size for _, _, size in missing)
     show = show_progress if show_progress is not None else (None if sent > _PROGRESS_BYTES else False)
     for sha, rel, _ in track(missing, "snapshot: uploading", show, total_bytes=lambda item: item[2]):
-        artifacts.put_object(_blob_key(sha), str(Path(snap.source, rel)))
+        blobs.put(artifacts, sha, str(Path(snap.source, rel)))
     artifacts.put_object(manifest_key, io.BytesIO(snap.manifest_bytes()))
     return sent
 
@@ -156,13 +157,9 @@ def materialize(snapshot_id: str, artifacts: "ArtifactStore", dest: Path) -> int
     for rel, (sha, _size, mode) in files.items():
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        artifacts.get_object(_blob_key(sha), str(target))
+        blobs.get(artifacts, sha, str(target))
         os.chmod(target, mode | stat.S_IRUSR | stat.S_IWUSR)
     return len(files)
-
-
-def _blob_key(sha: str) -> str:
-    return f"snapshots/blobs/{sha[:2]}/{sha}"
 
 
 def _walk(root: Path, skip: set[tuple[int, int]], unreadable: list[str],
