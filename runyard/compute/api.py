@@ -13,15 +13,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from runyard import env_vars
+from runyard import env_vars, environments
 from runyard.config.job import JobSpec
+from runyard.environments import EnvironmentPlan
 from runyard.errors import ComputeError, ConfigError
 from runyard.runtime.logfiles import BUILD_LOG_NAME, decode_chunks, ordered_log_names
 from runyard.runtime.request import RunRef, RunRequest
 from runyard.store.workspace_context import WorkspaceContext
 
 if TYPE_CHECKING:
-    from runyard.environments import EnvironmentPlan
     from runyard.store.snapshots import Snapshot
 
 BUILTIN_NAMES = ("local",)
@@ -135,9 +135,8 @@ class ComputeTarget(ABC):
         "script" (a sweep's driver) where the target can drive one.
         """
         job = self.layout(job)
-        if kind != "script":
-            return self._dryrun(job, run, snapshot, environment, kind=kind, extra=dict(extra or {}))
-        return self._dryrun(job, run, snapshot, environment or self.plan_environment(job))
+        return self._dryrun(job, run, snapshot, environment or self.plan_environment(job), kind=kind,
+                            extra=dict(extra or {}))
 
     def admit(self, request: RunRequest) -> RunRequest:
         """Check the request against the backend as it is now (a cluster's nodes), before anything is stored; returns
@@ -149,26 +148,25 @@ class ComputeTarget(ABC):
         (``JobSpec.on_one_node``) — an explicit step that a target declares here, never a rewrite in its dryrun."""
         return job
 
-    def plan_environment(self, job: JobSpec) -> "EnvironmentPlan":
-        from runyard import environments
-
+    def plan_environment(self, job: JobSpec) -> EnvironmentPlan:
         return environments.plan(environments.env_root(self.workspace), dict(job.environment), job.use_gpu,
                                  self.workspace.tracking_uri)
 
     def submit(self, job: JobSpec, run: RunRef, snapshot: "Snapshot") -> str:
-        """Build the request and send it; the run record and snapshot must already be stored."""
-        return self.schedule(self.dryrun(job, run, snapshot))
+        """Build the request, check it against the backend and send it; the run record and snapshot must already be
+        stored (``runyard.submission`` runs the same steps, recording the run between admit and schedule)."""
+        return self.schedule(self.admit(self.dryrun(job, run, snapshot)))
 
     @abstractmethod
-    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot | None", environment: "EnvironmentPlan | None",
-                **kind: Any) -> RunRequest:
+    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot | None", environment: EnvironmentPlan,
+                kind: str, extra: dict[str, Any]) -> RunRequest:
         ...
 
     def _other_kind(self, kind: str) -> ComputeError:
         return ComputeError(f"compute target {self.name!r} ({self.type}) cannot drive a {kind} run")
 
     @abstractmethod
-    def schedule(self, request: RunRequest) -> str:
+    def schedule(self, request: RunRequest) -> str:  # takes what ``admit`` returned
         """Start the run described by ``request``; return its run id. The run continues if the caller exits."""
 
     @abstractmethod

@@ -23,7 +23,7 @@ from runyard.compute.api import (
     stored_log,
 )
 from runyard.config.job import JobSpec
-from runyard.errors import ComputeError, InvalidStatusTransition, NotFound
+from runyard.errors import ComputeError, InvalidStatusTransition, NotFound, RunyardError
 from runyard.launchers import launcher_for
 from runyard.runtime.launch import run_environment
 from runyard.runtime.local_queue import LocalQueue
@@ -68,12 +68,12 @@ class LocalTarget(ComputeTarget):
         return LocalQueue(self.root / "queue", pool, capacity)
 
     # -- dryrun / schedule --------------------------------------------------------------------------
-    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot | None", environment: "EnvironmentPlan | None",
-                kind: str = "script", extra: dict[str, Any] | None = None) -> LocalRequest:
-        pool, capacity, gpus = self._pool(job)
+    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot | None", environment: "EnvironmentPlan",
+                kind: str, extra: dict[str, Any]) -> LocalRequest:
         if self.settings["supervisor_start"] not in ("auto", "spawn"):
             raise ComputeError(f"supervisor_start must be 'auto' or 'spawn', got {self.settings['supervisor_start']!r}")
         if kind == "script":
+            pool, capacity, gpus = self._pool(job)
             if capacity < 1:
                 raise ComputeError(f"compute target {self.name!r}: the capacity of the {pool} pool must be >= 1, "
                                    f"got {capacity}")
@@ -91,7 +91,7 @@ class LocalTarget(ComputeTarget):
             target=self.name, run=run, workspace=self.workspace.ref(), job=job,
             snapshot_id=snapshot.id if snapshot is not None else None, environment=environment,
             settings=dict(self.settings), run_env=run_environment(self.workspace, job, run, str(workdir)),
-            submitted_ns=time.time_ns(), kind=kind, launcher=launcher_for(job).name, extra=dict(extra or {}),
+            submitted_ns=time.time_ns(), kind=kind, launcher=launcher_for(job).name, extra=extra,
             run_dir=str(run_dir), workdir=str(workdir), pool=pool, capacity=capacity, gpus=tuple(gpus),
         )
 
@@ -129,7 +129,7 @@ class LocalTarget(ComputeTarget):
     def _request(self, run_id: str) -> LocalRequest | None:
         try:
             request = read_request(self.run_dir(run_id))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, RunyardError):  # not written yet, or not readable: nothing to tell
             return None
         return request if isinstance(request, LocalRequest) else None
 

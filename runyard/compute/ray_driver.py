@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from runyard import env_vars, plugins
+from runyard import env_vars, environments, plugins
 from runyard.compute.ray_target import decode_request
 from runyard.config.job import JobSpec
 from runyard.errors import ComputeError, DataError, EnvironmentBuildError, NotFound
@@ -115,10 +115,8 @@ class NodeAgent:
         return list(free_ports(count, host="0.0.0.0"))
 
     # -- Preparing ----------------------------------------------------------------------------------------------
-    def prepare(self, snapshot_id: str, plan: dict[str, Any], restore_outputs: bool,
+    def prepare(self, snapshot_id: str, env_plan: environments.EnvironmentPlan, restore_outputs: bool,
                 inputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        from runyard import environments
-
         count = snapshots.materialize(snapshot_id, self.ws.artifacts, self.workdir)
         for folder in ("outputs", "logs"):
             (self.workdir / folder).mkdir(exist_ok=True)
@@ -126,7 +124,6 @@ class NodeAgent:
             run_files.download(self.ws, self.run_id, "outputs", self.workdir)
         say = self._say
         notes = [f"snapshot {snapshot_id[:12]}: {count} files in {self.workdir}"]
-        env_plan = environments.EnvironmentPlan.from_dict(plan)
         # The workspace's cache when this machine has the workspace (one-machine clusters share it with local
         # runs), else RUNYARD_ENV_DIR, else the user's own cache on this node.
         if self._ws_is_local or os.environ.get("RUNYARD_ENV_DIR"):
@@ -155,9 +152,8 @@ class NodeAgent:
     def cancel_build(self) -> None:
         self._cancel.set()
 
-    def check_launcher(self, job_definition: dict[str, Any], hosts: list[str]) -> None:
+    def check_launcher(self, job: JobSpec, hosts: list[str]) -> None:
         """What the launcher needs on this node (mpirun; SSH to the other hosts for MPI across machines)."""
-        job = JobSpec.from_definition(job_definition)
         launcher = launcher_for(job)
         launcher.check(job)
         others = sorted({h for h in hosts[1:] if h != hosts[0]})
@@ -363,7 +359,7 @@ class RayDriver(Supervisor):
         self._set_later(RunStatus.STARTING)
         hosts = tuple(info["ip"] for info in self._infos)
         try:
-            ray.get(self._agents[0].check_launcher.remote(job.to_definition(), list(hosts)))
+            ray.get(self._agents[0].check_launcher.remote(job, list(hosts)))
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
             return RunStatus.FAILED, {"message": str(cause), "code": "LaunchFailed"}, None
@@ -398,7 +394,7 @@ class RayDriver(Supervisor):
         """Snapshot and environment on every node at once; the build log of all nodes in one file."""
         import ray
 
-        plan = self.request.environment.to_dict() if self.request.environment else None
+        plan = self.request.environment
         retry = self._attempt > 0
         inputs = [dict(i) for i in self.job.inputs]
         refs = [a.prepare.remote(self.request.snapshot_id, plan, retry, inputs) for a in self._agents]
@@ -449,7 +445,7 @@ class RayDriver(Supervisor):
             kind = "could not be built" if isinstance(exc, EnvironmentBuildError) else "could not be prepared"
             tail = log_path.read_text(encoding="utf-8").splitlines()[-20:] if log_path.exists() else []
             reason = " ".join(str(exc).split())[:2000]
-            return RunStatus.FAILED, {"message": f"node {i}: environment {plan['name']!r} {kind}: {reason}",
+            return RunStatus.FAILED, {"message": f"node {i}: environment {plan.name!r} {kind}: {reason}",
                                       "code": "EnvironmentBuildFailed" if isinstance(exc, EnvironmentBuildError)
                                       else "PrepareFailed", "where": "the environment build", "node": i,
                                       "last_lines": tail}, None

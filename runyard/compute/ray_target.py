@@ -188,8 +188,8 @@ class RayTarget(ComputeTarget):
                                "resources": n.get("resources_total")} for n in nodes], None)
 
     # -- dryrun / admit / schedule ----------------------------------------------------------------------
-    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot | None", environment: "EnvironmentPlan | None",
-                kind: str = "script", extra: dict[str, Any] | None = None) -> RayRequest:
+    def _dryrun(self, job: JobSpec, run: RunRef, snapshot: "Snapshot | None", environment: "EnvironmentPlan",
+                kind: str, extra: dict[str, Any]) -> RayRequest:
         if kind != "script":
             raise self._other_kind(kind)
         if self.config.azure and job.node_count > self.config.max_nodes:  # AmlCompute's bound, whatever the placement
@@ -211,8 +211,6 @@ class RayTarget(ComputeTarget):
                       else None)
 
     def schedule(self, request: RayRequest) -> str:  # type: ignore[override]
-        if request.nodes_now == 0:  # not admitted yet (a caller of schedule alone)
-            request = self.admit(request)
         if (self.config.mode == "provision" and request.strategy == "STRICT_SPREAD"
                 and request.job.node_count > request.nodes_now):
             self.scale_to(request.job.node_count)  # a provisioned cluster grows to what the job needs, up to max_nodes

@@ -13,6 +13,7 @@ from typing import Any
 from runyard import validation
 from runyard.compute import amlcompute
 from runyard.compute.api import BUILTIN_NAMES, ComputeTarget
+from runyard.compute.local_target import LocalTarget
 from runyard.compute.ray_config import RayComputeConfiguration
 from runyard.compute.ray_target import RayTarget
 from runyard.errors import ComputeTargetException, ConfigError, NotFound
@@ -84,7 +85,7 @@ def all_targets(workspace: "WorkspaceContext") -> dict[str, ComputeTarget]:
     return found
 
 
-_BUILTIN: dict[str, str] = {"local": "runyard.compute.local_target:LocalTarget"}  # module:Class, as entry points say
+_BUILTIN: dict[str, type[ComputeTarget]] = {name: LocalTarget for name in BUILTIN_NAMES}
 ENTRY_POINT_GROUP = "runyard.compute_targets"
 
 
@@ -92,7 +93,7 @@ def known_targets() -> dict[str, str]:
     """Every target name → ``module:Class`` (built-in first; entry points may add names, not replace them)."""
     from importlib.metadata import entry_points
 
-    found = dict(_BUILTIN)
+    found = {name: f"{cls.__module__}:{cls.__name__}" for name, cls in _BUILTIN.items()}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         found.setdefault(ep.name, ep.value)
     return found
@@ -101,11 +102,12 @@ def known_targets() -> dict[str, str]:
 def get_target(workspace: "WorkspaceContext", name: str) -> ComputeTarget:
     """The compute target called ``name`` (built in, registered in the workspace, or from an entry point); unknown
     names get the list of known ones (and a close match)."""
-    if name not in _BUILTIN:
-        found = lookup(workspace, name)
-        if found is not None:
-            return found
-    targets = _BUILTIN if name in _BUILTIN else known_targets()  # reading entry points costs ~20 ms
+    if name in _BUILTIN:
+        return _BUILTIN[name](workspace, name)
+    found = lookup(workspace, name)
+    if found is not None:
+        return found
+    targets = known_targets()  # reading entry points costs ~20 ms
     if name not in targets:
         names = sorted({*targets, *(r.name for r in workspace.metadata.list_compute_targets())})
         close = difflib.get_close_matches(name, names, n=1)

@@ -17,10 +17,12 @@ from typing import Any, Protocol
 
 from runyard import env_vars
 from runyard.config.job import JobSpec
+from runyard.environments import docker_argv
 from runyard.launchers import NodeContext, ProcessSpec, launcher_for
 from runyard.launchers.mpi import RANK_LOG_DIR
 from runyard.runtime import processes
-from runyard.runtime.request import RunRef, RunRequest
+from runyard.runtime.request import LocalRequest, RunRef, RunRequest
+from runyard.runtime.resources import free_ports
 from runyard.store.workspace_context import WorkspaceContext
 
 RUNYARD_PACKAGE = str(Path(__file__).resolve().parents[1])  # mounted into a run's container (its run client)
@@ -93,25 +95,27 @@ def in_container(request: RunRequest, spec: ProcessSpec, env_names: Sequence[str
     environment = request.environment
     if environment is None or not environment.docker:
         return spec
-    from runyard.environments import docker_argv
-
     mounts = [request.workspace["path"], RUNYARD_PACKAGE, *([environment.path] if environment.path else [])]
     return replace(spec, argv=tuple(docker_argv(environment.docker, list(spec.argv), sorted(env_names), workdir,
                                                 mounts, gpus=gpus)))
 
 
-def preview(request: RunRequest) -> list[ProcessSpec]:
-    """What a one-node run would start were it started now (for ``runyard submit --dry-run``): the same call as at
-    start, with ports free now — the run itself asks again when it gets its slot. Empty where the nodes are not
-    known before the run starts (a cluster's)."""
-    workdir = getattr(request, "workdir", None)
-    if workdir is None or request.kind != "script":
-        return []
-    from runyard.runtime.resources import free_ports
-
+def this_machine(request: LocalRequest, overrides: Mapping[str, str] = {}) -> list[ProcessSpec]:
+    """The processes of a run on this machine (one node), with ports free now, each wrapped in the environment's
+    container when it has one (``overrides``: what the node adds — its GPUs, its inputs' paths — passed in too)."""
     python = request.environment.python if request.environment else None
     node = node_context(request, 0, ("127.0.0.1",), [free_ports(ports_needed(request))], python)
-    return [in_container(request, spec, list(spec.env), workdir, None) for spec in node_processes(request, node)]
+    return [in_container(request, spec, [*spec.env, *overrides], request.workdir,
+                         overrides.get("CUDA_VISIBLE_DEVICES")) for spec in node_processes(request, node)]
+
+
+def preview(request: RunRequest) -> list[ProcessSpec]:
+    """What a run on this machine would start were it started now (``runyard submit --dry-run``): the call its
+    supervisor makes when the run gets its slot, which asks again then. Empty where the nodes are not known before
+    the run starts (a cluster's) or the run is another kind's (a sweep's driver)."""
+    if not isinstance(request, LocalRequest) or request.kind != "script":
+        return []
+    return this_machine(request)
 
 
 @dataclass

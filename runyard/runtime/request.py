@@ -61,11 +61,6 @@ class RunRequest:
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent, default=str)
 
-    @property
-    def payload(self) -> dict[str, Any]:
-        """The request as JSON data (what ``runyard submit --dry-run`` prints)."""
-        return self.to_dict()
-
     def __str__(self) -> str:
         return self.to_json(indent=2)
 

@@ -29,7 +29,7 @@ from runyard.runtime import launch, processes
 from runyard.runtime.local_queue import LocalQueue
 from runyard.runtime.logfiles import BUILD_LOG_NAME, LAUNCHER_LOG, SUPERVISOR_LOG, RotatingLog, user_log_name
 from runyard.runtime.request import LocalRequest, RunRequest, read_request
-from runyard.runtime.resources import free_ports, gpus_for_slot
+from runyard.runtime.resources import gpus_for_slot
 from runyard.status import RunStatus
 from runyard.store import run_files, snapshots
 from runyard.store.workspace_context import WorkspaceContext
@@ -199,12 +199,8 @@ class Supervisor:
         max_bytes = int(self.settings["log_max_mb"] * (1 << 20))
         gpu_env = self._gpu_env()
         # The launcher is asked now, with the slot held: the ports it gets are free now, however long the run queued.
-        node = launch.node_context(self.request, 0, ("127.0.0.1",), [free_ports(launch.ports_needed(self.request))],
-                                   self.request.environment.python if self.request.environment else None)
-        specs = launch.node_processes(self.request, node)
         overrides = {**gpu_env, **self._data_env}
-        specs = [launch.in_container(self.request, spec, [*spec.env, *gpu_env, *self._data_env], str(self.workdir),
-                                     gpu_env.get("CUDA_VISIBLE_DEVICES")) for spec in specs]
+        specs = launch.this_machine(self.request, overrides)
 
         def sink(key: str) -> RotatingLog:
             return RotatingLog(self.run_dir / (LAUNCHER_LOG if key == "launcher" else user_log_name(int(key))),

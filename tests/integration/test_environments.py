@@ -154,10 +154,9 @@ def test_docker_environment_is_a_clear_error_without_an_engine(ws, project):
     prepared = prepare(ws, "env", ScriptRunConfig(project, "show.py", environment=env))
     from runyard.runtime import launch
 
-    request = prepared.request  # dryrun: the command a container would run, as the runtime wraps it at start
-    node = launch.node_context(request, 0, ("127.0.0.1",), [()], request.environment.python)
-    [spec] = launch.node_processes(request, node)
-    argv = list(launch.in_container(request, spec, list(spec.env), request.workdir, None).argv)
+    request = prepared.request  # dryrun: the command a container would run, as the supervisor makes it at start
+    [spec] = launch.this_machine(request)
+    argv = list(spec.argv)
     assert argv[:2] == ["docker", "run"] and "python:3.11-slim" in argv and argv[-2:] == ["-u", "show.py"]
     assert f"{request.workdir}:{request.workdir}" in argv and ["--env", "RUNYARD_RUN_ID"] == argv[
         argv.index("RUNYARD_RUN_ID") - 1: argv.index("RUNYARD_RUN_ID") + 1]

@@ -12,7 +12,6 @@ from runyard.compute import RunRef, get_target
 from runyard.config.job import build_job
 from runyard.runtime import launch
 from runyard.runtime.request import LocalRequest, request_from_dict
-from runyard.runtime.resources import free_ports
 from runyard.store import snapshots as snapshot
 
 
@@ -32,18 +31,12 @@ def dryrun(ws, job, run=RunRef("exp_1_abc", "exp", "parent_1_x")):
     return get_target(ws, "local").dryrun(job, run, snapshot.take(job.source_directory))
 
 
-def processes_at_start(request):
-    """What the supervisor starts once the run has its slot: the launcher asked with ports free now."""
-    ports = free_ports(launch.ports_needed(request))
-    return launch.node_processes(request, launch.node_context(request, 0, ("127.0.0.1",), [ports], None))
-
-
 def test_request_holds_the_job_and_its_environment_not_its_processes(ws, job, monkeypatch):
     monkeypatch.setenv("RUNYARD_LOCAL_MAX_RUNS", "3")
     request = dryrun(ws, job)
     assert isinstance(request, LocalRequest)
     assert request.run_id == "exp_1_abc" and request.pool == "cpu" and request.capacity == 3
-    assert request.launcher == "single" and request.job == job and "processes" not in request.payload
+    assert request.launcher == "single" and request.job == job and "processes" not in request.to_dict()
     env = request.run_env
     assert env["RUNYARD_RUN_ID"] == "exp_1_abc" and env["RUNYARD_PARENT_RUN_ID"] == "parent_1_x"
     assert env["RUNYARD_EXPERIMENT_NAME"] == "exp"
@@ -51,7 +44,7 @@ def test_request_holds_the_job_and_its_environment_not_its_processes(ws, job, mo
     assert env["PYTHONPATH"].split(":")[0] == request.workdir
     assert request_from_dict(json.loads(str(request))) == request  # JSON and back, in one place
     assert not (ws.path / "local").exists() and not (ws.path / "artifacts").exists()  # nothing written
-    [proc] = processes_at_start(request)
+    [proc] = launch.this_machine(request)
     assert proc.argv == (sys.executable, "-u", "train.py", "--lr", "0.1", "$HOME")  # expanded when the run starts
     assert proc.env["RUNYARD_RANK"] == "0" and proc.env["RUNYARD_RUN_ID"] == "exp_1_abc"
 
@@ -103,7 +96,7 @@ def test_launchers_get_the_free_ports_they_ask_for_when_the_run_starts(ws, job, 
 
     request = dryrun(ws, job)
     monkeypatch.setattr(launch, "launcher_for", lambda job: TwoPorts())
-    [proc] = processes_at_start(request)
+    [proc] = launch.this_machine(request)
     ports = [int(p) for p in proc.argv[1:]]
     assert len(set(ports)) == 2 and all(1024 < p < 65536 for p in ports)
     assert proc.env["MASTER_PORT"] == str(ports[0])
