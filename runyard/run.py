@@ -634,7 +634,7 @@ class Run(_RunBase):
                 continue
             if not (_matches(info.tags, tags) and _matches(info.properties, properties)):
                 continue
-            yield _class_for(info)(experiment, info.run_id, _info=info)
+            yield Run._of(experiment, info)
 
 
 def _class_for(info) -> type["Run"]:
