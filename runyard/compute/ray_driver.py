@@ -28,6 +28,7 @@ from typing import Any
 from runyard import env_vars, environments, plugins
 from runyard.compute.ray_target import decode_request
 from runyard.config.job import JobSpec
+from runyard.environments.docker import remove_containers
 from runyard.errors import ComputeError, DataError, EnvironmentBuildError, NotFound
 from runyard.launchers import ProcessSpec, launcher_for
 from runyard.runtime import launch, processes
@@ -102,6 +103,8 @@ class NodeAgent:
         # One long-lived thread starts the processes: PR_SET_PDEATHSIG fires when the *thread* that forked a
         # process ends, so a pool thread that Ray retires must never be the one.
         self._starter = ThreadPoolExecutor(1, thread_name_prefix="runyard-agent-start")
+        self._workspace_ref = dict(workspace)
+        self._env_plan: environments.EnvironmentPlan | None = None
         processes.become_subreaper()
 
     def info(self) -> dict[str, Any]:
@@ -131,6 +134,7 @@ class NodeAgent:
         else:
             root = Path.home() / ".runyard" / "envs"
         env_plan, moved = environments.relocate(env_plan, root)
+        self._env_plan = env_plan
         notes += moved
         if env_plan.key is not None:
             notes.append(f"environment {env_plan.name} ({env_plan.key}): " + ("cached" if env_plan.ready else "built"))
@@ -176,6 +180,11 @@ class NodeAgent:
                      env_vars.NODE_ID: info["node_id"]}
         if info["gpus"]:
             overrides["CUDA_VISIBLE_DEVICES"] = overrides[env_vars.VISIBLE_GPUS] = ",".join(info["gpus"])
+        if self._env_plan is not None and self._env_plan.docker:  # each process in a container of the image
+            paths = [str(self.dir), *(v for s in specs for v in s.env.values() if v.startswith("/") and os.path.exists(v))]
+            specs = [launch.in_container(self._env_plan, self.run_id, self.ws.ref(), s, [*s.env, *overrides],
+                                         str(self.workdir), overrides.get("CUDA_VISIBLE_DEVICES"), paths)
+                     for s in specs]
         node = launch.Node([], self._pipes)
         try:
             launch.start_node(node, specs, launch.inherited_env(), overrides, self.workdir, self.dir / "rank-fifos",
@@ -208,6 +217,8 @@ class NodeAgent:
         processes.stop_processes(procs, grace)
         if ranks is None:
             processes.kill_tree(grace)  # whatever the ranks left behind (this actor is their subreaper)
+            if self._env_plan is not None and self._env_plan.docker:
+                remove_containers(self.run_id)  # a container outlives its killed docker client
 
     # -- Finalizing ---------------------------------------------------------------------------------------------
     def upload(self) -> int:

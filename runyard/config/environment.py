@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -49,12 +50,18 @@ class PythonSection:
 
 @dataclass
 class DockerSection:
-    """``env.docker``: run the processes in a container of ``base_image`` (needs a Docker engine)."""
+    """``env.docker``: run the processes in a container of ``base_image`` — or of the image ``base_dockerfile`` (its
+    text) builds — on a Docker engine. ``arguments`` go to ``docker run`` as written; ``shm_size``, ``memory``
+    (``"512m"``, ``"4g"``: a process over it is killed, and the run fails saying it ran out of memory) and ``cpus``
+    (``1.5``) limit each container."""
 
     enabled: bool = False
     base_image: str | None = None
     arguments: list[str] = field(default_factory=list)
     shm_size: str | None = None
+    base_dockerfile: str | None = None
+    memory: str | None = None
+    cpus: float | None = None
 
 
 @dataclass
@@ -124,7 +131,46 @@ class Environment:
         env.environment_variables = dict(spec.get("environment_variables") or {})
         docker = spec.get("docker") or {}
         env.docker = DockerSection(bool(docker.get("enabled")), docker.get("base_image"), list(docker.get("arguments") or []),
-                                   docker.get("shm_size"))
+                                   docker.get("shm_size"), docker.get("base_dockerfile"), docker.get("memory"),
+                                   docker.get("cpus"))
+        return env
+
+    @classmethod
+    def from_docker_image(cls, name: str, image: str, container_registry: Any = None,
+                          conda_specification: str | os.PathLike | None = None,
+                          pip_requirements: str | os.PathLike | None = None) -> "Environment":
+        """Run in a container of ``image`` (a local image: runyard never pulls). With ``conda_specification`` or
+        ``pip_requirements`` an environment with those packages is built inside the image (once, cached); without,
+        the image's own Python runs as it is."""
+        env = cls._with_packages(name, conda_specification, pip_requirements)
+        env.docker = DockerSection(enabled=True, base_image=image)
+        if container_registry is not None:
+            warn(f"environment {name!r}: container_registry is not used — runyard runs local images only")
+        return env
+
+    @classmethod
+    def from_dockerfile(cls, name: str, dockerfile: str | os.PathLike,
+                        conda_specification: str | os.PathLike | None = None,
+                        pip_requirements: str | os.PathLike | None = None) -> "Environment":
+        """Run in a container of the image ``dockerfile`` builds (its text, or a path to it; built once per text,
+        offline: its ``FROM`` must name a local image)."""
+        text = str(dockerfile)
+        if "\n" not in text and os.path.isfile(os.path.expanduser(text)):
+            text = Path(os.path.expanduser(text)).read_text(encoding="utf-8")
+        env = cls._with_packages(name, conda_specification, pip_requirements)
+        env.docker = DockerSection(enabled=True, base_dockerfile=text)
+        return env
+
+    @classmethod
+    def _with_packages(cls, name: str, conda_specification, pip_requirements) -> "Environment":
+        if conda_specification is not None and pip_requirements is not None:
+            raise ConfigError(f"environment {name!r}: give conda_specification or pip_requirements, not both")
+        if conda_specification is not None:
+            return cls.from_conda_specification(name, conda_specification)
+        if pip_requirements is not None:
+            return cls.from_pip_requirements(name, pip_requirements)
+        env = cls(name)
+        env.python = PythonSection(user_managed_dependencies=True)
         return env
 
     # -- registry (the workspace's metadata store) -------------------------------------------------------
@@ -201,15 +247,20 @@ class Environment:
                 "installed — set env.python.user_managed_dependencies = False to build an environment with them"
             )
         docker = self.docker
-        if docker.enabled and not docker.base_image:
-            raise ConfigError(f"environment {name!r}: docker.enabled=True needs docker.base_image, e.g. 'python:3.11-slim'")
+        if docker.enabled and not (docker.base_image or docker.base_dockerfile):
+            raise ConfigError(f"environment {name!r}: docker.enabled=True needs docker.base_image (a local image, e.g. "
+                              "'runyard/base:bookworm' from `runyard image build-base`) or docker.base_dockerfile")
+        if docker.base_image and docker.base_dockerfile:
+            raise ConfigError(f"environment {name!r}: set docker.base_image or docker.base_dockerfile, not both")
+        _check_docker_resources(docker, name)
         return {
             "name": name,
             "version": self.version,
             "description": self.description,
             "python": {
-                "interpreter_path": _interpreter(py.interpreter_path, name) if user_managed or py.interpreter_path
-                else None,
+                # in a container the image's python (python3, else python) unless a path in the image is given
+                "interpreter_path": (py.interpreter_path if docker.enabled else _interpreter(py.interpreter_path, name))
+                if (user_managed and not docker.enabled) or py.interpreter_path else None,
                 "user_managed_dependencies": user_managed,
                 "inherit_base_packages": bool(py.inherit_base_packages),
                 "conda_dependencies": None if user_managed else cd.as_dict(),
@@ -217,12 +268,29 @@ class Environment:
             },
             "environment_variables": _variables(self.environment_variables, name),
             "docker": {"enabled": bool(docker.enabled), "base_image": docker.base_image,
-                       "arguments": [str(a) for a in docker.arguments], "shm_size": docker.shm_size},
+                       "arguments": [str(a) for a in docker.arguments], "shm_size": docker.shm_size,
+                       "base_dockerfile": docker.base_dockerfile, "memory": docker.memory,
+                       "cpus": float(docker.cpus) if docker.cpus is not None else None},
         }
 
     def __repr__(self) -> str:
         kind = "user-managed" if self.python.user_managed_dependencies else "built"
         return f"Environment(name={self.name!r}, version={self.version!r}, {kind})"
+
+
+_SIZE = re.compile(r"^\d+(\.\d+)?[bkmg]?$", re.IGNORECASE)
+
+
+def _check_docker_resources(docker: DockerSection, name: str) -> None:
+    for field_name in ("shm_size", "memory"):
+        value = getattr(docker, field_name)
+        if value is not None and not _SIZE.match(str(value)):
+            raise ConfigError(f"environment {name!r}: docker.{field_name}={value!r} is not a size such as '512m' or '2g'")
+    if docker.cpus is not None and (isinstance(docker.cpus, bool) or not isinstance(docker.cpus, (int, float))
+                                    or docker.cpus <= 0):
+        raise ConfigError(f"environment {name!r}: docker.cpus must be a positive number, got {docker.cpus!r}")
+    if not isinstance(docker.arguments, (list, tuple)):
+        raise ConfigError(f"environment {name!r}: docker.arguments must be a list of docker run arguments")
 
 
 def read_requirements(path: Path, _seen: frozenset[Path] = frozenset()) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any
 from runyard.config.conda_dependencies import CondaDependencies
 from runyard.config.distributed import MpiConfiguration, PyTorchConfiguration, TensorflowConfiguration
 from runyard.config.environment import Environment
-from runyard.errors import ConfigError
+from runyard.errors import ConfigError, warn
 
 AZURE_IMAGE_PREFIX = "mcr.microsoft.com/azureml/"
 DEFAULT_CPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04"
@@ -42,6 +42,8 @@ class DockerConfiguration:
     arguments: list[str] | None = None
     shared_volumes: bool = True
     shm_size: str | None = None
+    memory: str | None = None  # runyard's: each container's memory limit ("512m", "4g")
+    cpus: float | None = None  # runyard's: each container's CPU limit
 
 
 # Azure's communicator/framework strings → runyard's distributed configurations.
@@ -108,14 +110,24 @@ class RunConfiguration:
         if not isinstance(self.environment, Environment):
             return self.environment  # build_job names what it should be
         env = self.environment.clone()
+        explicit = docker is not None or self.docker.use_docker
         docker = docker or self.docker
         if docker.use_docker:
             env.docker.enabled = True
             if docker.arguments:
                 env.docker.arguments = list(docker.arguments)
-            if docker.shm_size:
-                env.docker.shm_size = docker.shm_size
-        if env.docker.enabled and not env.docker.base_image:
+            for name in ("shm_size", "memory", "cpus"):
+                if getattr(docker, name):
+                    setattr(env.docker, name, getattr(docker, name))
+        elif explicit and env.docker.enabled:
+            warn(f"DockerConfiguration(use_docker=False) wins over environment {env.name!r}'s docker.enabled=True: "
+                 "the run does not use a container")
+            env.docker.enabled = False
+        if not env.docker.enabled and env.docker.base_image and not is_azure_base_image(env.docker.base_image):
+            warn(f"environment {env.name!r} names docker base image {env.docker.base_image!r} but Docker is off, so "
+                 "the run does not use it — pass docker_runtime_config=DockerConfiguration(use_docker=True) to run "
+                 "in it")
+        if env.docker.enabled and not (env.docker.base_image or env.docker.base_dockerfile):
             env.docker.base_image = DEFAULT_CPU_IMAGE
         if self.environment_variables:
             env.environment_variables = {**env.environment_variables, **self.environment_variables}

@@ -2,7 +2,15 @@
 conda, inside a container image when asked — ``docker.py``), and the cache of built ones (``cache.py``)."""
 from runyard.environments.builder import BuildCanceled, ensure
 from runyard.environments.cache import CachedEnvironment, cached, prune
-from runyard.environments.docker import docker_argv, docker_engine_error
+from runyard.environments.docker import (
+    BASE_IMAGE,
+    Engine,
+    docker_argv,
+    docker_engine_error,
+    engine,
+    image_id,
+    remove_containers,
+)
 from runyard.environments.planning import (
            CLIENT_REQUIREMENTS,
            MARKER,
@@ -13,5 +21,5 @@ from runyard.environments.planning import (
            relocate,
 )
 
-__all__ = ["BuildCanceled", "CLIENT_REQUIREMENTS", "CachedEnvironment", "EnvironmentPlan", "MARKER", "cached",
+__all__ = ["BASE_IMAGE", "BuildCanceled", "CLIENT_REQUIREMENTS", "Engine", "engine", "image_id", "remove_containers", "CachedEnvironment", "EnvironmentPlan", "MARKER", "cached",
            "docker_argv", "docker_engine_error", "ensure", "env_root", "is_ready", "plan", "prune", "relocate"]

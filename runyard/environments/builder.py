@@ -7,9 +7,11 @@ import functools
 import json
 import os
 import shutil
+import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +21,14 @@ from typing import Any
 
 from runyard import env_vars
 from runyard.config.package_index import canonical
-from runyard.environments.docker import docker_argv
+from runyard.environments.docker import (
+    BUILD_LABEL,
+    Engine,
+    docker_argv,
+    docker_command,
+    host_access,
+    remove_labeled,
+)
 from runyard.environments.planning import (
     LAST_USED,
     MARKER,
@@ -104,7 +113,7 @@ def _build(path: Path, plan_: EnvironmentPlan, build: dict[str, Any], say, limit
     step = iter(range(1, steps + 1))
     python = str(path / "bin" / "python")
     if plan_.docker:
-        _build_in_container(path, plan_.docker, build, say, limit)
+        _build_in_container(path, plan_, build, say, limit)
         return _finish(path, plan_, build, say, limit)
     conda = request.get("conda")
     if conda:
@@ -153,17 +162,67 @@ def _build(path: Path, plan_: EnvironmentPlan, build: dict[str, Any], say, limit
     _finish(path, plan_, build, say, limit)
 
 
-def _build_in_container(path: Path, docker: dict[str, Any], build: dict[str, Any], say, limit: _Limit) -> None:
-    """A venv made by the image's own python, inside the container, in a host folder mounted at the same path."""
+def _build_in_container(path: Path, plan_: EnvironmentPlan, build: dict[str, Any], say, limit: _Limit) -> None:
+    """A venv made by the image's own Python, inside a container, in the cached folder (mounted at its own path):
+    its packages and runyard's client installed there by uv (this machine's, mounted with the CA bundle, pip's
+    configuration and the local package folders it names, so the container reaches the same indexes)."""
+    docker = plan_.docker or {}
     request = build["request"]
+    if docker.get("dockerfile"):
+        _build_dockerfile_image(docker, say, limit)
+    uv = _uv()
+    access = host_access(build["uv_options"], uv)
+    Path(access.env["UV_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
     path.mkdir(parents=True)
-    (path / "runyard-requirements.txt").write_text("\n".join(build["install"] + request["client"]) + "\n",
-                                                    encoding="utf-8")
-    script = (f"python -m venv {path} && {path}/bin/python -m pip install --no-compile --disable-pip-version-check "
-              f"-r {path}/runyard-requirements.txt")
-    say(f"[1/2] building the environment inside {docker['image']}")
-    _run(docker_argv(docker, ["sh", "-c", script], [], str(path), []), say, limit)
+    install = list(build["install"])
+    (path / "runyard-requirements.txt").write_text("\n".join(install + request["client"]) + "\n", encoding="utf-8")
+    constraint = ""
+    if request["constraints"]:
+        (path / "runyard-constraints.txt").write_text("\n".join(request["constraints"]) + "\n", encoding="utf-8")
+        constraint = f" --constraint {shlex.quote(str(path / 'runyard-constraints.txt'))}"
+    options = " ".join(shlex.quote("--prerelease=allow" if o == "--pre" else o) for o in build["uv_options"])
+    want, interpreter = request.get("python") or "", request.get("interpreter") or ""
+    image = docker["image"]
+    script = "\n".join([
+        "set -e",
+        f"PY={shlex.quote(interpreter)}",
+        '[ -n "$PY" ] || PY=$(command -v python3 || command -v python || true)',
+        'if [ -z "$PY" ] || ! command -v "$PY" >/dev/null; then',
+        f"  echo {shlex.quote(f'runyard: image {image} has no python: ' + (f'{interpreter} is not in it' if interpreter else 'neither python3 nor python is on its PATH') + ' (runyard/base:bookworm from `runyard image build-base` has one)')} >&2; exit 97",
+        "fi",
+        """VERSION=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')""",
+        'echo "python in the image: $PY ($VERSION)"',
+        f'if [ -n "{want}" ] && [ "$VERSION" != "{want}" ] && [ "${{VERSION#{want}.}}" = "$VERSION" ]; then',
+        f'  echo "runyard: the environment asks for python {want} but the image\'s $PY is $VERSION" >&2; exit 98',
+        "fi",
+        f'"$PY" -m venv --without-pip{" --system-site-packages" if request.get("system_site_packages") else ""} '
+        f"{shlex.quote(str(path))}",
+        f"{shlex.quote(uv)} pip install --python {shlex.quote(str(path / 'bin' / 'python'))} "
+        f"-r {shlex.quote(str(path / 'runyard-requirements.txt'))}{constraint} --no-config {options}",
+    ])
+    say(f"[1/2] building the environment inside {image} ({len(install)} package(s)"
+        + (f": {' '.join(install)}" if install else "") + " and runyard's client)")
+    label = {BUILD_LABEL: plan_.key or "build"}
+    argv = docker_argv(docker, ["sh", "-c", script], access.env, str(path),
+                       mounts=[access.env["UV_CACHE_DIR"]], read_only=[*access.read_only, RUNYARD_PACKAGE],
+                       labels=label, remove=True)
+    try:
+        _run(argv, say, limit, env=access.env)
+    finally:
+        remove_labeled(BUILD_LABEL, label[BUILD_LABEL])  # a killed build's container goes too
     say(f"[2/2] linking runyard {_runyard_version()} into the environment")
+
+
+def _build_dockerfile_image(docker: dict[str, Any], say, limit: _Limit) -> None:
+    """The image of an environment's ``base_dockerfile`` (built once per text, offline: no pull)."""
+    if Engine.from_env().image(docker["image"]) is not None:
+        say(f"image {docker['image']} (the environment's Dockerfile) is built")
+        return
+    with tempfile.TemporaryDirectory(prefix="runyard-dockerfile-") as context:
+        (Path(context) / "Dockerfile").write_text(docker["dockerfile"], encoding="utf-8")
+        say(f"building image {docker['image']} from the environment's Dockerfile")
+        _run([docker_command(), "build", "--pull=false", "--tag", docker["image"], context], say, limit,
+             env={"DOCKER_BUILDKIT": "0"})
 
 
 def _finish(path: Path, plan_: EnvironmentPlan, build: dict[str, Any], say, limit: _Limit) -> None:
@@ -355,13 +414,13 @@ def _uv() -> str:
     raise EnvironmentBuildError("uv is not installed: pip install uv (runyard builds environments with it)")
 
 
-def _run(argv: list[str], say: Callable[[str], None], limit: _Limit) -> None:
+def _run(argv: list[str], say: Callable[[str], None], limit: _Limit, env: dict[str, str] | None = None) -> None:
     """Run one build command, its output line by line into the build log; on failure raise with its last lines.
 
     The command gets its own process group; at the deadline or on a cancel the whole group is killed here (the
     exit status is then not trusted: whoever killed it may also have reaped it, which reads as exit code 0)."""
     limit.check()
-    env = {**os.environ, "NO_COLOR": "1", "UV_NO_PROGRESS": "1", "PIP_PROGRESS_BAR": "off"}
+    env = {**os.environ, "NO_COLOR": "1", "UV_NO_PROGRESS": "1", "PIP_PROGRESS_BAR": "off", **(env or {})}
     say("$ " + " ".join(argv))
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             text=True, errors="replace", env=env, start_new_session=True)
@@ -401,7 +460,7 @@ def _run(argv: list[str], say: Callable[[str], None], limit: _Limit) -> None:
 def _resolver_message(lines: list[str]) -> str:
     """The part of uv/pip output that says why: from the first error marker on, else the last lines."""
     for i, line in enumerate(lines):
-        if line.lstrip().startswith(("×", "error:", "ERROR:", "Because")):
+        if line.lstrip().startswith(("×", "error:", "ERROR:", "Because", "runyard:")):
             return "\n".join(lines[i:]).strip()
     return "\n".join(lines[-12:]).strip()
 

@@ -91,22 +91,48 @@ def plan(root: Path, spec: dict[str, Any], use_gpu: bool = False, tracking_uri: 
     py = spec.get("python") or {}
     name = spec.get("name") or "default"
     docker, notes = _docker(spec)
+    if docker:
+        return _in_container(root, name, py, docker, notes, use_gpu, tracking_uri)
     if py.get("user_managed_dependencies", True):
         python = py.get("interpreter_path") or sys.executable
-        return EnvironmentPlan(name, None, "python" if docker and not py.get("interpreter_path") else python,
-                               docker=docker, warnings=tuple(notes))
+        return EnvironmentPlan(name, None, python, warnings=tuple(notes))
     request, warnings = _normalise(py, use_gpu, tracking_uri)
     warnings = notes + warnings
-    if docker:
-        request["docker_image"] = docker["image"]
     key = hashlib.sha256(json.dumps({"v": _KEY_VERSION, **request}, sort_keys=True).encode()).hexdigest()[:20]
     path = root / key
-    ready = is_ready(path, bool(docker))
+    ready = is_ready(path)
     build: dict[str, Any] = {"request": request, "base": _base_interpreter(request, py.get("interpreter_path"))}
     if not ready:
         build.update(_build_instructions(request))
-    python = f"{path}/bin/python"  # a container mounts the folder at the same path
-    return EnvironmentPlan(name, key, python, str(path), ready, build, docker, tuple(warnings))
+    return EnvironmentPlan(name, key, f"{path}/bin/python", str(path), ready, build, None, tuple(warnings))
+
+
+def _in_container(root: Path, name: str, py: dict[str, Any], docker: dict[str, Any], notes: list[str], use_gpu: bool,
+                  tracking_uri: str) -> EnvironmentPlan:
+    """An environment inside an image: a venv made by the image's Python in a cached folder, which every container of
+    the run mounts at its own path. Its packages are installed there with uv (inside the container); a user-managed
+    one sees the image's packages as they are (``--system-site-packages``) with runyard's client added, so that
+    ``Run.get_context()`` logs to the run. Keyed by the image's id (or the Dockerfile's text) and the spec."""
+    interpreter = py.get("interpreter_path")
+    if py.get("user_managed_dependencies", True):
+        request: dict[str, Any] = {"python": None, "inherit_from": None, "requirements": [], "options": [],
+                                   "constraints": [], "conda": None, "framework": None,
+                                   "client": client_requirements(tracking_uri)}
+        warnings = list(notes)
+        system_site = True
+    else:
+        request, warnings = _normalise(py, use_gpu, tracking_uri, in_container=True)
+        warnings = notes + warnings
+        system_site = bool(py.get("inherit_base_packages"))
+    request.update(interpreter=interpreter, system_site_packages=system_site,
+                   image={"id": docker.get("image_id"), "dockerfile": docker.get("dockerfile_sha")})
+    key = hashlib.sha256(json.dumps({"v": _KEY_VERSION, **request}, sort_keys=True).encode()).hexdigest()[:20]
+    path = root / key
+    ready = is_ready(path, True)
+    build: dict[str, Any] = {"request": request, "base": interpreter}
+    if not ready:
+        build.update(_build_instructions(request))
+    return EnvironmentPlan(name, key, f"{path}/bin/python", str(path), ready, build, docker, tuple(warnings))
 
 
 def relocate(plan_: EnvironmentPlan, root: Path) -> tuple[EnvironmentPlan, list[str]]:
@@ -121,7 +147,7 @@ def relocate(plan_: EnvironmentPlan, root: Path) -> tuple[EnvironmentPlan, list[
     path = root / plan_.key
     build = dict(plan_.build)
     base = build.get("base")
-    if base and not os.path.exists(base):
+    if base and not plan_.docker and not os.path.exists(base):
         request = build["request"]
         replacement = (sys.executable if _same_python(request["python"])
                        else shutil.which(f"python{request['python']}") or request["python"])
@@ -136,8 +162,10 @@ def relocate(plan_: EnvironmentPlan, root: Path) -> tuple[EnvironmentPlan, list[
                            plan_.warnings), notes
 
 
-def _normalise(py: dict[str, Any], use_gpu: bool, tracking_uri: str) -> tuple[dict[str, Any], list[str]]:
-    """The part of a spec that decides what is installed, in one canonical form."""
+def _normalise(py: dict[str, Any], use_gpu: bool, tracking_uri: str,
+               in_container: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """The part of a spec that decides what is installed, in one canonical form (``in_container``: built inside an
+    image, whose Python decides the version unless the spec names one, with pip only)."""
     cd = py.get("conda_dependencies") or {}
     warnings: list[str] = []
     python_version, conda_packages, pip_lines = None, [], []
@@ -149,9 +177,12 @@ def _normalise(py: dict[str, Any], use_gpu: bool, tracking_uri: str) -> tuple[di
         else:
             conda_packages.append(str(dep).strip())
     base = py.get("interpreter_path")
-    base_version = _python_version(base) if base else f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if in_container:  # the image's interpreter: its version is read inside the container when it is built
+        base_version = None
+    else:
+        base_version = _python_version(base) if base else f"{sys.version_info[0]}.{sys.version_info[1]}"
     python_version = python_version or base_version
-    if base and python_version != base_version and not base_version.startswith(python_version + "."):
+    if base_version and python_version != base_version and not base_version.startswith(python_version + "."):
         raise ConfigError(f"the environment asks for python {python_version} but its interpreter {base} is {base_version}")
     options, requirements, constraints = _pip_lines(pip_lines)
     azure = [r for r in requirements if _is_azure_sdk(r)]
@@ -159,7 +190,7 @@ def _normalise(py: dict[str, Any], use_gpu: bool, tracking_uri: str) -> tuple[di
         requirements = [r for r in requirements if r not in azure]
         warnings.append(f"left out {', '.join(azure)}: Azure ML's SDK packages are not needed in a runyard run "
                         "(runyard's client is installed in every environment; `runyard migrate` ports the imports)")
-    conda_tool = _conda_tool() if conda_packages else None
+    conda_tool = _conda_tool() if conda_packages and not in_container else None
     if conda_packages and not conda_tool:
         mapped, skipped = _conda_via_pip(conda_packages)
         requirements += mapped
@@ -169,7 +200,7 @@ def _normalise(py: dict[str, Any], use_gpu: bool, tracking_uri: str) -> tuple[di
                             + (f" (skipped, not needed with pip: {', '.join(skipped)})" if skipped else ""))
         conda_packages = []
     framework = py.get("framework")
-    inherit = bool(py.get("inherit_base_packages"))
+    inherit = bool(py.get("inherit_base_packages")) and not in_container  # in an image: --system-site-packages
     if inherit and not base:
         base = sys.executable
     request = {
@@ -304,7 +335,8 @@ def _build_instructions(request: dict[str, Any]) -> dict[str, Any]:
     if fw:
         from runyard.train.frameworks import framework, pin
 
-        major, minor = (int(x) for x in request["python"].split(".")[:2])
+        version = request["python"] or "%d.%d" % sys.version_info[:2]  # an image's own: checked when it is built
+        major, minor = (int(x) for x in version.split(".")[:2])
         check = os.environ.get(env_vars.ENV_INDEX_CHECK, "1") != "0"
         pinned, extra = pin(framework(fw["name"]), fw["version"], fw["gpu"], settings, (major, minor), check)
         requirements = pinned + requirements
@@ -332,8 +364,11 @@ def _same_python(version: str) -> bool:
 
 
 def _docker(spec: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
-    """The container a run uses (None: none) and what to tell the user about it."""
+    """The container a run uses (None: none) and what to tell the user about it. The image must be on the engine
+    (its id keys the environment); a ``base_dockerfile``'s image is built when the environment is (keyed by its text).
+    Raises ComputeError when no engine answers, ConfigError when the image is not there."""
     from runyard.config.run_configuration import is_azure_base_image
+    from runyard.environments.docker import engine, image_id
 
     docker = spec.get("docker") or {}
     if not docker.get("enabled"):
@@ -341,8 +376,17 @@ def _docker(spec: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
     if is_azure_base_image(docker.get("base_image")):
         return None, [f"docker base image {docker['base_image']} is one of Azure ML's compute images (OS, conda, MPI): "
                       "runyard runs this environment without a container"]
-    return {"image": docker["base_image"], "arguments": list(docker.get("arguments") or []),
-            "shm_size": docker.get("shm_size")}, []
+    found = engine()
+    container: dict[str, Any] = {"arguments": [str(a) for a in docker.get("arguments") or []],
+                                 "shm_size": docker.get("shm_size"), "memory": docker.get("memory"),
+                                 "cpus": docker.get("cpus")}
+    if docker.get("base_dockerfile"):
+        digest = hashlib.sha256(docker["base_dockerfile"].encode()).hexdigest()
+        container.update(image=f"runyard/dockerfile:{digest[:16]}", dockerfile=docker["base_dockerfile"],
+                         dockerfile_sha=digest)
+    else:
+        container.update(image=docker["base_image"], image_id=image_id(docker["base_image"], found))
+    return container, []
 
 
 def is_ready(path: Path, in_container: bool = False) -> bool:

@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 from runyard import env_vars
 from runyard.config.job import JobSpec
-from runyard.environments import docker_argv
+from runyard.environments import EnvironmentPlan
+from runyard.environments.docker import RANK_LABEL, RUN_LABEL, container_name, docker_argv
 from runyard.launchers import NodeContext, ProcessSpec, launcher_for
 from runyard.launchers.mpi import RANK_LOG_DIR
 from runyard.runtime import processes
@@ -89,15 +90,32 @@ def ports_needed(request: RunRequest) -> int:
     return launcher_for(request.job).ports_needed(request.job)
 
 
-def in_container(request: RunRequest, spec: ProcessSpec, env_names: Sequence[str], workdir: str,
-                 gpus: str | None) -> ProcessSpec:
-    """The process run by ``docker run`` in the environment's image (unchanged when the environment has none)."""
-    environment = request.environment
+def in_container(environment: EnvironmentPlan | None, run_id: str, workspace: Mapping[str, str], spec: ProcessSpec,
+                 env_names: Sequence[str], workdir: str, gpus: str | None, paths: Sequence[str] = ()) -> ProcessSpec:
+    """The process run by ``docker run`` in the environment's image (unchanged when the environment has none): named
+    after the run and rank and labelled with the run's id (so that cancel and cleanup find every container), the
+    workspace and its stores mounted writable, runyard (the run client) and the environment read-only, ``paths``
+    (the node's data inputs) writable."""
     if environment is None or not environment.docker:
         return spec
-    mounts = [request.workspace["path"], RUNYARD_PACKAGE, *([environment.path] if environment.path else [])]
-    return replace(spec, argv=tuple(docker_argv(environment.docker, list(spec.argv), sorted(env_names), workdir,
-                                                mounts, gpus=gpus)))
+    read_only = [RUNYARD_PACKAGE, *([environment.path] if environment.path else [])]
+    argv = docker_argv(environment.docker, list(spec.argv), env_names, workdir,
+                       mounts=[*store_paths(workspace), *paths], read_only=read_only, gpus=gpus,
+                       name=container_name(run_id, spec.rank), labels={RUN_LABEL: run_id, RANK_LABEL: str(spec.rank)})
+    return replace(spec, argv=tuple(argv))
+
+
+def store_paths(workspace: Mapping[str, str]) -> list[str]:
+    """The folders a run's client writes in: the workspace's, and its stores' where they are files on this machine."""
+    found = [workspace["path"]]
+    for uri in (workspace.get("tracking_uri", ""), workspace.get("artifact_uri", "")):
+        if uri.startswith("sqlite:///"):
+            found.append(os.path.dirname(os.path.abspath(uri[len("sqlite:///"):])))
+        elif uri.startswith("file://"):
+            found.append(os.path.abspath(uri[len("file://"):]))
+        elif uri.startswith("/"):
+            found.append(uri)
+    return [p for p in dict.fromkeys(found) if p and os.path.isdir(p)]
 
 
 def this_machine(request: LocalRequest, overrides: Mapping[str, str] = {}) -> list[ProcessSpec]:
@@ -105,8 +123,10 @@ def this_machine(request: LocalRequest, overrides: Mapping[str, str] = {}) -> li
     container when it has one (``overrides``: what the node adds — its GPUs, its inputs' paths — passed in too)."""
     python = request.environment.python if request.environment else None
     node = node_context(request, 0, ("127.0.0.1",), [free_ports(ports_needed(request))], python)
-    return [in_container(request, spec, [*spec.env, *overrides], request.workdir,
-                         overrides.get("CUDA_VISIBLE_DEVICES")) for spec in node_processes(request, node)]
+    paths = [v for v in overrides.values() if v.startswith("/") and os.path.exists(v)]  # data inputs
+    return [in_container(request.environment, request.run_id, request.workspace, spec, [*spec.env, *overrides],
+                         request.workdir, overrides.get("CUDA_VISIBLE_DEVICES"), paths)
+            for spec in node_processes(request, node)]
 
 
 def preview(request: RunRequest) -> list[ProcessSpec]:

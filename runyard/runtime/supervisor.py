@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from runyard import env_vars, plugins
+from runyard.environments.docker import out_of_memory, remove_containers
 from runyard.errors import EnvironmentBuildError, InvalidStatusTransition, NotFound, StoreError
 from runyard.runtime import launch, processes
 from runyard.runtime.local_queue import LocalQueue
@@ -62,6 +63,7 @@ class Supervisor:
         self._attempt = 0  # attempts made before this one (max_run_retries)
         self._data_env: dict[str, str] = {}  # the inputs' paths (plugins.RUN_INPUTS)
         self._slot: int | None = None
+        self._container_states: dict[int, dict[str, Any]] = {}  # rank → how its container ended (OOMKilled…)
         self.ws = WorkspaceContext.from_ref(self.request.workspace)
 
     @property
@@ -354,7 +356,8 @@ class Supervisor:
         lines = proc.log.last_lines(20)
         code = proc.returncode
         rank = proc.rank
-        if proc.rank_logs:  # mpirun: which rank failed first (runyard's rank wrapper, else mpirun's report)
+        container = self._container_states.get(proc.rank)
+        if proc.rank_logs and not out_of_memory(container):  # mpirun: which rank failed first (runyard's rank wrapper, else mpirun's report)
             rank, code = self._failed_rank(proc, code)
             log = self._rank_log(rank)
             if log is not None:
@@ -365,9 +368,15 @@ class Supervisor:
             except ValueError:
                 name = f"signal {-code}"
             what = f"was killed by {name}" + (" (segmentation fault)" if name == "SIGSEGV" else "")
+        elif out_of_memory(container):
+            limit = (self.request.environment.docker or {}).get("memory")
+            what = "was killed: out of memory" + (f" (its container's memory limit is {limit})" if limit else
+                                                  " (its container hit a memory limit)")
         else:
             what = f"exited with code {code}"
         cause = next((line.strip() for line in reversed(lines) if _EXCEPTION_LINE.match(line.strip())), None)
+        if code == 125 and self.request.environment is not None and self.request.environment.docker:
+            cause = next((line.strip() for line in reversed(lines) if line.startswith("docker: ")), cause)
         cause = re.sub(r"^\[rank\d+\]:\s*", "", cause) if cause else None  # torch prefixes its ranks' lines
         if cause and "No module named 'azureml" in cause:
             cause += (" — the script still imports Azure ML's SDK: `runyard migrate SOURCE_DIRECTORY --write` ports "
@@ -463,8 +472,12 @@ class Supervisor:
 
     # -- where the processes are (overridden by the Ray driver, whose processes live on node agents) ---------------
     def _kill_all(self) -> None:
-        """Stop every process of the run: SIGTERM, SIGKILL after the grace period."""
+        """Stop every process of the run: SIGTERM, SIGKILL after the grace period; then remove its containers (a
+        docker client killed leaves its container running), remembering how each one ended."""
         processes.kill_tree(self.settings["kill_grace_seconds"])
+        environment = self.request.environment
+        if environment is not None and environment.docker:
+            self._container_states.update(remove_containers(self.run_id))
 
     def _stop_processes(self, procs: list) -> None:
         """Stop some of the run's processes (services once the main ones have ended)."""

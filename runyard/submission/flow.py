@@ -15,8 +15,8 @@ from typing import Any
 from runyard import plugins, validation
 from runyard.compute import ComputeTarget, RunRef, get_target
 from runyard.config.job import JobSpec
-from runyard.environments import EnvironmentPlan, docker_engine_error
-from runyard.errors import ComputeError, RunyardWarning, ValidationError
+from runyard.environments import EnvironmentPlan
+from runyard.errors import RunyardWarning, ValidationError
 from runyard.ids import new_run_id
 from runyard.runtime.request import RunRequest
 from runyard.status import RunStatus
@@ -100,11 +100,6 @@ def submit(workspace: WorkspaceContext, experiment_id: str, experiment_name: str
     ws = workspace
     prepared = prepare(ws, experiment_name, config, parent_run_id=parent_run_id)
     env, kind = prepared.environment, prepared.kind
-    if env.docker:
-        problem = docker_engine_error()
-        if problem:
-            raise ComputeError(f"{problem} — start Docker (or set up a rootless one), or remove docker.enabled / "
-                               "custom_docker_image from the environment to run without a container")
     for message in env.warnings:
         warnings.warn(message, RunyardWarning, stacklevel=3)
     snapshots.store(prepared.snapshot, ws.artifacts)

@@ -24,8 +24,12 @@ class Estimator:
         pip_packages, conda_packages: packages of the environment runyard builds for the run.
         pip_requirements_file, conda_dependencies_file: the same from a ``requirements.txt`` / ``environment.yml``.
         environment_variables: variables the run's processes see.
-        custom_docker_image: run the processes in a container of this image (needs a Docker engine).
-        user_managed: run in the submitting interpreter as it is (no packages may be listed).
+        custom_docker_image: run the processes in a container of this local image (needs a Docker engine); the
+            packages are installed inside it (once, cached). ``custom_docker_base_image`` is its older name.
+        use_docker: False runs without a container even when an image is named (a warning says so).
+        shm_size: the container's /dev/shm size (``"2g"``).
+        user_managed: run in the submitting interpreter as it is (no packages may be listed) — or, with
+            ``custom_docker_image``, in the image's own Python as it is.
         inherit_base_packages: the built environment also sees the submitting interpreter's packages and installs
             only what they lack.
         environment_definition: a runyard ``Environment`` instead of the package arguments.
@@ -59,6 +63,9 @@ class Estimator:
         conda_dependencies_file: str | os.PathLike | None = None,
         environment_variables: Mapping[str, str] | None = None,
         custom_docker_image: str | None = None,
+        custom_docker_base_image: str | None = None,
+        use_docker: bool | None = None,
+        shm_size: str | None = None,
         user_managed: bool = False,
         inherit_base_packages: bool = False,
         environment_definition: Environment | None = None,
@@ -84,7 +91,15 @@ class Estimator:
         self.pip_requirements_file = pip_requirements_file
         self.conda_dependencies_file = conda_dependencies_file
         self.environment_variables = dict(environment_variables or {})
-        self.custom_docker_image = custom_docker_image
+        if custom_docker_image and custom_docker_base_image and custom_docker_image != custom_docker_base_image:
+            raise ConfigError("give custom_docker_image or custom_docker_base_image (its older name), not both")
+        self.custom_docker_image = custom_docker_image or custom_docker_base_image
+        if use_docker is False and self.custom_docker_image:
+            warn(f"use_docker=False wins over custom_docker_image={self.custom_docker_image!r}: the run does not use "
+                 "a container")
+            self.custom_docker_image = None
+        self.use_docker = use_docker
+        self.shm_size = shm_size
         self.user_managed = user_managed
         self.inherit_base_packages = inherit_base_packages
         self.environment_definition = environment_definition
@@ -115,6 +130,12 @@ class Estimator:
             env = self.environment_definition.clone()
             if framework and not env.python.user_managed_dependencies:
                 env.python.framework = framework
+        elif self.user_managed and self.custom_docker_image:  # the image's own Python, as it is
+            others = [g for g in given if g != "custom_docker_image"]
+            if others:
+                raise ConfigError(f"user_managed=True runs the image's Python as it is, so {', '.join(others)} would "
+                                  "not be installed — drop them or set user_managed=False")
+            env = Environment.from_docker_image("estimator", self.custom_docker_image)
         elif self.user_managed:
             if given:
                 raise ConfigError(f"user_managed=True runs the interpreter as it is, so {', '.join(given)} would "
@@ -126,6 +147,8 @@ class Estimator:
             env = self._built_environment(framework)
         if self.environment_variables:
             env.environment_variables = {**env.environment_variables, **self.environment_variables}
+        if self.shm_size and env.docker.enabled:
+            env.docker.shm_size = self.shm_size
         return env
 
     def _built_environment(self, framework: dict[str, str] | None) -> Environment:
