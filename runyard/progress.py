@@ -74,7 +74,7 @@ def _interactive() -> bool:
 _STEP = re.compile(r"^\[(\d+)/(\d+)\] (.*)")
 
 
-def show_build(chunks: Iterable[str], out: TextIO | None = None) -> bool:
+def show_build(chunks: Iterable[str], out: TextIO | None = None, title: str = "building the environment") -> bool:
     """Print a build log as it arrives (dimmed) under a progress bar; returns whether there was anything to show."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -91,7 +91,7 @@ def show_build(chunks: Iterable[str], out: TextIO | None = None) -> bool:
                 progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                                     TimeElapsedColumn(), console=console, transient=False)
                 progress.start()
-                task = progress.add_task("building the environment", total=None)
+                task = progress.add_task(title, total=None)
             step = _STEP.match(line)
             if step:
                 progress.update(task, completed=int(step[1]) - 1, total=int(step[2]), description=step[3][:60])

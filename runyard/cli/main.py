@@ -201,11 +201,18 @@ def submit(
     pip: Optional[list[str]] = typer.Option(None, "--pip", help="A pip package for the run's environment; repeatable."),
     python: Optional[str] = typer.Option(None, "--python", help="Python version of the run's environment, e.g. 3.11."),
     use_gpu: bool = typer.Option(False, "--use-gpu", help="The run needs a GPU."),
+    docker_image: Optional[str] = typer.Option(None, "--docker-image", help="Run every process in a container of this "
+                                               "local image (packages given are installed inside it, once)."),
+    memory: Optional[str] = typer.Option(None, "--memory", help="With --docker-image: each container's memory limit "
+                                         "(512m, 4g)."),
+    cpus: Optional[float] = typer.Option(None, "--cpus", help="With --docker-image: each container's CPU limit."),
+    shm_size: Optional[str] = typer.Option(None, "--shm-size", help="With --docker-image: /dev/shm size (2g)."),
 ) -> None:
     """Submit a script as a run (it goes on after this command exits unless --wait).
 
     Without environment options the run uses this interpreter as it is; with --requirements, --conda-file, --pip or
-    --environment it runs in an environment runyard builds (once, then from the cache)."""
+    --environment it runs in an environment runyard builds (once, then from the cache). With --docker-image it runs
+    in a container of that image: its own Python as it is, or with the packages given installed inside it."""
     from runyard.experiment import Experiment
     from runyard.train.estimator import Estimator
 
@@ -221,6 +228,13 @@ def submit(
         from runyard.cli.env_commands import environment_from_options
 
         env = environment_from_options(ws, environment, requirements, conda_file, list(pip or []), python, False)
+    if docker_image:
+        from runyard.config.environment import DockerSection, Environment
+
+        env = env or Environment.from_docker_image("cli", docker_image)
+        env.docker = DockerSection(enabled=True, base_image=docker_image, shm_size=shm_size, memory=memory, cpus=cpus)
+    elif memory or cpus or shm_size:
+        raise typer.BadParameter("--memory, --cpus and --shm-size limit a container: give --docker-image too")
     config = Estimator(source_directory, entry_script=script, arguments=list(args or []), compute_target=compute,
                        max_run_duration_seconds=max_duration, use_gpu=use_gpu, environment_definition=env)
     if dry_run:
@@ -303,6 +317,7 @@ from runyard.cli import (
     data_commands,  # noqa: E402,F401 - registers `runyard datastore …` and `runyard dataset …`
     deploy_commands,  # noqa: E402,F401 - registers `runyard deploy` and `runyard services …`
     env_commands,  # noqa: E402,F401 - registers `runyard env …` on app
+    image_commands,  # noqa: E402,F401 - registers `runyard image …` on app
     model_commands,  # noqa: E402,F401 - registers `runyard models …` on app
     sweep_commands,  # noqa: E402,F401 - registers `runyard sweep …` on app
 )

@@ -123,7 +123,7 @@ class RunConfiguration:
             warn(f"DockerConfiguration(use_docker=False) wins over environment {env.name!r}'s docker.enabled=True: "
                  "the run does not use a container")
             env.docker.enabled = False
-        if not env.docker.enabled and env.docker.base_image and not is_azure_base_image(env.docker.base_image):
+        elif not env.docker.enabled and env.docker.base_image and not is_azure_base_image(env.docker.base_image):
             warn(f"environment {env.name!r} names docker base image {env.docker.base_image!r} but Docker is off, so "
                  "the run does not use it — pass docker_runtime_config=DockerConfiguration(use_docker=True) to run "
                  "in it")

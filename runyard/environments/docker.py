@@ -209,7 +209,7 @@ def docker_argv(docker: Mapping[str, Any], argv: Sequence[str], env_names: Itera
         cmd += ["--cpus", str(docker["cpus"])]
     if gpus:
         cmd += ["--gpus", f'"device={gpus}"']  # the quotes keep a list of devices one value (docker's CSV parsing)
-    return cmd + [str(a) for a in docker.get("arguments") or []] + [docker.get("image_id") or docker["image"], *argv]
+    return cmd + [str(a) for a in docker.get("arguments") or []] + [docker["image"], *argv]
 
 
 def docker_command() -> str:
@@ -270,7 +270,7 @@ def host_access(options: Sequence[str] = (), uv: str | None = None) -> HostAcces
         if path and os.path.exists(path):
             mounts.append(path)
     for name, value in os.environ.items():
-        if name.startswith(("PIP_", "UV_INDEX", "UV_EXTRA_INDEX", "UV_FIND_LINKS")) and name not in env:
+        if name.startswith(("PIP_", "UV_")) and name not in env:
             env[name] = value
     for value in [*options, *env.values(), *_config_values(configured)]:
         for part in str(value).split():

@@ -23,7 +23,7 @@ from runyard.launchers import NodeContext, ProcessSpec, launcher_for
 from runyard.launchers.mpi import RANK_LOG_DIR
 from runyard.runtime import processes
 from runyard.runtime.request import LocalRequest, RunRef, RunRequest
-from runyard.runtime.resources import free_ports
+from runyard.runtime.resources import free_ports, gpus_for_slot
 from runyard.store.workspace_context import WorkspaceContext
 
 RUNYARD_PACKAGE = str(Path(__file__).resolve().parents[1])  # mounted into a run's container (its run client)
@@ -129,13 +129,21 @@ def this_machine(request: LocalRequest, overrides: Mapping[str, str] = {}) -> li
             for spec in node_processes(request, node)]
 
 
+def slot_gpu_env(request: LocalRequest, slot: int) -> dict[str, str]:
+    """The GPUs of queue slot ``slot`` as the variables every process of a run there gets (none off the GPU pool)."""
+    if not request.gpus or request.pool != "gpu":
+        return {}
+    mine = ",".join(gpus_for_slot(list(request.gpus), slot, request.capacity))
+    return {"CUDA_VISIBLE_DEVICES": mine, env_vars.VISIBLE_GPUS: mine}
+
+
 def preview(request: RunRequest) -> list[ProcessSpec]:
-    """What a run on this machine would start were it started now (``runyard submit --dry-run``): the call its
-    supervisor makes when the run gets its slot, which asks again then. Empty where the nodes are not known before
-    the run starts (a cluster's) or the run is another kind's (a sweep's driver)."""
+    """What a run on this machine would start were it started now in the first queue slot (``runyard submit
+    --dry-run``): the call its supervisor makes when the run gets its slot, which asks again then. Empty where the
+    nodes are not known before the run starts (a cluster's) or the run is another kind's (a sweep's driver)."""
     if not isinstance(request, LocalRequest) or request.kind != "script":
         return []
-    return this_machine(request)
+    return this_machine(request, slot_gpu_env(request, 0))
 
 
 @dataclass

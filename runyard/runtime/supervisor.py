@@ -30,7 +30,6 @@ from runyard.runtime import launch, processes
 from runyard.runtime.local_queue import LocalQueue
 from runyard.runtime.logfiles import BUILD_LOG_NAME, LAUNCHER_LOG, SUPERVISOR_LOG, RotatingLog, user_log_name
 from runyard.runtime.request import LocalRequest, RunRequest, read_request
-from runyard.runtime.resources import gpus_for_slot
 from runyard.status import RunStatus
 from runyard.store import run_files, snapshots
 from runyard.store.workspace_context import WorkspaceContext
@@ -300,11 +299,12 @@ class Supervisor:
     def _gpu_env(self) -> dict[str, str]:
         """The GPUs of this run's queue slot, for every process (LOCAL_RANK picks one of them in DDP scripts)."""
         request = self.request
-        if not isinstance(request, LocalRequest) or not request.gpus or request.pool != "gpu":
+        if not isinstance(request, LocalRequest):
             return {}
-        mine = ",".join(gpus_for_slot(list(request.gpus), LocalQueue.slot_index(self._slot), request.capacity))
-        self.say(f"GPUs of this run: {mine}")
-        return {"CUDA_VISIBLE_DEVICES": mine, env_vars.VISIBLE_GPUS: mine}
+        env = launch.slot_gpu_env(request, LocalQueue.slot_index(self._slot) if self._slot is not None else 0)
+        if env:
+            self.say(f"GPUs of this run: {env['CUDA_VISIBLE_DEVICES']}")
+        return env
 
     def _monitor(self) -> tuple[RunStatus, dict | None, int | None]:
         limit = self.request.job.max_run_duration_seconds
