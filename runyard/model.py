@@ -192,6 +192,15 @@ class Model:
         return plugins.load(plugins.FEATURES, "deploy")(workspace, name, list(models), inference_config,
                                                         deployment_config, overwrite)
 
+    @staticmethod
+    def package(workspace: "Workspace", models: Sequence["Model"], inference_config: Any = None,
+                generate_dockerfile: bool = False, image_name: str | None = None, image_label: str | None = None) -> Any:
+        """Build a container image that serves ``models`` (``runyard.deploy.package``) on the local Docker engine;
+        with no ``inference_config`` the model's framework serves it (no code). Returns a ModelPackage at once:
+        ``wait_for_creation()`` waits, ``location`` is the image's name, ``save(folder)`` exports it."""
+        return plugins.load(plugins.FEATURES, "package")(workspace, list(models), inference_config,
+                                                         generate_dockerfile, image_name, image_label)
+
     def set_alias(self, alias: str) -> None:
         """Point ``alias`` (e.g. "prod") at this version; an alias names one version of a model at a time."""
         self.workspace.metadata.set_model_alias(self.name, validation.key(alias, "alias"), self.version)

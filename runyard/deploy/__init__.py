@@ -19,12 +19,14 @@ from runyard.deploy.service import (
     LocalWebserviceDeploymentConfiguration,
     Webservice,
     deploy,
+    deploy_image,
     framework_environment,
     services_root,
 )
+from runyard.deploy.package import ModelPackage, package
 from runyard.errors import DeploymentError
 
 
 __all__ = ["AciWebservice", "AksWebservice", "ContainerImage", "DeploymentError", "Image", "InferenceConfig",
-           "LocalWebservice", "LocalWebserviceDeploymentConfiguration", "SERVICE_PACKAGES", "Webservice", "deploy",
-           "framework_environment", "services_root"]
+           "LocalWebservice", "LocalWebserviceDeploymentConfiguration", "ModelPackage", "SERVICE_PACKAGES", "Webservice",
+           "deploy", "deploy_image", "framework_environment", "package", "services_root"]

@@ -87,11 +87,11 @@ def build_app(service_dir: Path):
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
 
-    spec = json.loads((service_dir / "service.json").read_text(encoding="utf-8"))
+    spec = read_spec(service_dir)
     os.environ["AZUREML_MODEL_DIR"] = os.environ["RUNYARD_MODEL_DIR"] = spec["model_dir"]
     init, run = load_scorer(spec)
     init()
-    keys = Keys(service_dir / "keys.json") if spec["auth_enabled"] else None
+    keys = Keys(Path(spec.get("keys_file") or service_dir / "keys.json")) if spec["auth_enabled"] else None
     limit = int(spec["max_request_mb"] * (1 << 20))
     timeout = float(spec["timeout_seconds"])
     app = FastAPI(title=f"runyard service {spec['name']}", version=str(spec.get("revision", 1)),
@@ -177,6 +177,20 @@ def build_app(service_dir: Path):
     return front, spec
 
 
+def read_spec(service_dir: Path) -> dict[str, Any]:
+    """``service.json``, with what the process's environment overrides: in a model package's image the address
+    (``RUNYARD_SERVICE_HOST``, ``RUNYARD_SERVICE_PORT``: ``docker run -e``) and the keys (``RUNYARD_SERVICE_KEYS``,
+    a mounted ``keys.json``: auth on)."""
+    spec = json.loads((service_dir / "service.json").read_text(encoding="utf-8"))
+    if os.environ.get("RUNYARD_SERVICE_HOST"):
+        spec["host"] = os.environ["RUNYARD_SERVICE_HOST"]
+    if os.environ.get("RUNYARD_SERVICE_PORT"):
+        spec["port"] = int(os.environ["RUNYARD_SERVICE_PORT"])
+    if os.environ.get("RUNYARD_SERVICE_KEYS"):
+        spec["auth_enabled"], spec["keys_file"] = True, os.environ["RUNYARD_SERVICE_KEYS"]
+    return spec
+
+
 def main(argv: list[str]) -> int:
     import uvicorn
 
@@ -187,7 +201,7 @@ def main(argv: list[str]) -> int:
     except Exception:  # noqa: BLE001 - the deployer reads this from the log and reports the service Failed
         log.error("the service could not start:\n%s", traceback.format_exc())
         return 1
-    log.info("serving %s on 127.0.0.1:%s", spec["name"], spec["port"])
+    log.info("serving %s on %s:%s", spec["name"], spec.get("host", "127.0.0.1"), spec["port"])
     uvicorn.run(app, host=spec.get("host", "127.0.0.1"), port=spec["port"], log_level="warning",
                 access_log=False, timeout_keep_alive=30)
     return 0

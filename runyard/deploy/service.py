@@ -142,7 +142,11 @@ class LocalWebservice:
     @staticmethod
     def deploy_from_image(workspace: "Workspace", name: str, image: Any, deployment_config: Any = None,
                           deployment_target: Any = None, overwrite: bool = False) -> "LocalWebservice":
-        """``Webservice.deploy_from_image(ws, name, Image.create(...), aci_config)``."""
+        """A service from a container image — a ``Model.package`` (or its image's name), run on the local Docker
+        engine — or from Azure's older ``Image.create(...)`` (a scoring script and environment, run here)."""
+        if isinstance(image, str) or (hasattr(image, "location") and not hasattr(image, "image_config")):
+            location = image if isinstance(image, str) else image.pull()
+            return deploy_image(workspace, name, location, deployment_config, overwrite)
         return LocalWebservice.deploy_from_model(workspace, name, image.models, image.image_config, deployment_config,
                                                  deployment_target, overwrite)
 
@@ -237,6 +241,9 @@ class LocalWebservice:
                auth_enabled: bool | None = None) -> None:
         """Serve other model versions (or another scoring script); the service restarts on the same port."""
         spec = self.spec
+        if spec.get("image"):
+            raise ConfigError(f"service {self.name!r} runs image {spec['image']}: package the new models "
+                              "(Model.package) and deploy that image with overwrite=True")
         self._stop()
         models = models if models is not None else [_model_of(self.workspace, m) for m in spec["model_ids"]]
         config = LocalWebserviceDeploymentConfiguration(spec["port"], spec["auth_enabled"] if auth_enabled is None
@@ -270,6 +277,18 @@ class LocalWebservice:
         except (ProcessLookupError, psutil.NoSuchProcess):
             pass
         _reap(pid)
+        self._remove_container()
+
+    def _remove_container(self) -> None:
+        """An image's service: its container goes with its docker client (which a kill may leave it without)."""
+        container = self.spec.get("container") if (self.dir / "service.json").exists() else None
+        if container:
+            from runyard.environments.docker import DockerError, Engine
+
+            try:
+                Engine.from_env().remove(container)
+            except (OSError, DockerError):
+                pass
 
 
 def deploy(workspace: "Workspace", name: str, models: list["Model"], inference_config: InferenceConfig | None = None,
@@ -436,6 +455,52 @@ def _prepare(workspace: "Workspace", name: str, models: list["Model"], inference
         log(f"revision {revision}: {', '.join(spec['model_ids'])} on 127.0.0.1:{port} with {python}")
 
 
+def deploy_image(workspace: "Workspace", name: str, image: str, deployment_config: Any = None,
+                 overwrite: bool = False) -> LocalWebservice:
+    """A service that runs ``image`` (a model package) on the local engine, on 127.0.0.1:PORT (host network)."""
+    from runyard.environments import engine
+
+    validation.key(name, "service name")
+    found = engine()
+    inspected = found.image(image)
+    if inspected is None:
+        from runyard.environments import image_id
+
+        image_id(image, found)  # raises, listing the local images
+    labels = (inspected.get("Config") or {}).get("Labels") or {}
+    if labels.get("runyard.kind") != "model-package":
+        raise ConfigError(f"image {image!r} is not a model package (Model.package / runyard deploy --image builds one)")
+    config = deployment_config or LocalWebserviceDeploymentConfiguration()
+    folder = services_root(workspace) / name
+    if (folder / "service.json").exists():
+        if not overwrite:
+            raise ConfigError(f"a service named {name!r} exists; delete it, update it, or pass overwrite=True")
+        LocalWebservice(workspace, name).delete()
+    port = config.port
+    if port is None:
+        from runyard.runtime.resources import free_ports
+
+        port = free_ports(1)[0]
+    elif not _port_is_free(port):
+        raise DeploymentError(f"port {port} on 127.0.0.1 is in use: choose another port, or leave it out")
+    folder.mkdir(parents=True, exist_ok=True)
+    if config.auth_enabled:
+        _write_keys(folder, secrets.token_urlsafe(32), secrets.token_urlsafe(32))
+    model_ids = [m for m in labels.get("runyard.models", "").split(",") if m]
+    spec = {"name": name, "revision": 1, "port": port, "host": "127.0.0.1", "image": image,
+            "container": f"runyard-service-{name}", "auth_enabled": config.auth_enabled,
+            "max_request_mb": config.max_request_size_mb, "timeout_seconds": config.timeout_seconds,
+            "model_ids": model_ids, "tags": dict(config.tags or {}), "description": config.description,
+            "compute_type": "docker", "sizing": {}, "models": [{"id": m} for m in model_ids]}
+    (folder / "service.json").write_text(json.dumps(spec, indent=2), encoding="utf-8")
+    try:
+        _start(folder)
+    except BaseException:
+        LocalWebservice(workspace, name).delete()
+        raise
+    return LocalWebservice(workspace, name)
+
+
 def _start(folder: Path) -> None:
     import psutil
 
@@ -443,14 +508,30 @@ def _start(folder: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]),
                                                      os.environ.get("PYTHONPATH", "")) if p)}
+    argv = _container_argv(folder, spec) if spec.get("image") else [spec["python"], "-m", "runyard.deploy.server",
+                                                                     str(folder)]
     with open(folder / "service.log", "ab") as log:
-        proc = subprocess.Popen([spec["python"], "-m", "runyard.deploy.server", str(folder)], cwd=str(folder),
+        proc = subprocess.Popen(argv, cwd=str(folder),
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, close_fds=True)
     (folder / "pid").write_text(f"{proc.pid} {psutil.Process(proc.pid).create_time()}")
     import threading
 
     threading.Thread(target=proc.wait, name=f"runyard-service-{proc.pid}", daemon=True).start()  # no zombie
+
+
+def _container_argv(folder: Path, spec: dict[str, Any]) -> list[str]:
+    """``docker run`` of an image's service: the host network (no bridge needed), its address and keys passed in."""
+    from runyard.environments.docker import SERVICE_LABEL, Engine, docker_command
+
+    Engine.from_env().remove(spec["container"])  # what a crashed earlier start left
+    argv = [docker_command(), "run", "--rm", "--init", "--network", "host", "--name", spec["container"],
+            "--label", f"{SERVICE_LABEL}={folder}", "--env", f"RUNYARD_SERVICE_HOST={spec['host']}",
+            "--env", f"RUNYARD_SERVICE_PORT={spec['port']}"]
+    if spec["auth_enabled"]:
+        # the folder, not the file: regen_key replaces keys.json, and a file mount would keep the old one
+        argv += ["--volume", f"{folder}:/run/runyard:ro", "--env", "RUNYARD_SERVICE_KEYS=/run/runyard/keys.json"]
+    return argv + [spec["image"]]
 
 
 def _reap(pid: int) -> None:

@@ -135,6 +135,20 @@ def _in_container(root: Path, name: str, py: dict[str, Any], docker: dict[str, A
     return EnvironmentPlan(name, key, f"{path}/bin/python", str(path), ready, build, docker, tuple(warnings))
 
 
+def install_instructions(spec: dict[str, Any], extra: list[str] = ()) -> dict[str, Any]:
+    """What installing ``spec``'s packages (and ``extra``) into an image takes, for an image of its own (a model
+    package): ``install`` (requirements, framework pinned), ``uv_options`` (this machine's indexes), ``constraints``."""
+    py = spec.get("python") or {}
+    if py.get("user_managed_dependencies", True):
+        request: dict[str, Any] = {"python": None, "requirements": [], "options": [], "constraints": [],
+                                   "framework": None}
+    else:
+        request, _ = _normalise(py, False, "", in_container=True)
+    build = _build_instructions(request)
+    return {"install": [*build["install"], *extra], "uv_options": build["uv_options"],
+            "constraints": list(request["constraints"])}
+
+
 def relocate(plan_: EnvironmentPlan, root: Path) -> tuple[EnvironmentPlan, list[str]]:
     """The same environment on another machine (a Ray node): its folder under that machine's cache ``root``, built
     there or not, from an interpreter that exists there. Returns the plan and what was changed, to be said."""

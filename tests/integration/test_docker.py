@@ -291,7 +291,8 @@ def test_cli_submit_docker_image_and_a_gpu_dry_run(ws, tmp_path, monkeypatch):
 
 
 def test_a_no_code_sklearn_model_packaged_as_an_image_answers_score(ws, tmp_path):
-    import joblib
+    import pickle
+
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
 
@@ -300,7 +301,7 @@ def test_a_no_code_sklearn_model_packaged_as_an_image_answers_score(ws, tmp_path
 
     x, y = load_digits(return_X_y=True)
     clf = LogisticRegression(max_iter=300).fit(x[:500], y[:500])
-    joblib.dump(clf, tmp_path / "model.pkl")
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(clf))
     model = Model.register(ws, str(tmp_path / "model.pkl"), "digits", model_framework="ScikitLearn")
     package = Model.package(ws, [model], image_name="runyard-test/digits", image_label="1")
     package.wait_for_creation(show_output=False)
