@@ -17,7 +17,10 @@ app.add_typer(services_app, name="services")
 @friendly
 def deploy(
     model: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS."),
-    name: str = typer.Option(..., "--name", help="The service's name."),
+    name: Optional[str] = typer.Option(None, "--name", help="The service's name (with --image: also start a service "
+                                       "of the image under this name)."),
+    image: Optional[str] = typer.Option(None, "--image", help="Build a container image NAME[:TAG] that serves the "
+                                        "model (runs anywhere Docker does: docker run --network host IMAGE)."),
     entry_script: Optional[str] = typer.Option(None, "--entry-script", help="A scoring script (init(), run(raw_data)); "
                                                "without one the model's framework serves it."),
     source_directory: Path = typer.Option(Path("."), "--source-directory", help="Where the scoring script is."),
@@ -26,19 +29,34 @@ def deploy(
     auth: bool = typer.Option(False, "--auth", help="Require 'Authorization: Bearer <key>'."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a service of that name."),
 ) -> None:
-    """Serve a registered model on this machine; prints its scoring URI (and keys with --auth)."""
+    """Serve a registered model on this machine; prints its scoring URI (and keys with --auth). With --image, build
+    an image that serves it instead (and start a service of it when --name is given too)."""
     from runyard.config.environment import Environment
     from runyard.deploy import InferenceConfig, LocalWebservice
     from runyard.deploy import deploy as deploy_service
 
     ws = current_workspace()
+    if name is None and image is None:
+        raise typer.BadParameter("give --name (a service here), --image (an image), or both")
     env = None
     if environment:
         env_name, _, version = environment.partition(":")
         env = Environment.get(ws, env_name, version or None)
     inference = InferenceConfig(entry_script, str(source_directory), env) if entry_script or env else None
-    service = deploy_service(ws, name, [model_ref(ws, model)], inference,
-                             LocalWebservice.deploy_configuration(port=port, auth_enabled=auth), overwrite)
+    config = LocalWebservice.deploy_configuration(port=port, auth_enabled=auth)
+    if image is not None:
+        from runyard.deploy import package
+
+        repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", None)
+        built = package(ws, [model_ref(ws, model)], inference, image_name=repo, image_label=tag)
+        built.wait_for_creation(show_output=True)
+        console.print(f"built image {built.location}: docker run --rm --network host -e RUNYARD_SERVICE_PORT=5001 "
+                      f"{built.location}  →  POST http://127.0.0.1:5001/score", highlight=False, soft_wrap=True)
+        if name is None:
+            return
+        service = LocalWebservice.deploy_from_image(ws, name, built, config, overwrite=overwrite)
+    else:
+        service = deploy_service(ws, name, [model_ref(ws, model)], inference, config, overwrite)
     service.wait_for_deployment()
     console.print(f"{name}: Healthy, serving {', '.join(service.models)} at {service.scoring_uri}", highlight=False)
     if auth:
