@@ -1,6 +1,7 @@
 """Environment specs: normalisation, keys, requirement files, conda files, framework pins (pure: no builds)."""
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -12,7 +13,7 @@ from runyard import CondaDependencies, Environment
 from runyard import environments as E
 from runyard.environments import planning as plan_module
 from runyard.config.package_index import IndexSettings, available_versions, pip_settings
-from runyard.errors import ConfigError, NotFound, ValidationError
+from runyard.errors import ConfigError, NotFound, RunyardWarning, ValidationError
 from runyard.train import frameworks
 
 
@@ -202,13 +203,55 @@ def test_estimators_describe_their_environment(tmp_path, index):
 
 
 def test_docker_argv_mounts_the_run_and_passes_variables_by_name():
-    argv = E.docker_argv({"image": "python:3.11-slim", "arguments": ["--cpus", "2"], "shm_size": "1g"},
-                         ["/e/bin/python", "-u", "t.py"], ["B", "A"], "/runs/x/wd", ["/ws", "/runs/x/wd"], gpus="0,1")
-    assert argv[:4] == ["docker", "run", "--rm", "--init"]
-    assert argv[argv.index("--workdir") + 1] == "/runs/x/wd"
-    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--volume"] == ["/runs/x/wd:/runs/x/wd", "/ws:/ws"]
+    argv = E.docker_argv({"image": "python:3.11-slim", "arguments": ["--ipc", "host"], "shm_size": "1g",
+                          "memory": "512m", "cpus": 1.5},
+                         ["/e/bin/python", "-u", "t.py"], ["B", "A"], "/runs/x/wd", ["/ws", "/runs/x/wd"],
+                         read_only=["/ry", "/ws"], gpus="0,1", name="runyard-r1-0", labels={"runyard.run": "r1"})
+    assert Path(argv[0]).name == "docker" and argv[1:3] == ["run", "--init"] and "--rm" not in argv
+    assert argv[argv.index("--workdir") + 1] == "/runs/x/wd" and argv[argv.index("--name") + 1] == "runyard-r1-0"
+    assert argv[argv.index("--user") + 1] == f"{os.getuid()}:{os.getgid()}"
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--volume"] == ["/runs/x/wd:/runs/x/wd", "/ws:/ws",
+                                                                             "/ry:/ry:ro"]  # writable wins
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "--env"] == ["A", "B"]
-    assert argv[argv.index("--gpus") + 1] == "device=0,1" and argv[-5:] == ["2", "python:3.11-slim", "/e/bin/python", "-u", "t.py"]
+    assert argv[argv.index("--label") + 1] == "runyard.run=r1"
+    assert argv[argv.index("--memory") + 1] == "512m" == argv[argv.index("--memory-swap") + 1]
+    assert argv[argv.index("--cpus") + 1] == "1.5" and argv[argv.index("--shm-size") + 1] == "1g"
+    assert argv[argv.index("--gpus") + 1] == '"device=0,1"'  # one value for docker's CSV parsing
+    assert argv[-6:] == ["--ipc", "host", "python:3.11-slim", "/e/bin/python", "-u", "t.py"]
+
+
+def test_docker_settings_are_checked_and_travel_in_the_spec(tmp_path):
+    from runyard.config import DockerConfiguration, ScriptRunConfig
+    from runyard.train.estimator import Estimator
+
+    env = Environment.from_docker_image("img", "runyard/base:bookworm")
+    spec = env.to_spec()
+    assert spec["docker"]["enabled"] and spec["python"]["user_managed_dependencies"]
+    assert spec["python"]["interpreter_path"] is None  # the image's python, not this machine's
+    env.docker.memory, env.docker.cpus = "2g", 2
+    assert Environment.from_spec(env.to_spec()).docker.memory == "2g"
+    for field_name, bad in (("memory", "lots"), ("shm_size", "1 GB"), ("cpus", -1)):
+        broken = Environment.from_docker_image("img", "runyard/base:bookworm")
+        setattr(broken.docker, field_name, bad)
+        with pytest.raises(ConfigError, match=f"docker.{field_name}"):
+            broken.to_spec()
+    both = Environment.from_docker_image("img", "x")
+    both.docker.base_dockerfile = "FROM x\n"
+    with pytest.raises(ConfigError, match="not both"):
+        both.to_spec()
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("FROM runyard/base:bookworm\nRUN true\n")
+    assert Environment.from_dockerfile("df", dockerfile).docker.base_dockerfile == dockerfile.read_text()
+    (tmp_path / "t.py").write_text("")
+    config = ScriptRunConfig(tmp_path, "t.py", environment=Environment.from_docker_image("img", "x"),
+                             docker_runtime_config=DockerConfiguration(use_docker=True, memory="1g", shm_size="2g"))
+    docker = config.run_config.effective_environment(config.docker_runtime_config).docker
+    assert (docker.memory, docker.shm_size) == ("1g", "2g")
+    old = Estimator(tmp_path, entry_script="t.py", custom_docker_base_image="img:1", user_managed=True).environment()
+    assert old.docker.base_image == "img:1" and old.python.user_managed_dependencies
+    with pytest.warns(RunyardWarning, match="use_docker=False wins"):
+        off = Estimator(tmp_path, entry_script="t.py", custom_docker_image="img:1", use_docker=False).environment()
+    assert not off.docker.enabled
 
 
 def test_client_requirements_stay_in_step_with_pyproject():
