@@ -17,7 +17,7 @@ case "${1:-start}" in
       echo "export DOCKER_HOST=$DOCKER_HOST"; exit 0
     fi
     if [ -S "$SOCK" ] && answers "unix://$SOCK"; then
-      echo "export DOCKER_HOST=unix://$SOCK"; [ -f "$PIDFILE" ] && echo "export RUNYARD_DOCKERD_PID=$(cat "$PIDFILE")"; exit 0
+      echo "export DOCKER_HOST=unix://$SOCK"; exit 0  # started by an earlier call: that caller stops it
     fi
     command -v dockerd >/dev/null || { echo "no dockerd: apt-get install docker.io" >&2; exit 1; }
     [ "$(id -u)" = 0 ] || { echo "dockerd needs root here (or a rootless Docker of your own: set DOCKER_HOST)" >&2; exit 1; }

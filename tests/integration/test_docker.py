@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
@@ -320,5 +321,17 @@ def test_a_no_code_sklearn_model_packaged_as_an_image_answers_score(ws, tmp_path
         assert answer == clf.predict(x[:3]).tolist()
         service.delete()
         assert engine.containers("runyard.service") == []
+        cli = subprocess.run([str(Path(sys.executable).parent / "runyard"), "-w", str(ws.path), "deploy", "digits",
+                              "--image", "runyard-test/digits-cli:2", "--name", "digits-cli", "--auth"],
+                             capture_output=True, text=True, timeout=600)
+        assert cli.returncode == 0, cli.stdout + cli.stderr
+        assert "built image runyard-test/digits-cli:2" in cli.stdout and "Healthy" in cli.stdout
+        keyed = LocalWebservice(ws, "digits-cli")
+        assert keyed.run({"data": x[:2].tolist()}) == clf.predict(x[:2]).tolist()  # with its key
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            urllib.request.urlopen(urllib.request.Request(keyed.scoring_uri, data=b'{"data": [[0]]}'), timeout=30)
+        keyed.delete()
+        assert engine.containers("runyard.service") == []
     finally:
         engine.remove_image("runyard-test/digits:1")
+        engine.remove_image("runyard-test/digits-cli:2")

@@ -162,7 +162,10 @@ def test_a_gigabyte_of_output_is_capped_and_the_run_finishes(ws, project, monkey
 def test_queue_runs_in_order_within_capacity(ws, project, monkeypatch, capsys):
     monkeypatch.setenv("RUNYARD_LOCAL_MAX_RUNS", "1")
     runs = [submit(ws, project, "sleep", "0.5") for _ in range(3)]
-    time.sleep(0.3)
+    deadline = time.monotonic() + 15
+    while runs[0].get_status() == "Queued":  # the first takes the one slot (later on a loaded machine)
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     statuses = [r.get_status() for r in runs]
     assert statuses.count("Queued") >= 2, statuses
     assert get_target(ws, "local").describe(runs[2].id).details["queue_position"] in (0, 1)
