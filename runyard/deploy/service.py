@@ -295,14 +295,9 @@ def deploy(workspace: "Workspace", name: str, models: list["Model"], inference_c
            deployment_config: LocalWebserviceDeploymentConfiguration | None = None,
            overwrite: bool = False) -> LocalWebservice:
     """``Model.deploy``: start a service of ``models``; returns at once (``wait_for_deployment`` waits)."""
-    validation.key(name, "service name")
     if not models:
         raise ConfigError("deploy needs at least one model")
-    folder = services_root(workspace) / name
-    if (folder / "service.json").exists():
-        if not overwrite:
-            raise ConfigError(f"a service named {name!r} exists; delete it, update it, or pass overwrite=True")
-        LocalWebservice(workspace, name).delete()
+    folder = _claim(workspace, name, overwrite)
     inference = inference_config or InferenceConfig()
     if inference.entry_script is None and inference.environment is None:
         inference = InferenceConfig(environment=framework_environment(models[0]))
@@ -373,6 +368,28 @@ def _write_keys(folder: Path, primary: str, secondary: str) -> None:
     os.replace(tmp, path)
 
 
+def _claim(workspace: "Workspace", name: str, overwrite: bool) -> Path:
+    """The folder of a new service ``name`` (an existing one is deleted first when ``overwrite``)."""
+    validation.key(name, "service name")
+    folder = services_root(workspace) / name
+    if (folder / "service.json").exists():
+        if not overwrite:
+            raise ConfigError(f"a service named {name!r} exists; delete it, update it, or pass overwrite=True")
+        LocalWebservice(workspace, name).delete()
+    return folder
+
+
+def _port(config: LocalWebserviceDeploymentConfiguration) -> int:
+    """The configured port when it is free on 127.0.0.1, else an error; a free one when none is configured."""
+    if config.port is None:
+        from runyard.runtime.resources import free_ports
+
+        return free_ports(1)[0]
+    if not _port_is_free(config.port):
+        raise DeploymentError(f"port {config.port} on 127.0.0.1 is in use: choose another port, or leave it out")
+    return config.port
+
+
 def _port_is_free(port: int) -> bool:
     import socket
 
@@ -423,13 +440,7 @@ def _prepare(workspace: "Workspace", name: str, models: list["Model"], inference
             log_file.write(line + "\n")
             log_file.flush()
 
-        port = config.port
-        if port is None:
-            from runyard.runtime.resources import free_ports
-
-            port = free_ports(1)[0]
-        elif not _port_is_free(port):
-            raise DeploymentError(f"port {port} on 127.0.0.1 is in use: choose another port, or leave it out")
+        port = _port(config)
         models_dir = folder / "models"
         shutil.rmtree(models_dir, ignore_errors=True)
         for model in models:
@@ -471,18 +482,8 @@ def deploy_image(workspace: "Workspace", name: str, image: str, deployment_confi
     if labels.get("runyard.kind") != "model-package":
         raise ConfigError(f"image {image!r} is not a model package (Model.package / runyard deploy --image builds one)")
     config = deployment_config or LocalWebserviceDeploymentConfiguration()
-    folder = services_root(workspace) / name
-    if (folder / "service.json").exists():
-        if not overwrite:
-            raise ConfigError(f"a service named {name!r} exists; delete it, update it, or pass overwrite=True")
-        LocalWebservice(workspace, name).delete()
-    port = config.port
-    if port is None:
-        from runyard.runtime.resources import free_ports
-
-        port = free_ports(1)[0]
-    elif not _port_is_free(port):
-        raise DeploymentError(f"port {port} on 127.0.0.1 is in use: choose another port, or leave it out")
+    folder = _claim(workspace, name, overwrite)
+    port = _port(config)
     folder.mkdir(parents=True, exist_ok=True)
     if config.auth_enabled:
         _write_keys(folder, secrets.token_urlsafe(32), secrets.token_urlsafe(32))

@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from runyard import env_vars, plugins
+from runyard import plugins
 from runyard.environments.docker import out_of_memory, remove_containers
 from runyard.errors import EnvironmentBuildError, InvalidStatusTransition, NotFound, StoreError
 from runyard.runtime import launch, processes

@@ -11,7 +11,6 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
-import warnings
 from pathlib import Path
 
 import pytest

@@ -23,7 +23,6 @@ from runyard import environments as E
 from runyard.compute import get_target
 from runyard.environments import builder
 from runyard.errors import RunyardWarning
-from runyard.submission import prepare
 
 pytestmark = [pytest.mark.integration]
 
