@@ -88,16 +88,17 @@ def show_build(chunks: Iterable[str], out: TextIO | None = None, title: str = "b
         for line in lines:
             if progress is None:
                 console = Console(file=out or sys.stdout)
-                progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[steps]}"),
                                     TimeElapsedColumn(), console=console, transient=False)
                 progress.start()
-                task = progress.add_task(title, total=None)
+                task = progress.add_task(title, total=None, steps="")  # steps shown once the log numbers them
             step = _STEP.match(line)
             if step:
-                progress.update(task, completed=int(step[1]) - 1, total=int(step[2]), description=step[3][:60])
+                progress.update(task, completed=int(step[1]) - 1, total=int(step[2]), description=step[3][:60],
+                                steps=f"{int(step[1]) - 1}/{step[2]}")
             elif line.startswith("environment ") and " ready in " in line:
                 total = progress.tasks[0].total or 1
-                progress.update(task, completed=total, description="environment ready")
+                progress.update(task, completed=total, description="environment ready", steps=f"{total}/{total}")
             progress.console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
     if progress is not None:
         progress.stop()

@@ -46,9 +46,11 @@ def deploy(
     config = LocalWebservice.deploy_configuration(port=port, auth_enabled=auth)
     if image is not None:
         from runyard.deploy import package
+        from runyard.environments.docker import split_tag
 
-        repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", None)
-        built = package(ws, [model_ref(ws, model)], inference, image_name=repo, image_label=tag)
+        repo, tag = split_tag(image)
+        built = package(ws, [model_ref(ws, model)], inference, image_name=repo,
+                        image_label=tag if repo != image else None)  # no tag given: one from the contents
         built.wait_for_creation(show_output=True)
         console.print(f"built image {built.location}: docker run --rm --network host -e RUNYARD_SERVICE_PORT=5001 "
                       f"{built.location}  →  POST http://127.0.0.1:5001/score", highlight=False, soft_wrap=True)

@@ -105,6 +105,7 @@ class NodeAgent:
         self._starter = ThreadPoolExecutor(1, thread_name_prefix="runyard-agent-start")
         self._workspace_ref = dict(workspace)
         self._env_plan: environments.EnvironmentPlan | None = None
+        self._data_env: dict[str, str] = {}  # this node's data inputs (paths here)
         processes.become_subreaper()
 
     def info(self) -> dict[str, Any]:
@@ -145,6 +146,7 @@ class NodeAgent:
         data_env = {}
         if inputs:  # datastore paths and datasets, as paths on this node
             data_env = plugins.load(plugins.RUN_INPUTS, "data").prepare(self.ws, inputs, self.workdir, notes.append)
+        self._data_env = data_env
         return {"python": env_plan.python, "key": env_plan.key, "notes": notes, "data_env": data_env}
 
     def _say(self, line: str) -> None:
@@ -180,11 +182,9 @@ class NodeAgent:
                      env_vars.NODE_ID: info["node_id"]}
         if info["gpus"]:
             overrides["CUDA_VISIBLE_DEVICES"] = overrides[env_vars.VISIBLE_GPUS] = ",".join(info["gpus"])
-        if self._env_plan is not None and self._env_plan.docker:  # each process in a container of the image
-            paths = [str(self.dir), *(v for s in specs for v in s.env.values() if v.startswith("/") and os.path.exists(v))]
-            specs = [launch.in_container(self._env_plan, self.run_id, self.ws.ref(), s, [*s.env, *overrides],
-                                         str(self.workdir), overrides.get("CUDA_VISIBLE_DEVICES"), paths)
-                     for s in specs]
+        # each process in a container when the environment has an image (its rank FIFOs' folder mounted too)
+        specs = launch.in_containers(self._env_plan, self.run_id, self.ws.ref(), specs, {**overrides, **self._data_env},
+                                     str(self.workdir), paths=[str(self.dir)])
         node = launch.Node([], self._pipes)
         try:
             launch.start_node(node, specs, launch.inherited_env(), overrides, self.workdir, self.dir / "rank-fifos",

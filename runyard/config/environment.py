@@ -253,14 +253,18 @@ class Environment:
         if docker.base_image and docker.base_dockerfile:
             raise ConfigError(f"environment {name!r}: set docker.base_image or docker.base_dockerfile, not both")
         _check_docker_resources(docker, name)
+        if docker.enabled:  # a path inside the image, or None: the image's python3 (else python)
+            interpreter = py.interpreter_path
+        elif user_managed or py.interpreter_path:
+            interpreter = _interpreter(py.interpreter_path, name)
+        else:
+            interpreter = None
         return {
             "name": name,
             "version": self.version,
             "description": self.description,
             "python": {
-                # in a container the image's python (python3, else python) unless a path in the image is given
-                "interpreter_path": (py.interpreter_path if docker.enabled else _interpreter(py.interpreter_path, name))
-                if (user_managed and not docker.enabled) or py.interpreter_path else None,
+                "interpreter_path": interpreter,
                 "user_managed_dependencies": user_managed,
                 "inherit_base_packages": bool(py.inherit_base_packages),
                 "conda_dependencies": None if user_managed else cd.as_dict(),

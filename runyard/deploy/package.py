@@ -49,8 +49,7 @@ class ModelPackage:
         self.error: BaseException | None = None
         self._log: list[str] = []
         self._done = threading.Event()
-        self._thread: threading.Thread | None = None
-
+    
     def _say(self, line: str) -> None:
         self._log.append(line)
 
@@ -83,7 +82,7 @@ class ModelPackage:
         self.wait_for_creation()
         target = Path(output_directory).expanduser() / (self.location.replace("/", "_").replace(":", "_") + ".tar")
         target.parent.mkdir(parents=True, exist_ok=True)
-        conn = engine()._connection(timeout=600)
+        conn = engine().connection(timeout=600)
         try:
             conn.request("GET", f"/images/{self.location}/get")
             resp = conn.getresponse()
@@ -105,8 +104,8 @@ def package(workspace: "Workspace", models: Sequence["Model"], inference_config:
             wait: bool = False) -> ModelPackage:
     """Build an image serving ``models`` (no ``inference_config``: from their framework, no code). Returns at once
     (``wait_for_creation`` waits) unless ``wait``. Bad input is an error now, before anything is built."""
-    from runyard import validation
     from runyard.environments import BASE_IMAGE, engine, image_id
+    from runyard.environments.docker import check_image_name
 
     models = list(models)
     if not models:
@@ -132,8 +131,7 @@ def package(workspace: "Workspace", models: Sequence["Model"], inference_config:
     digest = hashlib.sha256(json.dumps([[m.id for m in models], spec, inference.entry_script, base],
                                        sort_keys=True, default=str).encode()).hexdigest()[:12]
     label = image_label or digest
-    location = f"{name}:{label}"
-    validation.key(location.replace("/", "-").replace(":", "-"), "image name")
+    location = check_image_name(f"{name}:{label}")
     result = ModelPackage(workspace, location)
     stage = Path(tempfile.mkdtemp(prefix="runyard-package-"))
     try:
@@ -153,8 +151,7 @@ def package(workspace: "Workspace", models: Sequence["Model"], inference_config:
             shutil.rmtree(stage, ignore_errors=True)
             result._done.set()
 
-    result._thread = threading.Thread(target=build, name=f"runyard-package-{name}", daemon=True)
-    result._thread.start()
+    threading.Thread(target=build, name=f"runyard-package-{name}", daemon=True).start()
     if wait:
         result.wait_for_creation()
     return result
@@ -192,41 +189,27 @@ def _stage(stage: Path, models: Sequence["Model"], inference: InferenceConfig, s
 def _build(base: str, stage: Path, spec: dict[str, Any], models: Sequence["Model"], inference: InferenceConfig,
            location: str, say: Callable[[str], None]) -> str:
     from runyard.environments import CLIENT_REQUIREMENTS
-    from runyard.environments.builder import _uv
+    from runyard.environments.builder import _uv, client_dist_info, container_install_script, install_files
     from runyard.environments.docker import host_access
     from runyard.environments.images import commit_derived
     from runyard.environments.planning import RUNYARD_PACKAGE, install_instructions
-    from runyard.version import __version__
 
     extra = [*CLIENT_REQUIREMENTS, *SERVICE_PACKAGES]
     if inference.entry_script is None:  # no code: the framework that loads the model, at this machine's versions
         framework = json.loads((stage / "service" / "service.json").read_text())["models"][0]["framework"]
         extra += [_pinned(p) for p in _NOCODE_PACKAGES.get(framework, ())]
     plan = install_instructions(spec, extra)
-    (stage / "requirements.txt").write_text("\n".join(plan["install"]) + "\n", encoding="utf-8")
-    constraint = ""
-    if plan["constraints"]:
-        (stage / "constraints.txt").write_text("\n".join(plan["constraints"]) + "\n", encoding="utf-8")
-        constraint = f" --constraint {stage}/constraints.txt"
+    requirements, constraints = install_files(stage, plan["install"], plan["constraints"])
     uv = _uv()
     access = host_access(plan["uv_options"], uv)
     env = {**access.env, "UV_CACHE_DIR": "/tmp/runyard-uv-cache"}  # root's files stay in the image, not the host's cache
-    options = " ".join(shlex.quote(o) for o in plan["uv_options"])
-    entry_points = _entry_points()
+    info = client_dist_info(stage)  # runyard is copied into the image: its version and entry points go with it
     script = "\n".join([
-        "PY=$(command -v python3 || command -v python || true)",
-        f'[ -n "$PY" ] || {{ echo "runyard: image {base} has no python (python3 or python)" >&2; exit 97; }}',
-        f'"$PY" -m venv --without-pip {VENV}',
-        f"{shlex.quote(uv)} pip install --python {VENV}/bin/python -r {stage}/requirements.txt{constraint} --no-config "
-        f"{options}",
+        container_install_script(VENV, requirements, constraints, plan["uv_options"], base, uv),
         f"SITE=$({VENV}/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])')",
         f'cp -r {shlex.quote(RUNYARD_PACKAGE.as_posix())} "$SITE/runyard"',
         'find "$SITE/runyard" -name __pycache__ -prune -exec rm -rf {} +',
-        f'mkdir -p "$SITE/runyard-{__version__}.dist-info"',
-        f"printf 'Metadata-Version: 2.1\\nName: runyard\\nVersion: {__version__}\\n' "
-        f'> "$SITE/runyard-{__version__}.dist-info/METADATA"',
-        *([f"printf %s {shlex.quote(entry_points)} > \"$SITE/runyard-{__version__}.dist-info/entry_points.txt\""]
-          if entry_points else []),
+        f'cp -r {shlex.quote(str(info))} "$SITE/"',
         f"mkdir -p {Path(SERVICE_DIR).parent} && rm -rf {SERVICE_DIR} && cp -r {stage}/service {SERVICE_DIR}",
         f"{VENV}/bin/python -c 'import runyard.deploy.server, fastapi, uvicorn' && echo 'the image can serve'",
     ])
@@ -248,15 +231,6 @@ def _pinned(name: str) -> str:
         return f"{name}=={version(name)}"
     except PackageNotFoundError:
         return name
-
-
-def _entry_points() -> str:
-    try:
-        from importlib.metadata import distribution
-
-        return distribution("runyard").read_text("entry_points.txt") or ""
-    except Exception:  # noqa: BLE001 - a source checkout without metadata: no entry points to copy
-        return ""
 
 
 plugins.register(plugins.FEATURES, "package", package)

@@ -469,15 +469,10 @@ def _prepare(workspace: "Workspace", name: str, models: list["Model"], inference
 def deploy_image(workspace: "Workspace", name: str, image: str, deployment_config: Any = None,
                  overwrite: bool = False) -> LocalWebservice:
     """A service that runs ``image`` (a model package) on the local engine, on 127.0.0.1:PORT (host network)."""
-    from runyard.environments import engine
+    from runyard.environments.docker import local_image
 
     validation.key(name, "service name")
-    found = engine()
-    inspected = found.image(image)
-    if inspected is None:
-        from runyard.environments import image_id
-
-        image_id(image, found)  # raises, listing the local images
+    inspected = local_image(image)  # raises, listing the local images
     labels = (inspected.get("Config") or {}).get("Labels") or {}
     if labels.get("runyard.kind") != "model-package":
         raise ConfigError(f"image {image!r} is not a model package (Model.package / runyard deploy --image builds one)")
@@ -526,7 +521,7 @@ def _container_argv(folder: Path, spec: dict[str, Any]) -> list[str]:
     from runyard.environments.docker import SERVICE_LABEL, Engine, docker_command
 
     Engine.from_env().remove(spec["container"])  # what a crashed earlier start left
-    argv = [docker_command(), "run", "--rm", "--init", "--network", "host", "--name", spec["container"],
+    argv = [docker_command(), "run", "--pull", "never", "--rm", "--init", "--network", "host", "--name", spec["container"],
             "--label", f"{SERVICE_LABEL}={folder}", "--env", f"RUNYARD_SERVICE_HOST={spec['host']}",
             "--env", f"RUNYARD_SERVICE_PORT={spec['port']}"]
     if spec["auth_enabled"]:

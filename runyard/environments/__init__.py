@@ -14,6 +14,7 @@ from runyard.environments.docker import (
 from runyard.environments.planning import (
            CLIENT_REQUIREMENTS,
            MARKER,
+           RUNYARD_PACKAGE,
            EnvironmentPlan,
            env_root,
            is_ready,
@@ -21,5 +22,8 @@ from runyard.environments.planning import (
            relocate,
 )
 
-__all__ = ["BASE_IMAGE", "BuildCanceled", "CLIENT_REQUIREMENTS", "Engine", "engine", "image_id", "remove_containers", "CachedEnvironment", "EnvironmentPlan", "MARKER", "cached",
-           "docker_argv", "docker_engine_error", "ensure", "env_root", "is_ready", "plan", "prune", "relocate"]
+__all__ = [
+    "BASE_IMAGE", "BuildCanceled", "cached", "CachedEnvironment", "CLIENT_REQUIREMENTS", "docker_argv",
+    "docker_engine_error", "Engine", "engine", "ensure", "env_root", "EnvironmentPlan", "image_id", "is_ready",
+    "MARKER", "plan", "prune", "relocate", "remove_containers", "RUNYARD_PACKAGE",
+]

@@ -134,13 +134,8 @@ def _build(path: Path, plan_: EnvironmentPlan, build: dict[str, Any], say, limit
     linked = None if (conda or request["inherit_from"]) else _client_links(path.parent, request["python"],
                                                                              request["client"])
     client = [] if linked is not None else request["client"]
-    install_list = path / "runyard-requirements.txt"
-    install_list.write_text("\n".join(install + client) + "\n", encoding="utf-8")
-    constraint_args: list[str] = []
-    if request["constraints"]:
-        constraints = path / "runyard-constraints.txt"
-        constraints.write_text("\n".join(request["constraints"]) + "\n", encoding="utf-8")
-        constraint_args = ["--constraint", str(constraints)]
+    install_list, constraints = install_files(path, install + client, request["constraints"])
+    constraint_args = ["--constraint", str(constraints)] if constraints else []
     say(f"[{next(step)}/{steps}] installing {len(install)} package(s)" + (f": {' '.join(install)}" if install else "")
         + (f" and runyard's client ({len(client)} packages)" if client else ""))
     if not install and not client:
@@ -150,9 +145,8 @@ def _build(path: Path, plan_: EnvironmentPlan, build: dict[str, Any], say, limit
         _run([python, "-m", "pip", "install", "--no-compile", "--disable-pip-version-check", "--no-input",
               "-r", str(install_list), *constraint_args, *build["pip_options"]], say, limit)
     else:
-        options = [("--prerelease=allow" if o == "--pre" else o) for o in build["uv_options"]]
         _run([uv, "pip", "install", "--python", python, "-r", str(install_list), *constraint_args,
-              "--no-config", *options], say, limit)
+              "--no-config", *uv_install_options(build["uv_options"])], say, limit)
     say(f"[{next(step)}/{steps}] linking runyard {_runyard_version()}"
         + (f" and its client packages ({', '.join(n.partition('-')[0] for n, _ in linked if n.endswith('.dist-info'))})"
            if linked else "")
@@ -175,31 +169,11 @@ def _build_in_container(path: Path, plan_: EnvironmentPlan, build: dict[str, Any
     Path(access.env["UV_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
     path.mkdir(parents=True)
     install = list(build["install"])
-    (path / "runyard-requirements.txt").write_text("\n".join(install + request["client"]) + "\n", encoding="utf-8")
-    constraint = ""
-    if request["constraints"]:
-        (path / "runyard-constraints.txt").write_text("\n".join(request["constraints"]) + "\n", encoding="utf-8")
-        constraint = f" --constraint {shlex.quote(str(path / 'runyard-constraints.txt'))}"
-    options = " ".join(shlex.quote("--prerelease=allow" if o == "--pre" else o) for o in build["uv_options"])
-    want, interpreter = request.get("python") or "", request.get("interpreter") or ""
+    requirements, constraints = install_files(path, install + request["client"], request["constraints"])
     image = docker["image"]
-    script = "\n".join([
-        "set -e",
-        f"PY={shlex.quote(interpreter)}",
-        '[ -n "$PY" ] || PY=$(command -v python3 || command -v python || true)',
-        'if [ -z "$PY" ] || ! command -v "$PY" >/dev/null; then',
-        f"  echo {shlex.quote(f'runyard: image {image} has no python: ' + (f'{interpreter} is not in it' if interpreter else 'neither python3 nor python is on its PATH') + ' (runyard/base:bookworm from `runyard image build-base` has one)')} >&2; exit 97",
-        "fi",
-        """VERSION=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')""",
-        'echo "python in the image: $PY ($VERSION)"',
-        f'if [ -n "{want}" ] && [ "$VERSION" != "{want}" ] && [ "${{VERSION#{want}.}}" = "$VERSION" ]; then',
-        f'  echo "runyard: the environment asks for python {want} but the image\'s $PY is $VERSION" >&2; exit 98',
-        "fi",
-        f'"$PY" -m venv --without-pip{" --system-site-packages" if request.get("system_site_packages") else ""} '
-        f"{shlex.quote(str(path))}",
-        f"{shlex.quote(uv)} pip install --python {shlex.quote(str(path / 'bin' / 'python'))} "
-        f"-r {shlex.quote(str(path / 'runyard-requirements.txt'))}{constraint} --no-config {options}",
-    ])
+    script = container_install_script(str(path), requirements, constraints, build["uv_options"], image, uv,
+                                      request.get("interpreter") or "", request.get("python") or "",
+                                      bool(request.get("system_site_packages")))
     say(f"[1/2] building the environment inside {image} ({len(install)} package(s)"
         + (f": {' '.join(install)}" if install else "") + " and runyard's client)")
     label = {BUILD_LABEL: plan_.key or "build"}
@@ -211,6 +185,49 @@ def _build_in_container(path: Path, plan_: EnvironmentPlan, build: dict[str, Any
     finally:
         remove_labeled(BUILD_LABEL, label[BUILD_LABEL])  # a killed build's container goes too
     say(f"[2/2] linking runyard {_runyard_version()} into the environment")
+
+
+def install_files(folder: Path, requirements: list[str], constraints: list[str]) -> tuple[Path, Path | None]:
+    """What a build installs, as the files uv/pip read, kept in ``folder`` (the record of what was asked)."""
+    listed = folder / "runyard-requirements.txt"
+    listed.write_text("\n".join(requirements) + "\n", encoding="utf-8")
+    if not constraints:
+        return listed, None
+    constraining = folder / "runyard-constraints.txt"
+    constraining.write_text("\n".join(constraints) + "\n", encoding="utf-8")
+    return listed, constraining
+
+
+def uv_install_options(options: list[str]) -> list[str]:
+    """pip's index options as uv takes them (``--pre`` is ``--prerelease=allow``)."""
+    return ["--prerelease=allow" if o == "--pre" else o for o in options]
+
+
+def container_install_script(venv: str, requirements: Path, constraints: Path | None, uv_options: list[str],
+                             image: str, uv: str, interpreter: str = "", want: str = "",
+                             system_site: bool = False) -> str:
+    """sh run in a container of ``image``: find its Python (``interpreter``, else python3, else python — exit 97 with
+    a clear line when there is none; 98 when it is not version ``want``), make a venv at ``venv`` with it, and install
+    ``requirements`` there with this machine's ``uv`` (mounted). The environment builds and model packages share it."""
+    missing = f"{interpreter} is not in it" if interpreter else "neither python3 nor python is on its PATH"
+    constraint = f" --constraint {shlex.quote(str(constraints))}" if constraints else ""
+    options = " ".join(shlex.quote(o) for o in uv_install_options(uv_options))
+    return "\n".join([
+        "set -e",
+        f"PY={shlex.quote(interpreter)}",
+        '[ -n "$PY" ] || PY=$(command -v python3 || command -v python || true)',
+        'if [ -z "$PY" ] || ! command -v "$PY" >/dev/null; then',
+        f"  echo {shlex.quote(f'runyard: image {image} has no python: {missing} (runyard/base:bookworm from `runyard image build-base` has one)')} >&2; exit 97",
+        "fi",
+        """VERSION=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')""",
+        'echo "python in the image: $PY ($VERSION)"',
+        f'if [ -n "{want}" ] && [ "$VERSION" != "{want}" ] && [ "${{VERSION#{want}.}}" = "$VERSION" ]; then',
+        f'  echo "runyard: the environment asks for python {want} but the image\'s $PY is $VERSION" >&2; exit 98',
+        "fi",
+        f'"$PY" -m venv --without-pip{" --system-site-packages" if system_site else ""} {shlex.quote(venv)}',
+        f"{shlex.quote(uv)} pip install --python {shlex.quote(venv + '/bin/python')} "
+        f"-r {shlex.quote(str(requirements))}{constraint} --no-config {options}",
+    ])
 
 
 def _build_dockerfile_image(docker: dict[str, Any], say, limit: _Limit) -> None:
@@ -269,8 +286,14 @@ def _link_client(path: Path) -> None:
         else:
             shutil.rmtree(link)
     link.symlink_to(RUNYARD_PACKAGE, target_is_directory=True)
+    client_dist_info(site)
+
+
+def client_dist_info(folder: Path) -> Path:
+    """runyard's small dist-info in ``folder`` (a site-packages): its version and entry points, so that
+    importlib.metadata finds them where runyard is linked or copied without pip."""
     version = _runyard_version()
-    info = site / f"runyard-{version}.dist-info"
+    info = folder / f"runyard-{version}.dist-info"
     info.mkdir(exist_ok=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: runyard\nVersion: {version}\n", encoding="utf-8")
     (info / "INSTALLER").write_text("runyard\n", encoding="utf-8")
@@ -282,6 +305,7 @@ def _link_client(path: Path) -> None:
         entry_points = None
     if entry_points:
         (info / "entry_points.txt").write_text(entry_points, encoding="utf-8")
+    return info
 
 
 def _installed(path: Path) -> list[str]:
@@ -412,6 +436,12 @@ def _uv() -> str:
     if found:
         return found
     raise EnvironmentBuildError("uv is not installed: pip install uv (runyard builds environments with it)")
+
+
+def run_command(argv: list[str], say: Callable[[str], None], timeout: float, env: dict[str, str] | None = None) -> None:
+    """One long command (an image's set-up) as a build step: its output line by line to ``say``, killed with its
+    process group after ``timeout`` seconds; raises EnvironmentBuildError with its last lines when it fails."""
+    _run(argv, say, _Limit(time.monotonic() + timeout), env)
 
 
 def _run(argv: list[str], say: Callable[[str], None], limit: _Limit, env: dict[str, str] | None = None) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import urllib.parse
@@ -63,7 +64,8 @@ class Engine:
         env = os.environ if env is None else env
         return cls(env.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}")
 
-    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+    def connection(self, timeout: float) -> http.client.HTTPConnection:
+        """A connection to the engine, for a request whose body or answer is streamed (an import, an export)."""
         scheme, _, rest = self.host.partition("://")
         if scheme == "unix":
             return _UnixConnection(rest, timeout)
@@ -75,7 +77,7 @@ class Engine:
     def call(self, method: str, path: str, query: Mapping[str, Any] | None = None, body: Any = None,
              timeout: float = 30.0, ok: Iterable[int] = (200, 201, 204, 304)) -> tuple[int, Any]:
         """One API request; returns (status, decoded JSON or None). A status not in ``ok`` nor 404 raises."""
-        conn = self._connection(timeout)
+        conn = self.connection(timeout)
         url = path + ("?" + urllib.parse.urlencode(query, doseq=True) if query else "")
         payload = json.dumps(body).encode() if body is not None else None
         try:
@@ -123,13 +125,31 @@ class Engine:
 
     def commit(self, container: str, image: str, changes: Sequence[str], comment: str = "") -> str:
         """Make ``image`` (``repo:tag``) of a container's file system, with Dockerfile-style ``changes`` (CMD, ENV…)."""
-        repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+        repo, tag = split_tag(image)
         _, data = self.call("POST", "/commit", {"container": container, "repo": repo, "tag": tag, "comment": comment,
                                                 "changes": list(changes)}, body={}, timeout=600)
         return data["Id"]
 
     def remove_image(self, name: str) -> None:
         self.call("DELETE", f"/images/{urllib.parse.quote(name, safe='/:@')}", {"force": "1"}, ok=(200, 409))
+
+
+def split_tag(image: str) -> tuple[str, str]:
+    """``repo:tag`` → (repo, tag); ``latest`` when there is no tag (a registry's ``host:port/`` is not one)."""
+    repo, sep, tag = image.rpartition(":")
+    return (repo, tag) if sep and "/" not in tag else (image, "latest")
+
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_NAME = re.compile(rf"^(?:[a-zA-Z0-9.-]+(?::\d+)?/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?$")
+
+
+def check_image_name(name: str) -> str:
+    """``name`` when Docker takes it as an image reference (``repo[/more]:tag``, lower case); else a ConfigError."""
+    if not isinstance(name, str) or len(name) > 255 or not _IMAGE_NAME.match(name):
+        raise ConfigError(f"{name!r} is not an image name Docker takes: lower-case letters, digits and . _ - in "
+                          "slash-separated parts, with an optional :tag (e.g. 'digits:1', 'team/digits:v2')")
+    return name
 
 
 def engine() -> Engine:
@@ -162,6 +182,11 @@ def docker_engine_error() -> str | None:
 
 def image_id(name: str, found: Engine | None = None) -> str:
     """The id of a local image; a ConfigError listing the local images when there is no such image."""
+    return local_image(name, found)["Id"]
+
+
+def local_image(name: str, found: Engine | None = None) -> dict[str, Any]:
+    """A local image's inspection; a ConfigError listing the local images when there is no such image."""
     found = found or engine()
     image = found.image(name)
     if image is None:
@@ -170,7 +195,7 @@ def image_id(name: str, found: Engine | None = None) -> str:
         raise ConfigError(f"docker image {name!r} is not on this machine's Docker engine ({found.host}); runyard never "
                           f"pulls — build or load it first (`runyard image build-base` makes {BASE_IMAGE}; docker "
                           f"build, docker import or docker load others). Local images: {listed}")
-    return image["Id"]
+    return image
 
 
 # -- docker run ----------------------------------------------------------------------------------------------------
@@ -180,13 +205,15 @@ def container_name(run_id: str, rank: int | str) -> str:
 
 def docker_argv(docker: Mapping[str, Any], argv: Sequence[str], env_names: Iterable[str], workdir: str,
                 mounts: Iterable[str] = (), read_only: Iterable[str] = (), gpus: str | None = None,
-                name: str | None = None, labels: Mapping[str, str] | None = None, remove: bool = False) -> list[str]:
-    """``docker run`` of one process: ``mounts`` (read-write) and ``read_only`` at their own paths, the variables
+                name: str | None = None, labels: Mapping[str, str] | None = None, remove: bool = False,
+                user: str | None = None) -> list[str]:
+    """``docker run`` of one process, never pulling: ``mounts`` (read-write) and ``read_only`` at their own paths, the variables
     ``env_names`` passed by name (their values come from the docker command's environment), the host network
     (rendezvous addresses stay valid), ``--init`` (a signal reaches the script), this user's uid (outputs are not
-    root's), the config's resource settings (shm_size, memory, cpus), ``gpus`` as a device request."""
-    cmd = [docker_command(), "run", "--init", "--network", "host", "--workdir", workdir,
-           "--user", f"{os.getuid()}:{os.getgid()}"]
+    root's; ``user`` another), the config's resource settings (shm_size, memory, cpus), ``gpus`` as a device
+    request."""
+    cmd = [docker_command(), "run", "--pull", "never", "--init", "--network", "host", "--workdir", workdir,
+           "--user", user or f"{os.getuid()}:{os.getgid()}"]
     if remove:
         cmd.append("--rm")
     if name:
@@ -244,7 +271,7 @@ def out_of_memory(state: Mapping[str, Any] | None) -> bool:
 
 
 # -- what a container needs from this machine to install packages -----------------------------------------------------
-_PIP_CONFIGS = ("/etc/pip.conf", "/etc/xdg/pip/pip.conf", "/etc/xdg/pip", "~/.config/pip/pip.conf", "~/.pip/pip.conf")
+_PIP_CONFIGS = ("/etc/pip.conf", "/etc/xdg/pip", "~/.config/pip/pip.conf", "~/.pip/pip.conf")
 
 
 @dataclass(frozen=True)
@@ -256,8 +283,9 @@ class HostAccess:
 
 
 def host_access(options: Sequence[str] = (), uv: str | None = None) -> HostAccess:
-    """The CA bundle (a proxy's CA included), pip's configuration files and the local folders that they and the
-    index ``options`` name (``--find-links /dir``, ``file://`` indexes), uv itself, and uv's cache."""
+    """The CA bundle (a proxy's CA included), pip's configuration files and variables, the local folders the index
+    ``options`` name (``--find-links /dir``, ``file://`` indexes, constraint files — pip's configuration as uv takes
+    it), uv itself, and where uv's cache is."""
     mounts: list[str] = []
     env: dict[str, str] = {"UV_LINK_MODE": "copy", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     bundle = os.environ.get("SSL_CERT_FILE") or next(
@@ -272,7 +300,7 @@ def host_access(options: Sequence[str] = (), uv: str | None = None) -> HostAcces
     for name, value in os.environ.items():
         if name.startswith(("PIP_", "UV_")) and name not in env:
             env[name] = value
-    for value in [*options, *env.values(), *_config_values(configured)]:
+    for value in [*options, *env.values()]:  # options: pip's configuration as uv takes it (pip_settings)
         for part in str(value).split():
             path = urllib.parse.urlparse(part).path if part.startswith("file://") else part
             if part.startswith("file://") and os.path.basename(path.rstrip("/")) == "simple":
@@ -284,22 +312,3 @@ def host_access(options: Sequence[str] = (), uv: str | None = None) -> HostAcces
     cache = os.environ.get("UV_CACHE_DIR") or os.path.expanduser("~/.cache/uv")
     env["UV_CACHE_DIR"] = cache
     return HostAccess(tuple(dict.fromkeys(m for m in mounts if m != "/")), env)  # uv's cache is mounted writable
-
-
-def _config_values(paths: Iterable[str]) -> list[str]:
-    """The values in pip configuration files (index URLs, find-links folders, constraint files)."""
-    import configparser
-
-    values: list[str] = []
-    for path in paths:
-        if not path or not os.path.isfile(path):
-            continue
-        parser = configparser.ConfigParser()
-        try:
-            parser.read(path, encoding="utf-8")
-        except (configparser.Error, OSError, UnicodeDecodeError):
-            continue
-        values += [v for section in parser.sections() for v in parser[section].values()]
-    return values
-
-

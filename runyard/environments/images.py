@@ -13,8 +13,9 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from runyard.environments.docker import BASE_IMAGE, DockerError, Engine, docker_argv, engine
-from runyard.errors import ComputeError, ConfigError
+from runyard.environments.builder import run_command
+from runyard.environments.docker import BASE_IMAGE, DockerError, Engine, docker_argv, engine, split_tag
+from runyard.errors import ComputeError
 
 BASE_PACKAGES = ("python3", "python3-venv", "openmpi-bin", "ca-certificates")  # Python, venvs, mpirun, TLS roots
 DEFAULT_SUITE = "bookworm"
@@ -115,10 +116,10 @@ def import_tarball(found: Engine, tarball: Path, tag: str, changes: Sequence[str
 
     from runyard.progress import ByteBar
 
-    repo, _, version = tag.rpartition(":") if ":" in tag.rsplit("/", 1)[-1] else (tag, "", "latest")
+    repo, version = split_tag(tag)
     query = urllib.parse.urlencode({"fromSrc": "-", "repo": repo, "tag": version, "changes": list(changes)}, doseq=True)
     size = tarball.stat().st_size
-    conn = found._connection(timeout=600)
+    conn = found.connection(timeout=600)
     try:
         conn.putrequest("POST", f"/images/create?{query}")
         conn.putheader("Content-Type", "application/x-tar")
@@ -154,25 +155,13 @@ def commit_derived(base: str, script: str, tag: str, changes: Sequence[str], mou
     mounted, its output said line by line, then the container committed with Dockerfile-style ``changes``. The
     container is removed whatever happens. Returns the new image's id."""
     found = engine()
-    if found.image(base) is None:
-        from runyard.environments.docker import image_id
-
-        image_id(base, found)  # raises, listing the local images
     name = f"runyard-image-build-{os.getpid()}-{hashlib.sha256(tag.encode()).hexdigest()[:8]}"
     with tempfile.TemporaryDirectory(prefix="runyard-image-") as scratch:
         argv = docker_argv({"image": base}, ["sh", "-ec", script], list(env or {}), scratch, mounts=mounts,
-                           read_only=read_only, name=name, labels={"runyard.image-build": tag})
-        argv[argv.index("--user") + 1] = "0:0"  # installs into the image's own folders
+                           read_only=read_only, name=name, labels={"runyard.image-build": tag},
+                           user="0:0")  # root: it installs into the image's own folders
         try:
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    errors="replace", env={**os.environ, **(env or {})})
-            tail: list[str] = []
-            for line in proc.stdout:
-                say(line.rstrip())
-                tail = (tail + [line.rstrip()])[-15:]
-            code = proc.wait(timeout)
-            if code != 0:
-                raise ConfigError(f"building image {tag} failed (exit code {code}):\n" + "\n".join(tail))
+            run_command(argv, say, timeout, dict(env or {}))
             say(f"committing {tag}")
             return found.commit(name, tag, changes, comment="built by runyard")
         finally:

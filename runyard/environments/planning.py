@@ -115,10 +115,7 @@ def _in_container(root: Path, name: str, py: dict[str, Any], docker: dict[str, A
     ``Run.get_context()`` logs to the run. Keyed by the image's id (or the Dockerfile's text) and the spec."""
     interpreter = py.get("interpreter_path")
     if py.get("user_managed_dependencies", True):
-        request: dict[str, Any] = {"python": None, "inherit_from": None, "requirements": [], "options": [],
-                                   "constraints": [], "conda": None, "framework": None,
-                                   "client": client_requirements(tracking_uri)}
-        warnings = list(notes)
+        request, warnings = _nothing_to_install(tracking_uri), list(notes)
         system_site = True
     else:
         request, warnings = _normalise(py, use_gpu, tracking_uri, in_container=True)
@@ -135,13 +132,18 @@ def _in_container(root: Path, name: str, py: dict[str, Any], docker: dict[str, A
     return EnvironmentPlan(name, key, f"{path}/bin/python", str(path), ready, build, docker, tuple(warnings))
 
 
+def _nothing_to_install(tracking_uri: str = "") -> dict[str, Any]:
+    """The request of an image's own Python as it is: no packages but runyard's client (``_normalise``'s shape)."""
+    return {"python": None, "inherit_from": None, "requirements": [], "options": [], "constraints": [], "conda": None,
+            "framework": None, "client": client_requirements(tracking_uri)}
+
+
 def install_instructions(spec: dict[str, Any], extra: list[str] = ()) -> dict[str, Any]:
     """What installing ``spec``'s packages (and ``extra``) into an image takes, for an image of its own (a model
     package): ``install`` (requirements, framework pinned), ``uv_options`` (this machine's indexes), ``constraints``."""
     py = spec.get("python") or {}
     if py.get("user_managed_dependencies", True):
-        request: dict[str, Any] = {"python": None, "requirements": [], "options": [], "constraints": [],
-                                   "framework": None}
+        request = _nothing_to_install()
     else:
         request, _ = _normalise(py, False, "", in_container=True)
     build = _build_instructions(request)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from runyard import env_vars
 from runyard.config.job import JobSpec
-from runyard.environments import EnvironmentPlan
+from runyard.environments import RUNYARD_PACKAGE, EnvironmentPlan
 from runyard.environments.docker import RANK_LABEL, RUN_LABEL, container_name, docker_argv
 from runyard.launchers import NodeContext, ProcessSpec, launcher_for
 from runyard.launchers.mpi import RANK_LOG_DIR
@@ -26,7 +26,6 @@ from runyard.runtime.request import LocalRequest, RunRef, RunRequest
 from runyard.runtime.resources import free_ports, gpus_for_slot
 from runyard.store.workspace_context import WorkspaceContext
 
-RUNYARD_PACKAGE = str(Path(__file__).resolve().parents[1])  # mounted into a run's container (its run client)
 
 
 class Sink(Protocol):
@@ -98,7 +97,7 @@ def in_container(environment: EnvironmentPlan | None, run_id: str, workspace: Ma
     (the node's data inputs) writable."""
     if environment is None or not environment.docker:
         return spec
-    read_only = [RUNYARD_PACKAGE, *([environment.path] if environment.path else [])]
+    read_only = [str(RUNYARD_PACKAGE), *([environment.path] if environment.path else [])]  # the run client
     argv = docker_argv(environment.docker, list(spec.argv), env_names, workdir,
                        mounts=[*store_paths(workspace), *paths], read_only=read_only, gpus=gpus,
                        name=container_name(run_id, spec.rank), labels={RUN_LABEL: run_id, RANK_LABEL: str(spec.rank)})
@@ -123,10 +122,18 @@ def this_machine(request: LocalRequest, overrides: Mapping[str, str] = {}) -> li
     container when it has one (``overrides``: what the node adds — its GPUs, its inputs' paths — passed in too)."""
     python = request.environment.python if request.environment else None
     node = node_context(request, 0, ("127.0.0.1",), [free_ports(ports_needed(request))], python)
-    paths = [v for v in overrides.values() if v.startswith("/") and os.path.exists(v)]  # data inputs
-    return [in_container(request.environment, request.run_id, request.workspace, spec, [*spec.env, *overrides],
-                         request.workdir, overrides.get("CUDA_VISIBLE_DEVICES"), paths)
-            for spec in node_processes(request, node)]
+    return in_containers(request.environment, request.run_id, request.workspace, node_processes(request, node),
+                         overrides, request.workdir)
+
+
+def in_containers(environment: EnvironmentPlan | None, run_id: str, workspace: Mapping[str, str],
+                  specs: Sequence[ProcessSpec], overrides: Mapping[str, str], workdir: str,
+                  paths: Sequence[str] = ()) -> list[ProcessSpec]:
+    """A node's processes, each in a container when the environment has an image: ``overrides`` (what the node
+    decides: its GPUs, its data inputs) passed too, the inputs' paths and ``paths`` mounted writable."""
+    inputs = [v for v in overrides.values() if v.startswith("/") and os.path.exists(v)]
+    return [in_container(environment, run_id, workspace, spec, [*spec.env, *overrides], workdir,
+                         overrides.get("CUDA_VISIBLE_DEVICES"), [*paths, *inputs]) for spec in specs]
 
 
 def slot_gpu_env(request: LocalRequest, slot: int) -> dict[str, str]:

@@ -357,7 +357,9 @@ class Supervisor:
         code = proc.returncode
         rank = proc.rank
         container = self._container_states.get(proc.rank)
-        if proc.rank_logs and not out_of_memory(container):  # mpirun: which rank failed first (runyard's rank wrapper, else mpirun's report)
+        # mpirun: which rank failed first (runyard's rank wrapper, else mpirun's report) — unless the kernel killed its
+        # container for memory, which ends every rank in it
+        if proc.rank_logs and not out_of_memory(container):
             rank, code = self._failed_rank(proc, code)
             log = self._rank_log(rank)
             if log is not None:

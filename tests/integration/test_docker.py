@@ -241,10 +241,24 @@ def test_a_container_killed_for_memory_fails_the_run_saying_out_of_memory(ws, tm
 
 def test_a_dockerfile_is_built_once_and_an_image_without_python_is_a_clear_error(ws, tmp_path):
     proj = write(tmp_path / "proj", "train.py", TRAIN)
-    ok = Environment.from_dockerfile("df", f"FROM {BASE_IMAGE}\nRUN echo built-from-dockerfile > /etc/marker\n")
-    run = Experiment(ws, "docker").submit(ScriptRunConfig(proj, "train.py", environment=ok))
-    assert run.wait_for_completion()["status"] == "Completed"
-    assert "built-from-dockerfile" not in log_of(ws, run)
+    write(proj, "marker.py", "print('marker:', open('/etc/marker').read().strip())\n")
+    dockerfile = f"FROM {BASE_IMAGE}\nRUN echo built-from-dockerfile-{tmp_path.name} > /etc/marker\n"
+    ok = Environment.from_dockerfile("df", dockerfile)
+    runs = []
+    for _ in range(2):
+        runs.append(Experiment(ws, "docker").submit(ScriptRunConfig(proj, "marker.py", environment=ok)))
+        assert runs[-1].wait_for_completion()["status"] == "Completed"
+        assert f"marker: built-from-dockerfile-{tmp_path.name}" in log_of(ws, runs[-1])  # in the Dockerfile's image
+    build_log = Path(runs[0].download_file("logs/runyard/environment_build.txt", tmp_path / "b0.txt")).read_text()
+    assert "building image runyard/dockerfile:" in build_log and "Successfully built" in build_log
+    assert "logs/runyard/environment_build.txt" not in runs[1].get_file_names()  # image and environment: cached
+    try:
+        import hashlib
+
+        tag = f"runyard/dockerfile:{hashlib.sha256(dockerfile.encode()).hexdigest()[:16]}"
+        assert Engine.from_env().image(tag) is not None
+    finally:
+        Engine.from_env().remove_image(tag)
     no_python = Environment.from_dockerfile("nopy", f"FROM {BASE_IMAGE}\nRUN rm -f /usr/bin/python3*\n")
     failed = Experiment(ws, "docker").submit(ScriptRunConfig(proj, "train.py", environment=no_python))
     error = failed.wait_for_completion(raise_on_error=False)["error"]
@@ -285,9 +299,10 @@ def test_cli_submit_docker_image_and_a_gpu_dry_run(ws, tmp_path, monkeypatch):
     assert "in container True" in out.stdout
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # two GPUs as far as runyard can tell: a run gets one (its slot's)
     dry = subprocess.run([*cli, "submit", "train.py", "-s", str(proj), "--docker-image", BASE_IMAGE, "--use-gpu",
-                          "--dry-run"], capture_output=True, text=True, timeout=120, env={**__import__("os").environ})
+                          "--memory", "256m", "--cpus", "1.5", "--dry-run"], capture_output=True, text=True, timeout=120)
     assert dry.returncode == 0, dry.stdout + dry.stderr
-    assert '--gpus "device=0"' in dry.stdout and f" {BASE_IMAGE} " in dry.stdout and "--memory" not in dry.stdout
+    assert '--gpus "device=0"' in dry.stdout and f" {BASE_IMAGE} " in dry.stdout
+    assert "--memory 256m --memory-swap 256m --cpus 1.5" in dry.stdout
 
 
 def test_a_no_code_sklearn_model_packaged_as_an_image_answers_score(ws, tmp_path):

@@ -207,7 +207,7 @@ def test_docker_argv_mounts_the_run_and_passes_variables_by_name():
                           "memory": "512m", "cpus": 1.5},
                          ["/e/bin/python", "-u", "t.py"], ["B", "A"], "/runs/x/wd", ["/ws", "/runs/x/wd"],
                          read_only=["/ry", "/ws"], gpus="0,1", name="runyard-r1-0", labels={"runyard.run": "r1"})
-    assert Path(argv[0]).name == "docker" and argv[1:3] == ["run", "--init"] and "--rm" not in argv
+    assert Path(argv[0]).name == "docker" and argv[1:5] == ["run", "--pull", "never", "--init"] and "--rm" not in argv
     assert argv[argv.index("--workdir") + 1] == "/runs/x/wd" and argv[argv.index("--name") + 1] == "runyard-r1-0"
     assert argv[argv.index("--user") + 1] == f"{os.getuid()}:{os.getgid()}"
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "--volume"] == ["/runs/x/wd:/runs/x/wd", "/ws:/ws",
@@ -252,6 +252,18 @@ def test_docker_settings_are_checked_and_travel_in_the_spec(tmp_path):
     with pytest.warns(RunyardWarning, match="use_docker=False wins"):
         off = Estimator(tmp_path, entry_script="t.py", custom_docker_image="img:1", use_docker=False).environment()
     assert not off.docker.enabled
+
+
+def test_image_names_are_checked_and_split_as_docker_does():
+    from runyard.environments.docker import check_image_name, split_tag
+
+    for name in ("digits:1", "team/digits:v2", "localhost:5000/a/b:c", "runyard/base:bookworm", "a__b.c-d"):
+        assert check_image_name(name) == name
+    for bad in ("Digits:1", "a::b", "x y", ":t", "a/", ""):
+        with pytest.raises(ConfigError, match="not an image name Docker takes"):
+            check_image_name(bad)
+    assert split_tag("a/b:c") == ("a/b", "c") and split_tag("a") == ("a", "latest")
+    assert split_tag("localhost:5000/a") == ("localhost:5000/a", "latest")  # a registry's port is not a tag
 
 
 def test_client_requirements_stay_in_step_with_pyproject():
