@@ -105,7 +105,7 @@ class Workspace(WorkspaceContext):
     def logger(self) -> "MetricLogger":
         from runyard.context.logger import logger_for
 
-        return logger_for(self.metadata, self.path / "spool")
+        return logger_for(self.metadata, self.path / "spool", self.journal_dir)
 
     # -- contents -----------------------------------------------------------------------------
     @property

@@ -100,6 +100,19 @@ def store(workspace):
     return workspace.metadata
 
 
+def wait_for(condition, timeout: float = 60.0, what: str = "the condition", interval: float = 0.05):
+    """Wait until ``condition()`` is true (its value is returned); fail naming ``what`` after ``timeout`` seconds.
+    Tests wait for states this way, never sleep-then-assert: a slow or busy machine only makes them slower."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
 def run_python(code: str, env: dict | None = None, cwd: str | Path | None = None, timeout: float = 120, check: bool = True):
     """Run a Python snippet in a fresh interpreter (a real separate process), returning the CompletedProcess."""
     full_env = {**os.environ, **(env or {})}

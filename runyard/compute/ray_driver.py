@@ -225,6 +225,7 @@ class NodeAgent:
         """This node's ``outputs/`` and the script's ``logs/`` into the run (files of the same name: last wins)."""
         for pipe in self._pipes:
             pipe.close(1.0)
+        self.ws.replay_journals(self._say)  # values a process of this node logged but did not store before it died
         count = 0
         for folder in ("outputs", "logs"):
             path = self.workdir / folder

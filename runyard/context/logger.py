@@ -1,10 +1,13 @@
 """Metric logging that never slows training and never loses data.
 
-``log()`` appends to an in-memory queue (a few microseconds). A background thread drains it in batches of up to
+``log()`` appends to this process's metric journal (runyard.store.journal: a memory-mapped file that outlives a
+crash of the process) and to an in-memory queue (a few microseconds). A background thread drains it in batches of up to
 ``RUNYARD_LOG_BATCH_SIZE`` values, one transaction each. A failed write is kept and retried with backoff, and
 reported on stderr once per outage; it never raises into the user's script. ``flush()`` waits until everything
 logged before it is stored. At process exit (atexit, SIGTERM) the queue is flushed; values that still cannot be
-written are saved to a spool file that ``runyard sync`` writes to the store later.
+written are saved to a spool file that ``runyard sync`` writes to the store later. Every write names the journal
+values it holds, so the store keeps each value once however often it is written again (a retry, a spool file, the
+replay of the journal of a process that died).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from pathlib import Path
 
 from runyard import env_vars
 from runyard.context import wakeup
+from runyard.store import journal
 from runyard.store.metadata import MetricRecord, TrackingStore
 
 _DEFAULT_BATCH = 20_000
@@ -41,15 +45,21 @@ class _Flush:
 class MetricLogger:
     """Batches metric records for one metadata store (one per store per process)."""
 
-    def __init__(self, store: TrackingStore, spool_dir: str | os.PathLike | None = None) -> None:
+    def __init__(self, store: TrackingStore, spool_dir: str | os.PathLike | None = None,
+                 journal_dir: str | os.PathLike | None = None) -> None:
         self.store = store
         self.spool_dir = Path(spool_dir) if spool_dir else None
+        self.journal_dir = Path(journal_dir) if journal_dir else None
         self.batch_size = int(os.environ.get(env_vars.LOG_BATCH_SIZE, _DEFAULT_BATCH))
         self.interval = float(os.environ.get(env_vars.LOG_FLUSH_INTERVAL, _DEFAULT_INTERVAL))
         self.max_backlog = int(os.environ.get(env_vars.LOG_MAX_BACKLOG, _DEFAULT_MAX_BACKLOG))
         self._reset()
 
     def _reset(self) -> None:
+        self._journal: journal.Journal | None = None  # opened at the first value
+        self._journal_failed = False
+        self._seq = 0  # the journal sequence number of the first value not yet written (or spooled)
+        self._append_lock = threading.Lock()  # the journal and the queue take values in the same order
         self._queue: deque = deque()
         self._pending: list[MetricRecord] = []  # taken from the queue, not yet written
         self._waiting: list[_Flush] = []  # flush markers behind the pending batch
@@ -65,7 +75,13 @@ class MetricLogger:
     # -- producer side (the user's threads) --------------------------------------------------
     def log(self, record: MetricRecord) -> None:
         queue = self._queue
-        queue.append(record)
+        with self._append_lock:
+            kept = self._journal
+            if kept is None:
+                kept = self._open_journal()
+            if kept is not None:
+                kept.append(record)
+            queue.append(record)
         if self._thread is None:
             self._start()
         elif len(queue) >= self.batch_size:
@@ -82,6 +98,22 @@ class MetricLogger:
             self._start()
         self._wake.set()
         return marker.done.wait(timeout) and not self._spilled
+
+    def _open_journal(self) -> journal.Journal | None:
+        if self._journal_failed or self.journal_dir is None:
+            return None
+        try:
+            self._journal = journal.Journal(self.journal_dir)
+        except OSError as exc:  # e.g. a read-only workspace: log as before, without the crash guarantee
+            self._journal_failed = True
+            _warn(f"no metric journal in {self.journal_dir} ({exc}); values logged shortly before a crash can be lost")
+        return self._journal
+
+    def _journal_ref(self, count: int) -> tuple[str, int] | None:
+        """What the next ``count`` values to store are in the journal (None without one); moves past them."""
+        first = self._seq
+        self._seq += count
+        return None if self._journal is None else (self._journal.name, first)
 
     def _start(self) -> None:
         with self._start_lock:
@@ -131,7 +163,9 @@ class MetricLogger:
                 return
 
     def _write(self, batch: list[MetricRecord]) -> bool:
-        if self._attempt(lambda: self.store.log_batch(metrics=batch), f"write {len(batch)} metric values"):
+        ref = None if self._journal is None else (self._journal.name, self._seq)
+        if self._attempt(lambda: self.store.log_batch(metrics=batch, journal=ref), f"write {len(batch)} metric values"):
+            self._seq += len(batch)
             return True
         self._pending = batch
         if len(batch) + len(self._queue) > self.max_backlog:
@@ -157,7 +191,7 @@ class MetricLogger:
         """An outage with more than ``max_backlog`` values waiting: move them to disk instead of memory."""
         records, markers = self._take_all()
         self._waiting.extend(markers)  # released once what came before them is stored or spilled
-        path = spool(records, self.spool_dir)
+        path = spool(records, self.spool_dir, self._journal_ref(len(records)))
         self._spilled.append(path)
         _warn(f"{len(records)} metric values are waiting for {_where(self.store)}; saved to {path} and written "
               "automatically when it is reachable again")
@@ -189,12 +223,16 @@ class MetricLogger:
     def close(self, timeout: float = 30.0) -> None:
         """Flush; whatever still cannot be stored goes to a spool file (never dropped)."""
         if self.flush(timeout):
+            with self._io_lock, self._append_lock:
+                if self._journal is not None and not self._queue and not self._pending:
+                    self._journal.close(remove=True)  # every value is stored
+                    self._journal, self._seq = None, 0  # values logged later (exit callbacks) go to a new one
             return
         with self._io_lock:  # the writer may be mid-retry: take its batch only between attempts
             records, _ = self._take_all()
             paths, self._spilled = list(self._spilled), []
         if records:
-            paths.append(spool(records, self.spool_dir))
+            paths.append(spool(records, self.spool_dir, self._journal_ref(len(records))))
         if paths:
             _warn(
                 f"metric values could not be written to {_where(self.store)} ({self.last_error}); they are saved to "
@@ -202,11 +240,14 @@ class MetricLogger:
             )
 
 
-def spool(records: list[MetricRecord], spool_dir: Path | None) -> Path:
+def spool(records: list[MetricRecord], spool_dir: Path | None, ref: tuple[str, int] | None = None) -> Path:
+    """Save values to a spool file; ``ref``: which journal values they are (its first line says so)."""
     folder = spool_dir or Path.home() / ".runyard" / "spool"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"metrics-{os.getpid()}-{time.time_ns()}.jsonl"
     with open(path, "w", encoding="utf-8") as out:
+        if ref is not None:
+            out.write(json.dumps({"journal": ref[0], "first": ref[1]}) + "\n")
         for r in records:
             out.write(json.dumps(r._asdict(), allow_nan=True) + "\n")
     return path
@@ -214,9 +255,17 @@ def spool(records: list[MetricRecord], spool_dir: Path | None) -> Path:
 
 def replay_file(store: TrackingStore, path: Path) -> int:
     """Write one spool file in a single transaction (a retry after a failure cannot duplicate), then delete it."""
+    ref = None
+    records = []
     with open(path, encoding="utf-8") as f:
-        records = [MetricRecord(**json.loads(line)) for line in f if line.strip()]
-    store.log_batch(metrics=records)
+        for line in f:
+            if line.strip():
+                item = json.loads(line)
+                if "journal" in item:
+                    ref = (item["journal"], item["first"])
+                else:
+                    records.append(MetricRecord(**item))
+    store.log_batch(metrics=records, journal=ref)
     path.unlink()
     return len(records)
 
@@ -250,14 +299,15 @@ _exit_hooks_installed = False
 _exit_callbacks: list = []
 
 
-def logger_for(store: TrackingStore, spool_dir: str | os.PathLike | None = None) -> MetricLogger:
+def logger_for(store: TrackingStore, spool_dir: str | os.PathLike | None = None,
+               journal_dir: str | os.PathLike | None = None) -> MetricLogger:
     key = getattr(store, "url", str(id(store)))
     logger = _loggers.get(key)
     if logger is None:
         with _loggers_lock:
             logger = _loggers.get(key)
             if logger is None:
-                logger = _loggers[key] = MetricLogger(store, spool_dir)
+                logger = _loggers[key] = MetricLogger(store, spool_dir, journal_dir)
                 _install_exit_hooks()
     return logger
 
@@ -323,6 +373,8 @@ def _after_fork_in_child() -> None:
     global _loggers_lock
     _loggers_lock = threading.Lock()
     for logger in _loggers.values():
+        if logger._journal is not None:
+            logger._journal.abandon()  # the parent's: its values are the parent's to store
         logger._reset()
     wakeup.after_fork_in_child()
 

@@ -415,6 +415,7 @@ class Supervisor:
             proc.close()
         for pipe in self._rank_pipes:
             pipe.close()
+        self.ws.replay_journals(self.say)  # values a process that died had logged but not stored
         try:
             self._sync_logs()
             self._upload_outputs()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import uuid
 from functools import cached_property
 from pathlib import Path
@@ -15,6 +16,7 @@ from urllib.parse import urlparse
 
 from runyard import env_vars
 from runyard.errors import ConfigError, WorkspaceError
+from runyard.store import journal
 
 if TYPE_CHECKING:
     from runyard.store.artifacts import ArtifactStore
@@ -69,7 +71,19 @@ class WorkspaceContext:
     def metadata(self) -> "MetadataStore":
         from runyard.store.metadata import open_metadata_store
 
-        return open_metadata_store(self.tracking_uri)
+        store = open_metadata_store(self.tracking_uri)
+        _replay_journals(store, self.journal_dir)  # what processes that died left unstored
+        return store
+
+    def replay_journals(self, say=None) -> int:
+        """Store what the metric journals of this workspace's ended processes hold (a run's finalizer calls it
+        once the run's processes are gone); a store error is reported with ``say``, and the journals wait."""
+        return _replay_journals(self.metadata, self.journal_dir, say)
+
+    @property
+    def journal_dir(self) -> Path:
+        """Where this workspace's logging processes keep their metric journals (runyard.store.journal)."""
+        return journal.folder_for(self.path, self.tracking_uri)
 
     @cached_property
     def artifacts(self) -> "ArtifactStore":
@@ -108,6 +122,26 @@ class WorkspaceContext:
             _write_json(config, {"name": _default_name(self.path)})
         return _read_config(config)
 
+
+
+def _replay_journals(store, folder: Path, say=None) -> int:
+    """Replay the metric journals of dead processes (runyard.store.journal); a store error is reported, not raised
+    (the journals stay for the next try). Return the values found in the journals replayed."""
+    if not folder.is_dir():
+        return 0
+    try:
+        count, values = journal.replay(store, folder)
+    except Exception as exc:  # noqa: BLE001 - opening a workspace must not fail because a replay cannot finish now
+        message = f"metric journals in {folder} not replayed yet: {exc}"
+        (say or _warn)(message)
+        return 0
+    if count:
+        (say or _warn)(f"replayed {count} metric journal(s) of ended processes ({values} values; stored once each)")
+    return values
+
+
+def _warn(message: str) -> None:
+    print(f"runyard: {message}", file=sys.stderr, flush=True)
 
 
 def default_home() -> Path:

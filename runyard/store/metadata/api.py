@@ -136,8 +136,13 @@ class TrackingStore(ABC):
         metrics: Sequence[MetricRecord] = (),
         params: Iterable[tuple[str, str, str]] = (),
         tags: Iterable[tuple[str, str, str]] = (),
+        journal: tuple[str, int] | None = None,
     ) -> None:
-        """Write metrics, params ``(run_id, key, value)`` and tags ``(run_id, key, value)`` in one transaction."""
+        """Write metrics, params ``(run_id, key, value)`` and tags ``(run_id, key, value)`` in one transaction.
+
+        ``journal=(name, first)``: the metrics are values ``first …`` of that metric journal (runyard.store.journal);
+        values the journal's mark says are stored already are skipped, and the mark moves past them in the same
+        transaction, so writing a journal's values again (a retry, a replay after a crash) stores each once."""
 
     def log_metric(self, record: MetricRecord) -> None:
         self.log_batch(metrics=[record])

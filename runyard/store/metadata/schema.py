@@ -199,3 +199,13 @@ run_inputs = Table(
     Column("details", Text, nullable=False),  # JSON: datastore and path for a data reference
     Index(None, "dataset_id"),
 )
+
+# How far each metric journal (runyard.store.journal: one per logging process) is stored: written in the same
+# transaction as the values, so a journal replayed after its process died stores each value exactly once.
+journal_marks = Table(
+    "journal_marks",
+    metadata,
+    Column("journal", String(255), primary_key=True),
+    Column("seq", BigInteger, nullable=False),  # values 0 … seq-1 of the journal are stored
+    Column("updated_at", Double, nullable=False),
+)

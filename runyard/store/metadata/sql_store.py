@@ -362,12 +362,15 @@ class SqlMetadataStore(MetadataStore):
         metrics: Sequence[MetricRecord] = (),
         params: Iterable[tuple[str, str, str]] = (),
         tags: Iterable[tuple[str, str, str]] = (),
+        journal: tuple[str, int] | None = None,
     ) -> None:
-        rows = [metric_tuple(m) for m in metrics]
         param_rows = [{"run_id": r, "key": k, "value": v} for r, k, v in params]
         tag_rows = [{"run_id": r, "key": k, "value": v} for r, k, v in tags]
         try:
             with self._write("log values") as conn:
+                if journal is not None:
+                    metrics = self._past_mark(conn, journal, metrics)
+                rows = [metric_tuple(m) for m in metrics]
                 if rows:
                     self._insert_metrics(conn, rows)
                     self._upsert_latest(conn, latest_rows(rows))
@@ -379,6 +382,19 @@ class SqlMetadataStore(MetadataStore):
                     conn.execute(upsert, tag_rows)
         except IntegrityError as exc:
             raise NotFound(f"cannot log to a run that does not exist: {str(exc.orig).splitlines()[0]}") from exc
+
+    def _past_mark(self, conn: Connection, journal: tuple[str, int], metrics: Sequence[MetricRecord]) -> Sequence[MetricRecord]:
+        """The values of ``metrics`` (journal values ``first …``) not stored yet; move the journal's mark past them."""
+        name, first = journal
+        marks = t.journal_marks
+        query = select(marks.c.seq).where(marks.c.journal == name)
+        stored = conn.execute(query.with_for_update() if self.dialect == "postgresql" else query).scalar() or 0
+        end = first + len(metrics)
+        if stored >= end:
+            return ()
+        ins = self._insert(marks).values(journal=name, seq=end, updated_at=time.time())
+        conn.execute(ins.on_conflict_do_update(index_elements=["journal"], set_={"seq": end, "updated_at": ins.excluded.updated_at}))
+        return metrics[stored - first:] if stored > first else metrics
 
     def _insert_metrics(self, conn: Connection, rows: list[tuple]) -> None:
         # The hot path goes to the driver directly: SQLAlchemy's per-row processing would double the writer's
