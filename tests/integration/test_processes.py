@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import run_python
+from conftest import wait_for, run_python
 from runyard import Experiment
 
 pytestmark = pytest.mark.integration
@@ -296,10 +296,14 @@ def test_a_killed_process_leaves_no_run_running_forever(workspace, monkeypatch):
     assert workspace.get_run(run_id).get_status() == "Running"  # alive: its heartbeat is fresh
     proc.kill()  # SIGKILL: no atexit, no signal handler
     proc.wait()
-    time.sleep(2)
-    workspace.metadata._last_reap = float("-inf")  # the reaper runs at most every few seconds per process
+
+    def reaped() -> bool:
+        workspace.metadata._last_reap = float("-inf")  # the reaper runs at most every few seconds per process
+        return workspace.get_run(run_id).get_status() == "Failed"
+
+    wait_for(reaped, 30, "the run whose process died to be failed")
     run = workspace.get_run(run_id)
-    assert run.get_status() == "Failed" and run.get_details()["error"]["code"] == "HeartbeatLost"
+    assert run.get_details()["error"]["code"] == "HeartbeatLost"
     assert workspace.get_run(child_id).get_status() == "Failed"
     assert run.get_details()["endTimeUtc"] is not None
 

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from conftest import run_python
+from conftest import run_python, wait_for
 from runyard import ComputeError, Experiment, NotFound, RunFailed, ScriptRunConfig, Workspace
 from runyard.compute import get_target
 from runyard.train.estimator import Estimator
@@ -144,8 +144,7 @@ def test_killed_supervisor_is_failed_by_the_next_reader(tmp_path, project, monke
         time.sleep(0.2)
     info = ws.metadata.get_run(run.id)
     assert info.status.value == "Failed" and info.error["code"] == "HeartbeatLost"
-    time.sleep(0.2)
-    assert _gone(script_pid)  # the script does not run on unsupervised
+    wait_for(lambda: _gone(script_pid), 10, "the script to end with its supervisor")  # it does not run on unsupervised
 
 
 def test_a_gigabyte_of_output_is_capped_and_the_run_finishes(ws, project, monkeypatch):
@@ -161,11 +160,9 @@ def test_a_gigabyte_of_output_is_capped_and_the_run_finishes(ws, project, monkey
 
 def test_queue_runs_in_order_within_capacity(ws, project, monkeypatch, capsys):
     monkeypatch.setenv("RUNYARD_LOCAL_MAX_RUNS", "1")
-    runs = [submit(ws, project, "sleep", "0.5") for _ in range(3)]
-    deadline = time.monotonic() + 15
-    while runs[0].get_status() == "Queued":  # the first takes the one slot (later on a loaded machine)
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    # The first holds the one slot long enough for the others to be seen waiting, however slow the machine.
+    runs = [submit(ws, project, "sleep", seconds) for seconds in ("3", "0.3", "0.3")]
+    wait_for(lambda: runs[0].get_status() != "Queued", 60, "the first run to take the slot")
     statuses = [r.get_status() for r in runs]
     assert statuses.count("Queued") >= 2, statuses
     assert get_target(ws, "local").describe(runs[2].id).details["queue_position"] in (0, 1)
@@ -180,9 +177,9 @@ def test_queue_runs_in_order_within_capacity(ws, project, monkeypatch, capsys):
 
 def test_cancel_while_queued_never_starts(ws, project, monkeypatch):
     monkeypatch.setenv("RUNYARD_LOCAL_MAX_RUNS", "1")
-    first = submit(ws, project, "sleep", "2")
+    first = submit(ws, project, "sleep", "600")
     queued = submit(ws, project, "sleep", "0")
-    time.sleep(0.3)
+    wait_for(lambda: first.get_status() == "Running", 60, "the first run to start")
     assert queued.get_status() == "Queued"
     queued.cancel()
     assert queued.get_status() == "Canceled" and queued.get_details()["startTimeUtc"] is None
