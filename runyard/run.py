@@ -68,12 +68,12 @@ class _RunBase(ABC):
         self._steps: dict[str, int] = {}
 
     def _record(self, name: str, value: Any, kind: str, step: int | None) -> None:
+        if type(name) is not str or name not in self._names:
+            validation.key(name, "metric name")
+            self._names.add(name)
         name = self._rank_name(name)
         if name is None:
             return
-        if name not in self._names:
-            validation.key(name, "metric name")
-            self._names.add(name)
         if step is None:
             step = self._steps.get(name, 0)
         self._steps[name] = step + 1
@@ -112,7 +112,7 @@ class _RunBase(ABC):
             value: int, float (NaN and ±inf kept), bool, str, or a numpy/torch scalar.
             step: the x position; by default 0, 1, 2… per metric name.
         """
-        self._record(name, validation.metric_value(name, value), "scalar", None if step is None else int(step))
+        self._record(name, validation.metric_value(name, value), "scalar", None if step is None else validation.step(name, step))
 
     def log_list(self, name: str, value: Iterable[Any], description: str = "") -> None:
         """Log a list of numbers or strings; reads back as a list even with one element."""

@@ -1,6 +1,7 @@
 """Checks on what users pass in: names, metric values, artifact paths. Errors say what to do instead."""
 from __future__ import annotations
 
+import math
 import numbers
 import posixpath
 import re
@@ -96,7 +97,27 @@ def table(name: str, columns: Any) -> dict[str, list]:
     for col, values in columns.items():
         key(col, "column name")
         out[col] = metric_list(f"{name}.{col}", values) if not _scalar(values) else [metric_value(name, values)]
+    lengths = {col: len(values) for col, values in out.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValidationError(f"table {name!r}: every column needs the same number of values, got "
+                              + ", ".join(f"{col}: {n}" for col, n in lengths.items()))
     return out
+
+
+_STEP_RANGE = (-(2**63), 2**63 - 1)
+
+
+def step(name: str, value: Any) -> int:
+    """A metric's ``step=``: an integer (Python or numpy; a float only when whole) that fits 64 bits."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValidationError(f"metric {name!r}: step must be an integer, got {value!r} ({type(value).__name__})")
+    if not isinstance(value, numbers.Integral):
+        if not math.isfinite(value) or value != int(value):
+            raise ValidationError(f"metric {name!r}: step must be an integer, got {value!r}")
+    value = int(value)
+    if not _STEP_RANGE[0] <= value <= _STEP_RANGE[1]:
+        raise ValidationError(f"metric {name!r}: step {value} does not fit in 64 bits")
+    return value
 
 
 def row(name: str, values: dict[str, Any]) -> dict[str, Any]:

@@ -325,16 +325,21 @@ from runyard.cli import (
 
 @app.command()
 @friendly
-def ui(host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (non-loopback: read-only without a token)."),
+def ui(host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (beyond loopback a token is required)."),
        port: int = typer.Option(5600, "--port", help="Port."),
        token: Optional[str] = typer.Option(None, "--token", envvar="RUNYARD_UI_TOKEN",
-                                           help="Changes (cancel, TensorBoard) need `Authorization: Bearer TOKEN`.")) -> None:
+                                           help="Every API request needs it (generated when --host is not loopback)."),
+       allow_host: list[str] = typer.Option([], "--allow-host",
+                                            help="Another name the studio may be reached under (the Host header).")) -> None:
     """The web studio: runs (live), metrics, logs, models, services, datasets, compute, environments."""
-    from runyard.ui import is_loopback, serve
+    from runyard.ui import serve, studio_token
 
-    mode = "read-only" if not token and not is_loopback(host) else "token required for changes" if token else "read-write"
-    console.print(f"runyard studio on http://{host}:{port}/ ({mode}); Ctrl-C stops it", highlight=False)
-    serve(current_workspace(), host=host, port=port, token=token)
+    token = studio_token(host, token)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    console.print(f"runyard studio on {url}" + (" (the token is needed: open this URL)" if token else "")
+                  + "; Ctrl-C stops it", highlight=False, soft_wrap=True)
+    serve(current_workspace(), host=host, port=port, token=token, allow_hosts=tuple(allow_host))
 
 
 @app.command()

@@ -9,6 +9,7 @@ import difflib
 import math
 import numbers
 import os
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -183,9 +184,24 @@ def collect_inputs(*groups: Any) -> tuple[dict[str, Any], ...]:
     return tuple(found.values())
 
 
-def normalize_arguments(arguments: Sequence[Any]) -> tuple[str, ...]:
+def argument_list(arguments: Sequence[Any] | str) -> list[Any]:
+    """The arguments as a list; one string is split as a shell would (``"--lr 0.1 --name 'a b'"``), which is what
+    Azure ML users write when they give a command line (its ScriptRunConfig took a list or a str)."""
+    if isinstance(arguments, str):
+        try:
+            return shlex.split(arguments)
+        except ValueError as exc:
+            raise ValidationError(f"arguments {arguments!r} cannot be split like a command line: {exc}") from None
+    if isinstance(arguments, bytes) or not isinstance(arguments, Sequence):
+        raise ValidationError(f"arguments must be a list, e.g. ['--lr', 0.01], or a command line string, "
+                              f"got {type(arguments).__name__}")
+    return list(arguments)
+
+
+def normalize_arguments(arguments: Sequence[Any] | str) -> tuple[str, ...]:
     """str/int/float/bool arguments become strings (``0.01`` → ``"0.01"``, ``True`` → ``"True"``)."""
-    if isinstance(arguments, (str, bytes)) or not isinstance(arguments, Sequence):
+    arguments = argument_list(arguments)
+    if not isinstance(arguments, Sequence):
         raise ValidationError(f"arguments must be a list, e.g. ['--lr', 0.01], got {type(arguments).__name__}")
     return tuple(_argument(value, f"arguments[{i}]") for i, value in enumerate(arguments))
 

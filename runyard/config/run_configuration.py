@@ -20,6 +20,7 @@ from typing import Any
 from runyard.config.conda_dependencies import CondaDependencies
 from runyard.config.distributed import MpiConfiguration, PyTorchConfiguration, TensorflowConfiguration
 from runyard.config.environment import Environment
+from runyard.config.job import argument_list
 from runyard.errors import ConfigError, warn
 
 AZURE_IMAGE_PREFIX = "mcr.microsoft.com/azureml/"
@@ -60,7 +61,7 @@ class RunConfiguration:
                  communicator: str = "None", conda_dependencies: CondaDependencies | None = None,
                  _history_enabled: bool = True, _path: str | None = None, _name: str | None = None) -> None:
         self.script = script
-        self.arguments = list(arguments or [])
+        self.arguments = argument_list(arguments or [])
         self.target: Any = "local"
         self.framework = framework
         self.communicator = communicator

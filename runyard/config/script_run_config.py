@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from runyard.config.environment import Environment
-from runyard.config.job import JobSpec, build_job
+from runyard.config.job import JobSpec, argument_list, build_job
 from runyard.config.run_configuration import DockerConfiguration, RunConfiguration
 from runyard.errors import ConfigError, ValidationError
 
@@ -55,7 +55,7 @@ class ScriptRunConfig:
         self.run_config = run_config if run_config is not None else RunConfiguration()
         self._placeholder_env = None if run_config is not None else self.run_config.environment
         self.script = script if script is not None else self.run_config.script
-        self.arguments = list(arguments) if arguments is not None else list(self.run_config.arguments)
+        self.arguments = argument_list(arguments) if arguments is not None else list(self.run_config.arguments)
         if compute_target is not None:
             self.run_config.target = compute_target
         if environment is not None:

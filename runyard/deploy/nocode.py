@@ -27,6 +27,8 @@ def rows_of(raw: str) -> list:
         data = json.loads(raw)
     except ValueError as exc:
         raise ValueError(f"the request body is not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("the request body is nested too deeply to be a table of rows") from None
     if isinstance(data, dict):
         if "data" not in data:
             raise ValueError('expected {"data": [[...], ...]}: the body has no "data" key')

@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from runyard import webguard
+
 log = logging.getLogger("runyard.service")
 
 
@@ -168,11 +170,18 @@ def build_app(service_dir: Path):
             log.error("run() returned %s, which JSON cannot hold: %s", type(result).__name__, exc)
             await _respond(send, 500, {"error": f"run() returned a {type(result).__name__} that is not JSON: {exc}"})
 
+    allowed = webguard.allowed_hosts(spec.get("host", "127.0.0.1"))
+
     async def front(scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/score":
-            await score(scope, receive, send)
-        else:
-            await app(scope, receive, send)
+        if scope["type"] == "http":
+            # A foreign Host (DNS rebinding) or a browser page of another origin posting here is refused; programs
+            # (curl, requests, Azure's clients) send no Origin and are served as before.
+            refused = webguard.refusal(scope["method"], webguard.asgi_headers(scope), allowed)
+            if refused is not None:
+                return await _respond(send, refused[0], {"error": refused[1]})
+            if scope["path"] == "/score":
+                return await score(scope, receive, send)
+        await app(scope, receive, send)
 
     return front, spec
 

@@ -1,10 +1,12 @@
 """The web studio: a JSON API over the workspace's stores and one static page that draws it (no Node at run time).
 
-    runyard ui [--host 127.0.0.1] [--port 5600] [--token T]
+    runyard ui [--host 127.0.0.1] [--port 5600] [--token T] [--allow-host NAME]
 
-Everything is read through the store APIs. On a loopback host the studio may cancel runs; on any other host it is
-read-only unless a token is configured (then a request that changes something needs ``Authorization: Bearer T``).
-The page builds every element from text (``textContent``), so run names, tags, metric names and log lines are never
+Everything is read through the store APIs. Who may ask (runyard.webguard): the ``Host`` header must name this
+server (DNS rebinding), and a request that changes something (cancel, TensorBoard) must come from the studio's own
+page (same origin, the page's header). With a token — always when the studio is served beyond loopback (one is
+generated and printed when none is given, as Jupyter does) — every API request needs it: ``Authorization: Bearer
+T``, or the cookie that opening ``/?token=T`` sets. The page builds every element from text (``textContent``), so run names, tags, metric names and log lines are never
 taken as HTML.
 """
 from __future__ import annotations
@@ -19,11 +21,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from http.cookies import CookieError, SimpleCookie
+from urllib.parse import parse_qsl, quote
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from runyard import webguard
 from runyard.config.job import JobSpec
 from runyard.errors import NotFound, RunyardError, ValidationError
 from runyard.hyperdrive.config import PRIMARY_METRIC, primary_metric
@@ -43,28 +48,79 @@ def _json_value(v: Any) -> Any:
     return v
 
 
-def create_app(workspace: "Workspace", *, token: str | None = None, read_only: bool | None = None) -> FastAPI:
+def content_disposition(kind: str, name: str) -> str:
+    """RFC 6266: a plain ASCII ``filename`` for old clients (quotes, backslashes, control and non-ASCII characters
+    replaced) and the exact name as RFC 5987 ``filename*=UTF-8''…``."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name) or "download"
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+TOKEN_COOKIE = "runyard_token"
+
+
+class Guard:
+    """ASGI middleware in front of the studio: Host and origin rules (runyard.webguard) and the token."""
+
+    def __init__(self, app, allowed: frozenset[str] | None, token: str | None) -> None:
+        self.app, self.allowed, self.token = app, allowed, token
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = webguard.asgi_headers(scope)
+        refused = webguard.refusal(scope["method"], headers, self.allowed, page_header=True)
+        if refused is None and self.token:
+            refused = self._token_refusal(scope, headers)
+            if refused == "cookie":  # /?token=T: remember it in a cookie and show the page without it in the URL
+                return await _send(send, 303, b"", [(b"location", b"/"), (b"set-cookie", (
+                    f"{TOKEN_COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/").encode())])
+        if refused is not None:
+            status, message = refused
+            return await _send(send, status, json.dumps({"error": message}).encode(),
+                               [(b"content-type", b"application/json")])
+        await self.app(scope, receive, send)
+
+    def _token_refusal(self, scope, headers: dict[str, str]):
+        path = scope["path"]
+        given = [headers.get("authorization", "").removeprefix("Bearer ").strip()]
+        given += [v for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1")) if k == "token"]
+        cookies = SimpleCookie()
+        try:
+            cookies.load(headers.get("cookie", ""))
+        except CookieError:
+            pass
+        if TOKEN_COOKIE in cookies:
+            given.append(cookies[TOKEN_COOKIE].value)
+        ok = any(g and _secrets.compare_digest(g.encode(), self.token.encode()) for g in given)
+        if path == "/" and ok and b"token=" in scope.get("query_string", b""):
+            return "cookie"
+        if ok or not path.startswith("/api/"):  # the page and its static files hold no data
+            return None
+        return 401, "this studio needs its token: open the URL it printed (/?token=…) or send Authorization: Bearer TOKEN"
+
+
+async def _send(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(workspace: "Workspace", *, token: str | None = None, host: str = "127.0.0.1",
+               allow_hosts: tuple[str, ...] = ()) -> FastAPI:
+    """The studio for ``workspace``, served on ``host`` (names in ``allow_hosts`` are accepted as Host too)."""
     # (fastapi is imported with this module: routes' annotations such as Request must resolve at module level)
     from runyard.run import Run
     from runyard.status import RunStatus
 
     ws = workspace
     app = FastAPI(title="runyard studio", docs_url=None, redoc_url=None)
-    app.state.read_only = bool(read_only)
     app.state.token = token
+    app.add_middleware(Guard, allowed=webguard.allowed_hosts(host, allow_hosts), token=token)
 
     @app.exception_handler(RunyardError)
     async def _runyard_error(_request: Request, exc: RunyardError):
         status = 404 if isinstance(exc, NotFound) else 400 if isinstance(exc, (ValidationError, ValueError)) else 409
         return JSONResponse({"error": str(exc)}, status_code=status)
-
-    def _allowed(request: Request) -> None:
-        if app.state.token:
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not _secrets.compare_digest(given, app.state.token):
-                raise HTTPException(401, "this studio needs its token for changes: Authorization: Bearer <token>")
-        elif app.state.read_only:
-            raise HTTPException(403, "this studio is read-only (served on a non-loopback address without a token)")
 
     def _run(run_id: str) -> Run:
         return Run._by_id(ws, run_id)
@@ -90,8 +146,7 @@ def create_app(workspace: "Workspace", *, token: str | None = None, read_only: b
         store = ws.metadata
         experiments = [{"id": e.id, "name": e.name, "runs": store.count_runs(experiment_id=e.id, top_level_only=True)}
                        for e in store.list_experiments()]
-        return {"workspace": ws.name, "path": str(ws.path), "experiments": experiments,
-                "read_only": app.state.read_only and not app.state.token, "token": bool(app.state.token)}
+        return {"workspace": ws.name, "path": str(ws.path), "experiments": experiments, "token": bool(app.state.token)}
 
     @app.get("/api/runs")
     def runs(experiment: str | None = None, status: str | None = None, search: str | None = None,
@@ -179,7 +234,7 @@ def create_app(workspace: "Workspace", *, token: str | None = None, read_only: b
                     yield block
 
         media = "image/png" if name.endswith(".png") else "application/octet-stream"
-        disposition = "inline" if media.startswith("image/") else f'attachment; filename="{name}"'
+        disposition = content_disposition("inline" if media.startswith("image/") else "attachment", name)
         return StreamingResponse(chunks(), media_type=media, headers={"Content-Disposition": disposition})
 
     @app.get("/api/runs/{run_id}/logs")
@@ -234,15 +289,13 @@ def create_app(workspace: "Workspace", *, token: str | None = None, read_only: b
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.post("/api/runs/{run_id}/cancel")
-    def run_cancel(run_id: str, request: Request) -> dict[str, Any]:
-        _allowed(request)
+    def run_cancel(run_id: str) -> dict[str, Any]:
         run = _run(run_id)
         run.cancel()
         return {"id": run.id, "status": run.get_status()}
 
     @app.post("/api/runs/{run_id}/tensorboard")
-    def run_tensorboard(run_id: str, request: Request) -> dict[str, Any]:
-        _allowed(request)
+    def run_tensorboard(run_id: str) -> dict[str, Any]:
         from runyard.ui.tensorboard import start
 
         return start(ws, [run_id])

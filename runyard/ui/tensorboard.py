@@ -80,7 +80,7 @@ def start(ws: "Workspace", run_ids: list[str], port: int | None = None, wait: fl
             return {**state, "runs": names, "reused": True}
     port = port or _free_port()
     log = open(root / "tensorboard.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(root / "logs"),
+    proc = subprocess.Popen([sys.executable, "-m", "runyard.ui.tensorboard_server", "--logdir", str(root / "logs"),
                              "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "5"],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + wait

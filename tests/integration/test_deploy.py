@@ -70,8 +70,9 @@ def serve(tmp_path):
     return folder
 
 
-def post(url: str, body: bytes, key: str | None = None) -> tuple[int, str]:
-    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+def post(url: str, body: bytes, key: str | None = None, **more: str) -> tuple[int, str]:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {}),
+               **{k.replace("_", "-"): v for k, v in more.items()}}
     try:
         with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers), timeout=30) as resp:
             return resp.status, resp.read().decode()
@@ -156,6 +157,14 @@ def test_no_code_sklearn_and_onnx_and_bad_requests(ws, model, digits, tmp_path):
     assert status == 400 and 'no "data" key' in json.loads(text)["error"]
     status, text = post(plain.scoring_uri, json.dumps({"data": [["a", "b"]]}).encode())
     assert status == 400 and "the rows are not numbers of one shape" in json.loads(text)["error"]
+    status, text = post(plain.scoring_uri, b"[" * 50_000 + b"]" * 50_000)  # deeper than json can parse
+    assert status == 400 and "nested too deeply" in json.loads(text)["error"]
+    # Keyless on loopback: a page of another site cannot post (DNS rebinding: a foreign Host; or its Origin).
+    good = json.dumps({"data": X[:1].tolist()}).encode()
+    assert post(plain.scoring_uri, good, Origin="http://evil.example")[0] == 403
+    status, text = post(plain.scoring_uri, good, Host="evil.example")
+    assert status == 400 and "rebinding" in text
+    assert post(plain.scoring_uri, good, Origin=plain.scoring_uri.rsplit("/", 1)[0])[0] == 200  # its own origin
 
     pytest.importorskip("skl2onnx")
     pytest.importorskip("onnxruntime")

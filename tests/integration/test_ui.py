@@ -65,7 +65,7 @@ def client(studio):
 
     from runyard.ui.app import create_app
 
-    return TestClient(create_app(studio[0]))
+    return TestClient(create_app(studio[0]), base_url="http://127.0.0.1:5600")
 
 
 def test_runs_table_api_pages_sorts_filters_and_searches(client, studio):
@@ -113,20 +113,79 @@ def test_run_api_details_metrics_files_and_logs(client, studio):
     assert "accuracy" in compare["runs"][0]["series"]
 
 
-def test_a_non_loopback_studio_is_read_only_unless_a_token_is_set(studio):
+def test_only_the_studios_own_page_may_change_anything(studio):
     from fastapi.testclient import TestClient
 
     from runyard.ui.app import create_app
 
     ws, ids = studio
-    ro = TestClient(create_app(ws, read_only=True))
-    refused = ro.post(f"/api/runs/{ids['first']}/cancel")
-    assert refused.status_code == 403 and "read-only" in refused.text
-    assert ro.get("/api/runs").status_code == 200  # reading is fine
-    tokened = TestClient(create_app(ws, token="s3cret", read_only=True))
-    assert tokened.post(f"/api/runs/{ids['first']}/cancel").status_code == 401
-    done = tokened.post(f"/api/runs/{ids['first']}/cancel", headers={"Authorization": "Bearer s3cret"})
-    assert done.status_code == 409 and done.json()["error"]  # allowed, but a finished run cannot be canceled
+    client = TestClient(create_app(ws), base_url="http://127.0.0.1:5600")
+    cancel = f"/api/runs/{ids['first']}/cancel"
+    page = {"X-Runyard-Studio": "1", "Origin": "http://127.0.0.1:5600"}
+    # DNS rebinding: a foreign name in Host is refused, for reads too.
+    rebound = client.get("/api/summary", headers={"Host": "evil.example:5600"})
+    assert rebound.status_code == 400 and "rebinding" in rebound.json()["error"]
+    assert client.get("/api/summary", headers={"Host": "localhost:5600"}).status_code == 200
+    # Another origin, or no page header (what a no-cors fetch or a form can send), cannot change anything.
+    foreign = client.post(cancel, headers={"X-Runyard-Studio": "1", "Origin": "http://evil.example"})
+    assert foreign.status_code == 403 and "evil.example" in foreign.json()["error"]
+    assert client.post(cancel, headers={"Origin": "http://127.0.0.1:5600"}).status_code == 403
+    assert client.post(cancel, headers={**page, "Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert client.post(cancel).status_code == 403  # a script: add the header
+    done = client.post(cancel, headers=page)
+    assert done.status_code == 409 and done.json()["error"]  # allowed; a finished run cannot be canceled
+    # --allow-host adds a name.
+    named = TestClient(create_app(ws, allow_hosts=("studio.lan",)), base_url="http://studio.lan:5600")
+    assert named.get("/api/summary").status_code == 200
+
+
+def test_a_token_guards_every_api_request(studio):
+    from fastapi.testclient import TestClient
+
+    from runyard.ui import studio_token
+    from runyard.ui.app import create_app
+
+    assert studio_token("127.0.0.1", None) is None and studio_token("127.0.0.1", "t") == "t"
+    generated = studio_token("0.0.0.0", None)
+    assert generated and len(generated) >= 24 and generated != studio_token("0.0.0.0", None)
+    ws, ids = studio
+    client = TestClient(create_app(ws, token="s3cret", host="0.0.0.0"), base_url="http://192.0.2.7:5600")
+    assert client.get("/api/summary").status_code == 401
+    assert client.get("/api/summary", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/api/summary", headers={"Authorization": "Bearer s3cret"}).json()["token"] is True
+    assert client.get("/").status_code == 200  # the page itself holds no data
+    opened = client.get("/?token=s3cret", follow_redirects=False)
+    assert opened.status_code == 303 and "HttpOnly" in opened.headers["set-cookie"]
+    assert client.get("/api/summary").status_code == 200  # the cookie now
+    cancel = client.post(f"/api/runs/{ids['first']}/cancel", headers={"X-Runyard-Studio": "1"})
+    assert cancel.status_code == 409
+
+
+def test_file_downloads_name_any_file_safely(studio, tmp_path):
+    from runyard.ui.app import content_disposition
+
+    assert content_disposition("attachment", "model.pkl") == \
+        "attachment; filename=\"model.pkl\"; filename*=UTF-8''model.pkl"
+    header = content_disposition("attachment", 'résumé "v2"\r\nSet-Cookie: x.txt')
+    assert "\r" not in header and "\n" not in header
+    assert header.startswith('attachment; filename="r_sum_ _v2___Set-Cookie: x.txt"')
+    assert header.endswith("filename*=UTF-8''r%C3%A9sum%C3%A9%20%22v2%22%0D%0ASet-Cookie%3A%20x.txt")
+    header.encode("latin-1")  # what an HTTP header must be
+    ws, _ = studio
+    run = Experiment(ws, "files").start_logging(outputs=False)
+    for name in ("日本語.txt", 'quote".txt'):
+        (tmp_path / "f").write_text("content")
+        run.upload_file(f"outputs/{name}", str(tmp_path / "f"))
+    run.complete()
+    from fastapi.testclient import TestClient
+
+    from runyard.ui.app import create_app
+
+    client = TestClient(create_app(ws), base_url="http://127.0.0.1:5600")
+    for name in ("日本語.txt", 'quote".txt'):
+        got = client.get(f"/api/runs/{run.id}/file", params={"path": f"outputs/{name}"})
+        assert got.status_code == 200 and got.text == "content"
+        assert got.headers["content-disposition"].endswith("UTF-8''" + __import__("urllib.parse").parse.quote(name, safe=""))
 
 
 LIVE = textwrap.dedent('''
@@ -159,7 +218,7 @@ def test_logs_stream_live_and_cancel_stops_a_running_run(studio, tmp_path):
 
     ws, _ = studio
     run = _live_run(ws, tmp_path)
-    client = TestClient(create_app(ws))
+    client = TestClient(create_app(ws), base_url="http://127.0.0.1:5600")
     seen = []
     with client.stream("GET", f"/api/runs/{run.id}/logs", params={"rank": 0}) as stream:
         for line in stream.iter_lines():
@@ -168,7 +227,7 @@ def test_logs_stream_live_and_cancel_stops_a_running_run(studio, tmp_path):
                 if "tick 2" in "".join(seen):
                     break
     assert "tick 0" in "".join(seen)
-    answer = client.post(f"/api/runs/{run.id}/cancel").json()
+    answer = client.post(f"/api/runs/{run.id}/cancel", headers={"X-Runyard-Studio": "1"}).json()
     assert answer["status"] == "Canceled"
     assert run.wait_for_completion()["status"] == "Canceled"
 
@@ -191,6 +250,16 @@ def test_tensorboard_serves_the_runs_logs(studio, tmp_path):
         assert (Path(info["logdir"]) / "with_events" / "train" / "events.out.tfevents.1.host").exists()
         with urllib.request.urlopen(info["url"], timeout=30) as page:
             assert page.status == 200 and b"TensorBoard" in page.read()
+        # The same Host/Origin rules as the studio: a rebinding Host and a cross-origin POST are refused.
+        import urllib.error
+
+        for headers, method, code in (({"Host": "evil.example"}, "GET", 400),
+                                      ({"Origin": "http://evil.example"}, "POST", 403)):
+            request = urllib.request.Request(info["url"] + "data/environment", headers=headers, method=method, data=
+                                             b"" if method == "POST" else None)
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=30)
+            assert refused.value.code == code
         assert tb.start(ws, [run.id])["reused"]
     finally:
         assert tb.stop(ws, [run.id])
@@ -289,6 +358,64 @@ def test_browser_live_log_and_cancel(served, page, tmp_path):
     page.screenshot(path=str(SHOTS / "canceled-run.png"), full_page=True)
 
 
+CROSS_SITE_PAGE = """<!doctype html><script>
+window.attack = async (studio, runId) => {
+  const out = {};
+  try { await fetch(studio + "/api/runs/" + runId + "/cancel", {method: "POST", mode: "no-cors"}); out.noCors = "sent"; }
+  catch (e) { out.noCors = "blocked"; }
+  try { await fetch(studio + "/api/runs/" + runId + "/cancel", {method: "POST", headers: {"X-Runyard-Studio": "1"}});
+        out.withHeader = "answered"; }
+  catch (e) { out.withHeader = "blocked"; }
+  try { const r = await fetch(studio + "/api/summary"); out.read = await r.text(); }
+  catch (e) { out.read = "blocked"; }
+  return out;
+};
+</script>"""
+
+
+@pytest.mark.browser
+def test_browser_another_sites_page_cannot_cancel_or_read(served, page, tmp_path):
+    """A page of another origin (here: another local port) tries what a hostile page can: a no-cors POST (sent,
+    but refused for its origin and missing header), a POST with the header (its CORS preflight is never granted) and a
+    read (no CORS: the browser hides the answer). The run goes on; the page learns nothing."""
+    import http.server
+
+    ws, _, url = served
+    run = _live_run(ws, tmp_path)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text(CROSS_SITE_PAGE)
+    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(site), **kw)  # noqa: E731
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://127.0.0.1:{other.server_address[1]}/index.html")
+        out = page.evaluate("([studio, id]) => window.attack(studio, id)", [url, run.id])
+    finally:
+        other.shutdown()
+    assert out == {"noCors": "sent", "withHeader": "blocked", "read": "blocked"}, out
+    time.sleep(1)  # a cancel would have landed by now; the run must still be going
+    assert run.get_status() == "Running"
+    run.cancel()
+
+
+@pytest.mark.browser
+def test_browser_dns_rebinding_gets_400(served):
+    """Chromium resolves evil.example to 127.0.0.1 (as a rebinding attack makes it): the studio refuses that Host."""
+    chromium = _chromium()
+    playwright = pytest.importorskip("playwright.sync_api")
+    _, _, url = served
+    port = url.rsplit(":", 1)[1]
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                    args=["--no-sandbox", "--host-resolver-rules=MAP evil.example 127.0.0.1"])
+        tab = browser.new_page()
+        answer = tab.goto(f"http://evil.example:{port}/api/summary")
+        assert answer.status == 400 and "rebinding" in tab.content()
+        assert tab.goto(f"{url}/api/summary").status == 200
+        browser.close()
+
+
 def test_runyard_ui_command_serves_the_page_and_the_api(studio):
     import subprocess
     import sys
@@ -310,7 +437,7 @@ def test_runyard_ui_command_serves_the_page_and_the_api(studio):
             except OSError:
                 assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.poll() is not None else ""
                 time.sleep(0.2)
-        assert summary["read_only"] is False and summary["experiments"]
+        assert summary["token"] is False and summary["experiments"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
             assert b"runyard studio" in r.read()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/app.js", timeout=5) as r:

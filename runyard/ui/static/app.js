@@ -19,6 +19,8 @@ function svg(tag, attrs) {
   return node;
 }
 async function api(path, options) {
+  // The studio's own header: the server takes changes only from its page (another site cannot add it).
+  options = {...(options || {}), headers: {...((options || {}).headers || {}), "X-Runyard-Studio": "1"}};
   const r = await fetch(path, options);
   const body = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(body.error || body.detail || r.statusText);
@@ -74,7 +76,7 @@ const state = {experiment: "", status: "", search: "", sort: "-created", offset:
 
 async function runsPage() {
   const summary = await api("/api/summary");
-  document.getElementById("ws").textContent = summary.workspace + (summary.read_only ? " (read-only)" : "");
+  document.getElementById("ws").textContent = summary.workspace;
   const expSelect = el("select", {id: "experiment", onchange: e => { state.experiment = e.target.value; state.offset = 0; render(); }},
     el("option", {value: ""}, "all experiments"),
     summary.experiments.map(e => { const o = el("option", {value: e.name}, `${e.name} (${e.runs})`); if (e.name === state.experiment) o.selected = true; return o; }));
