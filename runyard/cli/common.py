@@ -12,7 +12,8 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
-from runyard.errors import RunyardError, ValidationError
+from runyard.errors import ConfigError, RunyardError, ValidationError
+from runyard.store.workspace_context import CONFIG_DIR, CONFIG_FILE
 
 app = typer.Typer(help="runyard: ML training runs, their metrics and files.", no_args_is_help=True, add_completion=False)
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
@@ -40,7 +41,14 @@ def current_workspace():
 
     folder = state["workspace"]
     # Like MLFLOW_TRACKING_URI for mlflow's CLI, the RUNYARD_* variables choose the workspace when -w is not given.
-    return Workspace(folder) if folder else Workspace.from_environment()
+    if not folder:
+        return Workspace.from_environment()
+    path = Path(folder).expanduser().absolute()
+    for candidate in (path, path / CONFIG_DIR):  # a workspace folder, or a project whose .runyard holds one
+        if (candidate / CONFIG_FILE).is_file():
+            return Workspace(candidate)
+    raise ConfigError(f"no runyard workspace at {path} (no {CONFIG_FILE} there or in {CONFIG_DIR}/) — check the path, "
+                      f"or create one with `runyard init {folder}`")
 
 
 def friendly(fn):

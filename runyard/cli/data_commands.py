@@ -47,7 +47,7 @@ def datastore_list() -> None:
 @friendly
 def datastore_show(name: Optional[str] = typer.Argument(None, help="Datastore (default: the default one)."),
                    prefix: Optional[str] = typer.Option(None, "--prefix", help="List the files under this path."),
-                   limit: int = typer.Option(50, "-n", help="How many files to list.")) -> None:
+                   limit: int = typer.Option(50, "-n", min=1, help="How many files to list.")) -> None:
     """A datastore's registration (secrets as ***), and its files with --prefix."""
     ds = _store(current_workspace(), name)
     console.print_json(json.dumps(ds.describe()))
@@ -108,7 +108,7 @@ def dataset_list(name: Optional[str] = typer.Option(None, "--name", help="Every 
 @dataset_app.command("show")
 @friendly
 def dataset_show(ref: str = typer.Argument(..., help="NAME or NAME:VERSION."),
-                 limit: int = typer.Option(20, "-n", help="How many files to list.")) -> None:
+                 limit: int = typer.Option(20, "-n", min=1, help="How many files to list.")) -> None:
     """A version: its sources, files (with hashes) and lineage (runs that consumed it, models from them)."""
     d = _dataset(current_workspace(), ref)
     console.print(f"[bold]{d.name}:{d.version}[/] ({d._type}) id {d.id} — {d.description or 'no description'}")

@@ -80,7 +80,7 @@ def services_list() -> None:
 
 @services_app.command("logs")
 @friendly
-def services_logs(name: str = typer.Argument(...), lines: int = typer.Option(200, "-n", help="Last N lines.")) -> None:
+def services_logs(name: str = typer.Argument(...), lines: int = typer.Option(200, "-n", min=1, help="Last N lines.")) -> None:
     """The service's log (start-up, errors with their tracebacks)."""
     from runyard.deploy import LocalWebservice
 

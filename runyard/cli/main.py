@@ -22,6 +22,8 @@ from runyard.cli.common import (
     value_text,
     when,
 )
+from runyard.config.job import JobSpec
+from runyard.errors import NotFound, ValidationError
 
 
 @app.command()
@@ -57,7 +59,7 @@ def runs_list(
     experiment: Optional[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
     status: Optional[str] = typer.Option(None, "--status", "-s", help="Only runs with this status."),
     children: bool = typer.Option(False, "--children", help="Include child runs."),
-    limit: int = typer.Option(50, "--limit", "-n", help="Show at most this many runs."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, help="Show at most this many runs."),
     offset: int = typer.Option(0, "--offset", help="Skip this many (for paging)."),
 ) -> None:
     """List runs, newest first, with status and duration."""
@@ -146,8 +148,13 @@ def metrics(
     ws = current_workspace()
     run = ws.get_run(run_id)
     if name:
+        history = ws.metadata.get_metric_history([run.id], [name])
+        if not history:
+            known = sorted(m.name for m in ws.metadata.get_latest_metrics([run.id]))
+            raise NotFound(f"run {run.id} has no metric {name!r}" + (f"; it has: {', '.join(known)}" if known else
+                                                                      " (it logged no metrics)"))
         table = Table("step", name, "time")
-        for rec in ws.metadata.get_metric_history([run.id], [name]):
+        for rec in history:
             table.add_row(str(rec.step), value_text(rec.value), when(rec.timestamp))
         console.print(table)
         return
@@ -272,12 +279,17 @@ def submit(
 def logs(
     run_id: str = typer.Argument(..., help="Run id."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing output until the run ends."),
-    rank: int = typer.Option(0, "--rank", "-r", help="Which process of a distributed run."),
+    rank: int = typer.Option(0, "--rank", "-r", min=0, help="Which process of a distributed run."),
 ) -> None:
     """Print a run's output (captured stdout and stderr of one rank)."""
     from runyard.compute.api import stored_log
 
     run = current_workspace().get_run(run_id)
+    definition = run.get_details().get("runDefinition")
+    processes = JobSpec.from_definition(definition).world_size if definition else 1
+    if rank >= processes:
+        raise ValidationError(f"run {run.id} has {processes} process(es): --rank is 0" +
+                              (f"–{processes - 1}" if processes > 1 else ""))
     target = run._target()
     chunks = target.log_iter(run.id, rank=rank, follow=follow) if target else stored_log(run.workspace, run.id, rank)
     try:

@@ -28,7 +28,7 @@ app.add_typer(models_app, name="models")
 def models_list(name: Optional[str] = typer.Option(None, "--name", help="Only this model's versions."),
                 tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE (repeatable): only models with it."),
                 latest: bool = typer.Option(False, "--latest", help="Each model's newest version only."),
-                limit: int = typer.Option(50, "-n", help="How many."), offset: int = typer.Option(0, "--offset")) -> None:
+                limit: int = typer.Option(50, "-n", min=1, help="How many."), offset: int = typer.Option(0, "--offset", min=0)) -> None:
     """Registered model versions, newest first."""
     from runyard.model import Model
 

@@ -127,7 +127,7 @@ def sweep_submit(
 @sweep_app.command("show")
 @friendly
 def sweep_show(run_id: str = typer.Argument(..., help="The sweep's run id."),
-               top: int = typer.Option(0, "--top", "-n", help="Only the best N trials.")) -> None:
+               top: int = typer.Option(0, "--top", "-n", min=0, help="Only the best N trials (0: all).")) -> None:
     """The leaderboard: trials best first with their parameters, primary metric and status."""
     _leaderboard(_sweep(run_id), top)
 

@@ -16,6 +16,7 @@ import posixpath
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import TYPE_CHECKING, Any
 
 from runyard import plugins, validation
@@ -127,7 +128,7 @@ class Datastore:
             raise ValidationError("give both access_key_id and secret_access_key, or neither (credentials from the "
                                   "environment or a profile)")
         auth = "keys" if access_key_id else "profile" if profile else "anonymous" if anonymous else "environment"
-        config = {"bucket": _bucket(bucket_name), "prefix": clean_path(path_prefix, "path_prefix"),
+        config = {"bucket": _bucket(bucket_name, "s3"), "prefix": clean_path(path_prefix, "path_prefix"),
                   "endpoint_url": endpoint_url, "region": region, "auth": auth, "profile": profile,
                   "access_key_id": access_key_id,
                   "secret_access_key": secrets.encrypt(workspace.path, secret_access_key) if secret_access_key else None}
@@ -146,8 +147,13 @@ class Datastore:
         if account_key and sas_token:
             raise ValidationError("give account_key or sas_token, not both")
         auth = "account_key" if account_key else "sas_token" if sas_token else "environment"
-        config = {"container": _bucket(container_name, "container_name"), "account_name": account_name,
-                  "prefix": clean_path(path_prefix, "path_prefix"), "protocol": protocol or "https",
+        scheme = urlsplit(blob_endpoint).scheme.lower() if blob_endpoint else None
+        if blob_endpoint and scheme not in ("http", "https"):
+            raise ValidationError(f"blob_endpoint {blob_endpoint!r} must be an http:// or https:// URL")
+        if protocol and scheme and protocol.lower() != scheme:
+            raise ValidationError(f"protocol={protocol!r} contradicts blob_endpoint {blob_endpoint!r}")
+        config = {"container": _bucket(container_name, "azure_blob", "container_name"), "account_name": account_name,
+                  "prefix": clean_path(path_prefix, "path_prefix"), "protocol": (protocol or scheme or "https").lower(),
                   "endpoint": endpoint or "core.windows.net", "blob_endpoint": blob_endpoint, "auth": auth,
                   "account_key": secrets.encrypt(workspace.path, account_key) if account_key else None,
                   "sas_token": secrets.encrypt(workspace.path, sas_token) if sas_token else None}
@@ -162,7 +168,7 @@ class Datastore:
         """A Google Cloud Storage bucket; credentials: a service-account JSON file (referenced by path, not copied),
         or the environment (``GOOGLE_APPLICATION_CREDENTIALS``)."""
         auth = "file" if credentials_file else "anonymous" if anonymous else "environment"
-        config = {"bucket": _bucket(bucket_name), "prefix": clean_path(path_prefix, "path_prefix"), "project": project,
+        config = {"bucket": _bucket(bucket_name, "gcs"), "prefix": clean_path(path_prefix, "path_prefix"), "project": project,
                   "credentials_file": str(Path(credentials_file).absolute()) if credentials_file else None,
                   "endpoint_url": endpoint_url, "auth": auth}
         return cls._register(workspace, datastore_name, "gcs", config, overwrite, create_if_not_exists, skip_validation)
@@ -409,9 +415,20 @@ def data_env_var(name: str) -> str:
     return f"RUNYARD_DATA_{name}"
 
 
-def _bucket(name: str, what: str = "bucket_name") -> str:
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}", name or ""):
-        raise ValidationError(f"{what} {name!r} is not a valid bucket/container name")
+# What each store accepts as a bucket/container name (S3, Azure Blob and GCS refuse the rest when it is created).
+_NAME_RULES = {
+    "s3": (r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "3–63 lowercase letters, digits, '.' and '-'"),
+    "azure_blob": (r"(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", "3–63 lowercase letters, digits and single '-'"),
+    "gcs": (r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", "3–63 lowercase letters, digits, '-', '_' (up to 222 with '.')"),
+}
+
+
+def _bucket(name: str, kind: str, what: str = "bucket_name") -> str:
+    pattern, rule = _NAME_RULES[kind]
+    if not isinstance(name, str) or not re.fullmatch(pattern, name) or (kind == "gcs" and "." not in name
+                                                                       and len(name) > 63):
+        raise ValidationError(f"{what} {name!r} is not a valid name: {rule}, starting and ending with a letter or "
+                              "digit")
     return name
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qsl, quote
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 

@@ -36,8 +36,9 @@ def test_unserialisable_argument_names_its_position():
         normalize_arguments(["--x", {"a": 1}])
     with pytest.raises(ValidationError, match=r"script_params\['--y'\] is a object"):
         script_params_to_arguments({"--y": object()})
+    assert normalize_arguments("--lr 0.1") == ("--lr", "0.1")  # a command line string, split as a shell would
     with pytest.raises(ValidationError, match="must be a list"):
-        normalize_arguments("--lr 0.1")
+        normalize_arguments(3)
 
 
 def test_arguments_and_script_params_together_are_refused(proj):
