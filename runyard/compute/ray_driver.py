@@ -230,7 +230,7 @@ class NodeAgent:
         for folder in ("outputs", "logs"):
             path = self.workdir / folder
             if path.is_dir() and any(path.iterdir()):
-                items = run_files.folder_items(folder, path)
+                items = run_files.folder_items(folder, path, self._say)
                 run_files.put(self.ws, self.run_id, items, show_progress=False)
                 count += len(items)
         return count

@@ -434,7 +434,8 @@ class Supervisor:
     def _upload_outputs(self) -> None:
         outputs = self.workdir / "outputs"
         if outputs.is_dir() and any(outputs.iterdir()):
-            run_files.put(self.ws, self.run_id, run_files.folder_items("outputs", outputs), show_progress=False)
+            run_files.put(self.ws, self.run_id, run_files.folder_items("outputs", outputs, self.say),
+                          show_progress=False)
 
     def _sync_logs(self) -> None:
         """Upload captured logs and the script's ./logs that changed since the last sync."""

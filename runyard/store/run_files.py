@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runyard.errors import ConfigError
 from runyard.progress import track
 from runyard.store.metadata.entities import ArtifactInfo
 
@@ -36,10 +37,33 @@ def put(workspace: "WorkspaceContext", run_id: str, items: Sequence[tuple[str, A
         workspace.metadata.record_artifacts(run_id, done)
 
 
-def folder_items(name: str, root: Path) -> list[tuple[str, Path]]:
-    """Every file under the local folder ``root`` as (``name/<relative path>``, path); ``name=""``: the run's root."""
+def folder_items(name: str, root: Path, skip_outside=None) -> list[tuple[str, Path]]:
+    """Every file under the local folder ``root`` as (``name/<relative path>``, path); ``name=""``: the run's root.
+
+    A symlink to a file inside ``root`` is stored with its target's content; one that leaves ``root`` is refused
+    (ConfigError naming it) — or, with ``skip_outside(message)`` given (a run's outputs at its end), left out and
+    reported there: a link must not carry files from elsewhere on the machine into the run."""
     prefix = name.strip("/") + "/" if name.strip("/") else ""
-    return [(f"{prefix}{p.relative_to(root).as_posix()}", p) for p in sorted(root.rglob("*")) if p.is_file()]
+    real_root = os.path.realpath(root)
+    items = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file():
+            continue
+        if p.is_symlink() and leaves(p, real_root):
+            message = (f"{p.relative_to(root).as_posix()} is a link to {os.path.realpath(p)}, outside {root}: not "
+                       "stored (copy the file into the folder to keep it)")
+            if skip_outside is None:
+                raise ConfigError(message)
+            skip_outside(message)
+            continue
+        items.append((f"{prefix}{p.relative_to(root).as_posix()}", p))
+    return items
+
+
+def leaves(link: str | os.PathLike, real_root: str) -> bool:
+    """Whether the symlink ``link`` resolves to a place outside the folder whose real path is ``real_root``."""
+    target = os.path.realpath(link)
+    return target != real_root and not target.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
 def download(workspace: "WorkspaceContext", run_id: str, prefix: str, dest: Path) -> int:

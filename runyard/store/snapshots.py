@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from runyard import env_vars
 from runyard.store import blobs
+from runyard.store.run_files import leaves
 from runyard.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -82,7 +83,15 @@ def take(source: str | os.PathLike, cache_dir: Path | None = None, exclude: tupl
     cache_file = cache_dir / f"{hashlib.sha256(str(root).encode()).hexdigest()[:24]}.pickle" if cache_dir else None
     cached_id, cached_keys, cached_shas = _load_cache(cache_file)
     unreadable: list[str] = []
-    keys = _walk(root, {_dev_ino(p) for p in exclude if os.path.isdir(p)}, unreadable, everything)
+    outside: list[str] = []
+    keys = _walk(root, {_dev_ino(p) for p in exclude if os.path.isdir(p)}, unreadable, outside, everything)
+    if outside:
+        shown = "\n  ".join(outside[:10]) + (f"\n  … and {len(outside) - 10} more" if len(outside) > 10 else "")
+        raise ConfigError(
+            f"{len(outside)} symlink(s) in {root} point outside it:\n  {shown}\n"
+            "a snapshot holds the folder's own files only: copy what they point at into the folder, pass it as a "
+            "data input (Datastore.register_local + as_mount), or leave the links out with .runyardignore"
+        )
     checked = (lambda snap: snap) if everything else _checked
     if not unreadable and cached_id and keys == cached_keys:  # nothing changed: no file read, no manifest rebuilt
         return checked(Snapshot(cached_id, str(root), keys, cached_shas))
@@ -162,14 +171,16 @@ def materialize(snapshot_id: str, artifacts: "ArtifactStore", dest: Path) -> int
     return len(files)
 
 
-def _walk(root: Path, skip: set[tuple[int, int]], unreadable: list[str],
+def _walk(root: Path, skip: set[tuple[int, int]], unreadable: list[str], outside: list[str],
           everything: bool = False) -> list[tuple[str, int, int, int]]:
-    """(relative posix path, size, mtime_ns, mode) of every file to snapshot.
+    """(relative posix path, size, mtime_ns, mode) of every file to snapshot. Symlinks that leave ``root`` (file or
+    folder, absolute or ``../..``) are listed in ``outside`` instead: the caller refuses them.
 
     Kept lean on purpose: it runs for every file on every submission (``bench/bench_submit.py`` measures it).
     One ``stat`` per file; folders are only stat-ed when they are symlinks (loops) or may be the workspace.
     """
     out: list[tuple[str, int, int, int]] = []
+    real_root = os.path.realpath(root)
     seen: set[tuple[int, int]] = {_dev_ino(root)}
     skip_inodes = {ino for _, ino in skip}
     # (folder, its relative path, the ignore files in force there)
@@ -197,6 +208,9 @@ def _walk(root: Path, skip: set[tuple[int, int]], unreadable: list[str],
                 rel = f"{rel_dir}{name}/"
                 if (name in ALWAYS_SKIPPED and not everything) or (dir_ignored and dir_ignored(name + "/", rel)):
                     continue
+                if entry.is_symlink() and leaves(entry.path, real_root):
+                    outside.append(f"{rel[:-1]} → {os.path.realpath(entry.path)}")
+                    continue
                 if entry.is_symlink() or entry.inode() in skip_inodes:
                     try:
                         key = _dev_ino(entry.path)
@@ -209,6 +223,9 @@ def _walk(root: Path, skip: set[tuple[int, int]], unreadable: list[str],
                 continue
             rel = rel_dir + name
             if file_ignored and file_ignored(name, rel):
+                continue
+            if entry.is_symlink() and leaves(entry.path, real_root):
+                outside.append(f"{rel} → {os.path.realpath(entry.path)}")
                 continue
             try:
                 st = entry.stat()
