@@ -13,6 +13,7 @@ RUN_KINDS = "runyard.run_kinds"  # what drives a run of a kind other than "scrip
 RUN_TYPES = "runyard.run_types"  # the Run class of a stored run of a run type (a sweep's parent: HyperDriveRun)
 RUN_INPUTS = "runyard.run_inputs"  # binds a job's data inputs at submission and makes them paths when it starts
 FEATURES = "runyard.features"  # what a module hands on to one above it (Workspace.datastores, .experiments, .get_run…)
+STALE_RUNS = "runyard.stale_runs"  # called with the ids of runs the store just failed for a lost heartbeat
 
 _registered: dict[str, dict[str, Any]] = {}
 _declared: dict[str, dict[str, Any]] = {}  # group → name → entry point, read once per process (~20 ms)
@@ -38,6 +39,13 @@ def load(group: str, name: str) -> Any:
     known = sorted({*_registered.get(group, {}), *_entry_points(group)})
     raise LookupError(f"nothing provides {name!r} in {group} (known: {', '.join(known) or 'none'}) — is the package "
                       "that adds it installed (pip install -e . registers runyard's own)?")
+
+
+def each(group: str) -> list[Any]:
+    """Every provider of ``group`` (registered here or declared by an installed package)."""
+    for name in _entry_points(group):
+        load(group, name)
+    return list(_registered.get(group, {}).values())
 
 
 def _entry_points(group: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import Any
 from runyard import plugins
 from runyard.environments.docker import out_of_memory, remove_containers
 from runyard.errors import EnvironmentBuildError, InvalidStatusTransition, NotFound, StoreError
-from runyard.runtime import launch, processes
+from runyard.runtime import launch, orphans, processes
 from runyard.runtime.local_queue import LocalQueue
 from runyard.runtime.logfiles import BUILD_LOG_NAME, LAUNCHER_LOG, SUPERVISOR_LOG, RotatingLog, user_log_name
 from runyard.runtime.request import LocalRequest, RunRequest, read_request
@@ -89,6 +89,7 @@ class Supervisor:
     # -- the life cycle ------------------------------------------------------------------------------
     def run(self) -> int:
         (self.run_dir / "supervisor.pid").write_text(f"{os.getpid()} {_create_time()}")
+        orphans.register(self.run_id, self.run_dir)  # should this process die, whoever fails the run cleans up
         signal.signal(signal.SIGTERM, lambda *_: self._request_stop("canceled"))
         signal.signal(signal.SIGINT, lambda *_: self._request_stop("canceled"))
         threading.Thread(target=self._open_store, name="runyard-open-store", daemon=True).start()
@@ -541,6 +542,7 @@ class Supervisor:
         """Everything worth keeping is in the run history now; the working copy and live logs go."""
         self._log.close()
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        orphans.unregister(self.run_id)
 
 
 def _create_time() -> float:

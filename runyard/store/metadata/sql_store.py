@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from sqlalchemy import Connection, Engine, and_, case, create_engine, event, fun
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from runyard import env_vars
+from runyard import env_vars, plugins
 from runyard.errors import InvalidStatusTransition, NotFound, StoreError, ValidationError
 from runyard.ids import new_run_id
 from runyard.status import RunStatus
@@ -322,9 +323,15 @@ class SqlMetadataStore(MetadataStore):
             return
         self._last_reap = now
         try:
-            self.fail_stale_runs(heartbeat_timeout())
+            failed = self.fail_stale_runs(heartbeat_timeout())
         except StoreError:
-            pass  # a read must not fail because housekeeping could not write (e.g. a read-only replica)
+            return  # a read must not fail because housekeeping could not write (e.g. a read-only replica)
+        if failed:  # what the dead drivers left on this machine: processes to stop, files to upload
+            for handler in plugins.each(plugins.STALE_RUNS):
+                try:
+                    handler(failed)
+                except Exception as exc:  # noqa: BLE001 - housekeeping must not fail the read that triggered it
+                    print(f"runyard: cleaning up after runs {', '.join(failed)} failed: {exc}", file=sys.stderr)
 
     def fail_stale_runs(self, timeout: float) -> list[str]:
         r = t.runs.c
