@@ -20,6 +20,8 @@ Setting them by hand also works, e.g. to log from a process you started yourself
 | ``RUNYARD_LOG_MAX_BACKLOG`` | values kept in memory while the store is unreachable; more go to a spool file (1000000) |
 | ``RUNYARD_HEARTBEAT_INTERVAL`` | seconds between heartbeats of the runs a process drives (default 10) |
 | ``RUNYARD_HEARTBEAT_TIMEOUT`` | seconds without a heartbeat after which the next reader marks the run Failed (default 60) |
+| ``RUNYARD_STORE_PATIENCE`` | seconds a store call waits (with backoff) for a database that refuses connections: too many clients, restarting, down (default 300 in a run's processes and supervisors, 5 elsewhere) |
+| ``RUNYARD_DB_IDLE_SECONDS`` | (PostgreSQL) a process's one connection is closed after this many idle seconds (default 5) |
 
 Compatibility aliases, set for every process of a run alongside runyard's own, for scripts written for Azure ML
 (they read them, or pass them as literal ``$VAR`` arguments, which runyard expands per process):
@@ -68,6 +70,8 @@ RANK = "RUNYARD_RANK"
 LOG_BATCH_SIZE = "RUNYARD_LOG_BATCH_SIZE"
 LOG_FLUSH_INTERVAL = "RUNYARD_LOG_FLUSH_INTERVAL"
 HEARTBEAT_INTERVAL = "RUNYARD_HEARTBEAT_INTERVAL"
+STORE_PATIENCE = "RUNYARD_STORE_PATIENCE"
+DB_IDLE_SECONDS = "RUNYARD_DB_IDLE_SECONDS"
 HEARTBEAT_TIMEOUT = "RUNYARD_HEARTBEAT_TIMEOUT"
 LOG_MAX_BACKLOG = "RUNYARD_LOG_MAX_BACKLOG"
 LOCAL_MAX_RUNS = "RUNYARD_LOCAL_MAX_RUNS"

@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from runyard import plugins
+from runyard import env_vars, plugins
 from runyard.environments.docker import out_of_memory, remove_containers
 from runyard.errors import EnvironmentBuildError, InvalidStatusTransition, NotFound, StoreError
 from runyard.runtime import launch, orphans, processes
@@ -563,6 +563,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m runyard.runtime.supervisor RUN_DIR", file=sys.stderr)
         return 2
     processes.become_subreaper()
+    os.environ.setdefault(env_vars.STORE_PATIENCE, "300")  # a supervisor rides out a database restart or a full server
     processes.set_process_name()  # what ps/top show (a forked one still has the submitter's argv), and kill_tree spares
     run_dir = Path(argv[1])
     try:

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sys
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +54,56 @@ def heartbeat_timeout() -> float:
 _IN_CHUNK = 500
 
 
+# Seconds a store call waits for a server that refuses connections: a run's processes (and supervisors, which set
+# RUNYARD_STORE_PATIENCE) ride out a restart or a full server; a command at the terminal says so soon.
+_RUN_PATIENCE, _INTERACTIVE_PATIENCE = 300.0, 5.0
+_stopping = threading.Event()  # set at SIGTERM: stop waiting for the server (what is unstored stays in the journal)
+
+
+def stop_waiting() -> None:
+    """The process is ending (SIGTERM): store calls fail at once instead of waiting for the server to come back."""
+    _stopping.set()
+
+
+def _refused(exc: BaseException) -> bool:
+    """The server did not take the connection for now: too many clients, starting or stopping, not listening."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return any(s in text for s in ("too many clients", "remaining connection slots", "the database system is",
+                                   "connection refused", "could not connect", "server closed the connection",
+                                   "no such file or directory", "connection timeout", "timeout expired"))
+
+
+class _IdleCloser:
+    """Closes the pooled connection of engines unused for RUNYARD_DB_IDLE_SECONDS (one daemon thread per process)."""
+
+    _engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+    _last_use: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
+    _thread: threading.Thread | None = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def watch(cls, engine: Engine) -> None:
+        event.listen(engine, "checkin", lambda *_: cls._last_use.__setitem__(engine.pool, time.monotonic()))
+        cls._engines.add(engine)
+        with cls._lock:
+            if cls._thread is None or not cls._thread.is_alive():
+                cls._thread = threading.Thread(target=cls._run, name="runyard-db-idle", daemon=True)
+                cls._thread.start()
+
+    @classmethod
+    def _run(cls) -> None:
+        idle = float(os.environ.get(env_vars.DB_IDLE_SECONDS, 5))
+        while True:
+            time.sleep(max(0.2, idle / 4))
+            now = time.monotonic()
+            for engine in list(cls._engines):
+                pool = engine.pool
+                last = cls._last_use.get(pool)
+                if last is not None and now - last > idle and pool.checkedout() == 0 and pool.checkedin():
+                    pool.dispose()  # closes the idle connection; the next use opens one
+                    cls._last_use.pop(pool, None)
+
+
 def redact(url: str) -> str:
     """The URL with its password hidden, for messages."""
     try:
@@ -77,7 +130,7 @@ class SqlMetadataStore(MetadataStore):
         self._last_reap = float("-inf")
         self._writer = self.engine.execution_options(runyard_write=True)
         with self._errors("open"):
-            upgrade_to_head(self.engine, lock_path=self._lock_path(parsed))
+            self._patiently(lambda: upgrade_to_head(self.engine, lock_path=self._lock_path(parsed)), "open")
 
     # -- engine --------------------------------------------------------------------------------
     def _make_engine(self, url: str) -> Engine:
@@ -89,7 +142,13 @@ class SqlMetadataStore(MetadataStore):
             event.listen(engine, "connect", _sqlite_on_connect)
             event.listen(engine, "begin", _sqlite_on_begin)
             return engine
-        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+        # One connection per process at most, closed after RUNYARD_DB_IDLE_SECONDS unused: a default server's
+        # max_connections=100 then holds 100 concurrent runs (their scripts and supervisors connect in turn, and a
+        # connection refused for "too many clients" is waited for, see _connect). Threads of a process share it.
+        engine = create_engine(url, pool_pre_ping=True, pool_size=1, max_overflow=0, pool_timeout=3600,
+                               connect_args={"connect_timeout": 10})
+        _IdleCloser.watch(engine)
+        return engine
 
     def _lock_path(self, parsed) -> str | None:
         if self.dialect == "sqlite" and parsed.database and parsed.database != ":memory:":
@@ -104,6 +163,35 @@ class SqlMetadataStore(MetadataStore):
         self.engine.dispose()
 
     @contextmanager
+    def _transaction(self, engine: Engine, what: str) -> Iterator[Connection]:
+        conn = self._connect(engine, what)
+        try:
+            with self._errors(what), conn.begin():
+                yield conn
+        finally:
+            conn.close()
+
+    def _connect(self, engine: Engine, what: str) -> Connection:
+        return self._patiently(engine.connect, what)
+
+    def _patiently(self, call: Callable[[], Any], what: str) -> Any:
+        """``call()``; while the server refuses connections (too many clients, starting, shutting down, not
+        listening) try again with backoff for up to RUNYARD_STORE_PATIENCE seconds. Only for calls that fail before
+        anything reached the database (connecting), so trying again is always safe."""
+        patience = float(os.environ.get(env_vars.STORE_PATIENCE) or
+                         (_RUN_PATIENCE if os.environ.get(env_vars.RUN_ID) else _INTERACTIVE_PATIENCE))
+        deadline, delay = time.monotonic() + patience, 0.05
+        while True:
+            try:
+                return call()
+            except (OperationalError, DBAPIError) as exc:
+                if not _refused(exc) or time.monotonic() + delay > deadline or _stopping.is_set():
+                    with self._errors(what):
+                        raise
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 2.0)
+
+    @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
         try:
             yield
@@ -115,12 +203,12 @@ class SqlMetadataStore(MetadataStore):
 
     @contextmanager
     def _write(self, what: str) -> Iterator[Connection]:
-        with self._errors(what), self._writer.begin() as conn:
+        with self._transaction(self._writer, what) as conn:
             yield conn
 
     @contextmanager
     def _read(self, what: str) -> Iterator[Connection]:
-        with self._errors(what), self.engine.begin() as conn:
+        with self._transaction(self.engine, what) as conn:
             yield conn
 
     def _insert(self, table):
