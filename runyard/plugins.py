@@ -13,7 +13,7 @@ RUN_KINDS = "runyard.run_kinds"  # what drives a run of a kind other than "scrip
 RUN_TYPES = "runyard.run_types"  # the Run class of a stored run of a run type (a sweep's parent: HyperDriveRun)
 RUN_INPUTS = "runyard.run_inputs"  # binds a job's data inputs at submission and makes them paths when it starts
 FEATURES = "runyard.features"  # what a module hands on to one above it (Workspace.datastores, .experiments, .get_run…)
-STALE_RUNS = "runyard.stale_runs"  # called with the ids of runs the store just failed for a lost heartbeat
+STALE_RUNS = "runyard.stale_runs"  # .alive(ids): drivers alive here; .clean_up(ids): after runs failed for a lost heartbeat
 
 _registered: dict[str, dict[str, Any]] = {}
 _declared: dict[str, dict[str, Any]] = {}  # group → name → entry point, read once per process (~20 ms)

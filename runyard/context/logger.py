@@ -25,12 +25,13 @@ from pathlib import Path
 from runyard import env_vars
 from runyard.context import wakeup
 from runyard.store import journal
-from runyard.store.metadata import MetricRecord, TrackingStore
+from runyard.store.metadata import MetricRecord, TrackingStore, stop_waiting
 
 _DEFAULT_BATCH = 20_000
 _DEFAULT_INTERVAL = 0.5
 _DEFAULT_MAX_BACKLOG = 1_000_000  # values held in memory during a store outage before they go to disk
 _MAX_BACKOFF = 5.0
+_SIGNAL_FLUSH = 1.0  # seconds a SIGTERM-ed process gives its last values to reach the store (the journal keeps them)
 
 
 class _Flush:
@@ -58,6 +59,7 @@ class MetricLogger:
     def _reset(self) -> None:
         self._journal: journal.Journal | None = None  # opened at the first value
         self._journal_failed = False
+        self._journal_owes = False  # values given up to the journal: it must stay for a replay
         self._seq = 0  # the journal sequence number of the first value not yet written (or spooled)
         self._append_lock = threading.Lock()  # the journal and the queue take values in the same order
         self._queue: deque = deque()
@@ -224,13 +226,19 @@ class MetricLogger:
         """Flush; whatever still cannot be stored goes to a spool file (never dropped)."""
         if self.flush(timeout):
             with self._io_lock, self._append_lock:
-                if self._journal is not None and not self._queue and not self._pending:
+                if self._journal is not None and not self._queue and not self._pending and not self._journal_owes:
                     self._journal.close(remove=True)  # every value is stored
                     self._journal, self._seq = None, 0  # values logged later (exit callbacks) go to a new one
             return
         with self._io_lock:  # the writer may be mid-retry: take its batch only between attempts
             records, _ = self._take_all()
             paths, self._spilled = list(self._spilled), []
+        if records and self._journal is not None:
+            # They are in the journal already: it outlives this process, and whoever finalizes the run (or opens the
+            # workspace next) stores them — no spool file, no `runyard sync` needed.
+            _warn(f"{len(records)} metric values could not be written to {_where(self.store)} ({self.last_error}); "
+                  f"they wait in the metric journal {self._journal.path} and are stored once it is reachable")
+            records, self._journal_owes = [], True
         if records:
             paths.append(spool(records, self.spool_dir, self._journal_ref(len(records))))
         if paths:
@@ -332,13 +340,19 @@ def on_exit(callback) -> None:
 
 
 def _at_exit(reason: str = "exit") -> None:
-    close_all()
+    timeout = 30.0
+    if reason == "signal":
+        # SIGTERM: the process must end within its run's kill grace whatever the store's state. What cannot be
+        # stored now is in the metric journal, which whoever finalizes the run stores: no waiting for the database.
+        stop_waiting()
+        timeout = _SIGNAL_FLUSH
+    close_all(timeout)
     for callback in list(_exit_callbacks):
         try:
             callback(reason)
         except Exception as exc:  # noqa: BLE001
             _warn(f"at exit: {exc}")
-    close_all()  # what the callbacks logged (e.g. a run's last status-related metrics)
+    close_all(timeout)  # what the callbacks logged (e.g. a run's last status-related metrics)
 
 
 def _install_exit_hooks() -> None:

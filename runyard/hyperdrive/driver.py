@@ -217,7 +217,7 @@ class SweepDriver(Supervisor):
             self._cancel_all("the sweep's driver stopped")
         super()._kill_all()
 
-    def _finalize(self, status: RunStatus, error: dict | None) -> tuple[RunStatus, dict | None]:
+    def _finalize(self, status: RunStatus, error: dict | None) -> tuple[RunStatus, dict | None, bool]:
         self._out.close()
         if self._zygote is not None:
             supervisor_start.use_zygote(None)

@@ -13,6 +13,7 @@ the clean-up finds the working copy from the run id alone.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ from pathlib import Path
 from runyard import env_vars
 from runyard.runtime.logfiles import SUPERVISOR_LOG
 from runyard.runtime.request import read_request
+from runyard.status import RunStatus
 from runyard.store import run_files
 from runyard.store.workspace_context import WorkspaceContext
 
@@ -43,6 +45,16 @@ def register(run_id: str, run_dir: Path) -> None:
 
 def unregister(run_id: str) -> None:
     (index_dir() / run_id).unlink(missing_ok=True)
+
+
+def alive(run_ids: list[str]) -> list[str]:
+    """The runs among ``run_ids`` whose supervisor lives on this machine (not heartbeating is an outage, not death)."""
+    found = []
+    for run_id in run_ids:
+        link = index_dir() / run_id
+        if link.is_symlink() and _supervisor_alive(Path(os.path.realpath(link))):
+            found.append(run_id)
+    return found
 
 
 def clean_up(run_ids: list[str]) -> None:
@@ -86,7 +98,8 @@ def stop_leftovers(run_id: str, grace: float = _GRACE) -> list[int]:
 
 def salvage(run_id: str, run_dir: Path) -> None:
     """Upload the working copy's ``outputs/`` and ``logs/``, the captured output and the supervisor's log, store the
-    metric journals of the run's dead processes, then remove the folder."""
+    metric journals of the run's dead processes, record the outcome the supervisor left (if it did), then remove
+    the folder."""
     request = read_request(run_dir)
     ws = WorkspaceContext.from_ref(request.workspace)
     ws.replay_journals()
@@ -104,7 +117,21 @@ def salvage(run_id: str, run_dir: Path) -> None:
         items.append((SUPERVISOR_LOG, log))
     if items:
         run_files.put(ws, run_id, items, show_progress=False)
+    outcome = run_dir / OUTCOME_FILE
+    if outcome.is_file():  # the supervisor ended the run but could not record how: that, not the lost heartbeat
+        decided = json.loads(outcome.read_text(encoding="utf-8"))
+        ws.metadata.set_status(run_id, RunStatus(decided["status"]), error=decided["error"],
+                               exit_code=decided["exit_code"])
     shutil.rmtree(run_dir, ignore_errors=True)
+
+
+OUTCOME_FILE = "outcome.json"
+
+
+def write_outcome(run_dir: Path, status, error: dict | None, exit_code: int | None) -> None:
+    """What a supervisor that could not reach the store decided (salvage records it)."""
+    (run_dir / OUTCOME_FILE).write_text(json.dumps({"status": status.value, "error": error, "exit_code": exit_code},
+                                                   default=str), encoding="utf-8")
 
 
 def _supervisor_alive(run_dir: Path) -> bool:

@@ -32,6 +32,7 @@ from runyard.runtime.logfiles import BUILD_LOG_NAME, LAUNCHER_LOG, SUPERVISOR_LO
 from runyard.runtime.request import LocalRequest, RunRequest, read_request
 from runyard.status import RunStatus
 from runyard.store import run_files, snapshots
+from runyard.store.metadata import stop_waiting, stopping
 from runyard.store.workspace_context import WorkspaceContext
 
 _RETRYABLE = ("UserError", "NodeLost")  # failures max_run_retries restarts (not a bad environment, not a timeout)
@@ -90,8 +91,8 @@ class Supervisor:
     def run(self) -> int:
         (self.run_dir / "supervisor.pid").write_text(f"{os.getpid()} {_create_time()}")
         orphans.register(self.run_id, self.run_dir)  # should this process die, whoever fails the run cleans up
-        signal.signal(signal.SIGTERM, lambda *_: self._request_stop("canceled"))
-        signal.signal(signal.SIGINT, lambda *_: self._request_stop("canceled"))
+        signal.signal(signal.SIGTERM, lambda *_: self._request_stop("canceled", signaled=True))
+        signal.signal(signal.SIGINT, lambda *_: self._request_stop("canceled", signaled=True))
         threading.Thread(target=self._open_store, name="runyard-open-store", daemon=True).start()
         status, error, exit_code, started = RunStatus.FAILED, None, None, False
         try:
@@ -108,24 +109,40 @@ class Supervisor:
             }
         finally:
             self._kill_all()  # whatever the run left behind
+        kept = True
         if started:  # a run canceled in the queue never started: nothing to finalize
-            status, error = self._finalize(status, error)
-        self._set_final(status, error, exit_code)
+            status, error, kept = self._finalize(status, error)
+        recorded = self._set_final(status, error, exit_code)
         self._done.set()
-        self._cleanup()
+        if recorded and kept:
+            self._cleanup()
+        else:
+            self._leave_for_salvage(status, error, exit_code)
         return 0
 
-    def _set_final(self, status: RunStatus, error: dict | None, exit_code: int | None) -> None:
-        """The end status must land: a store that blinks now is retried for about a minute (heartbeats go on)."""
+    def _set_final(self, status: RunStatus, error: dict | None, exit_code: int | None) -> bool:
+        """The end status must land: a store that blinks now is retried for about a minute (heartbeats go on), on
+        top of each call's own wait for a database that refuses connections — unless a SIGTERM says to end now."""
         for delay in (1, 2, 4, 8, 16, 32, None):
             try:
                 self._set(status, error=error, exit_code=exit_code)
-                return
+                return True
             except StoreError as exc:
-                if delay is None:
-                    raise
+                if delay is None or stopping():
+                    self.say(f"cannot record {status.value}: {exc}")
+                    return False
                 self.say(f"cannot record {status.value} yet ({exc}); retrying in {delay} s")
                 time.sleep(delay)
+        return False
+
+    def _leave_for_salvage(self, status: RunStatus, error: dict | None, exit_code: int | None) -> None:
+        """The store cannot be reached (and a SIGTERM says not to wait): keep the run's folder and its outcome for
+        whoever fails the run for its lost heartbeat on this machine (runyard.runtime.orphans), which uploads the
+        files, stores the journals and records this outcome instead of the lost heartbeat."""
+        orphans.write_outcome(self.run_dir, status, error, exit_code)
+        self.say(f"the store is unreachable: {status.value} and the run's files are kept in {self.run_dir} for the "
+                 "next runyard process on this machine to record")
+        self._log.close()
 
     def _wait_for_slot(self) -> bool:
         request = self.request
@@ -407,7 +424,8 @@ class Supervisor:
                  or re.search(r"MPI_ABORT was invoked on rank (\d+) in communicator \S+\s+with errorcode (\d+)", report))
         return (int(named.group(1)), int(named.group(2))) if named else (proc.rank, code)
 
-    def _finalize(self, status: RunStatus, error: dict | None) -> tuple[RunStatus, dict | None]:
+    def _finalize(self, status: RunStatus, error: dict | None) -> tuple[RunStatus, dict | None, bool]:
+        """Upload outputs and logs and store the journals; say whether everything is in the store now."""
         try:
             self._set(RunStatus.FINALIZING)
         except Exception:  # noqa: BLE001 - e.g. already Canceled by a reader; uploading still matters
@@ -416,10 +434,13 @@ class Supervisor:
             proc.close()
         for pipe in self._rank_pipes:
             pipe.close()
-        self.ws.replay_journals(self.say)  # values a process that died had logged but not stored
+        kept = self.ws.replay_journals(self.say) >= 0  # values a process that died had logged but not stored
         try:
             self._sync_logs()
             self._upload_outputs()
+        except StoreError as exc:  # the files are here; the database cannot index them now: keep the outcome
+            self.say(f"upload failed, the store is unreachable: {exc}")
+            kept = False
         except Exception as exc:  # noqa: BLE001
             self.say(f"upload failed: {exc}")
             if status == RunStatus.COMPLETED:
@@ -428,9 +449,11 @@ class Supervisor:
         self._log.flush()
         try:
             run_files.put(self.ws, self.run_id, [(SUPERVISOR_LOG, self.run_dir / "supervisor.txt")], show_progress=False)
+        except StoreError:
+            kept = False
         except Exception:  # noqa: BLE001 - the supervisor's own log is best effort
             pass
-        return status, error
+        return status, error, kept
 
     def _upload_outputs(self) -> None:
         outputs = self.workdir / "outputs"
@@ -501,9 +524,11 @@ class Supervisor:
         return pipe.log
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _request_stop(self, reason: str) -> None:
+    def _request_stop(self, reason: str, signaled: bool = False) -> None:
         self._stop_reason = self._stop_reason or reason
         self._stop.set()
+        if signaled:  # end within the kill grace whatever the store's state: its calls stop waiting for it
+            stop_waiting()
 
     def _poll_store(self) -> None:
         try:

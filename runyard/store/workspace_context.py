@@ -126,7 +126,8 @@ class WorkspaceContext:
 
 def _replay_journals(store, folder: Path, say=None) -> int:
     """Replay the metric journals of dead processes (runyard.store.journal); a store error is reported, not raised
-    (the journals stay for the next try). Return the values found in the journals replayed."""
+    (the journals stay for the next try). Return the values found in the journals replayed, -1 when the store
+    could not take them."""
     if not folder.is_dir():
         return 0
     try:
@@ -134,7 +135,7 @@ def _replay_journals(store, folder: Path, say=None) -> int:
     except Exception as exc:  # noqa: BLE001 - opening a workspace must not fail because a replay cannot finish now
         message = f"metric journals in {folder} not replayed yet: {exc}"
         (say or _warn)(message)
-        return 0
+        return -1
     if count:
         (say or _warn)(f"replayed {count} metric journal(s) of ended processes ({values} values; stored once each)")
     return values

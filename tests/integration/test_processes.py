@@ -211,25 +211,38 @@ def test_store_outage_is_retried_and_never_reaches_the_script(workspace):
     assert workspace.get_run(run_id).get_metrics()["v"] == list(range(1000))
 
 
-def test_values_that_cannot_be_stored_are_spooled_then_synced(workspace):
-    proc = run_python(
-        """
-        from runyard import Workspace, Experiment, Run
-        from runyard.errors import StoreError
-        import runyard.context.logger as lg
-        ws = Workspace.from_environment()
-        run = Experiment(ws, "e").start_logging(outputs=False)
-        def down(*a, **k):
-            raise StoreError("database is down (injected)")
-        ws.metadata.log_batch = down
-        for i in range(500):
-            run.log("v", i)
-        lg.close_all(timeout=1)   # what atexit does, with a short timeout
-        print(run.id)
-        import os; os._exit(0)    # skip the normal exit: the run stays as the outage left it
-        """,
-        env=_env(workspace),
-    )
+OUTAGE = """
+    from runyard import Workspace, Experiment, Run
+    from runyard.errors import StoreError
+    import runyard.context.logger as lg
+    ws = Workspace.from_environment()
+    run = Experiment(ws, "e").start_logging(outputs=False)
+    def down(*a, **k):
+        raise StoreError("database is down (injected)")
+    ws.metadata.log_batch = down
+    if {no_journal}:
+        ws.logger.journal_dir = None  # e.g. a read-only workspace folder
+    for i in range(500):
+        run.log("v", i)
+    lg.close_all(timeout=1)   # what atexit does, with a short timeout
+    print(run.id)
+    import os; os._exit(0)    # skip the normal exit: the run stays as the outage left it
+"""
+
+
+def test_values_that_cannot_be_stored_wait_in_the_journal(workspace):
+    proc = run_python(OUTAGE.format(no_journal=False), env=_env(workspace))
+    run_id = proc.stdout.split()[0]
+    assert "wait in the metric journal" in proc.stderr
+    assert not list((workspace.path / "spool").glob("metrics-*.jsonl"))
+    assert len(list(workspace.journal_dir.glob("*.journal"))) == 1
+    workspace.replay_journals()  # what the next opener of the workspace does (opening this one may do it first)
+    assert workspace.get_run(run_id).get_metrics()["v"] == list(range(500))
+    assert not list(workspace.journal_dir.glob("*.journal"))
+
+
+def test_values_that_cannot_be_stored_without_a_journal_are_spooled_then_synced(workspace):
+    proc = run_python(OUTAGE.format(no_journal=True), env=_env(workspace))
     run_id = proc.stdout.split()[0]
     assert "saved to" in proc.stderr and "runyard sync" in proc.stderr
     spooled = list((workspace.path / "spool").glob("metrics-*.jsonl"))

@@ -6,6 +6,7 @@ import threading
 
 from runyard.store.metadata.api import MetadataStore, RegistryStore, TrackingStore
 from runyard.store.metadata.entities import ArtifactInfo, ExperimentInfo, LatestMetric, MetricRecord, RunInfo
+from runyard.store.metadata.outage import stop_waiting, stopping
 
 _stores: dict[str, MetadataStore] = {}
 _lock = threading.Lock()
@@ -56,6 +57,8 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 __all__ = [
+    "stop_waiting",
+    "stopping",
     "ArtifactInfo",
     "ExperimentInfo",
     "LatestMetric",

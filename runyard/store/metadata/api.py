@@ -123,8 +123,9 @@ class TrackingStore(ABC):
         """Record that the processes driving these runs are alive. Only runs that heartbeat can go stale."""
 
     @abstractmethod
-    def fail_stale_runs(self, timeout: float) -> list[str]:
-        """Mark Failed every unfinished run whose last heartbeat is older than ``timeout`` seconds; return their ids."""
+    def fail_stale_runs(self, timeout: float, spare: Iterable[str] = ()) -> list[str]:
+        """Mark Failed every unfinished run whose last heartbeat is older than ``timeout`` seconds (but those in
+        ``spare``, whose driver is known to be alive); return their ids."""
 
     @abstractmethod
     def update_run(self, run_id: str, *, display_name: str | None = None, description: str | None = None) -> None: ...

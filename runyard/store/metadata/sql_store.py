@@ -22,6 +22,7 @@ from runyard.errors import InvalidStatusTransition, NotFound, StoreError, Valida
 from runyard.ids import new_run_id
 from runyard.status import RunStatus
 from runyard.store.metadata import schema as t
+from runyard.store.metadata.outage import refused, stopping
 from runyard.store.metadata.api import MetadataStore
 from runyard.store.metadata.entities import (
     ArtifactInfo,
@@ -57,20 +58,9 @@ _IN_CHUNK = 500
 # Seconds a store call waits for a server that refuses connections: a run's processes (and supervisors, which set
 # RUNYARD_STORE_PATIENCE) ride out a restart or a full server; a command at the terminal says so soon.
 _RUN_PATIENCE, _INTERACTIVE_PATIENCE = 300.0, 5.0
-_stopping = threading.Event()  # set at SIGTERM: stop waiting for the server (what is unstored stays in the journal)
-
-
-def stop_waiting() -> None:
-    """The process is ending (SIGTERM): store calls fail at once instead of waiting for the server to come back."""
-    _stopping.set()
-
-
-def _refused(exc: BaseException) -> bool:
-    """The server did not take the connection for now: too many clients, starting or stopping, not listening."""
-    text = str(getattr(exc, "orig", exc)).lower()
-    return any(s in text for s in ("too many clients", "remaining connection slots", "the database system is",
-                                   "connection refused", "could not connect", "server closed the connection",
-                                   "no such file or directory", "connection timeout", "timeout expired"))
+def _heartbeat_lost():
+    """Runs failed by a reader for a lost heartbeat (their driver may still speak: see heartbeat, set_status)."""
+    return and_(t.runs.c.status == RunStatus.FAILED.value, t.runs.c.error.like('%"code": "HeartbeatLost"%'))
 
 
 class _IdleCloser:
@@ -185,7 +175,7 @@ class SqlMetadataStore(MetadataStore):
             try:
                 return call()
             except (OperationalError, DBAPIError) as exc:
-                if not _refused(exc) or time.monotonic() + delay > deadline or _stopping.is_set():
+                if not refused(exc) or time.monotonic() + delay > deadline or stopping():
                     with self._errors(what):
                         raise
                 time.sleep(delay * (0.5 + random.random()))
@@ -382,7 +372,10 @@ class SqlMetadataStore(MetadataStore):
             values["exit_code"] = exit_code
         # A cancel request is not undone by a driver reporting progress: only Finalizing or an end follows it.
         kept = _TERMINAL + ([RunStatus.CANCEL_REQUESTED.value] if status in _PROGRESS else [])
-        stmt = update(t.runs).where(t.runs.c.run_id == run_id, t.runs.c.status.not_in(kept)).values(**values)
+        if error is None and status != RunStatus.FAILED:
+            values["error"] = None  # a run failed for a lost heartbeat whose driver speaks again loses that error
+        stmt = update(t.runs).where(t.runs.c.run_id == run_id, or_(t.runs.c.status.not_in(kept), _heartbeat_lost())
+                                    ).values(**values)
         with self._write("set run status") as conn:
             changed = conn.execute(stmt).rowcount
         info = self.get_run(run_id)  # NotFound for an unknown id
@@ -397,39 +390,57 @@ class SqlMetadataStore(MetadataStore):
     def heartbeat(self, run_ids: Sequence[str]) -> None:
         if not run_ids:
             return
+        now = time.time()
         with self._write("heartbeat") as conn:
             conn.execute(
                 update(t.runs)
                 .where(t.runs.c.run_id.in_(list(run_ids)), t.runs.c.status.not_in(_TERMINAL))
-                .values(heartbeat_at=time.time())
+                .values(heartbeat_at=now)
+            )
+            # A reader failed it while its driver could not reach the store (an outage longer than the heartbeat
+            # timeout): the driver is alive after all, so the run is running again.
+            conn.execute(
+                update(t.runs).where(t.runs.c.run_id.in_(list(run_ids)), _heartbeat_lost())
+                .values(heartbeat_at=now, status=RunStatus.RUNNING.value, error=None, end_time=None)
             )
 
     def _reap_stale_runs(self) -> None:
-        """The next reader fails runs whose driver died (no server does it); at most every few seconds."""
+        """The next reader fails runs whose driver died (no server does it); at most every few seconds. Providers of
+        ``plugins.STALE_RUNS`` (the local target's) say which of the candidates still have a live driver on this
+        machine (an outage, not a death, kept it from heartbeating: spared) and clean up after those failed."""
         now = time.monotonic()
         if now - self._last_reap < _REAP_EVERY:
             return
         self._last_reap = now
         try:
-            failed = self.fail_stale_runs(heartbeat_timeout())
+            candidates = self._stale_run_ids(heartbeat_timeout())
+            if not candidates:
+                return
+            handlers = plugins.each(plugins.STALE_RUNS)
+            spare = {run_id for handler in handlers for run_id in handler.alive(candidates)}
+            failed = self.fail_stale_runs(heartbeat_timeout(), spare=spare)
         except StoreError:
             return  # a read must not fail because housekeeping could not write (e.g. a read-only replica)
-        if failed:  # what the dead drivers left on this machine: processes to stop, files to upload
-            for handler in plugins.each(plugins.STALE_RUNS):
-                try:
-                    handler(failed)
-                except Exception as exc:  # noqa: BLE001 - housekeeping must not fail the read that triggered it
-                    print(f"runyard: cleaning up after runs {', '.join(failed)} failed: {exc}", file=sys.stderr)
+        for handler in handlers:  # what the dead drivers left on this machine: processes to stop, files to upload
+            try:
+                handler.clean_up(failed)
+            except Exception as exc:  # noqa: BLE001 - housekeeping must not fail the read that triggered it
+                print(f"runyard: cleaning up after runs {', '.join(failed)} failed: {exc}", file=sys.stderr)
 
-    def fail_stale_runs(self, timeout: float) -> list[str]:
+    def _stale(self, timeout: float):
         r = t.runs.c
-        cutoff = time.time() - timeout
-        stale = (r.status.not_in(_TERMINAL), r.heartbeat_at.is_not(None), r.heartbeat_at < cutoff)
+        return (r.status.not_in(_TERMINAL), r.heartbeat_at.is_not(None), r.heartbeat_at < time.time() - timeout)
+
+    def _stale_run_ids(self, timeout: float) -> list[str]:
         # A read first: the common case (nothing stale) must not take SQLite's write lock.
         with self._read("find stale runs") as conn:
-            ids = [row[0] for row in conn.execute(select(r.run_id).where(*stale).limit(_IN_CHUNK))]
+            return [row[0] for row in conn.execute(select(t.runs.c.run_id).where(*self._stale(timeout)).limit(_IN_CHUNK))]
+
+    def fail_stale_runs(self, timeout: float, spare: Iterable[str] = ()) -> list[str]:
+        ids = [run_id for run_id in self._stale_run_ids(timeout) if run_id not in set(spare)]
         if not ids:
             return []
+        r = t.runs.c
         error = json.dumps({
             "message": f"heartbeat lost: the process driving this run stopped (killed or crashed) without finishing "
                        f"it; no heartbeat for more than {timeout:g} s",
@@ -437,7 +448,7 @@ class SqlMetadataStore(MetadataStore):
         })
         with self._write("fail stale runs") as conn:
             conn.execute(
-                update(t.runs).where(r.run_id.in_(ids), *stale)
+                update(t.runs).where(r.run_id.in_(ids), *self._stale(timeout))
                 .values(status=RunStatus.FAILED.value, end_time=r.heartbeat_at, error=error)
             )
         return ids
