@@ -276,6 +276,29 @@ def azurite(tmp_path_factory):
         stop(proc)
 
 
+@dataclass(frozen=True)
+class GcsEmulator:
+    endpoint: str
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory):
+    """gcp-storage-emulator (PyPI): the GCS JSON API on 127.0.0.1, files in memory. It checks no credentials."""
+    pytest.importorskip("gcsfs")
+    binary = Path(sys.executable).parent / "gcp-storage-emulator"
+    assert binary.exists(), "scripts/setup.sh installs gcp-storage-emulator (the dev extra)"
+    port = free_port()
+    log = tmp_path_factory.mktemp("gcs") / "emulator.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(binary), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_port(port, proc, "gcp-storage-emulator", log)
+        yield GcsEmulator(f"http://127.0.0.1:{port}")
+    finally:
+        stop(proc)
+
+
 # -- a two-node Ray cluster (the Ray suite: scripts/test_ray.sh runs it in a loopback-only network namespace) ----
 def _loopback_only() -> bool:
     import psutil

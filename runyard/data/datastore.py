@@ -504,12 +504,21 @@ def _open_files(workspace: "Workspace", record: "DatastoreRecord") -> Files:
                                        retry_total=1)
         return FsspecFiles(name, fs, base, "az", endpoint, (key or "", sas or "", conn))
     if record.type == "gcs":
-        gcsfs = _import("gcsfs", "gcs", name)
+        # gcsfs.core's file system: the package's default one also asks a gRPC control plane for each bucket's
+        # layout (hierarchical namespaces), which an emulator or a plain bucket does not need.
+        gcsfs = _import("gcsfs.core", "gcs", name)
         options = {"project": c.get("project"), "skip_instance_cache": True}
         if c.get("endpoint_url"):
             options["endpoint_url"] = c["endpoint_url"]
         options["token"] = c["credentials_file"] if c["auth"] == "file" else "anon" if c["auth"] == "anonymous" else None
-        return FsspecFiles(name, gcsfs.GCSFileSystem(**options), base, "gs", c.get("endpoint_url"), ())
+        try:
+            fs = gcsfs.GCSFileSystem(**options)
+        except Exception as exc:  # noqa: BLE001 - the file's content is never echoed (it holds a private key)
+            where = (f"the credentials file {c['credentials_file']}" if c["auth"] == "file"
+                     else "the environment's credentials (GOOGLE_APPLICATION_CREDENTIALS)")
+            raise DataError(f"datastore {name!r} (gs://{base}): {where} could not be used "
+                            f"({type(exc).__name__}): give a service-account or user credentials JSON file") from None
+        return FsspecFiles(name, fs, base, "gs", c.get("endpoint_url"), ())
     raise ConfigError(f"datastore {name!r} has an unknown type {record.type!r}")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import socket
 import stat
 import threading
 import uuid
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 from runyard.data.hashing import HashCache
 from runyard.errors import DataError, NotFound
@@ -222,6 +224,7 @@ class FsspecFiles(Files):
         self.scheme = scheme
         self.secrets = tuple(s for s in secrets if s)
         self.label = f"datastore {name!r} ({scheme}://{self.base}" + (f" at {endpoint}" if endpoint else "") + ")"
+        self.endpoint = endpoint
         self.tag_kind = "s3etag" if scheme == "s3" else "md5"
         self.needs_md5 = scheme == "az"
         self.server_tags = scheme in ("s3", "gs")
@@ -311,6 +314,14 @@ class FsspecFiles(Files):
                 raise NotFound(f"{self.label} has no file {key!r}") from exc
 
     def check(self) -> None:
+        if self.endpoint:  # one connection attempt first: the clients retry an unreachable address for half a minute
+            parts = urlsplit(self.endpoint)
+            try:
+                socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
+                                         timeout=5).close()
+            except OSError as exc:
+                raise DataError(f"{self.label}: cannot reach the store: the endpoint cannot be reached (is the "
+                                f"service running, is the address right?): {exc.strerror or exc}") from None
         with self._errors("reach the store"):
             bucket = self.base.split("/", 1)[0]
             try:

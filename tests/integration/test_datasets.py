@@ -245,3 +245,20 @@ def test_datastore_and_dataset_commands(ws, tmp_path, s3_server):
     assert "a.txt" in cli("dataset", "show", "letters:1")
     assert "2 file(s)" in cli("dataset", "download", "letters", str(tmp_path / "dl"))
     assert (tmp_path / "dl" / "b" / "c.txt").read_text() == "c"
+
+
+def test_runs_consume_gcs_data_mounted_and_as_a_dataset(ws, tmp_path, gcs_emulator):
+    ds = Datastore.register_gcs(ws, "gcs", bucket_name=f"r-{uuid.uuid4().hex[:8]}", endpoint_url=gcs_emulator.endpoint,
+                                anonymous=True, project="test", create_if_not_exists=True)
+    ds.upload(str(_files(tmp_path / "d", {"one.txt": "1", "deep/two.txt": "2"})), "set", show_progress=False)
+    dataset = Dataset.File.from_files((ds, "set")).register(ws, "gcsset")
+    assert all(f.get("tag") and not f.get("stored") for f in dataset.files)  # remote: recorded by MD5, not copied
+    seen = _run(ws, tmp_path, ["--data", ds.path("set").as_mount(), "--data", dataset.as_named_input("g").as_download()])
+    mount, copy = seen["args"]
+    assert seen["seen"][mount] == {"one.txt": "1", "deep/two.txt": "2"} and "cache/datastores/gcs" in mount
+    assert not seen["writable"][mount]
+    assert seen["seen"][copy] == {"one.txt": "1", "deep/two.txt": "2"}
+    (tmp_path / "d" / "one.txt").write_text("changed")
+    ds.upload(str(tmp_path / "d"), "set", overwrite=True, show_progress=False)
+    with pytest.raises(DataError, match="changed since the dataset was saved"):
+        dataset.download(str(tmp_path / "after"))

@@ -238,3 +238,37 @@ def test_azure_wrong_key_is_refused_without_echoing_it(ws, azurite):
                                                 account_key=wrong, blob_endpoint=azurite.endpoint)
     assert "'nope'" in str(info.value) and "refused" in str(info.value) and wrong not in str(info.value)
     assert "nope" not in ws.datastores
+
+
+# -- Google Cloud Storage (gcp-storage-emulator) --------------------------------------------------------------------
+def _gcs(ws, gcs_emulator, name="gcs", **kw):
+    return Datastore.register_gcs(ws, name, bucket_name=f"g-{uuid.uuid4().hex[:8]}", endpoint_url=gcs_emulator.endpoint,
+                                  anonymous=True, project="test", create_if_not_exists=True, **kw)
+
+
+def test_gcs_round_trip(ws, tmp_path, gcs_emulator):
+    ds = _gcs(ws, gcs_emulator, path_prefix="team")
+    assert ds.datastore_type == "GCS" and ds.describe()["endpoint_url"] == gcs_emulator.endpoint
+    _round_trip(ds, tmp_path)
+    assert ds.files.uri("x") == f"gs://{ds.describe()['bucket']}/team/x"
+
+
+def test_gcs_bad_credentials_missing_buckets_and_unreachable_endpoints_are_clear(ws, tmp_path, gcs_emulator):
+    broken = tmp_path / "service-account.json"
+    broken.write_text('{"type": "service_account", "private_key": "not a key"}')
+    with pytest.raises(DataError) as info:
+        Datastore.register_gcs(ws, "badkey", bucket_name="some-bucket", endpoint_url=gcs_emulator.endpoint,
+                               project="test", credentials_file=str(broken))
+    assert "'badkey'" in str(info.value) and "not a key" not in str(info.value)
+    with pytest.raises(DataError, match="does not exist"):
+        Datastore.register_gcs(ws, "nobucket", bucket_name="no-such-bucket-here", endpoint_url=gcs_emulator.endpoint,
+                               anonymous=True)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(DataError, match="cannot be reached") as info:
+        Datastore.register_gcs(ws, "gone", bucket_name="some-bucket", endpoint_url=f"http://127.0.0.1:{dead}",
+                               anonymous=True)
+    assert "'gone'" in str(info.value) and time.monotonic() - started < 60
+    assert sorted(ws.datastores) == ["workspaceblobstore"]  # nothing was registered
