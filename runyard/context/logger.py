@@ -59,7 +59,6 @@ class MetricLogger:
     def _reset(self) -> None:
         self._journal: journal.Journal | None = None  # opened at the first value
         self._journal_failed = False
-        self._journal_owes = False  # values given up to the journal: it must stay for a replay
         self._seq = 0  # the journal sequence number of the first value not yet written (or spooled)
         self._append_lock = threading.Lock()  # the journal and the queue take values in the same order
         self._queue: deque = deque()
@@ -223,22 +222,25 @@ class MetricLogger:
 
     # -- process exit ------------------------------------------------------------------------
     def close(self, timeout: float = 30.0) -> None:
-        """Flush; whatever still cannot be stored goes to a spool file (never dropped)."""
+        """Flush; whatever still cannot be stored stays in the journal (without one: a spool file). Never dropped."""
         if self.flush(timeout):
             with self._io_lock, self._append_lock:
-                if self._journal is not None and not self._queue and not self._pending and not self._journal_owes:
+                if self._journal is not None and not self._queue and not self._pending:
                     self._journal.close(remove=True)  # every value is stored
                     self._journal, self._seq = None, 0  # values logged later (exit callbacks) go to a new one
             return
-        with self._io_lock:  # the writer may be mid-retry: take its batch only between attempts
+        with self._io_lock, self._append_lock:  # the writer may be mid-retry: take its batch between attempts
             records, _ = self._take_all()
             paths, self._spilled = list(self._spilled), []
-        if records and self._journal is not None:
-            # They are in the journal already: it outlives this process, and whoever finalizes the run (or opens the
-            # workspace next) stores them — no spool file, no `runyard sync` needed.
-            _warn(f"{len(records)} metric values could not be written to {_where(self.store)} ({self.last_error}); "
-                  f"they wait in the metric journal {self._journal.path} and are stored once it is reachable")
-            records, self._journal_owes = [], True
+            if records and self._journal is not None:
+                # They are in the journal already: it outlives this process, and whoever finalizes the run (or
+                # opens the workspace next) stores them — no spool file, no `runyard sync`. The journal is left for
+                # that replay; values logged after this go to a new one.
+                _warn(f"{len(records)} metric values could not be written to {_where(self.store)} "
+                      f"({self.last_error}); they wait in the metric journal {self._journal.path} and are stored once "
+                      "it is reachable")
+                self._journal.close(remove=False)
+                self._journal, self._seq, records = None, 0, []
         if records:
             paths.append(spool(records, self.spool_dir, self._journal_ref(len(records))))
         if paths:
