@@ -32,7 +32,7 @@ def proj(tmp_path):
 
 
 def test_submit_wait_streams_output_and_sets_the_exit_status(tmp_path, proj):
-    ws = tmp_path / "ws"
+    ws = Workspace(tmp_path / "ws").path  # -w names an existing workspace (only `runyard init` makes one)
     out = cli(ws, "submit", "-s", str(proj), "train.py", "--experiment", "cli", "--tag", "k=v", "--wait",
               "--", "--lr", "0.01").stdout
     assert "got ['--lr', '0.01']" in out and "Status: Completed" in out
@@ -48,7 +48,7 @@ def test_submit_wait_streams_output_and_sets_the_exit_status(tmp_path, proj):
 
 
 def test_submit_returns_at_once_then_logs_follow_and_cancel(tmp_path, proj):
-    ws = tmp_path / "ws"
+    ws = Workspace(tmp_path / "ws").path  # -w names an existing workspace (only `runyard init` makes one)
     out = cli(ws, "submit", "-s", str(proj), "train.py", "--", "--slow").stdout
     run_id = out.split("submitted run ")[1].split()[0]
     follower = subprocess.Popen([sys.executable, "-m", "runyard", "-w", str(ws), "logs", "-f", run_id],
@@ -61,7 +61,7 @@ def test_submit_returns_at_once_then_logs_follow_and_cancel(tmp_path, proj):
 
 
 def test_dry_run_prints_the_request_and_stores_nothing(tmp_path, proj):
-    ws = tmp_path / "ws"
+    ws = Workspace(tmp_path / "ws").path  # -w names an existing workspace (only `runyard init` makes one)
     out = cli(ws, "submit", "--dry-run", "-s", str(proj), "train.py", "--", "--lr", "1").stdout
     assert '"launcher": "single"' in out and '"--lr"' in out and "snapshot" in out
     assert "-u train.py --lr 1" in out.split("processes, were the run started now")[1]  # what the launcher gives
@@ -70,7 +70,7 @@ def test_dry_run_prints_the_request_and_stores_nothing(tmp_path, proj):
 
 
 def test_bad_input_is_one_clear_line(tmp_path, proj):
-    ws = tmp_path / "ws"
+    ws = Workspace(tmp_path / "ws").path  # -w names an existing workspace (only `runyard init` makes one)
     bad = cli(ws, "submit", "-s", str(proj), "trian.py", check=False)
     assert bad.returncode == 1 and "did you mean 'train.py'" in bad.stderr and "Traceback" not in bad.stderr
     bad = cli(ws, "submit", "-s", str(proj), "train.py", "--compute", "gpu-cluster", check=False)
