@@ -228,9 +228,9 @@ def s3_server(tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
-    with open(log, "w") as out:
+    with open(log, "w") as out:  # its own cwd: a session server must outlive the test that first asked for it
         proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
+                                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
     try:
         _wait_for_port(port, proc, "moto server", log)
         endpoint = f"http://127.0.0.1:{port}"
@@ -268,7 +268,8 @@ def azurite(tmp_path_factory):
     log = folder / "azurite.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(folder),
-                                 "--skipApiVersionCheck", "--loose", "--silent"], stdout=out, stderr=subprocess.STDOUT)
+                                 "--skipApiVersionCheck", "--loose", "--silent"], stdout=out, stderr=subprocess.STDOUT,
+                                cwd=folder)
     try:
         _wait_for_port(port, proc, "Azurite", log)
         yield Azurite(f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}")
@@ -291,7 +292,7 @@ def gcs_emulator(tmp_path_factory):
     log = tmp_path_factory.mktemp("gcs") / "emulator.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([str(binary), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT, cwd=log.parent)
     try:
         _wait_for_port(port, proc, "gcp-storage-emulator", log)
         yield GcsEmulator(f"http://127.0.0.1:{port}")
