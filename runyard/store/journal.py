@@ -13,9 +13,9 @@ runyard process that opens the workspace replays the journals of dead processes:
 each exactly once, then the journal is deleted. A process that ends normally with everything stored deletes its
 own journal.
 
-Layout: an 8-byte magic and 8 reserved bytes, then records, each starting with a type byte (0: nothing more):
-a key definition (run id, name, kind → index), a float or an int value of a defined key (29 bytes, packed in
-place), or any other value as JSON.
+Layout: an 8-byte magic and 8 reserved bytes, then records, each starting with a type byte (0: nothing more),
+written last: a key definition (run id, name, kind → index), a float or an int value of a defined key (29 bytes,
+packed in place), or any other value as JSON.
 """
 from __future__ import annotations
 
@@ -45,9 +45,13 @@ _END, _KEY, _FLOAT, _INT, _JSON = 0, 1, 2, 3, 4
 _KEYDEF = struct.Struct("<BIHHH")  # type, key index, len(run id), len(name), len(kind); then the three texts
 _NUMBER = struct.Struct("<BIqdd")  # type, key index, step, value, timestamp
 _INTEGER = struct.Struct("<BIqqd")
+# What append writes: the same with the type byte left 0, set after the rest — a process killed mid-copy leaves a
+# record that reads as the end, never a half-written value.
+_NUMBER_BODY = struct.Struct("<xIqdd")
+_INTEGER_BODY = struct.Struct("<xIqqd")
 _TEXT = struct.Struct("<BI")  # type, length; then JSON [run_id, name, value, step, timestamp, kind]
 _NUMBER_SIZE = _NUMBER.size
-_pack_float, _pack_int = _NUMBER.pack_into, _INTEGER.pack_into
+_pack_float, _pack_int = _NUMBER_BODY.pack_into, _INTEGER_BODY.pack_into
 _ROOM = 64  # room a numeric record needs (checked before each, so one comparison covers it)
 
 
@@ -95,10 +99,12 @@ class Journal:
         kind_of = type(value)
         try:
             if kind_of is float:
-                _pack_float(self._map, end, _FLOAT, index, step, value, timestamp)
+                _pack_float(self._map, end, index, step, value, timestamp)
+                self._map[end] = _FLOAT
                 self._end = end + _NUMBER_SIZE
             elif kind_of is int:
-                _pack_int(self._map, end, _INT, index, step, value, timestamp)
+                _pack_int(self._map, end, index, step, value, timestamp)
+                self._map[end] = _INT
                 self._end = end + _NUMBER_SIZE
             else:
                 self._text(record)
@@ -114,7 +120,8 @@ class Journal:
             self._grow(size + _ROOM)
         end = self._end
         self._map[end + _KEYDEF.size: end + size] = b"".join(texts)
-        _KEYDEF.pack_into(self._map, end, _KEY, index, *map(len, texts))  # the type byte last: the record is whole
+        _KEYDEF.pack_into(self._map, end, 0, index, *map(len, texts))
+        self._map[end] = _KEY  # the type byte last: the record is whole
         self._end = end + size
         self._keys[(run_id, name, kind)] = index
         return index
@@ -127,7 +134,8 @@ class Journal:
             self._grow(size + _ROOM)
         end = self._end
         self._map[end + _TEXT.size: end + size] = data
-        _TEXT.pack_into(self._map, end, _JSON, len(data))
+        _TEXT.pack_into(self._map, end, 0, len(data))
+        self._map[end] = _JSON
         self._end = end + size
 
     def _grow(self, need: int) -> None:
