@@ -115,7 +115,11 @@ def stop_cluster(state: dict[str, Any], grace: float = 20.0) -> None:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    deadline = time.monotonic() + 10.0  # SIGKILL lands at once, but a loaded machine may take a moment to run it
     _reap(pids)
+    while time.monotonic() < deadline and any(_exists(p) for p in pids):
+        time.sleep(0.05)
+        _reap(pids)
     if state.get("temp_dir"):
         shutil.rmtree(state["temp_dir"], ignore_errors=True)
 
@@ -127,6 +131,17 @@ def _reap(pids: list[int]) -> None:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:  # started by another process (another CLI call): init reaps it
             pass
+
+
+def _exists(pid: int) -> bool:
+    """The process is there, running or a zombie not yet reaped."""
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
 
 
 def _alive(pids: list[int]) -> bool:
