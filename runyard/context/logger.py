@@ -85,8 +85,8 @@ class MetricLogger:
             queue.append(record)
         if self._thread is None:
             self._start()
-        elif len(queue) >= self.batch_size:
-            self._wake.set()
+        elif len(queue) >= self.batch_size and not self._wake.is_set():
+            self._wake.set()  # once: Event.set takes a lock and notifies, a cost the training loop would pay per value
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Wait until every value logged so far is stored. Return False if that did not happen in time."""
