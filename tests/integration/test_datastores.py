@@ -262,13 +262,13 @@ def test_gcs_bad_credentials_missing_buckets_and_unreachable_endpoints_are_clear
     assert "'badkey'" in str(info.value) and "not a key" not in str(info.value)
     with pytest.raises(DataError, match="does not exist"):
         Datastore.register_gcs(ws, "nobucket", bucket_name="no-such-bucket-here", endpoint_url=gcs_emulator.endpoint,
-                               anonymous=True)
+                               anonymous=True, project="test")
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
     started = time.monotonic()
     with pytest.raises(DataError, match="cannot be reached") as info:
         Datastore.register_gcs(ws, "gone", bucket_name="some-bucket", endpoint_url=f"http://127.0.0.1:{dead}",
-                               anonymous=True)
+                               anonymous=True, project="test")
     assert "'gone'" in str(info.value) and time.monotonic() - started < 60
     assert sorted(ws.datastores) == ["workspaceblobstore"]  # nothing was registered
