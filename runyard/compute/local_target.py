@@ -25,6 +25,7 @@ from runyard.compute.api import (
 from runyard.config.job import JobSpec
 from runyard.errors import ComputeError, InvalidStatusTransition, NotFound, RunyardError
 from runyard.launchers import launcher_for
+from runyard.runtime import orphans
 from runyard.runtime.launch import run_environment
 from runyard.runtime.local_queue import LocalQueue
 from runyard.runtime.logfiles import BUILD_LOG_NAME, decode_chunks, follow as follow_file, ordered_log_names, user_log_name
@@ -135,17 +136,7 @@ class LocalTarget(ComputeTarget):
 
     def supervisor_pid(self, run_id: str) -> int | None:
         """The pid of the run's live supervisor on this machine, if any."""
-        try:
-            pid, started = (self.run_dir(run_id) / "supervisor.pid").read_text().split()
-        except (OSError, ValueError):
-            return None
-        import psutil
-
-        try:
-            proc = psutil.Process(int(pid))
-            return proc.pid if abs(proc.create_time() - float(started)) < 1.0 else None  # not a reused pid
-        except (psutil.Error, ValueError):
-            return None
+        return orphans.supervisor_pid(self.run_dir(run_id))
 
     def describe(self, run_id: str) -> RunDescription | None:
         try:

@@ -52,7 +52,7 @@ def alive(run_ids: list[str]) -> list[str]:
     found = []
     for run_id in run_ids:
         link = index_dir() / run_id
-        if link.is_symlink() and _supervisor_alive(Path(os.path.realpath(link))):
+        if link.is_symlink() and supervisor_pid(Path(os.path.realpath(link))) is not None:
             found.append(run_id)
     return found
 
@@ -62,7 +62,7 @@ def clean_up(run_ids: list[str]) -> None:
     for run_id in run_ids:
         link = index_dir() / run_id
         run_dir = Path(os.path.realpath(link)) if link.is_symlink() else None
-        if run_dir is not None and _supervisor_alive(run_dir):
+        if run_dir is not None and supervisor_pid(run_dir) is not None:
             continue  # a supervisor that only could not write its heartbeat: it ends the run itself
         stop_leftovers(run_id)
         if run_dir is not None and run_dir.is_dir():
@@ -134,15 +134,17 @@ def write_outcome(run_dir: Path, status, error: dict | None, exit_code: int | No
                                                    default=str), encoding="utf-8")
 
 
-def _supervisor_alive(run_dir: Path) -> bool:
+def supervisor_pid(run_dir: Path) -> int | None:
+    """The pid of the live supervisor of the run in ``run_dir`` on this machine (not a reused pid, not a zombie)."""
     import psutil
 
     try:
         pid, started = (run_dir / "supervisor.pid").read_text().split()
         proc = psutil.Process(int(pid))
-        return abs(proc.create_time() - float(started)) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE
+        alive = abs(proc.create_time() - float(started)) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE
     except (OSError, ValueError, psutil.Error):
-        return False
+        return None
+    return proc.pid if alive else None
 
 
 def _signal(proc, sig: int) -> None:
