@@ -25,13 +25,13 @@ from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qsl, quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from runyard import webguard
 from runyard.config.job import JobSpec
-from runyard.errors import NotFound, RunyardError, ValidationError
-from runyard.hyperdrive.config import PRIMARY_METRIC, primary_metric
+from runyard.errors import ConfigError, NotFound, RunyardError, ValidationError
+from runyard.hyperdrive.config import PRIMARY_METRIC, STOPPED_BY_TAG, primary_metric
 from runyard.hyperdrive.config import RUN_TYPE as SWEEP_RUN_TYPE
 
 if TYPE_CHECKING:
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 STATIC = Path(__file__).parent / "static"
 _TERMINAL = {"Completed", "Failed", "Canceled"}
 MAX_POINTS = 1000  # a series longer than this is reduced (min and max of each step range) in the database
+LIVE_SECONDS = 1.0  # how often a live run page's stream looks for new metric values
+SWEEP_POINTS = 200  # points per trial on a sweep's chart
 
 
 def _json_value(v: Any) -> Any:
@@ -53,6 +55,35 @@ def content_disposition(kind: str, name: str) -> str:
     replaced) and the exact name as RFC 5987 ``filename*=UTF-8''…``."""
     fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name) or "download"
     return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+class ChartLibrary:
+    """plotly.js as the installed ``plotly`` Python package ships it (``plotly/package_data/plotly.min.js``)."""
+
+    _gzipped: dict[Path, bytes] = {}
+
+    def __init__(self, path: Path, version: str) -> None:
+        self.path, self.version = path, version
+        self.url = f"/vendor/plotly-{version}.min.js"
+
+    @classmethod
+    def find(cls) -> "ChartLibrary":
+        from importlib import metadata, util
+
+        spec = util.find_spec("plotly")  # where it is, without importing it
+        path = Path(next(iter(spec.submodule_search_locations or ()), "")) / "package_data" / "plotly.min.js" \
+            if spec else None
+        if path is None or not path.is_file():
+            raise ConfigError("the studio draws its charts with plotly.js from the plotly package, which is not "
+                              "installed here: pip install 'runyard[ui]' (or plotly)")
+        return cls(path, metadata.version("plotly"))
+
+    def gzipped(self) -> bytes:
+        if self.path not in self._gzipped:  # once per process: ~4.8 MB → ~1.4 MB
+            import gzip
+
+            self._gzipped[self.path] = gzip.compress(self.path.read_bytes(), 6)
+        return self._gzipped[self.path]
 
 
 TOKEN_COOKIE = "runyard_token"
@@ -113,6 +144,7 @@ def create_app(workspace: "Workspace", *, token: str | None = None, host: str = 
     from runyard.status import RunStatus
 
     ws = workspace
+    charts = ChartLibrary.find()
     app = FastAPI(title="runyard studio", docs_url=None, redoc_url=None)
     app.state.token = token
     app.add_middleware(Guard, allowed=webguard.allowed_hosts(host, allow_hosts), token=token)
@@ -215,6 +247,31 @@ def create_app(workspace: "Workspace", *, token: str | None = None, host: str = 
             out.append({**_row(info, latest), "series": _metrics(ws, run_id, points)["series"]})
         return {"runs": out}
 
+    @app.get("/api/runs/{run_id}/sweep")
+    def sweep(run_id: str, points: int = SWEEP_POINTS) -> dict[str, Any]:
+        """A HyperDrive parent's trials: configuration, status, final primary metric and its series, which trial
+        is best (HyperDriveRun's own ranking) and why a policy stopped one."""
+        run = _run(run_id)
+        info = run._refresh()
+        if info.run_type != SWEEP_RUN_TYPE:
+            raise ValidationError(f"run {run_id} is not a sweep (its type is {info.run_type!r})")
+        metric, maximize = primary_metric(info)
+        ranked = run.get_children_sorted_by_primary_metric()
+        children = {c.run_id: c for c in ws.metadata.list_runs(parent_run_id=run.id, limit=100000)}
+        points = max(10, min(points, 2000))
+        trials = []
+        for row in ranked:
+            child = children.get(row["run_id"])
+            if child is None:
+                continue
+            series = ws.metadata.get_metric_series(child.run_id, metric, points)
+            trials.append({"id": child.run_id, "name": child.display_name or child.run_id, "status": row["status"],
+                           "hyperparameters": row["hyperparameters"], "final": _json_value(row["best_primary_metric"]),
+                           "stopped": child.tags.get(STOPPED_BY_TAG), "start": child.start_time,
+                           "series": _series(series)})
+        best = next((t["id"] for t in trials if t["final"] is not None), None)
+        return {"metric": metric, "goal": "maximize" if maximize else "minimize", "best": best, "trials": trials}
+
     @app.get("/api/runs/{run_id}/files")
     def run_files(run_id: str) -> dict[str, Any]:
         _run(run_id)
@@ -238,9 +295,11 @@ def create_app(workspace: "Workspace", *, token: str | None = None, host: str = 
         return StreamingResponse(chunks(), media_type=media, headers={"Content-Disposition": disposition})
 
     @app.get("/api/runs/{run_id}/logs")
-    async def run_logs(run_id: str, request: Request, rank: int = 0):
-        """Server-sent events: the rank's output so far, then each new chunk until the run ends."""
+    async def run_logs(run_id: str, request: Request, rank: int = 0, metrics: str | None = None):
+        """Server-sent events: the rank's output so far, then each new chunk until the run ends; with ``metrics``
+        (the page's {name: [last_id, count]}) also the values logged since, each second (``LiveMetrics``)."""
         run = _run(run_id)
+        live = LiveMetrics(ws, run.id, _known(metrics)) if metrics is not None else None
         target = run._target()
         from runyard.compute.api import stored_log
 
@@ -267,7 +326,19 @@ def create_app(workspace: "Workspace", *, token: str | None = None, host: str = 
             if not stop.is_set():
                 send("end", ws.metadata.get_run(run.id).status.value)
 
+        def pump_metrics() -> None:
+            while not stop.wait(LIVE_SECONDS):
+                try:
+                    news = live.poll()
+                except Exception as exc:  # noqa: BLE001 - shown in the page; the log goes on
+                    send("error", f"metrics: {exc}")
+                    return
+                if news and not send("metrics", news):
+                    return
+
         threading.Thread(target=pump, name="runyard-ui-log", daemon=True).start()
+        if live is not None:
+            threading.Thread(target=pump_metrics, name="runyard-ui-metrics", daemon=True).start()
 
         async def events():
             try:
@@ -364,9 +435,21 @@ def create_app(workspace: "Workspace", *, token: str | None = None, host: str = 
                 "cache": {"path": str(root), "environments": cached}}
 
     # -- the page -----------------------------------------------------------------------------------------------
+    page = (STATIC / "index.html").read_text().replace("PLOTLY_SRC", charts.url)
+
     @app.get("/", include_in_schema=False)
     def index():
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+    @app.get(charts.url, include_in_schema=False)
+    def plotly_js(request: Request):
+        """plotly.js from the installed plotly package (no CDN: the studio works offline), gzipped once, cached
+        by the browser for good (its URL names the version)."""
+        headers = {"Cache-Control": "public, max-age=31536000, immutable", "Vary": "Accept-Encoding"}
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            return Response(charts.gzipped(), media_type="text/javascript",
+                            headers={**headers, "Content-Encoding": "gzip"})
+        return FileResponse(charts.path, media_type="text/javascript", headers=headers)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
@@ -382,20 +465,31 @@ def _world_size(definition: dict[str, Any]) -> int:
         return 1
 
 
+def _numeric(latest) -> bool:
+    value = latest.value
+    return latest.kind in ("scalar", "list") and (
+        value is None or isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _series(s) -> dict[str, Any]:
+    return {"steps": s.steps, "values": [_json_value(v) for v in s.values], "times": s.times, "count": s.count,
+            "reduced": s.reduced, "last_id": s.last_id}
+
+
 def _metrics(ws: "Workspace", run_id: str, points: int) -> dict[str, Any]:
-    """Line series (numbers by step; long ones reduced in the database), rows/tables, and images of one run."""
+    """Line series (numbers by step with their times; long ones reduced in the database), rows/tables, images, and
+    every metric's value count (what the live stream compares with)."""
     store = ws.metadata
     series: dict[str, dict[str, Any]] = {}
     tables: dict[str, list[Any]] = {}
     images: list[dict[str, str]] = []
+    counts: dict[str, int] = {}
     others = []
     for latest in store.get_latest_metrics([run_id]):
-        numeric = isinstance(latest.value, (int, float)) and not isinstance(latest.value, bool) or latest.value is None
-        if latest.kind in ("scalar", "list") and numeric:
-            steps, values, count = store.get_metric_series(run_id, latest.name, points,
-                                                           known=(latest.value_count, latest.step))
-            series[latest.name] = {"steps": steps, "values": [_json_value(v) for v in values], "count": count,
-                                   "reduced": count > len(values)}
+        counts[latest.name] = latest.value_count
+        if _numeric(latest):
+            series[latest.name] = _series(store.get_metric_series(run_id, latest.name, points,
+                                                                  known=(latest.value_count, latest.step)))
         else:
             others.append(latest.name)
     for rec in store.get_metric_history([run_id], names=others) if others else []:
@@ -403,7 +497,49 @@ def _metrics(ws: "Workspace", run_id: str, points: int) -> dict[str, Any]:
             images.append({"name": rec.name, "path": rec.value if isinstance(rec.value, str) else str(rec.value)})
         else:
             tables.setdefault(rec.name, []).append(_json_value(rec.value))
-    return {"series": series, "tables": tables, "images": images}
+    return {"series": series, "tables": tables, "images": images, "counts": counts}
 
 
-__all__ = ["MAX_POINTS", "create_app"]
+class LiveMetrics:
+    """What a live run page appends to its charts: each numeric series' values logged since the page read it
+    (``known``: name → (last_id, count) as the page has them), a whole series again when it is new or so far behind
+    that appending would lag (reduced as the page's first read), and a note when a table or image changed."""
+
+    def __init__(self, ws: "Workspace", run_id: str, known: dict[str, tuple[int, int]]) -> None:
+        self.store, self.run_id, self.known = ws.metadata, run_id, dict(known)
+
+    def poll(self) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        refresh = False
+        for latest in self.store.get_latest_metrics([self.run_id]):
+            last_id, count = self.known.get(latest.name, (None, None))
+            if count == latest.value_count:
+                continue
+            if not _numeric(latest):
+                refresh, self.known[latest.name] = True, (0, latest.value_count)
+                continue
+            if last_id is None or latest.value_count - count > MAX_POINTS:
+                s = self.store.get_metric_series(self.run_id, latest.name, MAX_POINTS)
+                out[latest.name] = {**_series(s), "replace": True}
+            else:
+                s = self.store.get_metric_series(self.run_id, latest.name, MAX_POINTS, after=last_id)
+                if not s.count:
+                    self.known[latest.name] = (last_id, latest.value_count)
+                    continue
+                out[latest.name] = {**_series(s), "count": count + s.count}
+            self.known[latest.name] = (out[latest.name]["last_id"], out[latest.name]["count"])
+        if not out and not refresh:
+            return None
+        return {"series": out, "refresh": refresh}
+
+
+def _known(text: str | None) -> dict[str, tuple[int, int]]:
+    """The live stream's ``metrics`` argument: JSON {name: [last_id, count]}."""
+    try:
+        raw = json.loads(text or "{}")
+        return {str(k): (int(v[0]), int(v[1])) for k, v in raw.items()}
+    except (ValueError, TypeError, IndexError, AttributeError) as exc:
+        raise ValidationError(f"metrics must be JSON {{name: [last_id, count]}}: {exc}") from None
+
+
+__all__ = ["MAX_POINTS", "LiveMetrics", "create_app"]

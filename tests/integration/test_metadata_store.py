@@ -262,7 +262,17 @@ def test_run_listing_sorts_searches_and_reduces_long_series(store):
         store.list_runs(sort="size")
     store.log_batch(metrics=[MetricRecord("run0", "loss", 100.0 if s == 7000 else 1.0 / (s + 1), s, now)
                              for s in range(10_000)])
-    steps, values, count = store.get_metric_series("run0", "loss", points=200)
+    series = store.get_metric_series("run0", "loss", points=200)
+    steps, values, count = series.steps, series.values, series.count
     assert count == 10_000 and len(values) <= 200 and max(values) == 100.0 and steps == sorted(steps)
+    assert series.reduced and len(series.times) == len(values) and set(series.times) == {now}
     short = store.get_metric_series("run0", "acc", points=200)
-    assert short == ([0], [0.0], 1)
+    assert short[:4] == ([0], [0.0], [now], 1) and not short.reduced
+    # What a live chart appends: the values logged after the series' last position, in logging order, unreduced.
+    store.log_batch(metrics=[MetricRecord("run0", "loss", float(s), s, now + 1) for s in (10_000, 10_001)]
+                    + [MetricRecord("run1", "loss", 9.0, 0, now)])
+    tail = store.get_metric_series("run0", "loss", points=200, after=series.last_id)
+    assert tail[:4] == ([10_000, 10_001], [10_000.0, 10_001.0], [now + 1, now + 1], 2) and tail.last_id > series.last_id
+    assert store.get_metric_series("run0", "loss", after=tail.last_id)[:4] == ([], [], [], 0)
+    assert store.get_metric_series("run0", "loss", points=1, after=series.last_id).steps == [10_000]
+    assert store.get_metric_series("run0", "loss", points=200).count == 10_002

@@ -39,6 +39,8 @@ def _populate(ws: Workspace, runs: int = 300) -> dict[str, str]:
     rich = exp.start_logging(display_name=HOSTILE, outputs=False)
     for step in range(5000):
         rich.log("loss", 1.0 / (step + 1) + (5.0 if step == 2500 else 0.0))
+    rich.log("final_acc", 0.9731)  # logged once: a value, not a chart
+    rich.log("optimizer", "adam")
     rich.log_row("confusion", label="7", predicted="1", count=3)
     rich.log_table("per class", {"class": [0, 1], "f1": [0.9, 0.8]})
     (ws.path / "img.png").write_bytes(bytes.fromhex(
@@ -111,6 +113,65 @@ def test_run_api_details_metrics_files_and_logs(client, studio):
     compare = client.get("/api/compare", params={"ids": f"{ids['first']},{ids['last']}"}).json()
     assert [r["id"] for r in compare["runs"]] == [ids["first"], ids["last"]]
     assert "accuracy" in compare["runs"][0]["series"]
+
+
+def test_live_metrics_bring_only_what_is_new(studio):
+    """What the run page's event stream appends: per series the values logged after the page's last position, a new
+    series whole, a series too far behind whole again (reduced), a note when a table changed; nothing twice."""
+    from runyard.ui.app import MAX_POINTS, LiveMetrics, _metrics
+
+    ws, _ = studio
+    run = Experiment(ws, "live-api").start_logging(outputs=False)
+    for i in range(5):
+        run.log("loss", 1.0 / (i + 1))
+    run.flush()
+    page = _metrics(ws, run.id, MAX_POINTS)
+    loss = page["series"]["loss"]
+    assert loss["steps"] == [0, 1, 2, 3, 4] and len(loss["times"]) == 5 and loss["count"] == 5
+    live = LiveMetrics(ws, run.id, {n: (s["last_id"], s["count"]) for n, s in page["series"].items()})
+    assert live.poll() is None  # nothing new
+    for i in range(5, 8):
+        run.log("loss", 1.0 / (i + 1))
+    run.log("acc", 0.5)
+    run.log_row("table", a=1)
+    run.flush()
+    news = live.poll()
+    assert news["series"]["loss"]["steps"] == [5, 6, 7] and news["series"]["loss"]["count"] == 8
+    assert "replace" not in news["series"]["loss"]
+    assert news["series"]["acc"]["replace"] and news["series"]["acc"]["values"] == [0.5]
+    assert news["refresh"] is True
+    assert live.poll() is None
+    for i in range(8, 8 + MAX_POINTS + 10):  # more than one look appends: the series again, reduced
+        run.log("loss", 1.0 / (i + 1))
+    run.flush()
+    again = live.poll()["series"]["loss"]
+    assert again["replace"] and again["reduced"] and again["count"] == 8 + MAX_POINTS + 10
+    run.log("loss", 0.0)
+    run.flush()
+    assert live.poll()["series"]["loss"]["steps"] == [8 + MAX_POINTS + 10]
+    run.complete()
+
+
+def test_live_stream_and_sweep_api_refuse_bad_requests(client, studio):
+    ws, ids = studio
+    bad = client.get(f"/api/runs/{ids['rich']}/logs", params={"metrics": "{not json"})
+    assert bad.status_code == 400 and "metrics must be JSON" in bad.json()["error"]
+    not_sweep = client.get(f"/api/runs/{ids['rich']}/sweep")
+    assert not_sweep.status_code == 400 and "is not a sweep" in not_sweep.json()["error"]
+
+
+def test_the_chart_library_comes_from_the_plotly_package(client):
+    import plotly
+
+    page = client.get("/")
+    src = f"/vendor/plotly-{plotly.__version__}.min.js"
+    assert f'content="{src}"' in page.text and page.headers["cache-control"] == "no-cache"
+    packaged = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+    zipped = client.get(src, headers={"Accept-Encoding": "gzip"})  # httpx decodes it
+    assert zipped.headers["content-encoding"] == "gzip" and zipped.content == packaged
+    assert "immutable" in zipped.headers["cache-control"]
+    plain = client.get(src, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.content == packaged
 
 
 def test_only_the_studios_own_page_may_change_anything(studio):
@@ -333,13 +394,44 @@ def test_browser_runs_table_and_a_run_page(served, page):
     page.fill("#search", "trial-29")
     page.wait_for_function("document.querySelector('#page-info').textContent.includes('of 10')")
     page.goto(f"{url}/#/run/{ids['rich']}")
-    page.wait_for_selector('[data-metric="loss"] polyline')
-    points = page.get_attribute('[data-metric="loss"] polyline', "points")
-    assert len(points.split()) > 100  # the chart is drawn
+    chart = '[data-metric="loss"] .js-plotly-plot'
+    page.wait_for_selector(chart + " .scatterlayer .trace path.js-line")  # drawn by plotly.js
+    assert page.evaluate(f"document.querySelector('{chart}').data[0].x.length") > 100  # reduced: ≤ 1,000 of 5,000
+    # Values logged once are values (no chart with a made-up axis); tables are tables; images are images.
+    assert page.inner_text('[data-value="final_acc"]').split() == ["final_acc", "0.9731"]
+    assert page.inner_text('[data-value="optimizer"]').split() == ["optimizer", "adam"]
+    assert page.locator('[data-metric="final_acc"]').count() == 0
+    assert "predicted" in page.inner_text('[data-table="confusion"]')
     page.locator("#files a", has_text="outputs/model.txt").wait_for()  # the file list comes after the charts
     page.locator("img.logged").wait_for()
-    assert page.evaluate("window.__pwned") is None
+    # The details card gives its keys their width: no key broken mid-word.
+    key = page.locator("#main .card td", has_text="experiment").first
+    assert key.bounding_box()["height"] < 2 * page.evaluate("parseFloat(getComputedStyle(document.body).lineHeight)")
     page.screenshot(path=str(SHOTS / "run-page.png"), full_page=True)
+    # Zoom: a drag across the plot narrows the x axis to what was dragged over.
+    before = page.evaluate(f"document.querySelector('{chart}')._fullLayout.xaxis.range.slice()")
+    box = page.locator(chart + " .nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2, steps=8)
+    page.mouse.up()
+    page.wait_for_function(f"document.querySelector('{chart}')._fullLayout.xaxis.range[1] < {before[1] * 0.8}")
+    after = page.evaluate(f"document.querySelector('{chart}')._fullLayout.xaxis.range")
+    assert before[0] < after[0] < after[1] < before[1]
+    # Log y, wall-time x, and smoothing (a second, smoothed line over the faded values).
+    page.check("#log-y")
+    page.wait_for_function(f"document.querySelector('{chart}')._fullLayout.yaxis.type === 'log'")
+    page.select_option("#x-axis", "wall")
+    page.wait_for_function(f"document.querySelector('{chart}')._fullLayout.xaxis.type === 'date'")
+    page.fill("#smoothing", "0.9")
+    page.wait_for_function(f"document.querySelector('{chart}').data[1].visible === true")
+    raw, smooth = page.evaluate(f"[1, 2].map(i => document.querySelector('{chart}').data[i - 1].y.slice(0, 200))")
+    assert len(raw) == len(smooth) and max(smooth) < max(raw)  # the spike is averaged down
+    page.screenshot(path=str(SHOTS / "run-page-log-smoothed.png"), full_page=True)
+    page.select_option("#x-axis", "step")
+    page.fill("#smoothing", "0")
+    page.uncheck("#log-y")
+    assert page.evaluate("window.__pwned") is None
 
 
 @pytest.mark.browser
@@ -349,7 +441,16 @@ def test_browser_live_log_and_cancel(served, page, tmp_path):
     page.goto(f"{url}/#/run/{run.id}")
     page.wait_for_function("document.querySelector('#log') && document.querySelector('#log').textContent.includes('tick 3')",
                            timeout=30000)
-    page.wait_for_selector('[data-metric="live_loss"] polyline', timeout=30000)
+    chart = '[data-metric="live_loss"] .js-plotly-plot'
+    page.wait_for_selector(chart + " .scatterlayer .trace path.js-line", timeout=30000)
+    page.evaluate(f"document.querySelector('{chart}').dataset.mark = 'first drawing'")
+    seen = page.evaluate(f"document.querySelector('{chart}').data[0].x.length")
+    # The chart grows while the run goes on: new points appended from the page's event stream, the chart kept.
+    page.wait_for_function(f"document.querySelector('{chart}').data[0].x.length >= {seen + 10}", timeout=30000)
+    assert page.evaluate(f"document.querySelector('{chart}').dataset.mark") == "first drawing"
+    grown = page.evaluate(f"document.querySelector('{chart}').data[0]")
+    assert grown["x"] == list(range(len(grown["x"])))  # every step once, in order: nothing lost or doubled
+    assert grown["y"] == pytest.approx([1.0 / (i + 1) for i in range(len(grown["x"]))])
     page.screenshot(path=str(SHOTS / "live-run.png"), full_page=True)
     page.on("dialog", lambda d: d.dismiss())
     page.click("#cancel")
@@ -462,3 +563,85 @@ def test_a_sweeps_children_are_ranked_by_its_primary_metric(client, studio):
     assert [r["metrics"]["acc"] for r in board["runs"]] == [0.9, 0.7, 0.5] and board["total"] == 3
     top = client.get("/api/runs", params={"experiment": "sweep"}).json()
     assert [r["id"] for r in top["runs"]] == [parent.id]  # children are not listed at the top level
+
+
+@pytest.mark.browser
+def test_browser_compare_overlays_runs(served, page):
+    """The same metric of several runs on one chart, one colour and a legend entry per run (names as text), the
+    parameters beside it."""
+    ws, _, url = served
+    exp = Experiment(ws, "curves")
+    ids = []
+    for k, name in enumerate(["curve-a", "curve-b", "curve-c", HOSTILE]):
+        run = exp.start_logging(display_name=name, outputs=False)
+        run.log("lr", 0.1 * (k + 1))
+        for step in range(60):
+            run.log("loss", (k + 1) / (step + 1))
+        run.complete()
+        ids.append(run.id)
+    page.goto(f"{url}/#/compare/{','.join(ids)}")
+    chart = '[data-metric="loss"] .js-plotly-plot'
+    page.wait_for_selector(chart + " .legend .traces")
+    assert page.locator(chart + " .legend .traces").count() == 4
+    legend = page.evaluate(f"document.querySelector('{chart} .legend').textContent")
+    assert "curve-a" in legend and HOSTILE in legend  # shown as text
+    colours = page.evaluate(f"document.querySelector('{chart}').data.filter(t => t.showlegend).map(t => t.line.color)")
+    assert len(set(colours)) == 4
+    assert page.locator('#compare-params [data-value="lr"] td').count() == 5  # a value per run, not a chart
+    assert page.locator('[data-metric="lr"]').count() == 0
+    assert page.evaluate("window.__pwned") is None
+    page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
+
+
+SWEEP_TRAIN = textwrap.dedent("""
+    import argparse, math, time
+    from runyard import Run
+    p = argparse.ArgumentParser()
+    p.add_argument("--lr", type=float)
+    p.add_argument("--opt", default="sgd")
+    a = p.parse_args()
+    run = Run.get_context()
+    final = 1 - (math.log10(a.lr) + 2) ** 2 / 4 - (0.1 if a.opt == "sgd" else 0)
+    for i in range(1, 9):
+        run.log("accuracy", final * (1 - math.exp(-i / 2)))
+        run.flush()
+        time.sleep(0.3)
+""")
+
+
+@pytest.mark.browser
+def test_browser_sweep_page(served, page, tmp_path):
+    """A HyperDrive parent: every trial's primary metric on one chart, hyperparameters → metric as parallel
+    coordinates, the best trial highlighted, the ones the policy stopped marked."""
+    from runyard.hyperdrive import BanditPolicy, GridParameterSampling, HyperDriveConfig, choice
+    from runyard.hyperdrive.config import STOPPED_BY_TAG
+
+    ws, _, url = served
+    proj = tmp_path / "sweep"
+    proj.mkdir()
+    (proj / "train.py").write_text(SWEEP_TRAIN)
+    space = {"--lr": choice(0.01, 0.1, 1e-5, 1e-6), "--opt": choice("adam", "sgd")}
+    hd = HyperDriveConfig(run_config=ScriptRunConfig(str(proj), "train.py"),
+                          hyperparameter_sampling=GridParameterSampling(space), primary_metric_name="accuracy",
+                          primary_metric_goal="MAXIMIZE", max_total_runs=8, max_concurrent_runs=2,
+                          policy=BanditPolicy(evaluation_interval=1, slack_factor=0.1, delay_evaluation=2))
+    sweep = Experiment(ws, "sweep").submit(hd)
+    assert sweep.wait_for_completion()["status"] == "Completed"
+    best = sweep.get_best_run_by_primary_metric().id
+    stopped = {c.id for c in sweep.get_children() if c.get_tags().get(STOPPED_BY_TAG)}
+    assert stopped, "1e-5 and 1e-6 are far below the best: the policy stops them"
+    page.goto(f"{url}/#/run/{sweep.id}")
+    page.wait_for_selector("#sweep-parallel .parcoords", timeout=30000)
+    assert page.evaluate("document.querySelector('#sweep-parallel').data[0].type") == "parcoords"
+    labels = page.evaluate("document.querySelector('#sweep-parallel').data[0].dimensions.map(d => d.label)")
+    assert labels == ["--lr", "--opt", "accuracy"]
+    page.wait_for_selector("#sweep-metric .scatterlayer .trace")
+    lines = page.evaluate("document.querySelector('#sweep-metric').data.filter(t => t.showlegend)")
+    assert len(lines) == 8
+    widest = max(lines, key=lambda t: t["line"]["width"])
+    assert widest["meta"] == best and widest["name"].startswith("★")
+    assert {t["meta"] for t in lines if t["line"].get("dash") == "dot"} == stopped
+    assert page.get_attribute("#children-table tr.best", "data-trial") == best
+    marked = page.eval_on_selector_all("#children-table tr[data-stopped]", "rows => rows.map(r => r.dataset.trial)")
+    assert set(marked) == stopped
+    page.screenshot(path=str(SHOTS / "sweep.png"), full_page=True)

@@ -5,7 +5,7 @@ import os
 import threading
 
 from runyard.store.metadata.api import MetadataStore, RegistryStore, TrackingStore
-from runyard.store.metadata.entities import ArtifactInfo, ExperimentInfo, LatestMetric, MetricRecord, RunInfo
+from runyard.store.metadata.entities import ArtifactInfo, ExperimentInfo, LatestMetric, MetricRecord, MetricSeries, RunInfo
 from runyard.store.metadata.outage import stop_waiting, stopping
 
 _stores: dict[str, MetadataStore] = {}
@@ -66,6 +66,7 @@ __all__ = [
     "RegistryStore",
     "TrackingStore",
     "MetricRecord",
+    "MetricSeries",
     "RunInfo",
     "close_metadata_store",
     "open_metadata_store",

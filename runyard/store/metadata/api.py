@@ -19,6 +19,7 @@ from runyard.store.metadata.entities import (
     ExperimentInfo,
     LatestMetric,
     MetricRecord,
+    MetricSeries,
     RunInfo,
 )
 
@@ -167,10 +168,12 @@ class TrackingStore(ABC):
 
     @abstractmethod
     def get_metric_series(self, run_id: str, name: str, points: int = 2000,
-                          known: tuple[int, int] | None = None) -> tuple[list[int], list[float | None], int]:
-        """(steps, values, count) of one numeric metric, by step; past ``points`` values, reduced in the database to
-        the lowest and highest value of each of ``points // 2`` step ranges (a spike stays visible). ``known``:
-        (count, last step) from ``get_latest_metrics``, for series whose steps count up from 0 (``run.log``'s)."""
+                          known: tuple[int, int] | None = None, after: int | None = None) -> MetricSeries:
+        """Steps, values and times of one numeric metric, by step; past ``points`` values, reduced in the database
+        to the lowest and highest value of each of ``points // 2`` step ranges (a spike stays visible). ``known``:
+        (count, last step) from ``get_latest_metrics``, for series whose steps count up from 0 (``run.log``'s).
+        ``after``: only the values logged after the series' ``last_id`` ``after``, in logging order, at most
+        ``points`` of them, never reduced (what a live chart appends)."""
 
     @abstractmethod
     def get_latest_metrics(self, run_ids: Sequence[str]) -> list[LatestMetric]: ...

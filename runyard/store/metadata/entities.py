@@ -69,6 +69,22 @@ class LatestMetric(NamedTuple):
     value_count: int
 
 
+class MetricSeries(NamedTuple):
+    """Points of one numeric metric, by step (``get_metric_series``): ``times`` are the values' timestamps,
+    ``count`` how many values the series has in all, ``last_id`` the position of its newest value (ask for the values
+    after it with ``after=last_id``)."""
+
+    steps: list[int]
+    values: list[float | None]
+    times: list[float]
+    count: int
+    last_id: int
+
+    @property
+    def reduced(self) -> bool:
+        return self.count > len(self.values)
+
+
 class ArtifactInfo(NamedTuple):
     path: str
     size: int

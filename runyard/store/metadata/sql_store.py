@@ -35,6 +35,7 @@ from runyard.store.metadata.entities import (
     ExperimentInfo,
     LatestMetric,
     MetricRecord,
+    MetricSeries,
     RunInfo,
 )
 from runyard.store.metadata.migrations_runner import upgrade_to_head
@@ -578,29 +579,38 @@ class SqlMetadataStore(MetadataStore):
         return out
 
     def get_metric_series(self, run_id: str, name: str, points: int = 2000,
-                          known: tuple[int, int] | None = None) -> tuple[list[int], list[float | None], int]:
+                          known: tuple[int, int] | None = None, after: int | None = None) -> MetricSeries:
         m = t.metrics.c
         base = and_(m.run_id == run_id, m.name == name, m.kind.in_(("scalar", "list")))
         with self._read("read metric series") as conn:
+            if after is not None:  # what was logged since: by position (the (run_id, name) index holds it)
+                rows = conn.execute(select(m.step, m.value, m.timestamp, m.id).where(base, m.id > after)
+                                    .order_by(m.id).limit(points)).all()
+                return MetricSeries([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], len(rows),
+                                    rows[-1][3] if rows else after)
             if known is not None:  # (count, last step) from the latest-value table: no scan to find them
                 (count, hi), lo = known, 0
             else:
                 lo, hi, count = conn.execute(select(func.min(m.step), func.max(m.step), func.count()).where(base)).one()
             if not count:
-                return [], [], 0
+                return MetricSeries([], [], [], 0, 0)
             if count <= points:
-                rows = conn.execute(select(m.step, m.value).where(base).order_by(m.step, m.id)).all()
-                return [r[0] for r in rows], [r[1] for r in rows], count
+                rows = conn.execute(select(m.step, m.value, m.timestamp, m.id).where(base).order_by(m.step, m.id)).all()
+                return MetricSeries([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], len(rows),
+                                    max((r[3] for r in rows), default=0))
             buckets = max(1, points // 2)
             bucket = ((m.step - lo) * buckets // max(1, hi - lo + 1)).label("bucket")
-            rows = conn.execute(select(bucket, func.min(m.step), func.max(m.step), func.min(m.value), func.max(m.value))
+            rows = conn.execute(select(bucket, func.min(m.step), func.max(m.step), func.min(m.value), func.max(m.value),
+                                       func.min(m.timestamp), func.max(m.timestamp), func.count(), func.max(m.id))
                                 .where(base).group_by(bucket).order_by(bucket)).all()
         steps: list[int] = []
         values: list[float | None] = []
-        for _, s_lo, s_hi, v_lo, v_hi in rows:  # each bucket's range: its lowest and highest value
+        times: list[float] = []
+        for _, s_lo, s_hi, v_lo, v_hi, t_lo, t_hi, _n, _id in rows:  # each range: its lowest and highest value
             steps += [s_lo, s_hi]
             values += [v_lo, v_hi]
-        return steps, values, count
+            times += [t_lo, t_hi]
+        return MetricSeries(steps, values, times, sum(r[7] for r in rows), max(r[8] for r in rows))
 
     def get_latest_metrics(self, run_ids: Sequence[str]) -> list[LatestMetric]:
         ml = t.metric_latest.c

@@ -1,7 +1,6 @@
 // runyard studio: one page, hash routes, every element built from text (never innerHTML with data).
 "use strict";
 const main = document.getElementById("main");
-const COLORS = ["#2b6cb0", "#c05621", "#2f855a", "#9b2c2c", "#6b46c1", "#b7791f", "#2c7a7b", "#97266d"];
 let cleanup = [];
 
 function el(tag, attrs, ...children) {
@@ -11,11 +10,6 @@ function el(tag, attrs, ...children) {
     else if (v !== undefined && v !== null) node.setAttribute(k, v);
   }
   for (const c of children.flat()) node.append(c instanceof Node ? c : document.createTextNode(c == null ? "" : String(c)));
-  return node;
-}
-function svg(tag, attrs) {
-  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
-  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
   return node;
 }
 async function api(path, options) {
@@ -37,33 +31,127 @@ const fmtVal = v => typeof v === "number" ? (Math.abs(v) >= 1e4 || (v !== 0 && M
 const status = s => el("span", {class: "status " + s, "data-status": s}, s);
 const runLink = (id, name) => el("a", {href: "#/run/" + encodeURIComponent(id)}, name || id);
 
-// -- charts ----------------------------------------------------------------------------------------------------
-function lineChart(series) {  // series: [{label, steps, values}]
-  const W = 600, H = 220, P = 36;
-  const box = svg("svg", {class: "chart", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none"});
-  const pts = series.flatMap(s => s.steps.map((x, i) => [x, s.values[i]])).filter(p => typeof p[1] === "number");
-  if (!pts.length) return el("p", {class: "muted"}, "no numeric values");
-  let [x0, x1] = [Math.min(...pts.map(p => p[0])), Math.max(...pts.map(p => p[0]))];
-  let [y0, y1] = [Math.min(...pts.map(p => p[1])), Math.max(...pts.map(p => p[1]))];
-  if (x0 === x1) x1 = x0 + 1;
-  if (y0 === y1) { y0 -= 1; y1 += 1; }
-  const sx = x => P + (x - x0) / (x1 - x0) * (W - 2 * P), sy = y => H - P + (y0 - y) / (y1 - y0) * (H - 2 * P);
-  box.append(svg("line", {x1: P, y1: H - P, x2: W - P, y2: H - P, stroke: "#bbb"}));
-  box.append(svg("line", {x1: P, y1: P, x2: P, y2: H - P, stroke: "#bbb"}));
-  for (const [t, x, y, anchor] of [[fmtVal(y1), 2, P + 4, "start"], [fmtVal(y0), 2, H - P, "start"],
-                                   [fmtVal(x0), P, H - 8, "start"], [fmtVal(x1), W - P, H - 8, "end"]]) {
-    const text = svg("text", {x, y, "font-size": 11, fill: "#667", "text-anchor": anchor});
-    text.textContent = t;
-    box.append(text);
-  }
-  series.forEach((s, k) => {
-    const d = s.steps.map((x, i) => typeof s.values[i] === "number" ? `${sx(x).toFixed(1)},${sy(s.values[i]).toFixed(1)}` : null)
-      .filter(Boolean).join(" ");
-    box.append(svg("polyline", {points: d, fill: "none", stroke: COLORS[k % COLORS.length], "stroke-width": 1.5,
-                                "data-series": s.label}));
+// -- charts: plotly.js from the installed plotly package, loaded by the first page that draws one -------------------
+let plotlyLoading = null;
+function plotly() {
+  if (!plotlyLoading) plotlyLoading = new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = document.querySelector('meta[name="runyard-charts"]').content;
+    script.onload = () => resolve(window.Plotly);
+    script.onerror = () => { plotlyLoading = null; reject(new Error("the chart library (plotly.js) did not load")); };
+    document.head.append(script);
   });
-  const legend = el("div", {class: "legend"}, series.map((s, k) => el("span", {style: "color:" + COLORS[k % COLORS.length]}, "■ " + s.label)));
-  return el("div", {}, box, series.length > 1 ? legend : "");
+  return plotlyLoading;
+}
+// plotly reads a few tags in its text (<b>, <br>, <a href>): names are text, so they go in escaped.
+const plotText = s => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+const num = v => typeof v === "number" && isFinite(v) ? v : null;  // "Infinity", NaN (null): a gap
+const MAX_POINTS = 1000;  // the server's reduction; a live chart past twice this reduces what it holds the same way
+
+// How every chart of the page is drawn: x by step, time since the run started or wall time; y linear or log;
+// TensorBoard's smoothing (a debiased exponential moving average; the raw line stays, faded).
+const view = Object.assign({x: "step", log: false, smoothing: 0},
+  JSON.parse(localStorage.getItem("runyard.view") || "{}"));
+const charts = new Set();
+function chartControls() {
+  const save = () => { localStorage.setItem("runyard.view", JSON.stringify(view)); charts.forEach(c => c.draw()); };
+  const x = el("select", {id: "x-axis", onchange: e => { view.x = e.target.value; save(); }},
+    [["step", "step"], ["relative", "relative time"], ["wall", "wall time"]].map(([v, t]) => {
+      const o = el("option", {value: v}, t); if (v === view.x) o.selected = true; return o; }));
+  const log = el("input", {type: "checkbox", id: "log-y", onchange: e => { view.log = e.target.checked; save(); }});
+  log.checked = view.log;
+  const shown = el("span", {id: "smoothing-value"}, view.smoothing.toFixed(2));
+  const smoothing = el("input", {type: "range", id: "smoothing", min: 0, max: 0.99, step: 0.01, value: view.smoothing,
+    oninput: e => { view.smoothing = +e.target.value; shown.textContent = view.smoothing.toFixed(2); save(); }});
+  return el("div", {class: "toolbar chart-controls"}, el("label", {}, "x ", x), el("label", {}, log, " log y"),
+    el("label", {}, "smoothing ", smoothing, " ", shown));
+}
+
+function smoothed(values, weight, state) {  // state carries the average on for appended values
+  return values.map(v => {
+    v = num(v);
+    if (v === null || weight === 0) return v;
+    state.last = state.last * weight + (1 - weight) * v;
+    state.n += 1;
+    return state.last / (1 - Math.pow(weight, state.n));
+  });
+}
+
+function reduce(s, points) {  // the lowest and highest value of each of points/2 ranges, as the server reduces
+  const size = Math.ceil(s.steps.length / Math.max(1, Math.floor(points / 2)));
+  const out = {...s, steps: [], values: [], times: [], reduced: true};
+  for (let i = 0; i < s.steps.length; i += size) {
+    let lo = i, hi = i;
+    for (let j = i; j < Math.min(i + size, s.steps.length); j++) {
+      if ((num(s.values[j]) ?? Infinity) < (num(s.values[lo]) ?? Infinity)) lo = j;
+      if ((num(s.values[j]) ?? -Infinity) > (num(s.values[hi]) ?? -Infinity)) hi = j;
+    }
+    for (const k of lo <= hi ? [lo, hi] : [hi, lo]) { out.steps.push(s.steps[k]); out.values.push(s.values[k]); out.times.push(s.times[k]); }
+  }
+  return out;
+}
+
+// lines: [{label, series: {steps, values, times}, start (seconds: "relative time" counts from it), color?, width?,
+// dash?}]. Each line is two traces: the values (faded while smoothing) and the smoothed values.
+class LineChart {
+  constructor(holder, lines, options) {
+    this.holder = holder; this.lines = lines; this.options = options || {};
+    charts.add(this);
+  }
+  x(line, s) {
+    if (view.x === "step") return s.steps.slice();  // plotly keeps the array: appends go to ours and to its own
+    if (view.x === "wall") return s.times.map(t => t * 1000);
+    return s.times.map(t => t - (line.start ?? line.series.times[0] ?? t));
+  }
+  traces() {
+    return this.lines.flatMap((line, k) => {
+      line.state = {last: 0, n: 0};
+      const x = this.x(line, line.series), color = line.color || PALETTE[k % PALETTE.length], name = plotText(line.label);
+      const on = view.smoothing > 0, width = line.width || 1.5;
+      const hover = `${name}<br>%{x}: %{y:.6g}<extra></extra>`;
+      return [
+        {type: "scatter", mode: line.series.steps.length === 1 ? "markers" : "lines",
+         x, y: line.series.values.map(num), name, legendgroup: String(k), showlegend: !on, opacity: on ? 0.25 : 1,
+         line: {color, width, dash: line.dash}, hovertemplate: hover, meta: line.id},
+        {type: "scatter", mode: "lines", x, y: smoothed(line.series.values, view.smoothing, line.state), name,
+         legendgroup: String(k), showlegend: on, visible: on, line: {color, width}, hovertemplate: hover, meta: line.id},
+      ];
+    });
+  }
+  layout() {
+    const xTitle = {step: "step", relative: "seconds since start", wall: "time"}[view.x];
+    const legend = this.lines.length > 1 && this.options.legend !== false;
+    return {height: (this.options.height || 260) + (legend ? 20 * Math.ceil(this.lines.length / 3) : 0),
+            margin: {l: 56, r: 12, t: legend ? 12 + 20 * Math.ceil(this.lines.length / 3) : 8, b: 40}, uirevision: `${view.x}-${view.log}`,
+            xaxis: {title: {text: xTitle}, type: view.x === "wall" ? "date" : "linear", automargin: true},
+            yaxis: {type: view.log ? "log" : "linear", automargin: true, exponentformat: "e"},
+            showlegend: legend,
+            legend: {orientation: "h", x: 0, y: 1.02, xanchor: "left", yanchor: "bottom"},
+            hovermode: "closest", shapes: this.options.shapes || []};
+  }
+  async draw() {
+    const Plotly = await plotly();
+    if (!document.body.contains(this.holder)) { charts.delete(this); return; }
+    await Plotly.react(this.holder, this.traces(), this.layout(), {displaylogo: false, responsive: true});
+  }
+  async append(k, chunk) {  // new values of line k: extend its traces (no redraw), reduce when it grew long
+    const line = this.lines[k], s = line.series;
+    s.steps.push(...chunk.steps); s.values.push(...chunk.values); s.times.push(...chunk.times);
+    if (s.steps.length > 2 * MAX_POINTS) { Object.assign(s, reduce(s, MAX_POINTS)); return this.draw(); }
+    const Plotly = await plotly();
+    const x = this.x(line, chunk);
+    await Plotly.extendTraces(this.holder, {x: [x, x], y: [chunk.values.map(num), smoothed(chunk.values, view.smoothing, line.state)]},
+                              [2 * k, 2 * k + 1]);
+  }
+}
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+  "#17becf", "#393b79", "#ad494a", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1"];
+
+function chartCard(name, title, lines, options) {
+  const holder = el("div", {class: "plot"});
+  const card = el("div", {class: "card", "data-metric": name}, el("h3", {}, title), holder);
+  const chart = new LineChart(holder, lines, options);
+  return [card, chart];
 }
 
 function kvTable(obj) {
@@ -144,27 +232,70 @@ async function runPage(id) {
   const inputs = run.inputs.length ? el("div", {class: "card"}, el("h3", {}, "Input datasets"), el("table", {}, run.inputs.map(i =>
     el("tr", {}, el("td", {}, i.consumptionDetails.inputName), el("td", {}, i.consumptionDetails.mechanism),
        el("td", {}, i.dataset ? `${i.dataset.name || i.dataset.id}${i.dataset.version ? ":" + i.dataset.version : ""}` : `${i.dataReference.datastore}:${i.dataReference.path}`))))) : "";
-  const charts = el("div", {class: "cards", id: "charts"});
+  const values = el("div", {id: "values"});
+  const metrics = el("div", {class: "cards", id: "charts"});
   const rankSelect = el("select", {id: "rank"}, run.ranks.map(r => el("option", {value: r}, "rank " + r)));
   const log = el("pre", {class: "log", id: "log"});
   const files = el("div", {class: "card", id: "files"}, el("h3", {}, "Files"));
   const children = el("div", {id: "children"});
   main.replaceChildren(title, el("div", {class: "toolbar"}, timeline, cancel, tb), el("div", {class: "cards"}, details, el("div", {class: "card"}, el("h3", {}, "Tags and params"), kvTable({...run.tags, ...run.params})), error, inputs),
-    el("h3", {}, "Metrics"), charts, el("h3", {}, "Output"), el("div", {class: "toolbar"}, rankSelect), log, children, files);
+    el("h3", {}, "Metrics"), chartControls(), values, metrics, children, el("h3", {}, "Output"), el("div", {class: "toolbar"}, rankSelect), log, files);
 
+  // The run's metrics: series as charts, values logged once as values, tables as tables, images as images. While the
+  // run is on, the page's event stream brings each second's new values, appended to the charts.
+  let data = {series: {}, tables: {}, images: [], counts: {}};
+  const drawn = new Map();  // metric name -> its chart
   async function drawMetrics() {
-    const m = await api(`/api/runs/${encodeURIComponent(id)}/metrics`);
-    const cards = Object.entries(m.series).map(([name, s]) => el("div", {class: "card", "data-metric": name},
-      el("h3", {}, name, s.reduced ? ` (${s.count} values, drawn from ${s.values.length})` : ""), lineChart([{label: name, ...s}])));
-    for (const [name, rows] of Object.entries(m.tables)) {
+    data = await api(`/api/runs/${encodeURIComponent(id)}/metrics`);
+    renderMetrics();
+  }
+  function renderMetrics() {
+    drawn.forEach(c => charts.delete(c)); drawn.clear();
+    const singles = Object.entries(data.series).filter(([, s]) => s.count === 1).map(([n, s]) => [n, s.values[0]]);
+    const cards = [];
+    for (const [name, s] of Object.entries(data.series)) {
+      if (s.count < 2) continue;
+      const [card, chart] = chartCard(name, name + (s.reduced ? ` (${s.count.toLocaleString()} values, drawn from ${s.values.length})` : ""),
+                                      [{label: name, series: s, start: run.start}]);
+      drawn.set(name, chart); cards.push(card);
+    }
+    for (const [name, rows] of Object.entries(data.tables)) {
       const flat = rows.flatMap(r => Array.isArray(r) ? r : [r]);
+      if (flat.length === 1 && (flat[0] === null || typeof flat[0] !== "object")) { singles.push([name, flat[0]]); continue; }
       const keys = [...new Set(flat.flatMap(r => (r && typeof r === "object") ? Object.keys(r) : ["value"]))];
-      cards.push(el("div", {class: "card"}, el("h3", {}, name), el("table", {}, el("tr", {}, keys.map(k => el("th", {}, k))),
+      cards.push(el("div", {class: "card", "data-table": name}, el("h3", {}, name), el("table", {}, el("tr", {}, keys.map(k => el("th", {}, k))),
         flat.slice(0, 200).map(r => el("tr", {}, keys.map(k => el("td", {}, fmtVal(r && typeof r === "object" ? (typeof r[k] === "object" ? JSON.stringify(r[k]) : r[k]) : r))))))));
     }
-    for (const img of m.images) cards.push(el("div", {class: "card"}, el("h3", {}, img.name),
+    for (const img of data.images) cards.push(el("div", {class: "card"}, el("h3", {}, img.name),
       el("img", {class: "logged", src: `/api/runs/${encodeURIComponent(id)}/file?path=${encodeURIComponent(img.path)}`, alt: img.name})));
-    charts.replaceChildren(...(cards.length ? cards : [el("p", {class: "muted"}, "no metrics logged")]));
+    values.replaceChildren(singles.length ? el("div", {class: "values"}, singles.sort().map(([n, v]) =>
+      el("div", {class: "value", "data-value": n}, el("div", {class: "value-name"}, n), el("div", {class: "value-number"}, fmtVal(v))))) : "");
+    metrics.replaceChildren(...(cards.length || singles.length ? cards : [el("p", {class: "muted"}, "no metrics logged")]));
+    drawn.forEach(c => c.draw().catch(e => console.error(e)));
+  }
+  function known() {  // what this page has, for the stream: {name: [last_id, count]}
+    const out = {};
+    for (const [n, c] of Object.entries(data.counts)) out[n] = [0, c];
+    for (const [n, s] of Object.entries(data.series)) out[n] = [s.last_id, s.count];
+    return out;
+  }
+  function addPoints(news) {
+    let rebuild = false;
+    for (const [name, chunk] of Object.entries(news.series)) {
+      const have = data.series[name];
+      data.counts[name] = chunk.count;
+      if (chunk.replace || !have) { data.series[name] = chunk; rebuild = true; continue; }
+      const wasSingle = have.count < 2;
+      have.count = chunk.count; have.last_id = chunk.last_id;
+      if (wasSingle || !drawn.has(name)) {
+        have.steps.push(...chunk.steps); have.values.push(...chunk.values); have.times.push(...chunk.times);
+        rebuild = true;
+      } else {
+        drawn.get(name).append(0, chunk).catch(e => console.error(e));
+      }
+    }
+    if (news.refresh) return drawMetrics().catch(() => {});
+    if (rebuild) renderMetrics();
   }
   await drawMetrics();
 
@@ -172,30 +303,30 @@ async function runPage(id) {
   function follow() {
     if (source) source.close();
     log.textContent = "";
-    source = new EventSource(`/api/runs/${encodeURIComponent(id)}/logs?rank=${rankSelect.value}`);
+    const live = run.terminal ? "" : "&metrics=" + encodeURIComponent(JSON.stringify(known()));
+    source = new EventSource(`/api/runs/${encodeURIComponent(id)}/logs?rank=${rankSelect.value}${live}`);
     source.addEventListener("log", e => {
       const stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
       log.append(document.createTextNode(JSON.parse(e.data)));
       if (stick) log.scrollTop = log.scrollHeight;
     });
+    source.addEventListener("metrics", e => addPoints(JSON.parse(e.data)));
     source.addEventListener("end", async e => {
       source.close();
       const st = JSON.parse(e.data);
       title.replaceChildren(run.name, " ", status(st));
       cancel.disabled = true;
+      run.terminal = true;
       api("/api/runs/" + encodeURIComponent(id)).then(r => timeline.replaceChildren(
         ...r.timeline.map(t => el("span", {}, `${t.status} ${fmtTime(t.at)}`)))).catch(() => {});
       drawMetrics().catch(() => {});
       showFiles().catch(() => {});
+      if (run.type === "hyperdrive") sweepSection(id, children, () => true).catch(() => {});
     });
   }
   rankSelect.onchange = follow;
   follow();
   cleanup.push(() => source && source.close());
-  if (!run.terminal) {
-    const t = setInterval(() => drawMetrics().catch(() => {}), 3000);
-    cleanup.push(() => clearInterval(t));
-  }
 
   async function showFiles() {
     const f = await api(`/api/runs/${encodeURIComponent(id)}/files`);
@@ -204,29 +335,87 @@ async function runPage(id) {
       el("td", {}, x.size.toLocaleString() + " B")))));
   }
   await showFiles();
-  if (run.children) {
-    const page = await api(`/api/runs?parent=${encodeURIComponent(id)}&limit=200` + (run.primary_metric ? `&sort=${run.primary_metric.goal === "maximize" ? "-" : ""}metric:${encodeURIComponent(run.primary_metric.name)}` : ""));
-    const pm = run.primary_metric && run.primary_metric.name;
-    const rows = page.runs.map(r => el("tr", {}, el("td", {}, runLink(r.id, r.name)), el("td", {}, status(r.status)),
-      el("td", {}, Object.entries(r.params).map(([k, v]) => `${k}=${v}`).join(" ")), el("td", {}, pm ? fmtVal(r.metrics[pm]) : "")));
-    children.replaceChildren(el("h3", {}, `Child runs (${page.total})` + (pm ? ` by ${pm}` : "")),
-      el("table", {id: "children-table"}, el("tr", {}, el("th", {}, "run"), el("th", {}, "status"), el("th", {}, "parameters"), el("th", {}, pm || "")), rows));
-    if (pm) {
-      const cmp = await api("/api/compare?ids=" + page.runs.slice(0, 8).map(r => encodeURIComponent(r.id)).join(","));
-      children.append(lineChart(cmp.runs.filter(r => r.series[pm]).map(r => ({label: r.name, ...r.series[pm]}))));
-    }
+  if (run.type === "hyperdrive") {
+    await sweepSection(id, children, () => run.terminal);
+  } else if (run.children) {
+    const page = await api(`/api/runs?parent=${encodeURIComponent(id)}&limit=200`);
+    children.replaceChildren(el("h3", {}, `Child runs (${page.total})`),
+      el("table", {id: "children-table"}, el("tr", {}, el("th", {}, "run"), el("th", {}, "status"), el("th", {}, "parameters")),
+        page.runs.map(r => el("tr", {}, el("td", {}, runLink(r.id, r.name)), el("td", {}, status(r.status)),
+          el("td", {}, Object.entries(r.params).map(([k, v]) => `${k}=${v}`).join(" "))))));
+  }
+}
+
+// -- a sweep (HyperDrive parent): its trials' primary metric over time, hyperparameters -> metric, the ranking -------
+async function sweepSection(id, holder, ended) {  // ended(): no more to come
+  const sweep = await api(`/api/runs/${encodeURIComponent(id)}/sweep`);
+  const {metric, goal, best, trials} = sweep;
+  const bestTrial = trials.find(t => t.id === best);
+  const lines = trials.filter(t => t.series.count).map((t, k) => ({
+    id: t.id, label: (t.id === best ? "★ " : "") + t.name + (t.stopped ? " (stopped early)" : ""), series: t.series,
+    start: t.start, color: t.id === best ? "#d69e2e" : PALETTE[k % PALETTE.length], width: t.id === best ? 4 : 1.5,
+    dash: t.stopped ? "dot" : undefined}));
+  const progress = el("div", {class: "plot", id: "sweep-metric"});
+  const parallel = el("div", {class: "plot", id: "sweep-parallel"});
+  const keys = [...new Set(trials.flatMap(t => Object.keys(t.hyperparameters)))];
+  const rows = trials.map((t, k) => el("tr", {class: t.id === best ? "best" : "", "data-trial": t.id, "data-stopped": t.stopped ? "1" : null},
+    el("td", {}, String(k + 1)), el("td", {}, runLink(t.id, t.name), t.id === best ? el("span", {class: "badge best"}, "best") : ""),
+    el("td", {}, status(t.status), t.stopped ? el("span", {class: "badge stopped", title: t.stopped}, "stopped early") : ""),
+    keys.map(key => el("td", {}, fmtVal(t.hyperparameters[key]))), el("td", {}, fmtVal(t.final))));
+  holder.replaceChildren(el("h3", {}, `Trials (${trials.length}) by ${metric} (${goal})`),
+    bestTrial ? el("p", {id: "sweep-best"}, "Best: ", runLink(bestTrial.id, bestTrial.name), ` ${metric} = ${fmtVal(bestTrial.final)}`) : "",
+    el("div", {class: "cards"}, el("div", {class: "card"}, el("h3", {}, `${metric} per trial`), progress,
+        el("p", {class: "caption"}, "gold, wide: the best trial; dotted: stopped early by the policy; hover a line for its trial")),
+      el("div", {class: "card"}, el("h3", {}, "Hyperparameters → " + metric), parallel)),
+    el("table", {id: "children-table"}, el("tr", {}, el("th", {}, "#"), el("th", {}, "trial"), el("th", {}, "status"),
+      keys.map(key => el("th", {}, key)), el("th", {}, metric)), rows));
+  const chart = new LineChart(progress, lines, {height: 320, legend: false});
+  await chart.draw();
+  const scored = trials.filter(t => typeof t.final === "number");
+  if (scored.length) {
+    const dimensions = keys.map(key => {
+      const vals = scored.map(t => t.hyperparameters[key]);
+      if (vals.every(v => typeof v === "number")) return {label: plotText(key), values: vals};
+      const levels = [...new Set(vals.map(v => JSON.stringify(v ?? null)))].sort();
+      return {label: plotText(key), values: vals.map(v => levels.indexOf(JSON.stringify(v ?? null))),
+              tickvals: levels.map((_, i) => i), ticktext: levels.map(v => plotText(JSON.parse(v)))};
+    });
+    dimensions.push({label: plotText(metric), values: scored.map(t => t.final)});
+    const Plotly = await plotly();
+    await Plotly.react(parallel, [{type: "parcoords", dimensions,
+      line: {color: scored.map(t => t.final), colorscale: "Viridis", reversescale: goal === "minimize", showscale: true,
+             colorbar: {title: {text: plotText(metric)}}}}],
+      {height: 320, margin: {l: 60, r: 60, t: 40, b: 20}}, {displaylogo: false, responsive: true});
+  } else {
+    parallel.replaceChildren(el("p", {class: "muted"}, `no trial has logged ${metric} yet`));
+  }
+  if (!ended()) {  // a sweep in progress: read it again while the page shows it
+    const t = setTimeout(() => { if (document.body.contains(holder) && !ended()) sweepSection(id, holder, ended).catch(() => {}); }, 5000);
+    cleanup.push(() => clearTimeout(t));
   }
 }
 
 async function comparePage(ids) {
   const data = await api("/api/compare?ids=" + ids);
-  const names = [...new Set(data.runs.flatMap(r => Object.keys(r.series)))];
-  const params = [...new Set(data.runs.flatMap(r => Object.keys(r.params)))];
-  main.replaceChildren(el("h2", {}, `Comparing ${data.runs.length} runs`),
-    el("table", {id: "compare-params"}, el("tr", {}, el("th", {}, "param"), data.runs.map(r => el("th", {}, runLink(r.id, r.name)))),
-      params.map(p => el("tr", {}, el("td", {}, p), data.runs.map(r => el("td", {}, r.params[p] ?? ""))))),
-    el("div", {class: "cards"}, names.map(n => el("div", {class: "card", "data-metric": n}, el("h3", {}, n),
-      lineChart(data.runs.filter(r => r.series[n]).map(r => ({label: r.name, ...r.series[n]})))))));
+  const runs = data.runs.map((r, k) => ({...r, color: PALETTE[k % PALETTE.length]}));
+  const names = [...new Set(runs.flatMap(r => Object.keys(r.series)))].sort();
+  const series = names.filter(n => runs.some(r => r.series[n] && r.series[n].count > 1));
+  const singles = names.filter(n => !series.includes(n));
+  const params = [...new Set(runs.flatMap(r => Object.keys(r.params)))].sort();
+  const head = el("tr", {}, el("th", {}, ""), runs.map(r => el("th", {}, el("span", {class: "swatch", style: "background:" + r.color}), runLink(r.id, r.name))));
+  const table = el("table", {id: "compare-params"}, head,
+    el("tr", {}, el("td", {}, "status"), runs.map(r => el("td", {}, status(r.status)))),
+    params.map(p => el("tr", {}, el("td", {}, p), runs.map(r => el("td", {}, r.params[p] ?? "")))),
+    singles.map(n => el("tr", {"data-value": n}, el("td", {}, n), runs.map(r => el("td", {}, r.series[n] ? fmtVal(r.series[n].values[0]) : "")))));
+  const cards = [], made = [];
+  for (const n of series) {
+    const [card, chart] = chartCard(n, n, runs.filter(r => r.series[n]).map(r => ({id: r.id, label: r.name, series: r.series[n], start: r.start, color: r.color})));
+    cards.push(card); made.push(chart);
+  }
+  main.replaceChildren(el("h2", {}, `Comparing ${runs.length} runs`), chartControls(),
+    el("div", {class: "compare"}, el("div", {class: "card"}, el("h3", {}, "Parameters and values"), table),
+      el("div", {class: "cards", id: "compare-charts"}, cards.length ? cards : el("p", {class: "muted"}, "no metric series to draw"))));
+  await Promise.all(made.map(c => c.draw()));
 }
 
 async function listPage(path, key, columns) {
@@ -238,7 +427,7 @@ async function listPage(path, key, columns) {
 }
 
 async function route() {
-  cleanup.forEach(f => f()); cleanup = [];
+  cleanup.forEach(f => f()); cleanup = []; charts.clear();
   const hash = location.hash || "#/";
   try {
     if (hash.startsWith("#/run/")) return await runPage(decodeURIComponent(hash.slice(6)));
