@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# Create .venv and install runyard with its test and demo extras. Idempotent.
+# Create .venv and install runyard. Idempotent.
+#   bash scripts/setup.sh          everything the tests use: every extra, Open MPI, Docker, Chromium, Azurite
+#   bash scripts/setup.sh --demo   only what the demo and the studio use (about 40 s into a fresh .venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+if [ "${1:-}" = "--demo" ]; then
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  echo "installing runyard with its demo and studio extras into .venv" >&2
+  .venv/bin/python -m pip install -q -e '.[demo,ui]'
+  exit 0
+fi
 # Open MPI for the mpi launcher (Debian's package; needs root and apt).
 if ! command -v mpirun >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -42,6 +42,28 @@ def run_demo(folder: Path, console: Console) -> str:
     for artifact in ws.metadata.list_artifacts(run.id):
         files.add_row(artifact.path, str(artifact.size))
     console.print(files)
-    console.print(f"\nnext (in {folder}):\n  runyard runs list\n  runyard runs show {run.id}\n  runyard logs {run.id}\n"
-                  f"  runyard metrics {run.id}\n  runyard download {run.id} outputs", highlight=False)
+    console.print("\n" + next_steps(folder, run.id), highlight=False, soft_wrap=True)
     return run.id
+
+
+def next_steps(folder: Path, run_id: str) -> str:
+    """Commands that work as printed: ``runyard`` when it is the one on PATH, else this interpreter's, by its path."""
+    import os
+    import shlex
+    import sys
+
+    here = Path(sys.executable).parent / "runyard"
+    found = shutil.which("runyard")
+    on_path = found is not None and os.path.realpath(found) == os.path.realpath(here)
+    if on_path:
+        cmd = "runyard"
+    else:
+        cmd = shlex.quote(str(here)) if here.exists() else f"{shlex.quote(sys.executable)} -m runyard"
+    lines = [f"cd {shlex.quote(str(folder))}",
+             f"{cmd} ui    # the studio: open http://127.0.0.1:5600/#/run/{run_id}",
+             f"{cmd} runs list", f"{cmd} runs show {run_id}", f"{cmd} logs {run_id}", f"{cmd} metrics {run_id}",
+             f"{cmd} download {run_id} outputs"]
+    text = "next:\n" + "\n".join("  " + line for line in lines)
+    if not on_path and here.exists():
+        text += f"\n(or `source {shlex.quote(str(here.parent / 'activate'))}` once, then type `runyard …`)"
+    return text

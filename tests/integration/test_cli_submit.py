@@ -91,3 +91,10 @@ def test_demo(tmp_path):
     run = ws.metadata.list_runs()[0]
     assert run.status.value == "Completed" and run.compute_target == "local"
     assert ws.get_run(run.run_id).get_metrics()["final_acc"] > 0.85
+    # The closing hints work as printed (runyard is not on PATH here unless the venv is active).
+    steps = out[out.index("next:"):].splitlines()[1:]
+    assert steps[0].split()[0] == "cd" and any(" ui " in line and f"#/run/{run.run_id}" in line for line in steps)
+    listing = next(line.strip() for line in steps if line.strip().endswith("runs list"))
+    shown = subprocess.run(listing, shell=True, cwd=tmp_path / "demo", capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "COLUMNS": "200"})
+    assert shown.returncode == 0 and run.run_id in shown.stdout, shown.stderr
