@@ -600,17 +600,20 @@ class SqlMetadataStore(MetadataStore):
                                     max((r[3] for r in rows), default=0))
             buckets = max(1, points // 2)
             bucket = ((m.step - lo) * buckets // max(1, hi - lo + 1)).label("bucket")
+            # The newest position first (from the index alone): a value logged meanwhile is then in the ranges too,
+            # and ``after=last_id`` may bring it again rather than never.
+            last_id = conn.execute(select(func.max(m.id)).where(m.run_id == run_id, m.name == name)).scalar() or 0
             rows = conn.execute(select(bucket, func.min(m.step), func.max(m.step), func.min(m.value), func.max(m.value),
-                                       func.min(m.timestamp), func.max(m.timestamp), func.count(), func.max(m.id))
+                                       func.min(m.timestamp), func.max(m.timestamp), func.count())
                                 .where(base).group_by(bucket).order_by(bucket)).all()
         steps: list[int] = []
         values: list[float | None] = []
         times: list[float] = []
-        for _, s_lo, s_hi, v_lo, v_hi, t_lo, t_hi, _n, _id in rows:  # each range: its lowest and highest value
+        for _, s_lo, s_hi, v_lo, v_hi, t_lo, t_hi, _n in rows:  # each range: its lowest and highest value
             steps += [s_lo, s_hi]
             values += [v_lo, v_hi]
             times += [t_lo, t_hi]
-        return MetricSeries(steps, values, times, sum(r[7] for r in rows), max(r[8] for r in rows))
+        return MetricSeries(steps, values, times, sum(r[7] for r in rows), last_id)
 
     def get_latest_metrics(self, run_ids: Sequence[str]) -> list[LatestMetric]:
         ml = t.metric_latest.c

@@ -299,11 +299,15 @@ async function runPage(id) {
   }
   await drawMetrics();
 
-  let source;
+  let source, polling = null;
   function follow() {
     if (source) source.close();
     log.textContent = "";
-    const live = run.terminal ? "" : "&metrics=" + encodeURIComponent(JSON.stringify(known()));
+    let live = run.terminal ? "" : "&metrics=" + encodeURIComponent(JSON.stringify(known()));
+    if (live.length > 6000) {  // so many metrics that the URL would be too long: read them all every 3 s instead
+      live = "";
+      polling = polling || setInterval(() => { if (!run.terminal) drawMetrics().catch(() => {}); }, 3000);
+    }
     source = new EventSource(`/api/runs/${encodeURIComponent(id)}/logs?rank=${rankSelect.value}${live}`);
     source.addEventListener("log", e => {
       const stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
@@ -326,7 +330,7 @@ async function runPage(id) {
   }
   rankSelect.onchange = follow;
   follow();
-  cleanup.push(() => source && source.close());
+  cleanup.push(() => { if (source) source.close(); clearInterval(polling); });
 
   async function showFiles() {
     const f = await api(`/api/runs/${encodeURIComponent(id)}/files`);
