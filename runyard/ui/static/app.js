@@ -416,7 +416,10 @@ async function comparePage(ids) {
     const [card, chart] = chartCard(n, n, runs.filter(r => r.series[n]).map(r => ({id: r.id, label: r.name, series: r.series[n], start: r.start, color: r.color})));
     cards.push(card); made.push(chart);
   }
-  main.replaceChildren(el("h2", {}, `Comparing ${runs.length} runs`), chartControls(),
+  const asked = ids.split(",").filter(Boolean).length;
+  main.replaceChildren(el("h2", {}, `Comparing ${runs.length} runs`),
+    asked > runs.length ? el("p", {class: "muted", id: "compare-note"}, `${asked} runs were ticked; a comparison shows the first ${runs.length}.`) : "",
+    chartControls(),
     el("div", {class: "compare"}, el("div", {class: "card"}, el("h3", {}, "Parameters and values"), table),
       el("div", {class: "cards", id: "compare-charts"}, cards.length ? cards : el("p", {class: "muted"}, "no metric series to draw"))));
   await Promise.all(made.map(c => c.draw()));
