@@ -204,12 +204,16 @@ async function runsPage() {
     holder.replaceChildren(el("table", {id: "runs-table"}, el("thead", {}, head), el("tbody", {}, rows)), pager);
   }
   await render();
+  // A run page is the usual next click: evaluate the chart library (about a second of script on a slow machine,
+  // once per tab) while the table is read, not after the click.
+  (window.requestIdleCallback || setTimeout)(() => plotly().catch(() => {}), {timeout: 2000});
   const live = setInterval(() => { if (document.visibilityState === "visible") render().catch(() => {}); }, 5000);
   cleanup.push(() => clearInterval(live));
 }
 
 // -- one run ----------------------------------------------------------------------------------------------------
 async function runPage(id) {
+  plotly().catch(() => {});  // the chart library loads while the run's data does (once per tab: hash routes)
   const run = await api("/api/runs/" + encodeURIComponent(id));
   const title = el("h2", {}, run.name, " ", status(run.status));
   const cancel = el("button", {id: "cancel", onclick: async () => {
@@ -400,6 +404,7 @@ async function sweepSection(id, holder, ended) {  // ended(): no more to come
 }
 
 async function comparePage(ids) {
+  plotly().catch(() => {});
   const data = await api("/api/compare?ids=" + ids);
   const runs = data.runs.map((r, k) => ({...r, color: PALETTE[k % PALETTE.length]}));
   const names = [...new Set(runs.flatMap(r => Object.keys(r.series)))].sort();
