@@ -46,7 +46,7 @@ Settings of the ``local`` compute target (also ``compute.local.<name>`` in the w
 | ``RUNYARD_LOG_SYNC_SECONDS`` | seconds between uploads of a running run's logs (10) |
 | ``RUNYARD_SUPERVISOR_START`` | ``auto`` (fork from a single-threaded submitter) or ``spawn`` (a fresh interpreter) |
 | ``RUNYARD_SNAPSHOT_WARN_MB``, ``RUNYARD_SNAPSHOT_WARN_FILES`` | soft size limits of a snapshot (300 MB, 2000 files) |
-| ``RUNYARD_ALLOW_CPU_FALLBACK`` | ``1``: a ``use_gpu=True`` run on a machine without GPUs runs on the CPU (a warning) instead of failing |
+| ``RUNYARD_REQUIRE_GPU`` | ``1``: refuse a ``use_gpu=True`` run on a machine without GPUs (default: it runs on the CPU, with a warning) |
 
 Environments (built with uv, cached by the hash of their spec):
 
@@ -82,7 +82,7 @@ LOG_SYNC_SECONDS = "RUNYARD_LOG_SYNC_SECONDS"
 SUPERVISOR_START = "RUNYARD_SUPERVISOR_START"
 SNAPSHOT_WARN_MB = "RUNYARD_SNAPSHOT_WARN_MB"
 SNAPSHOT_WARN_FILES = "RUNYARD_SNAPSHOT_WARN_FILES"
-ALLOW_CPU_FALLBACK = "RUNYARD_ALLOW_CPU_FALLBACK"
+REQUIRE_GPU = "RUNYARD_REQUIRE_GPU"
 ENV_DIR = "RUNYARD_ENV_DIR"
 ENV_BUILD_TIMEOUT = "RUNYARD_ENV_BUILD_TIMEOUT"
 ENV_INDEX_CHECK = "RUNYARD_ENV_INDEX_CHECK"

@@ -108,7 +108,7 @@ def cluster_address(workspace: "WorkspaceContext") -> str | None:
 def warn_about_size(config: AmlComputeProvisioningConfiguration) -> None:
     if is_gpu_size(config.vm_size) and not gpu_ids():
         warn(f"vm_size={config.vm_size!r} is a GPU size but this machine has no GPU: runs on this target use "
-             "the CPU (a job with use_gpu=True is refused unless RUNYARD_ALLOW_CPU_FALLBACK=1)")
+             "the CPU (a job with use_gpu=True too, unless RUNYARD_REQUIRE_GPU=1)")
 
 
 def ray_configuration(config: AmlComputeProvisioningConfiguration, address: str) -> RayComputeConfiguration:

@@ -39,6 +39,18 @@ class TargetOption:
     env: str | None = None
 
 
+def flag(raw: Any) -> bool:
+    """A yes/no setting as config files and variables spell it (true/false, 1/0, yes/no, on/off)."""
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a yes/no value: {raw!r}")
+
+
 def _option(name: str, type_: type, default: Any, help_: str, env_name: str | None) -> TargetOption:
     return TargetOption(name, type_, default, help_, getattr(env_vars, env_name) if env_name else None)
 
@@ -48,6 +60,11 @@ LOG_MAX_MB = _option("log_max_mb", float, 100.0,
                      "size of a captured log file before it is rotated (2 older parts are kept)", "LOG_MAX_MB")
 KILL_GRACE = _option("kill_grace_seconds", float, 3.0,
                      "after SIGTERM, seconds before SIGKILL when a run is canceled or times out", "KILL_GRACE")
+REQUIRE_GPU = _option("require_gpu", flag, False,
+                      "refuse use_gpu=True runs while the target has no GPU (default: run them on the CPU, with a "
+                      "warning, as Azure's GPU images do on a CPU node)", "REQUIRE_GPU")
+CPU_FALLBACK = ("use_gpu=True but {where} has no GPU: the run trains on the CPU (the environment's CPU package "
+                "variants, no GPU for its processes, gloo for PyTorch DDP)")
 
 
 @dataclass(frozen=True)
@@ -147,6 +164,24 @@ class ComputeTarget(ABC):
         """The job as this target places it on nodes: the job itself, unless a target folds its nodes onto fewer
         (``JobSpec.on_one_node``) — an explicit step that a target declares here, never a rewrite in its dryrun."""
         return job
+
+    def on_cpu_instead(self, job: JobSpec, has_gpus: bool, where: str) -> str | None:
+        """A use_gpu=True job where the target has no GPU runs on the CPU: the note to warn with and to put in the
+        run's log, or None when the job is not such a job; a ComputeError when the target requires a GPU."""
+        if not job.use_gpu or has_gpus:
+            return None
+        if self.settings.get("require_gpu"):
+            raise ComputeError(
+                f"use_gpu=True but {where} has no GPU and compute target {self.name!r} requires one "
+                f"({env_vars.REQUIRE_GPU}=1 or compute.{self.name}.require_gpu) — submit with use_gpu=False, to a "
+                "compute target with GPUs, or unset it to run on the CPU")
+        import warnings
+
+        from runyard.errors import RunyardWarning
+
+        note = CPU_FALLBACK.format(where=where)
+        warnings.warn(f"{note} (set {env_vars.REQUIRE_GPU}=1 to refuse such runs)", RunyardWarning, stacklevel=2)
+        return note
 
     def plan_environment(self, job: JobSpec) -> EnvironmentPlan:
         return environments.plan(environments.env_root(self.workspace), dict(job.environment), job.use_gpu,

@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from runyard.compute.api import (
     ComputeTarget,
     RunDescription,
     RunRef,
+    REQUIRE_GPU,
     TargetOption,
     stored_log,
 )
@@ -52,6 +54,7 @@ class LocalTarget(ComputeTarget):
         KILL_GRACE,
         TargetOption("log_sync_seconds", float, 10.0,
                      "seconds between uploads of a running run's logs to the artifact store", env_vars.LOG_SYNC_SECONDS),
+        REQUIRE_GPU,
         TargetOption("supervisor_start", str, "auto",
                      "how a run's supervisor starts: auto (forked from the submitting process when it has a single "
                      "thread, on Linux: the run starts in ~20 ms) or spawn (always a fresh interpreter: ~0.2 s)",
@@ -73,7 +76,11 @@ class LocalTarget(ComputeTarget):
                 kind: str, extra: dict[str, Any]) -> LocalRequest:
         if self.settings["supervisor_start"] not in ("auto", "spawn"):
             raise ComputeError(f"supervisor_start must be 'auto' or 'spawn', got {self.settings['supervisor_start']!r}")
+        notes: tuple[str, ...] = ()
         if kind == "script":
+            note = self.on_cpu_instead(job, bool(gpu_ids()), "this machine")
+            if note:
+                job, notes = replace(job, use_gpu=False), (note,)
             pool, capacity, gpus = self._pool(job)
             if capacity < 1:
                 raise ComputeError(f"compute target {self.name!r}: the capacity of the {pool} pool must be >= 1, "
@@ -93,29 +100,19 @@ class LocalTarget(ComputeTarget):
             snapshot_id=snapshot.id if snapshot is not None else None, environment=environment,
             settings=dict(self.settings), run_env=run_environment(self.workspace, job, run, str(workdir)),
             submitted_ns=time.time_ns(), kind=kind, launcher=launcher_for(job).name, extra=extra,
-            run_dir=str(run_dir), workdir=str(workdir), pool=pool, capacity=capacity, gpus=tuple(gpus),
+            run_dir=str(run_dir), workdir=str(workdir), pool=pool, capacity=capacity, gpus=tuple(gpus), notes=notes,
         )
+
+    def plan_environment(self, job: JobSpec) -> "EnvironmentPlan":
+        # a use_gpu job on this machine without a GPU gets the CPU package variants (checked, not warned, here)
+        return super().plan_environment(replace(job, use_gpu=False) if job.use_gpu and not gpu_ids() else job)
 
     def _pool(self, job: JobSpec) -> tuple[str, int, list[str]]:
         """The queue a job waits in (cpu or gpu), its capacity, and the GPUs it shares out."""
         if not job.use_gpu:
             return "cpu", self.settings["max_concurrent_runs"], []
         gpus = gpu_ids()
-        if gpus:
-            return "gpu", self.settings["max_concurrent_gpu_runs"] or len(gpus), gpus
-        if os.environ.get(env_vars.ALLOW_CPU_FALLBACK) != "1":
-            raise ComputeError(
-                "use_gpu=True but this machine has no GPU (nvidia-smi lists none, or CUDA_VISIBLE_DEVICES is "
-                f"empty) — submit with use_gpu=False, to a compute target with GPUs, or set "
-                f"{env_vars.ALLOW_CPU_FALLBACK}=1 to run it on the CPU"
-            )
-        import warnings
-
-        from runyard.errors import RunyardWarning
-
-        warnings.warn(f"use_gpu=True but this machine has no GPU: the run uses the CPU "
-                      f"({env_vars.ALLOW_CPU_FALLBACK}=1)", RunyardWarning, stacklevel=5)
-        return "cpu", self.settings["max_concurrent_runs"], []
+        return "gpu", self.settings["max_concurrent_gpu_runs"] or len(gpus), gpus
 
     def schedule(self, request: LocalRequest) -> str:  # type: ignore[override]
         run_dir = Path(request.run_dir)

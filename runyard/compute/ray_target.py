@@ -26,6 +26,7 @@ from runyard.compute import ray_local
 from runyard.compute.api import (
     KILL_GRACE,
     LOG_MAX_MB,
+    REQUIRE_GPU,
     ComputeStatus,
     ComputeTarget,
     RunDescription,
@@ -125,6 +126,7 @@ class RayTarget(ComputeTarget):
     options = (
         LOG_MAX_MB,
         KILL_GRACE,
+        REQUIRE_GPU,
         TargetOption("log_sync_seconds", float, 1.0,
                      "seconds between uploads of a running run's logs (what `runyard logs -f` shows)"),
         TargetOption("agent_timeout_seconds", float, 30.0,
@@ -206,9 +208,16 @@ class RayTarget(ComputeTarget):
         )
 
     def admit(self, request: RayRequest) -> RayRequest:  # type: ignore[override]
-        """Ask the cluster: a job no node can ever hold, or stores its nodes cannot reach, is refused now."""
-        return placed(request, self.jobs().nodes(), self.name, self.config.max_nodes if self.config.mode == "provision"
-                      else None)
+        """Ask the cluster: a job no node can ever hold, or stores its nodes cannot reach, is refused now; a use_gpu
+        job on a cluster without any GPU runs on its CPUs (``on_cpu_instead``)."""
+        nodes = self.jobs().nodes()
+        gpus = any((n.get("resources_total") or {}).get("GPU", 0) > 0 for n in nodes)
+        note = self.on_cpu_instead(request.job, gpus, f"Ray cluster {self.name!r}")
+        if note:
+            job = dataclasses.replace(request.job, use_gpu=False)
+            request = dataclasses.replace(request, job=job, bundle=bundle_for(job), environment=self.plan_environment(job),
+                                          notes=(*request.notes, note))
+        return placed(request, nodes, self.name, self.config.max_nodes if self.config.mode == "provision" else None)
 
     def schedule(self, request: RayRequest) -> str:  # type: ignore[override]
         if (self.config.mode == "provision" and request.strategy == "STRICT_SPREAD"

@@ -75,16 +75,10 @@ def scorer(model: dict[str, Any], model_dir: str) -> tuple[Callable[[], None], C
 
     if framework == "ScikitLearn":
         def init() -> None:
-            path = _find(folder, FRAMEWORK_FILES["ScikitLearn"])
-            if path.suffix == ".joblib":
-                import joblib
+            import joblib  # scikit-learn's own dependency; it reads joblib.dump files (what Azure's sklearn
+            # samples write, usually as model.pkl) and plain pickles alike
 
-                state["model"] = joblib.load(path)
-            else:
-                import pickle
-
-                with open(path, "rb") as f:
-                    state["model"] = pickle.load(f)
+            state["model"] = joblib.load(_find(folder, FRAMEWORK_FILES["ScikitLearn"]))
 
         def run(raw: str) -> Any:
             return state["model"].predict(as_array(raw)).tolist()

@@ -46,6 +46,7 @@ class RunRequest:
     kind: str = "script"  # a run kind (runtime.kinds): "script" runs the job's processes; "sweep" drives trials
     launcher: str = "single"  # the launcher the runtime asks for each node's processes when the run starts
     extra: Mapping[str, Any] = field(default_factory=dict)  # what a run kind adds (a sweep: its configuration)
+    notes: tuple[str, ...] = ()  # what the target decided that the run's log should say (a CPU fallback)
 
     @property
     def run_id(self) -> str:
@@ -127,7 +128,7 @@ def request_from_dict(data: Mapping[str, Any]) -> RunRequest:
             value = EnvironmentPlan.from_dict(value) if value else None
         elif f.name == "run":
             value = RunRef(**value)
-        elif f.name == "gpus":
+        elif f.name in ("gpus", "notes"):
             value = tuple(value)
         values[f.name] = value
     return cls(**values)

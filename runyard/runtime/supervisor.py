@@ -96,6 +96,8 @@ class Supervisor:
         threading.Thread(target=self._open_store, name="runyard-open-store", daemon=True).start()
         status, error, exit_code, started = RunStatus.FAILED, None, None, False
         try:
+            for note in self.request.notes:
+                self.say(note)
             started = self._wait_for_slot()
             if started:
                 status, error, exit_code = self._execute_attempts()

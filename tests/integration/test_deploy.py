@@ -147,6 +147,28 @@ def test_a_scoring_script_with_keys_errors_update_and_delete(ws, model, serve, d
     assert LocalWebservice.list(ws) == []
 
 
+def test_no_code_serves_a_joblib_dump_named_pkl(ws, digits, tmp_path):
+    """What Azure's scikit-learn samples write: ``joblib.dump(clf, "outputs/model.pkl")`` (plain and compressed);
+    ``pickle.load`` cannot read either (``invalid load key``), joblib reads them and plain pickles."""
+    import joblib
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y = digits
+    clf = DecisionTreeClassifier(random_state=0).fit(X, y)
+    for name, compress in (("plain", 0), ("zipped", 3)):
+        folder = tmp_path / name
+        folder.mkdir()
+        joblib.dump(clf, folder / "model.pkl", compress=compress)
+        if compress:
+            with pytest.raises(pickle.UnpicklingError, match="invalid load key"):
+                pickle.load(open(folder / "model.pkl", "rb"))
+        registered = Model.register(ws, folder / "model.pkl", f"jl-{name}", model_framework="ScikitLearn")
+        service = Model.deploy(ws, f"jl-{name}", [registered])
+        service.wait_for_deployment()
+        assert service.run({"data": X[:8].tolist()}) == y[:8].tolist()
+        service.delete()
+
+
 def test_no_code_sklearn_and_onnx_and_bad_requests(ws, model, digits, tmp_path):
     X, y = digits
     plain = Model.deploy(ws, "plain", [model])

@@ -157,15 +157,26 @@ def test_docker_environment_is_a_clear_error_without_an_engine(ws, project, tmp_
     assert ws.metadata.list_runs() == []  # nothing was stored
 
 
-def test_use_gpu_without_a_gpu_is_an_error_unless_cpu_fallback(ws, project, monkeypatch):
+def test_use_gpu_without_a_gpu_runs_on_the_cpu_unless_a_gpu_is_required(ws, project, monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     user = Environment.from_existing_interpreter("current")
-    with pytest.raises(ComputeError, match="RUNYARD_ALLOW_CPU_FALLBACK"):
-        Experiment(ws, "env").submit(_gpu_estimator(project, user))
-    monkeypatch.setenv("RUNYARD_ALLOW_CPU_FALLBACK", "1")
-    with pytest.warns(RunyardWarning, match="uses the CPU"):
+    with pytest.warns(RunyardWarning, match="no GPU: the run trains on the CPU"):
         run = Experiment(ws, "env").submit(_gpu_estimator(project, user))
     assert run.wait_for_completion()["status"] == "Completed" and "CUDA \n" in log_of(ws, run)  # on the CPU
+    supervisor = _file_text(run, "logs/runyard/supervisor.txt", tmp_path)
+    assert "no GPU: the run trains on the CPU" in supervisor  # said in the run's log too
+    assert run.get_details()["runDefinition"]["useGpu"] is True  # what was asked stays recorded
+    monkeypatch.setenv("RUNYARD_REQUIRE_GPU", "1")
+    before = ws.metadata.count_runs()
+    with pytest.raises(ComputeError, match="requires one"):
+        Experiment(ws, "env").submit(_gpu_estimator(project, user))
+    assert ws.metadata.count_runs() == before  # refused before anything was stored
+
+
+def _file_text(run, name, tmp_path):
+    target = tmp_path / name.replace("/", "_")
+    run.download_file(name, str(target))
+    return target.read_text()
 
 
 def test_gpu_runs_get_their_slot_gpus(ws, project, monkeypatch):

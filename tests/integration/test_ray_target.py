@@ -394,7 +394,7 @@ def test_cancel_stops_every_process_on_every_node(cluster, tmp_path):
     assert "rank 1 on node 1" in "".join(target.log_iter(run.id, rank=1))
 
 
-def test_more_nodes_than_the_cluster_has_waits_in_queued_then_fails(cluster, tmp_path):
+def test_more_nodes_than_the_cluster_has_waits_in_queued_then_fails(cluster, tmp_path, monkeypatch):
     ws, target = cluster
     proj = write(tmp_path / "q", "nodes.py", NODES)
     attached = ComputeTarget.create(ws, "attached", RayCompute.attach_configuration(
@@ -408,11 +408,24 @@ def test_more_nodes_than_the_cluster_has_waits_in_queued_then_fails(cluster, tmp
     details = run.wait_for_completion(raise_on_error=False)
     assert details["status"] == "Failed" and details["error"]["code"] == "QueueTimeout"
     assert "could not give 3 node(s) with 1 CPU each" in details["error"]["message"]
-    # What no node can ever give is refused at submit.
+    # use_gpu=True on a cluster without any GPU: the job runs on its CPUs (said at submit and in the run's log)...
+    from runyard.compute.api import stored_text
+    from runyard.errors import RunyardWarning
     from runyard.train.estimator import Estimator
 
-    with pytest.raises(ComputeError, match="can never run this job: each node of the job needs 1 CPU, 1 GPU"):
-        Experiment(ws, "ray").submit(Estimator(proj, entry_script="nodes.py", compute_target=attached, node_count=2,
-                                               distributed_training=PyTorchConfiguration(), use_gpu=True))
+    def gpu_job(target):
+        return Estimator(proj, entry_script="nodes.py", compute_target=target, node_count=2,
+                         distributed_training=PyTorchConfiguration(), use_gpu=True)
+
+    with pytest.warns(RunyardWarning, match="Ray cluster 'attached' has no GPU: the run trains on the CPU"):
+        on_cpu = Experiment(ws, "ray").submit(gpu_job(attached))
+    assert on_cpu.wait_for_completion()["status"] == "Completed"
+    assert "has no GPU: the run trains on the CPU" in "".join(stored_text(ws, on_cpu.id, "logs/runyard/supervisor.txt"))
+    # ...unless the target requires a GPU: then what no node can give is refused at submit, nothing stored.
+    monkeypatch.setenv("RUNYARD_REQUIRE_GPU", "1")
+    before = ws.metadata.count_runs()
+    with pytest.raises(ComputeError, match="Ray cluster 'attached' has no GPU and compute target 'attached' requires"):
+        Experiment(ws, "ray").submit(gpu_job("attached"))
+    assert ws.metadata.count_runs() == before
     attached.delete()
     assert "attached" not in ws.compute_targets

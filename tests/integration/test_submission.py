@@ -203,8 +203,9 @@ def test_restore_snapshot_and_all_logs(ws, project, tmp_path):
     assert any(p.endswith("user_log_0.txt") for p in paths)
 
 
-def test_gpu_request_without_a_gpu_stores_nothing(ws, project, monkeypatch):
+def test_gpu_request_without_a_gpu_stores_nothing_when_a_gpu_is_required(ws, project, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("RUNYARD_REQUIRE_GPU", "1")
     with pytest.raises(ComputeError, match="use_gpu=True but this machine has no GPU"):
         Experiment(ws, "gpu").submit(Estimator(project, entry_script="job.py", use_gpu=True))
     assert ws.metadata.count_runs() == 0

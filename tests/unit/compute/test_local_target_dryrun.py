@@ -56,9 +56,31 @@ def test_gpu_runs_queue_on_gpu_slots(ws, tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     request = dryrun(ws, gpu_job)
     assert request.pool == "gpu" and request.capacity == 2 and request.gpus == ("0", "1")
+    # No GPU: the job runs on the CPU (as Azure's GPU image does on a CPU node), said at submit and in the run's log,
+    # with the environment's CPU package variants; a target that requires a GPU refuses it.
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    with pytest.raises(ComputeError, match="no GPU"):
+    from runyard.compute import api
+    from runyard.errors import RunyardWarning
+
+    asked = []
+    real_plan = api.environments.plan
+    monkeypatch.setattr(api.environments, "plan", lambda root, spec, use_gpu, *a: asked.append(use_gpu) or
+                        real_plan(root, spec, use_gpu, *a))
+    with pytest.warns(RunyardWarning, match="trains on the CPU.*RUNYARD_REQUIRE_GPU=1 to refuse"):
+        request = dryrun(ws, gpu_job)
+    assert asked == [False]  # the environment is planned with the CPU package variants
+    assert request.pool == "cpu" and request.gpus == () and not request.job.use_gpu
+    assert request.notes and "no GPU: the run trains on the CPU" in request.notes[0]
+    assert request_from_dict(json.loads(str(request))) == request
+    monkeypatch.setenv("RUNYARD_REQUIRE_GPU", "1")
+    with pytest.raises(ComputeError, match="no GPU.*requires one"):
         dryrun(ws, gpu_job)
+    monkeypatch.setenv("RUNYARD_REQUIRE_GPU", "no")
+    with pytest.warns(RunyardWarning):
+        dryrun(ws, gpu_job)
+    monkeypatch.setenv("RUNYARD_REQUIRE_GPU", "sometimes")
+    with pytest.raises(ConfigError, match="RUNYARD_REQUIRE_GPU='sometimes' is not a valid flag"):
+        get_target(ws, "local")
 
 
 def test_settings_from_the_workspace_config_and_their_errors(tmp_path, job, monkeypatch):
