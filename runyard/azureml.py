@@ -34,6 +34,7 @@ MODULES: dict[str, str] = {
     "azureml.core.datastore": "runyard.data",
     "azureml.data": "runyard.data",
     "azureml.data.data_reference": "runyard.data",
+    "azureml.data.datapath": "runyard.data",
     "azureml.exceptions": "runyard.errors",
     "azureml.train.estimator": "runyard.train.estimator",
     "azureml.train.dnn": "runyard.train.dnn",

@@ -20,6 +20,7 @@ from runyard.status import RunStatus
 from runyard.store.metadata import MetricRecord, RunInfo
 
 if TYPE_CHECKING:
+    from runyard.config.datapath import DataPath
     from runyard.config.environment import Environment
     from runyard.store.metadata import ExperimentInfo
     from runyard.workspace import Workspace
@@ -176,6 +177,13 @@ class _RunBase(ABC):
 
         items = run_files.folder_items(validation.artifact_path(name) if name.strip("/") else "", root)
         return self.upload_files([n for n, _ in items], [p for _, p in items], show_progress)
+
+    def _get_outputs_datapath(self) -> "DataPath":
+        """What this run stored under ``outputs/``, as a DataPath (the private Azure call resume notebooks use:
+        ``TensorFlow(..., resume_from=run._get_outputs_datapath())``)."""
+        from runyard.config.datapath import DataPath
+
+        return DataPath._of_run(self.id, "outputs")
 
     def get_file_names(self) -> list[str]:
         return [name for name, _ in self._files()]

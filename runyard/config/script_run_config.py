@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from runyard.config.environment import Environment
+from runyard.config.datapath import resume_arguments
 from runyard.config.job import JobSpec, argument_list, build_job
 from runyard.config.run_configuration import DockerConfiguration, RunConfiguration
-from runyard.errors import ConfigError, ValidationError
+from runyard.errors import ValidationError
 
 
 class ScriptRunConfig:
@@ -21,6 +22,8 @@ class ScriptRunConfig:
             environment when it starts. Data references (``ds.path("mnist").as_mount()``,
             ``dataset.as_named_input("train").as_download()``) become paths on the compute when the run starts.
         inputs: more data inputs that are not arguments (the script finds them in ``run.input_datasets``).
+        resume_from: a DataPath of checkpoints (``run._get_outputs_datapath()`` of an earlier run, or a datastore
+            folder): an input of the run, and ``--resume-from <its local path>`` appended to the arguments (Azure's).
         compute_target: a target name (``"local"``, the default) or a compute target object.
         environment: a runyard ``Environment`` (default: the interpreter that submits the run).
         max_run_duration_seconds: the run is stopped and marked Failed when it runs longer.
@@ -66,9 +69,9 @@ class ScriptRunConfig:
         self.docker_runtime_config = docker_runtime_config
         self.max_run_retries = max_run_retries
         self.inputs = list(inputs) if inputs else []
+        self.resume_from = resume_from
         if resume_from is not None:
-            raise ConfigError("resume_from (a DataPath of checkpoints) is not supported: give the checkpoint folder as "
-                              "an input, e.g. inputs=[ds.path('checkpoints').as_download()]")
+            resume_arguments(resume_from)  # a bad value is an error here, not at submit
 
     @property
     def compute_target(self) -> Any:
@@ -102,8 +105,11 @@ class ScriptRunConfig:
         distributed = self.distributed_job_config
         if distributed is None:
             distributed = self.run_config.distributed_config()
+        arguments = list(self.arguments)
+        if self.resume_from is not None:  # Azure: the checkpoints made available, --resume-from <their path> appended
+            arguments += resume_arguments(self.resume_from)
         return build_job(
-            source_directory=self.source_directory, entry_script=self.script, arguments=self.arguments,
+            source_directory=self.source_directory, entry_script=self.script, arguments=arguments,
             compute_target=self.compute_target, environment=self.environment,
             max_run_duration_seconds=self.max_run_duration_seconds, distributed=distributed,
             max_run_retries=self.max_run_retries, inputs=[*self.inputs, *self.run_config.data.values()],

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from typing import TYPE_CHECKING, Any
 
 from runyard import plugins, validation
+from runyard.config.datapath import clean_path, data_env_var, input_name  # noqa: F401 - shared by every input kind
 from runyard.data import secrets
 from runyard.data.stores import Files, FsspecFiles, LocalFiles
 from runyard.errors import ConfigError, DataError, NotFound, ValidationError
@@ -32,23 +33,6 @@ if TYPE_CHECKING:
 DEFAULT_NAME = "workspaceblobstore"  # the name Azure ML gives a workspace's default datastore
 TYPES = {"local": "Local", "s3": "S3", "azure_blob": "AzureBlob", "gcs": "GCS"}
 _SECRET_FIELDS = ("secret_access_key", "account_key", "sas_token", "token")
-
-
-def clean_path(path: Any, what: str = "path") -> str:
-    """A path inside a datastore as a clean posix key ("" for the root); refuses one that escapes it."""
-    if path is None:
-        return ""
-    if isinstance(path, os.PathLike):
-        path = os.fspath(path)
-    if not isinstance(path, str):
-        raise ValidationError(f"{what} must be a string such as 'mnist/train', got {type(path).__name__}")
-    text = path.replace("\\", "/").strip()
-    if text.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", text) or "\0" in text:
-        raise ValidationError(f"{what} {path!r} must be relative to the datastore's root (no leading '/', '~' or drive)")
-    parts = [p for p in text.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise ValidationError(f"{what} {path!r} escapes the datastore ('..' is not allowed)")
-    return "/".join(parts)
 
 
 class Datastore:
@@ -401,18 +385,6 @@ class DataReference:
     def __repr__(self) -> str:
         return (f"DataReference(datastore={self.datastore.name!r}, path={self.path_on_datastore!r}, "
                 f"mode={self.mode!r}, name={self.data_reference_name!r})")
-
-
-def input_name(name: str) -> str:
-    """A run input's name: letters, digits and '_' (it becomes part of an environment variable's name)."""
-    if not isinstance(name, str) or not name.strip():
-        raise ValidationError(f"an input name must be a non-empty string, got {name!r}")
-    clean = re.sub(r"\W", "_", name.strip())
-    return ("_" + clean if clean[0].isdigit() else clean)[:128]
-
-
-def data_env_var(name: str) -> str:
-    return f"RUNYARD_DATA_{name}"
 
 
 # What each store accepts as a bucket/container name (S3, Azure Blob and GCS refuse the rest when it is created).

@@ -52,6 +52,11 @@ def bind(ws: "Workspace", job: "JobSpec") -> tuple["JobSpec", list[tuple[str, di
             store = Datastore.get(ws, spec["datastore"])
             if spec["path"] and not store.files.list(spec["path"]):
                 raise NotFound(f"input {spec['name']!r}: {store.files.label} has nothing at {spec['path']!r}")
+        elif "run" in spec:
+            ws.metadata.get_run(spec["run"])  # NotFound names the run
+            if not _run_files(ws, spec):
+                raise NotFound(f"input {spec['name']!r}: run {spec['run']} stored no files under {spec['path']}/ "
+                               "(did it write its checkpoints to ./outputs?)")
         elif spec.get("dataset_id"):
             record = ws.metadata.get_dataset_by_id(spec["dataset_id"])
             spec.update(dataset_name=record.name, dataset_version=record.version)
@@ -73,7 +78,7 @@ def save(ws: "Workspace", run_id: str, job: "JobSpec", pending: Sequence[tuple[s
         ws.metadata.save_dataset(record, dataset_id=dataset_id)
     ws.metadata.record_run_inputs(run_id, [
         RunInputRecord(run_id, spec["name"], spec.get("dataset_id"), spec["mode"],
-                       {k: spec[k] for k in ("datastore", "path", "path_on_compute") if spec.get(k) is not None})
+                       {k: spec[k] for k in ("datastore", "run", "path", "path_on_compute") if spec.get(k) is not None})
         for spec in job.inputs])
 
 
@@ -90,7 +95,8 @@ def prepare(ws: "Workspace", inputs: Sequence[Mapping[str, Any]], workdir: Path,
             table[name] = {"dataset_id": spec["dataset_id"]}
             value = spec["dataset_id"]
         else:
-            path = _reference_path(ws, spec, workdir, say) if "datastore" in spec else _dataset_path(ws, spec, workdir, say)
+            read = _reference_path if "datastore" in spec else _run_path if "run" in spec else _dataset_path
+            path = read(ws, spec, workdir, say)
             table[name] = {"path": str(path)}
             value = str(path)
         env[data_env_var(name)] = env[AZURE_PREFIX + name] = value
@@ -133,6 +139,25 @@ def _reference_path(ws: "Workspace", spec: Mapping[str, Any], workdir: Path, say
                       strip=strip)
     say(f"input {spec['name']}: {files.uri(key)} downloaded to {target} ({report.describe('downloaded')})")
     return target / key.rsplit("/", 1)[-1] if single else target
+
+
+def _run_files(ws: "Workspace", spec: Mapping[str, Any]) -> list[str]:
+    prefix = spec["path"].rstrip("/")
+    return [a.path for a in ws.metadata.list_artifacts(spec["run"], prefix or None)]
+
+
+def _run_path(ws: "Workspace", spec: Mapping[str, Any], workdir: Path, say: Callable[[str], None]) -> Path:
+    """Another run's stored files under ``path``, downloaded (the folder's contents land in the input's folder)."""
+    target = _target(spec, workdir)
+    names = _run_files(ws, spec)
+    prefix = spec["path"].rstrip("/")
+    for name in names:
+        rel = name[len(prefix):].lstrip("/") if prefix and name != prefix else os.path.basename(name)
+        local = target / rel
+        local.parent.mkdir(parents=True, exist_ok=True)
+        ws.artifacts.get_file(spec["run"], name, str(local))
+    say(f"input {spec['name']}: {len(names)} file(s) of run {spec['run']} under {prefix or './'} downloaded to {target}")
+    return target
 
 
 def _dataset_path(ws: "Workspace", spec: Mapping[str, Any], workdir: Path, say: Callable[[str], None]) -> Path:
@@ -181,6 +206,9 @@ def details(ws: "Workspace", run_id: str) -> list[dict[str, Any]]:
                                     "files": len(record.files)}
             except NotFound:
                 entry["dataset"] = {"id": item.dataset_id}
+        elif item.details.get("run"):  # where Azure keeps a run's files: its artifact store
+            entry["dataReference"] = {"datastore": "workspaceartifactstore",
+                                      "path": f"ExperimentRun/dcid.{item.details['run']}/{item.details.get('path', '')}"}
         else:
             entry["dataReference"] = {"datastore": item.details.get("datastore"), "path": item.details.get("path")}
         out.append(entry)

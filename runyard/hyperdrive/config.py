@@ -26,6 +26,7 @@ RUN_KIND = "sweep"  # what drives it: driver.SweepDriver, registered as plugins.
 PRIMARY_METRIC = "primary_metric_config"  # the run property holding {"name", "goal"} (Azure's)
 HYPERPARAMETERS_TAG = "hyperparameters"  # each trial's configuration, as JSON (Azure's tag of the same name)
 STOPPED_BY_TAG = "runyard.early_termination"  # why a policy stopped a trial
+RESUMED_TAG = "runyard.resumed_from"  # the earlier trial (resume_child_runs) a trial started from
 
 
 class PrimaryMetricGoal(str, Enum):
@@ -46,7 +47,9 @@ class HyperDriveConfig:
         max_duration_minutes: the sweep stops (its running trials are canceled) after this long.
         policy: an early termination policy (None: no termination).
         resume_from: earlier sweeps (their runs or ids) whose trials count as already run (warm start).
-        resume_child_runs: single earlier trials (runs or ids) to learn from the same way.
+        resume_child_runs: earlier trials (runs or ids) to run again first, each with its own configuration and
+            ``--resume-from`` its own outputs (its checkpoints); they count as already run too, and toward
+            max_total_runs.
     """
 
     def __init__(self, hyperparameter_sampling: _Sampling, primary_metric_name: str,
@@ -119,6 +122,10 @@ class HyperDriveConfig:
                 workspace.metadata.get_run(run_id)
             except NotFound:
                 raise ConfigError(f"resume_from / resume_child_runs: no run {run_id!r} in this workspace") from None
+        for run_id in self.resume_child_runs:
+            if not workspace.metadata.list_artifacts(run_id, "outputs"):
+                raise ConfigError(f"resume_child_runs: run {run_id} stored no files under outputs/, so there is no "
+                                  "checkpoint to resume it from (leave it to resume_from to learn from its result)")
         settings = self.to_dict()
         metric = {"name": self.primary_metric_name, "goal": self.primary_metric_goal.value}
         return RunKind(RUN_KIND, RUN_TYPE, extra={"hyperdrive": settings},
@@ -180,6 +187,7 @@ def history_of(ws, run_ids: Iterable[str], metric: str) -> list[tuple[dict, floa
             trials += store.list_runs(parent_run_id=run_id, limit=100000)
         else:
             trials.append(info)
+    trials = list({t.run_id: t for t in trials}.values())  # a trial named twice (its sweep and itself) counts once
     finals = final_metrics(store, [t.run_id for t in trials], metric)
     out = []
     for t in trials:

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from runyard import plugins
+from runyard.config.datapath import DataPath, resume_arguments
 from runyard.experiment import Experiment
 from runyard.hyperdrive.config import (
     HYPERPARAMETERS_TAG,
+    RESUMED_TAG,
     RUN_KIND,
     STOPPED_BY_TAG,
     apply_parameters,
@@ -85,6 +87,7 @@ class SweepDriver(Supervisor):
                    + (f"; warm start from {len(history)} earlier trial(s)" if history else ""))
         started, exhausted, best = 0, False, None
         warned_metric = False
+        resumed = list(self.config.get("resume_child_runs") or [])  # each re-run first, from its own outputs
         while True:
             self._poll_store()
             if self._stop.is_set():
@@ -99,7 +102,15 @@ class SweepDriver(Supervisor):
                 break
             best = self._collect(sampler, best)
             self._apply_policy()
-            while not exhausted and len(self._running) < concurrent and started < total:
+            while resumed and len(self._running) < concurrent and started < total:
+                earlier = resumed.pop(0)
+                params = json.loads(store.get_run(earlier).tags.get(HYPERPARAMETERS_TAG, "{}"))
+                child = self._start(experiment, trial, params, resume=earlier)
+                started += 1
+                self._running[child] = params
+                self.print(f"trial {started}/{total} {child} started, resuming {earlier} from its outputs: "
+                           + " ".join(f"{k} {v}" for k, v in params.items()))
+            while not resumed and not exhausted and len(self._running) < concurrent and started < total:
                 params = sampler.next()
                 if params is None:
                     exhausted = True
@@ -126,10 +137,16 @@ class SweepDriver(Supervisor):
         return self._outcome()
 
     # -- trials ---------------------------------------------------------------------------------------------
-    def _start(self, experiment: Experiment, trial, params: dict[str, Any]) -> str:
+    def _start(self, experiment: Experiment, trial, params: dict[str, Any], resume: str | None = None) -> str:
+        """Submit a trial with ``params``; ``resume``: an earlier trial whose outputs it starts from (an input of
+        the trial and ``--resume-from <its path>``, as Azure's resume_child_runs)."""
         job = replace(trial, arguments=apply_parameters(trial.arguments, params))
-        info = submit(self.public, experiment.id, experiment.name, job, tags={HYPERPARAMETERS_TAG: json.dumps(params)},
-                      parent_run_id=self.run_id)
+        tags = {HYPERPARAMETERS_TAG: json.dumps(params)}
+        if resume is not None:
+            flag, path = resume_arguments(DataPath._of_run(resume, "outputs"))
+            job = replace(job, arguments=(*job.arguments, flag, str(path)), inputs=(*job.inputs, path.to_input()))
+            tags[RESUMED_TAG] = resume
+        info = submit(self.public, experiment.id, experiment.name, job, tags=tags, parent_run_id=self.run_id)
         return info.run_id
 
     def _run(self) -> Run:

@@ -7,6 +7,7 @@ from typing import Any
 
 from runyard.config.environment import DockerSection, Environment, PythonSection
 from runyard.config.conda_dependencies import CondaDependencies
+from runyard.config.datapath import resume_arguments
 from runyard.config.job import JobSpec, build_job
 from runyard.errors import ConfigError, warn
 
@@ -79,6 +80,7 @@ class Estimator:
         parameter_server_count: int | None = None,
         max_run_retries: int = 0,
         inputs: Sequence[Any] | None = None,
+        resume_from: Any = None,
     ) -> None:
         self.source_directory = source_directory
         self.compute_target = compute_target
@@ -113,6 +115,9 @@ class Estimator:
         self.parameter_server_count = parameter_server_count
         self.max_run_retries = max_run_retries
         self.inputs = list(inputs) if inputs else []
+        self.resume_from = resume_from
+        if resume_from is not None:
+            resume_arguments(resume_from)  # a bad value is an error here, not at submit
         if framework_version is not None and self.framework_name is None:
             raise ConfigError("framework_version belongs to a framework estimator: use TensorFlow, PyTorch or SKLearn")
 
@@ -184,9 +189,16 @@ class Estimator:
         return {"name": fw.name, "version": version}
 
     def to_job_spec(self) -> JobSpec:
+        arguments, script_params = list(self.arguments), dict(self.script_params)
+        if self.resume_from is not None:  # Azure: the checkpoints made available, --resume-from <their path> appended
+            flag, path = resume_arguments(self.resume_from)
+            if script_params:
+                script_params[flag] = path
+            else:
+                arguments += [flag, path]
         return build_job(
-            source_directory=self.source_directory, entry_script=self.entry_script, arguments=self.arguments,
-            script_params=self.script_params, compute_target=self.compute_target,
+            source_directory=self.source_directory, entry_script=self.entry_script, arguments=arguments,
+            script_params=script_params, compute_target=self.compute_target,
             environment=self.environment(), use_gpu=self.use_gpu,
             max_run_duration_seconds=self.max_run_duration_seconds, node_count=self.node_count,
             process_count_per_node=self.process_count_per_node, distributed=self.distributed_training,
