@@ -46,6 +46,8 @@ MODULES: dict[str, str] = {
     "azureml.train.hyperdrive.policy": "runyard.hyperdrive",
     "azureml.train.hyperdrive.run": "runyard.hyperdrive",
     "azureml.widgets": "runyard.widgets",
+    "azureml.tensorboard": "runyard.tensorboard",
+    "azureml.tensorboard.export": "runyard.tensorboard.export",
     "azureml.telemetry": "runyard",
 }
 

@@ -62,7 +62,15 @@ def collect(ws: "Workspace", run_ids: list[str], root: Path) -> list[str]:
     return names
 
 
-def start(ws: "Workspace", run_ids: list[str], port: int | None = None, wait: float = 30.0) -> dict[str, Any]:
+def _folder(ws: "Workspace", run_ids: list[str], base: Path | None) -> Path:
+    """Where a set of runs' TensorBoard keeps its logs and state: ``base`` (default: the workspace's
+    ``tensorboard/``) / a key of the run ids."""
+    key = hashlib.sha256(",".join(sorted(run_ids)).encode()).hexdigest()[:12]
+    return (base or ws.path / "tensorboard") / key
+
+
+def start(ws: "Workspace", run_ids: list[str], port: int | None = None, wait: float = 30.0,
+          base: Path | None = None) -> dict[str, Any]:
     """Start (or reuse) TensorBoard for these runs; returns its url, log folder and pid."""
     if not run_ids:
         raise ConfigError("name at least one run")
@@ -70,14 +78,20 @@ def start(ws: "Workspace", run_ids: list[str], port: int | None = None, wait: fl
 
     if importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("TensorBoard is not installed: pip install 'runyard[ui]' (or tensorboard)")
-    key = hashlib.sha256(",".join(sorted(run_ids)).encode()).hexdigest()[:12]
-    root = ws.path / "tensorboard" / key
+    root = _folder(ws, run_ids, base)
     names = collect(ws, run_ids, root / "logs")
     state_file = root / "server.json"
     if state_file.exists():
         state = json.loads(state_file.read_text())
         if _alive(state["pid"]):
             return {**state, "runs": names, "reused": True}
+    if port is not None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        except OSError:
+            pass
+        else:
+            raise ConfigError(f"port {port} is in use on 127.0.0.1: give TensorBoard another (port=...)")
     port = port or _free_port()
     log = open(root / "tensorboard.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "runyard.ui.tensorboard_server", "--logdir", str(root / "logs"),
@@ -98,9 +112,8 @@ def start(ws: "Workspace", run_ids: list[str], port: int | None = None, wait: fl
     return {**state, "runs": names, "reused": False}
 
 
-def stop(ws: "Workspace", run_ids: list[str]) -> bool:
-    key = hashlib.sha256(",".join(sorted(run_ids)).encode()).hexdigest()[:12]
-    state_file = ws.path / "tensorboard" / key / "server.json"
+def stop(ws: "Workspace", run_ids: list[str], base: Path | None = None) -> bool:
+    state_file = _folder(ws, run_ids, base) / "server.json"
     if not state_file.exists():
         return False
     pid = json.loads(state_file.read_text())["pid"]

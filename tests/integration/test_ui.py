@@ -645,3 +645,61 @@ def test_browser_sweep_page(served, page, tmp_path):
     marked = page.eval_on_selector_all("#children-table tr[data-stopped]", "rows => rows.map(r => r.dataset.trial)")
     assert set(marked) == stopped
     page.screenshot(path=str(SHOTS / "sweep.png"), full_page=True)
+
+
+def test_azure_tensorboard_serves_runs_and_exports_metrics(studio, tmp_path):
+    """``from azureml.tensorboard import Tensorboard`` after `runyard migrate`: TensorBoard over runs' logs/ (a
+    running run's newer event files copied in while it runs), and a run's metrics exported as event files."""
+    import urllib.request
+
+    from runyard import migrate
+    from runyard.tensorboard import Tensorboard
+    from runyard.tensorboard import REFRESH_SECONDS
+    from runyard.tensorboard.export import export_to_tensorboard
+
+    source = "from azureml.tensorboard import Tensorboard\nfrom azureml.tensorboard.export import export_to_tensorboard\n"
+    new_text, changed, problems = migrate.migrate_source(source)
+    assert new_text == source.replace("azureml.tensorboard", "runyard.tensorboard") and not problems
+    ws, _ = studio
+    run = Experiment(ws, "tb-azure").start_logging(display_name="exported")
+    for step in range(5):
+        run.log("loss", 1.0 / (step + 1))
+    run.log("note", "not a number")
+    written = export_to_tensorboard(run, str(tmp_path / "events"))
+    assert written == ["loss"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "events"))
+    events.Reload()
+    assert [round(e.value, 6) for e in events.Scalars("loss")] == [round(1 / (s + 1), 6) for s in range(5)]
+    assert [e.step for e in events.Scalars("loss")] == [0, 1, 2, 3, 4]
+    assert export_to_tensorboard({"acc": [0.5, 0.75], "name": "x"}, str(tmp_path / "dict"), name="run1") == ["acc"]
+
+    # The run is still going: its event files as the script uploads them, served live.
+    run.upload_file("logs/train/events.out.tfevents.1.host", str(next((tmp_path / "events").glob("events.*"))))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tb = Tensorboard([run], local_root=str(tmp_path / "tb"), port=port)
+    try:
+        url = tb.start(start_browser=False)
+        assert url == f"http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(url + "data/runs", timeout=30) as answer:
+            assert "exported/train" in json.loads(answer.read())
+        run.upload_file("logs/eval/events.out.tfevents.2.host", str(next((tmp_path / "events").glob("events.*"))))
+        deadline = time.monotonic() + REFRESH_SECONDS * 2 + 30
+        while True:  # copied in by the refresher, then found by TensorBoard's reload
+            with urllib.request.urlopen(url + "data/runs", timeout=30) as answer:
+                if "exported/eval" in json.loads(answer.read()):
+                    break
+            assert time.monotonic() < deadline, "the running run's new event file never showed"
+            time.sleep(0.5)
+        assert list((tmp_path / "tb").glob("*/logs/exported/eval/events.*"))  # under local_root
+        busy = Tensorboard([run], port=port)
+        with pytest.raises(Exception, match=f"port {port} is in use"):
+            busy.start()
+    finally:
+        tb.stop()
+        run.complete()
+    with pytest.raises(Exception):
+        urllib.request.urlopen(url, timeout=5)

@@ -34,6 +34,7 @@ AZURE_NAMES = {
     "azureml.core.dataset": "Dataset",
     "azureml.core.datastore": "Datastore",
     "azureml.data.data_reference": "DataReference",
+    "azureml.data.datapath": "DataPath DataPathComputeBinding",
     "azureml.exceptions": "ComputeTargetException WebserviceException",
     "azureml.train.estimator": "Estimator",
     "azureml.train.dnn": "TensorFlow PyTorch Mpi ParameterServer Gloo Nccl",
@@ -44,6 +45,8 @@ AZURE_NAMES = {
                                 "loguniform normal quniform",
     "azureml.train.hyperdrive.runconfig": "HyperDriveRunConfig HyperDriveConfig",
     "azureml.widgets": "RunDetails",
+    "azureml.tensorboard": "Tensorboard",
+    "azureml.tensorboard.export": "export_to_tensorboard",
     "azureml.telemetry": "set_diagnostics_collection",
 }
 
