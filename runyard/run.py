@@ -349,7 +349,7 @@ class Run(_RunBase):
             "exitCode": info.exit_code,
             "description": info.description,
             "target": info.compute_target,
-            "runDefinition": info.definition,
+            "runDefinition": _as_azure_shows(info.definition),
             "inputDatasets": plugins.load(plugins.RUN_INPUTS, "data").details(self._ws, self.id)
             if (info.definition or {}).get("inputs") else [],
             "logFiles": {a.path: self._ws.artifacts.uri(self.id, a.path) for a in self._ws.metadata.list_artifacts(self.id, "logs")}
@@ -764,6 +764,25 @@ def _download_target(name: str, output_file_path: str | os.PathLike | None) -> P
 def _matches(values: Mapping[str, str], wanted: Mapping[str, Any] | None) -> bool:
     """Every wanted key is present; with a value other than None, with that value."""
     return not wanted or all(k in values and (v is None or values[k] == str(v)) for k, v in wanted.items())
+
+
+def _as_azure_shows(definition: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The run definition as Azure prints it: an argument that stands for an input shows the input —
+    ``DatasetConsumptionConfig:<name>`` for a dataset, ``$AZUREML_DATAREFERENCE_<name>`` for a datastore path or a
+    run's files — where the stored definition holds ``${RUNYARD_DATA_<name>}`` (expanded when the run starts)."""
+    if not definition or not definition.get("inputs") or "arguments" not in definition:
+        return definition
+    shown = {}
+    for spec in definition["inputs"]:
+        dataset = "dataset_id" in spec or "dataset" in spec
+        shown["${RUNYARD_DATA_" + spec["name"] + "}"] = (
+            f"DatasetConsumptionConfig:{spec['name']}" if dataset else f"$AZUREML_DATAREFERENCE_{spec['name']}")
+    arguments = []
+    for arg in definition["arguments"]:
+        for ours, azure in shown.items():
+            arg = arg.replace(ours, azure) if isinstance(arg, str) else arg
+        arguments.append(arg)
+    return {**definition, "arguments": arguments}
 
 
 def _iso(ts: float | None) -> str | None:

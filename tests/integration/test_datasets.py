@@ -135,6 +135,10 @@ def test_runs_read_mounted_and_downloaded_datastore_paths_and_datasets(ws, tmp_p
     assert details["workspaceblobstore_mnist"]["dataReference"] == {"datastore": "workspaceblobstore", "path": "mnist"}
     assert details["notes"]["dataset"]["name"] is None and details["notes"]["dataset"]["files"] == 1
     assert [r.id for r in registered.runs()] == [run.id]
+    # The arguments as Azure prints them: each input as what it is, not as the variable that carries its path.
+    assert run.get_details()["runDefinition"]["arguments"] == [
+        "--data", "$AZUREML_DATAREFERENCE_workspaceblobstore_mnist", "--data", "DatasetConsumptionConfig:mnist",
+        "--data", "DatasetConsumptionConfig:copy", "--data", "DatasetConsumptionConfig:notes"]
 
     # lineage on to models: registered from the run, the model names the datasets the run consumed
     (tmp_path / "m").mkdir()
