@@ -354,6 +354,8 @@ def _build_instructions(request: dict[str, Any]) -> dict[str, Any]:
         version = request["python"] or "%d.%d" % sys.version_info[:2]  # an image's own: checked when it is built
         major, minor = (int(x) for x in version.split(".")[:2])
         check = os.environ.get(env_vars.ENV_INDEX_CHECK, "1") != "0"
+        if "image" not in request:  # a build on this machine (an image's own Python is checked when it is built)
+            framework(fw["name"]).check_python((major, minor))
         pinned, extra = pin(framework(fw["name"]), fw["version"], fw["gpu"], settings, (major, minor), check)
         requirements = pinned + requirements
         options += extra

@@ -2,6 +2,7 @@
 
     TensorFlow(source_directory="./tf", entry_script="train.py", framework_version="2.21", pip_packages=["matplotlib"])
     PyTorch(source_directory="./pt", entry_script="train.py", framework_version="2.13", use_gpu=False)
+    Chainer(...)   # Python <= 3.8 only: in a container image that has it (custom_docker_image=..., user_managed=True)
 
 Each builds (once, then from the cache) an environment with the framework pinned at ``framework_version``
 (see ``runyard.train.frameworks``) plus the packages given; ``user_managed=True`` or ``inherit_base_packages=True``
@@ -30,4 +31,11 @@ class PyTorch(Estimator):
     framework_name = "PyTorch"
 
 
-__all__ = ["Gloo", "Mpi", "Nccl", "ParameterServer", "PyTorch", "TensorFlow"]
+class Chainer(Estimator):
+    """Azure's Chainer estimator. Chainer's releases run on Python <= 3.8 with NumPy 1 only: an environment built on
+    a newer Python is refused at submit, naming the way out (a container image that has Chainer, user_managed)."""
+
+    framework_name = "Chainer"
+
+
+__all__ = ["Chainer", "Gloo", "Mpi", "Nccl", "ParameterServer", "PyTorch", "TensorFlow"]

@@ -47,7 +47,7 @@ class Estimator:
     With no packages, no environment and no framework, the run uses the submitting interpreter as it is.
     """
 
-    framework_name: str | None = None  # set by the framework estimators (TensorFlow, PyTorch, SKLearn)
+    framework_name: str | None = None  # set by the framework estimators (TensorFlow, PyTorch, SKLearn, Chainer)
 
     def __init__(
         self,

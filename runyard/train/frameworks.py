@@ -26,9 +26,21 @@ class Framework:
     default_version: str
     cpu_local_label: str | None = None  # local version label of CPU-only builds ("+cpu")
     cpu_index: str | None = None  # where CPU-only builds live when no local wheel does
+    max_python: tuple[int, int] | None = None  # the newest Python its releases run on (None: no limit known)
 
     def package(self, use_gpu: bool) -> str:
         return self.gpu_package if use_gpu else self.cpu_package
+
+    def check_python(self, python: tuple[int, int]) -> None:
+        """Refuse, naming the way out, a framework whose releases cannot run on this Python."""
+        if self.max_python is None or python <= self.max_python:
+            return
+        newest = "%d.%d" % self.max_python
+        raise ConfigError(
+            f"{self.name} cannot be installed for Python {python[0]}.{python[1]}: its last releases support Python "
+            f"<= {newest} (and NumPy 1), and this environment would be built for {python[0]}.{python[1]}. Run it in "
+            f"a container image that has it — {self.name}(..., custom_docker_image='<an image with Python "
+            f"{newest} and {self.cpu_package}>', user_managed=True) — or port the script to PyTorch")
 
 
 FRAMEWORKS = {
@@ -36,6 +48,8 @@ FRAMEWORKS = {
     "PyTorch": Framework("PyTorch", "torch", "torch", "2.13", cpu_local_label="+cpu",
                          cpu_index="https://download.pytorch.org/whl/cpu"),
     "SKLearn": Framework("SKLearn", "scikit-learn", "scikit-learn", "1.9"),
+    # Azure's azureml.train.dnn.Chainer. Chainer ended in 2019 (7.8.1, 2020): Python 3.5–3.8, NumPy 1.
+    "Chainer": Framework("Chainer", "chainer", "chainer", "7.8", max_python=(3, 8)),
 }
 
 

@@ -22,7 +22,7 @@ from runyard import (
 from runyard import environments as E
 from runyard.compute import get_target
 from runyard.environments import builder
-from runyard.errors import RunyardWarning
+from runyard.errors import ConfigError, RunyardWarning
 
 pytestmark = [pytest.mark.integration]
 
@@ -291,3 +291,18 @@ def test_a_build_command_and_what_it_started_stop_at_the_deadline_or_on_cancel()
     with pytest.raises(E.BuildCanceled):  # nothing starts once canceled
         builder._run([sys.executable, "-c", "print('never')"], lines.append, builder._Limit(time.monotonic() + 600, cancel))
     assert "never" not in lines
+
+
+def test_chainer_is_refused_at_submit_with_the_way_out(ws, project):
+    """Azure's Chainer estimator: Chainer's releases run on Python <= 3.8 only, so an environment built here is
+    refused before anything is stored (not a resolver failure in the run), naming a container image as the way out."""
+    from runyard.train.dnn import Chainer
+
+    py = "%d.%d" % sys.version_info[:2]
+    with pytest.raises(ConfigError, match=rf"Chainer cannot be installed for Python {py}: .*<= 3.8.*"
+                                          r"custom_docker_image=.*user_managed=True"):
+        Experiment(ws, "chainer").submit(Chainer(str(project), entry_script="show.py"))
+    assert ws.metadata.count_runs() == 0
+    boxed = Chainer(str(project), entry_script="show.py", custom_docker_image="lab/chainer:py38", user_managed=True)
+    env = boxed.environment()
+    assert env.docker.enabled and env.docker.base_image == "lab/chainer:py38" and env.python.framework is None

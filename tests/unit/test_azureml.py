@@ -37,7 +37,7 @@ AZURE_NAMES = {
     "azureml.data.datapath": "DataPath DataPathComputeBinding",
     "azureml.exceptions": "ComputeTargetException WebserviceException",
     "azureml.train.estimator": "Estimator",
-    "azureml.train.dnn": "TensorFlow PyTorch Mpi ParameterServer Gloo Nccl",
+    "azureml.train.dnn": "TensorFlow PyTorch Chainer Mpi ParameterServer Gloo Nccl",
     "azureml.train.sklearn": "SKLearn",
     "azureml.train.hyperdrive": "HyperDriveConfig HyperDriveRunConfig RandomParameterSampling GridParameterSampling "
                                 "BayesianParameterSampling BanditPolicy MedianStoppingPolicy "
