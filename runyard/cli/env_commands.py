@@ -113,6 +113,8 @@ def env_show(ref: str = typer.Argument(..., help="NAME[:VERSION] of a registered
         console.print(f"key {p.key}: " + (f"built in {p.path}" if p.ready else "not built yet (runyard env build)"))
         if p.ready and p.key in built:
             console.print("\n".join(built[p.key].packages), highlight=False)
+        elif p.build.get("install"):  # what a build installs (a framework brings what Azure's image for it held)
+            console.print("installs: " + " ".join(p.build["install"]), highlight=False, soft_wrap=True)
 
 
 @env_app.command("register")

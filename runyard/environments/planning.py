@@ -229,10 +229,18 @@ def _normalise(py: dict[str, Any], use_gpu: bool, tracking_uri: str,
         "constraints": constraints,
         "conda": {"tool": conda_tool, "packages": sorted(conda_packages),
                   "channels": list(cd.get("channels") or [])} if conda_packages else None,
-        "framework": {"name": framework["name"], "version": framework["version"], "gpu": bool(use_gpu)} if framework else None,
+        "framework": {"name": framework["name"], "version": framework["version"], "gpu": bool(use_gpu),
+                      "with": _companions(framework)} if framework else None,
         "client": client_requirements(tracking_uri),
     }
     return request, warnings
+
+
+def _companions(framework: dict[str, Any]) -> list[str]:
+    """What the framework brings beside itself (part of the key: a change makes a new environment)."""
+    from runyard.train.frameworks import companions, framework as known
+
+    return companions(known(framework["name"]), str(framework["version"]))
 
 
 def _is_azure_sdk(requirement: str) -> bool:

@@ -27,6 +27,7 @@ class Framework:
     cpu_local_label: str | None = None  # local version label of CPU-only builds ("+cpu")
     cpu_index: str | None = None  # where CPU-only builds live when no local wheel does
     max_python: tuple[int, int] | None = None  # the newest Python its releases run on (None: no limit known)
+    companions: tuple[str, ...] = ()  # what Azure's image for it held beside it, that scripts import unasked
 
     def package(self, use_gpu: bool) -> str:
         return self.gpu_package if use_gpu else self.cpu_package
@@ -43,11 +44,18 @@ class Framework:
             f"{newest} and {self.cpu_package}>', user_managed=True) — or port the script to PyTorch")
 
 
+# Azure's framework images and curated environments carried the scientific stack with the framework (numpy, pandas,
+# scipy, scikit-learn, matplotlib, pillow) and TensorBoard; scripts written for them import these without asking.
+# (torchvision is not offered by the package indexes here, so PyTorch's environment cannot carry it.)
+_SCIENTIFIC = ("numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "pillow")
+
 FRAMEWORKS = {
-    "TensorFlow": Framework("TensorFlow", "tensorflow-cpu", "tensorflow[and-cuda]", "2.21"),
+    "TensorFlow": Framework("TensorFlow", "tensorflow-cpu", "tensorflow[and-cuda]", "2.21",
+                            companions=(*_SCIENTIFIC, "tensorboard")),
     "PyTorch": Framework("PyTorch", "torch", "torch", "2.13", cpu_local_label="+cpu",
-                         cpu_index="https://download.pytorch.org/whl/cpu"),
-    "SKLearn": Framework("SKLearn", "scikit-learn", "scikit-learn", "1.9"),
+                         cpu_index="https://download.pytorch.org/whl/cpu", companions=(*_SCIENTIFIC, "tensorboard")),
+    "SKLearn": Framework("SKLearn", "scikit-learn", "scikit-learn", "1.9",
+                         companions=("numpy", "pandas", "scipy", "matplotlib", "pillow")),
     # Azure's azureml.train.dnn.Chainer. Chainer ended in 2019 (7.8.1, 2020): Python 3.5–3.8, NumPy 1.
     "Chainer": Framework("Chainer", "chainer", "chainer", "7.8", max_python=(3, 8)),
 }
@@ -78,7 +86,7 @@ def pin(fw: Framework, version: str, use_gpu: bool, settings: IndexSettings, pyt
         wheels = sorted((v, p) for v, p in local_wheels(dist, settings)
                         if v.endswith(fw.cpu_local_label) and _matches(v, version) and wheel_fits(p, python))
         if wheels:  # a CPU build on local disk: no multi-GB CUDA download
-            return [f"{package}=={wheels[-1][0]}"], []
+            return [f"{package}=={wheels[-1][0]}", *companions(fw, version)], []
     if check_index:
         versions = available_versions(dist, settings)
         if versions is not None and not any(_matches(v, version) for v in versions):
@@ -86,7 +94,14 @@ def pin(fw: Framework, version: str, use_gpu: bool, settings: IndexSettings, pyt
             raise ConfigError(f"{fw.name} framework_version {version!r} does not exist: the package indexes {offer}")
     requirement = f"{package}=={version}.*" if version.count(".") < 2 else f"{package}=={version}"
     extra = ["--extra-index-url", fw.cpu_index] if (not use_gpu and fw.cpu_index) else []
-    return [requirement], extra
+    return [requirement, *companions(fw, version)], extra
+
+
+def companions(fw: Framework, version: str) -> list[str]:
+    """The packages that come with ``fw`` (TensorBoard in TensorFlow's own release series)."""
+    series = ".".join(version.split(".")[:2])
+    return [f"tensorboard=={series}.*" if name == "tensorboard" and fw.name == "TensorFlow" else name
+            for name in fw.companions]
 
 
 def _matches(available: str, wanted: str) -> bool:

@@ -219,6 +219,7 @@ def test_cli_env_build_list_show_prune(ws, tmp_path):
     assert (ws.path / "envs" / key).is_dir()
     assert "removed 1 environment(s)" in runyard("env", "prune", "--all")
     assert not (ws.path / "envs" / key).exists()
+    assert "not built yet" in (shown := runyard("env", "show", "hum")) and "installs: humanize" in shown
 
 
 def test_cli_submit_with_requirements(ws, project, tmp_path):

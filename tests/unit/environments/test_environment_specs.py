@@ -156,8 +156,11 @@ def test_framework_versions_come_from_the_index_and_unknown_ones_list_what_exist
     settings = pip_settings()
     assert available_versions("tensorflow-cpu", settings) == ["2.20.0", "2.21.0", "2.21.1"]
     tf = frameworks.framework("TensorFlow")
-    assert frameworks.pin(tf, "2.21", False, settings, (3, 11)) == (["tensorflow-cpu==2.21.*"], [])
-    assert frameworks.pin(tf, "2.21", True, settings, (3, 11))[0] == ["tensorflow[and-cuda]==2.21.*"]
+    # What Azure's TensorFlow image held beside it comes along (TensorBoard of the same series: tf.summary needs it).
+    stack = ["numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "pillow"]
+    assert frameworks.pin(tf, "2.21", False, settings, (3, 11)) == (
+        ["tensorflow-cpu==2.21.*", *stack, "tensorboard==2.21.*"], [])
+    assert frameworks.pin(tf, "2.21", True, settings, (3, 11))[0][0] == "tensorflow[and-cuda]==2.21.*"
     with pytest.raises(ConfigError, match=r"TensorFlow framework_version '2.99' does not exist.*tensorflow-cpu 2.20, 2.21"):
         frameworks.pin(tf, "2.99", False, settings, (3, 11))
     assert frameworks.release_series(["2.20.0", "2.21.0rc1", "2.21.0", "2.21.1+cpu"]) == ["2.20", "2.21"]
@@ -172,12 +175,13 @@ def test_pytorch_prefers_a_local_cpu_wheel_and_else_the_cpu_index(tmp_path, inde
     index("torch", "torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl")
     torch = frameworks.framework("PyTorch")
     settings = pip_settings()
+    with_torch = ["numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "pillow", "tensorboard"]
     assert frameworks.pin(torch, "2.13", False, settings, (3, 11)) == (
-        ["torch==2.13.*"], ["--extra-index-url", "https://download.pytorch.org/whl/cpu"])
+        ["torch==2.13.*", *with_torch], ["--extra-index-url", "https://download.pytorch.org/whl/cpu"])
     (index.wheels / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
     (index.wheels / "torch-2.13.0+cpu-cp310-cp310-manylinux_2_28_x86_64.whl").write_bytes(b"")
-    assert frameworks.pin(torch, "2.13", False, settings, (3, 11)) == (["torch==2.13.0+cpu"], [])
-    assert frameworks.pin(torch, "2.13", True, settings, (3, 11)) == (["torch==2.13.*"], [])  # GPU: the CUDA build
+    assert frameworks.pin(torch, "2.13", False, settings, (3, 11)) == (["torch==2.13.0+cpu", *with_torch], [])
+    assert frameworks.pin(torch, "2.13", True, settings, (3, 11)) == (["torch==2.13.*", *with_torch], [])  # GPU: CUDA
 
 
 def test_estimators_describe_their_environment(tmp_path, index):
