@@ -7,7 +7,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from runyard.errors import ComputeError, NotFound
+from runyard.errors import ComputeError, NotFound, RunyardError
 
 
 def dashboard_url(address: str, dashboard_address: str | None = None) -> str:
@@ -18,6 +18,38 @@ def dashboard_url(address: str, dashboard_address: str | None = None) -> str:
         return address.rstrip("/")
     host = urllib.parse.urlsplit(address if "://" in address else f"//{address}").hostname or "127.0.0.1"
     return f"http://{host}:8265"
+
+
+def find_dashboard(gcs_address: str, timeout: float = 8.0) -> str:
+    """The dashboard of the cluster whose GCS is at ``gcs_address`` (``head:6379``): ``http://head:8265`` when it
+    answers there, else the address the dashboard recorded in the GCS (read by a short-lived ``ray`` process, so this
+    one never imports Ray); a ComputeError saying what to pass when neither works."""
+    import subprocess
+    import sys
+
+    default = dashboard_url(gcs_address)
+    try:
+        RayJobs(default, timeout=2.0)._call("GET", "/api/version")
+        return default
+    except RunyardError:
+        pass
+    code = ("import sys; from ray._raylet import GcsClient; "
+            "v = GcsClient(address=sys.argv[1]).internal_kv_get(b'dashboard', b'dashboard'); "
+            "print(v.decode() if v else '')")
+    try:
+        out = subprocess.run([sys.executable, "-c", code, gcs_address], capture_output=True, text=True,
+                             timeout=timeout)
+        found = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else ""
+        why = "the cluster recorded no dashboard" if out.returncode == 0 else out.stderr.strip().splitlines()[-1:]
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        found, why = "", str(exc)
+    if found:
+        return found if "://" in found else f"http://{found}"
+    raise ComputeError(
+        f"the Ray cluster at {gcs_address} has no dashboard at {default}, and asking its GCS where it is failed "
+        f"({why if isinstance(why, str) else ' '.join(why) or 'no ray here'}) — pass "
+        "RayCompute.attach_configuration(address, dashboard_address='HOST:PORT') (`ray start --head "
+        "--dashboard-port` sets it; the head's log says where it listens), or attach with the dashboard's URL")
 
 
 class RayJobs:

@@ -34,7 +34,7 @@ from runyard.compute.api import (
     TargetOption,
 )
 from runyard.compute.ray_config import RayCompute, RayComputeConfiguration
-from runyard.compute.ray_jobs import RayJobs, dashboard_url
+from runyard.compute.ray_jobs import RayJobs, dashboard_url, find_dashboard
 from runyard.config.job import JobSpec
 from runyard.errors import ComputeError, InvalidStatusTransition, NotFound
 from runyard.launchers import launcher_for
@@ -150,7 +150,19 @@ class RayTarget(ComputeTarget):
     @property
     def dashboard(self) -> str:
         if self.config.mode == "attach":
-            return dashboard_url(self.config.address or "", self.config.dashboard_address)
+            address = self.config.address or ""
+            if self.config.dashboard_address or "://" in address:
+                return dashboard_url(address, self.config.dashboard_address)
+            # A GCS address (head:6379): the dashboard is at head:8265 unless the cluster says otherwise.
+            known = self.state.get("dashboard")
+            if known:
+                return known
+            url = find_dashboard(address)
+            try:
+                self.workspace.metadata.set_compute_target_state(self.name, {**self.state, "dashboard": url})
+            except NotFound:
+                pass  # not stored yet (a configuration being checked): found again next time
+            return url
         url = self.state.get("dashboard")
         if not url:
             raise ComputeError(f"compute target {self.name!r} has no running cluster — "

@@ -429,3 +429,23 @@ def test_more_nodes_than_the_cluster_has_waits_in_queued_then_fails(cluster, tmp
     assert ws.metadata.count_runs() == before
     attached.delete()
     assert "attached" not in ws.compute_targets
+
+
+def test_attaching_by_gcs_address_finds_a_dashboard_that_is_not_on_8265(cluster):
+    """``RayCompute.attach_configuration(address="head:6379")``: the dashboard here listens on a free port, not
+    8265; the target asks the cluster's GCS where it is (once: remembered), and says what to pass when it cannot."""
+    ws, target = cluster
+    gcs = target.state["gcs_address"]
+    assert not target.dashboard.endswith(":8265")
+    attached = ComputeTarget.create(ws, "by-gcs", RayCompute.attach_configuration(gcs))
+    try:
+        assert attached.dashboard == target.dashboard
+        status = attached.get_status()
+        assert status.provisioning_state == "Succeeded" and status.node_count == 2
+        assert ws.metadata.get_compute_target("by-gcs").state["dashboard"] == target.dashboard  # remembered
+    finally:
+        attached.delete()
+    with pytest.raises(ComputeError, match=r"127.0.0.1:1 has no dashboard at http://127.0.0.1:8265.*"
+                                           r"dashboard_address='HOST:PORT'"):
+        ComputeTarget.create(ws, "nowhere", RayCompute.attach_configuration("127.0.0.1:1"))
+    assert "nowhere" not in ws.compute_targets
