@@ -73,7 +73,9 @@ def main() -> None:
     args = parser.parse_args()
     pkgs = args.packages
     root = Path(tempfile.mkdtemp(prefix="runyard-bench-env-"))
-    env = {**os.environ, **local_sources()}
+    # The venv's bin/ first on PATH: `mlflow run --env-manager uv` looks for `uv` there (the bench runs as its
+    # docstring says, with the venv's interpreter, whether or not the venv is activated).
+    env = {**os.environ, **local_sources(), "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")])}
     uv = str(BIN / "uv")
     rows: list[tuple[str, str, float]] = []
 
