@@ -78,6 +78,8 @@ def main() -> None:
     env = {**os.environ, **local_sources(), "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")])}
     uv = str(BIN / "uv")
     rows: list[tuple[str, str, float]] = []
+    for ws in ("ws-cli", "ws-e2e"):  # `runyard -w PATH` names an existing workspace
+        subprocess.run([str(BIN / "runyard"), "init", str(root / ws)], check=True, capture_output=True, env=env)
 
     def fresh(name: str, i: int) -> Path:
         path = root / f"{name}-{i}-{time.monotonic_ns()}"

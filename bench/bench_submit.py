@@ -193,6 +193,7 @@ def main() -> None:
         bare = timed([sys.executable, "script.py"], args.reps, cwd=root / "proj")
         rows: list[tuple[str, str, float | None, str]] = []
         console.print(f"bare `python script.py`: {bare * 1000:.0f} ms (median of {args.reps})")
+        subprocess.run([str(BIN / "runyard"), "init", str(root / "ws-cli")], check=True, capture_output=True)  # -w names
         rows.append(("runyard", "CLI: runyard submit --wait", timed(
             [str(BIN / "runyard"), "-w", str(root / "ws-cli"), "submit", "-s", str(root / "proj"), "script.py", "--wait"],
             args.reps, cwd=root), ""))
