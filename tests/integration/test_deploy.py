@@ -300,3 +300,43 @@ def test_deploy_cli(ws, model, tmp_path):
                            timeout=120)
     assert again.returncode == 1 and "exists; delete it, update it, or pass overwrite=True" in again.stderr
     assert subprocess.run([*cli, "services", "delete", "cli-svc"], capture_output=True, timeout=60).returncode == 0
+
+
+@pytest.mark.tf
+def test_train_register_and_serve_keras_and_savedmodel_models_without_code(ws, tmp_path, local_packages):
+    """A Keras model trained in a TensorFlow run, saved as ``model.keras`` and as a SavedModel, each served without a
+    scoring script: the answers are the model's own predictions."""
+    from runyard import Experiment
+    from runyard.train.dnn import TensorFlow
+
+    proj = tmp_path / "tfproj"
+    proj.mkdir()
+    (proj / "train.py").write_text(textwrap.dedent("""
+        import json, os
+        import numpy as np, tensorflow as tf
+        tf.keras.utils.set_random_seed(0)
+        x = np.random.default_rng(0).random((64, 3)).astype("float32")
+        model = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(8, activation="relu"),
+                                     tf.keras.layers.Dense(2)])
+        model.compile("adam", "mse")
+        model.fit(x, x[:, :2], epochs=2, verbose=0)
+        os.makedirs("outputs/keras", exist_ok=True)
+        model.save("outputs/keras/model.keras")
+        model.export("outputs/saved")
+        rows = [[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]]
+        print("expected", json.dumps(model.predict(np.array(rows, dtype="float32"), verbose=0).tolist()))
+    """))
+    run = Experiment(ws, "tf").submit(TensorFlow(str(proj), entry_script="train.py", framework_version="2.21",
+                                                 environment_variables={"TF_CPP_MIN_LOG_LEVEL": "2"}))
+    assert run.wait_for_completion()["status"] == "Completed", run.get_details()["error"]
+    expected = json.loads(next(line for line in "".join(run._target().log_iter(run.id)).splitlines()
+                               if line.startswith("expected")).split(" ", 1)[1])
+    flat = [v for row in expected for v in row]
+    for name, path in (("keras-file", "outputs/keras"), ("savedmodel", "outputs/saved")):
+        model = run.register_model(name, path, model_framework=Model.Framework.TENSORFLOW,
+                                   model_framework_version="2.21")
+        service = Model.deploy(ws, name, [model])
+        service.wait_for_deployment()
+        got = service.run({"data": [[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]]})
+        assert [v for row in got for v in row] == pytest.approx(flat, rel=1e-4, abs=1e-5), name
+        service.delete()
