@@ -38,6 +38,15 @@ from runyard.store.workspace_context import WorkspaceContext
 _RETRYABLE = ("UserError", "NodeLost")  # failures max_run_retries restarts (not a bad environment, not a timeout)
 _STATUS_POLL = 1.0  # seconds between checks for CancelRequested in the store (a cancel from another host)
 _EXCEPTION_LINE = re.compile(r"^(?:\[rank\d+\]:\s*)?(?:[\w.]+\.)?[A-Z]\w*(?:Error|Exception|Interrupt|Exit|Fault)\b.*")
+# What a failed script's last exception line says, and the way out the run's error adds to it.
+_ADVICE = (
+    (r"No module named 'azureml", "the script still imports Azure ML's SDK: `runyard migrate SOURCE_DIRECTORY "
+                                  "--write` ports its imports to runyard's"),
+    (r"No module named 'horovod|Extension horovod\.\w+ has not been built",
+     "Horovod is not built in the run's environment ({python}): build it there for the frameworks it holds with "
+     "`bash tools/build_horovod.sh {python}` from runyard's repository (PyTorch and horovod.tensorflow; not "
+     "horovod.keras on Keras 3), or use a container image that has it"),
+)
 
 
 class Supervisor:
@@ -400,9 +409,10 @@ class Supervisor:
         if code == 125 and self.request.environment is not None and self.request.environment.docker:
             cause = next((line.strip() for line in reversed(lines) if line.startswith("docker: ")), cause)
         cause = re.sub(r"^\[rank\d+\]:\s*", "", cause) if cause else None  # torch prefixes its ranks' lines
-        if cause and "No module named 'azureml" in cause:
-            cause += (" — the script still imports Azure ML's SDK: `runyard migrate SOURCE_DIRECTORY --write` ports "
-                      "its imports to runyard's")
+        advice = next((text for pattern, text in _ADVICE if cause and re.search(pattern, cause)), None)
+        if advice:
+            python = self.request.environment.python if self.request.environment is not None else "its python"
+            cause += " — " + advice.format(python=python)
         script = self.request.job.entry_script
         message = f"{script} (rank {rank}) {what}" + (f": {cause}" if cause else "")
         error = {"message": message, "code": "UserError", "rank": rank, "exit_code": code, "last_lines": lines}

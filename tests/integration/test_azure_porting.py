@@ -276,3 +276,9 @@ def test_a_script_still_importing_azureml_fails_with_the_way_out(tmp_path):
     error = run.wait_for_completion(raise_on_error=False)["error"]
     assert "No module named 'azureml'" in error["message"] and "runyard migrate" in error["message"]
     assert os.environ.get("AZUREML_RUN_ID") is None  # nothing leaks into the submitting process
+    # A Horovod script where the environment has no Horovod (Azure's images had it): the error names the fix.
+    (proj / "hvd.py").write_text("import horovod.torch as hvd\nhvd.init()\n")
+    run = Experiment(ws, "x").submit(ScriptRunConfig(proj, "hvd.py"))
+    error = run.wait_for_completion(raise_on_error=False)["error"]
+    assert "No module named 'horovod'" in error["message"] and "tools/build_horovod.sh" in error["message"]
+    assert sys.executable in error["message"]  # the environment to build it in
