@@ -31,7 +31,6 @@ from runyard.errors import (
     WorkspaceError,
 )
 from runyard.experiment import Experiment
-from runyard.deploy import InferenceConfig, LocalWebservice, Webservice
 from runyard.model import Model, ResourceConfiguration
 from runyard.run import OfflineRun, Run
 from runyard.status import RunStatus
@@ -47,7 +46,12 @@ def set_diagnostics_collection(send_diagnostics: bool = True) -> None:
 
 
 def __getattr__(name: str):
-    """Dataset, Datastore and ComputeTarget are imported when first used: a training script's ``import runyard`` stays quick."""
+    """Dataset, Datastore, ComputeTarget and the deployment classes are imported when first used: a training script's
+    ``import runyard`` (and every CLI command) stays quick."""
+    if name in ("InferenceConfig", "LocalWebservice", "Webservice"):
+        import runyard.deploy
+
+        return getattr(runyard.deploy, name)
     if name in ("Dataset", "Datastore"):
         import runyard.data
 

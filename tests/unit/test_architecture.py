@@ -82,3 +82,17 @@ def test_the_layers_hold():
     proc = subprocess.run([str(lint), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     assert "0 broken" in proc.stdout and "layers" in proc.stdout
+
+
+def test_import_runyard_stays_light():
+    """A training script's ``import runyard`` loads no database layer, no feature package and no HTTP client: they
+    come when first used (``from runyard import LocalWebservice`` still works)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, runyard; heavy = ('sqlalchemy', 'runyard.deploy', 'runyard.data', 'runyard.compute', "
+            "'urllib.request', 'fastapi'); print([m for m in heavy if m in sys.modules]); "
+            "from runyard import LocalWebservice, InferenceConfig, Webservice, Dataset, ComputeTarget; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "ok"]
