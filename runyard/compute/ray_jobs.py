@@ -40,14 +40,15 @@ def find_dashboard(gcs_address: str, timeout: float = 8.0) -> str:
         out = subprocess.run([sys.executable, "-c", code, gcs_address], capture_output=True, text=True,
                              timeout=timeout)
         found = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else ""
-        why = "the cluster recorded no dashboard" if out.returncode == 0 else out.stderr.strip().splitlines()[-1:]
+        why = ("the cluster recorded no dashboard" if out.returncode == 0
+               else (out.stderr.strip().splitlines() or ["no ray here"])[-1])
     except (OSError, subprocess.TimeoutExpired) as exc:
         found, why = "", str(exc)
     if found:
         return found if "://" in found else f"http://{found}"
     raise ComputeError(
         f"the Ray cluster at {gcs_address} has no dashboard at {default}, and asking its GCS where it is failed "
-        f"({why if isinstance(why, str) else ' '.join(why) or 'no ray here'}) — pass "
+        f"({why}) — pass "
         "RayCompute.attach_configuration(address, dashboard_address='HOST:PORT') (`ray start --head "
         "--dashboard-port` sets it; the head's log says where it listens), or attach with the dashboard's URL")
 
