@@ -54,6 +54,7 @@ Environments (built with uv, cached by the hash of their spec):
 |---|---|
 | ``RUNYARD_ENV_DIR`` | where built environments are cached (default: the workspace's ``envs/`` folder) |
 | ``RUNYARD_ENV_BUILD_TIMEOUT`` | seconds an environment build may take before it is stopped and the run fails (1800) |
+| ``RUNYARD_HOROVOD_CACHE`` | where Horovod wheels compiled for an environment's frameworks are kept for the next environment with the same ones (default ``~/.cache/runyard/horovod``) |
 | ``RUNYARD_ENV_INDEX_CHECK`` | ``0``: do not ask the package indexes whether a framework version exists before building |
 | ``RUNYARD_VISIBLE_GPUS`` | (set by runyard) the GPUs a run was given, also exported as ``CUDA_VISIBLE_DEVICES`` |
 """
@@ -85,6 +86,7 @@ SNAPSHOT_WARN_FILES = "RUNYARD_SNAPSHOT_WARN_FILES"
 REQUIRE_GPU = "RUNYARD_REQUIRE_GPU"
 ENV_DIR = "RUNYARD_ENV_DIR"
 ENV_BUILD_TIMEOUT = "RUNYARD_ENV_BUILD_TIMEOUT"
+HOROVOD_CACHE = "RUNYARD_HOROVOD_CACHE"
 ENV_INDEX_CHECK = "RUNYARD_ENV_INDEX_CHECK"
 VISIBLE_GPUS = "RUNYARD_VISIBLE_GPUS"
 RANK_METRICS = "RUNYARD_RANK_METRICS"

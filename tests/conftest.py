@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 PG_URI = os.environ.get("RUNYARD_TEST_DB_URI")
+LOCAL_PACKAGES = Path(__file__).resolve().parents[1] / ".cache" / "packages"  # filled by scripts/setup.sh
 BACKENDS = ["sqlite"] + (["postgres"] if PG_URI else [])
 
 
@@ -137,6 +138,8 @@ def local_packages(monkeypatch):
         pytest.skip("this machine has no local package index (pip's file:// index-url/extra-index-url)")
     monkeypatch.setenv("PIP_INDEX_URL", local[0])
     monkeypatch.setenv("PIP_EXTRA_INDEX_URL", " ".join(local[1:]))
+    # what scripts/setup.sh fetched beyond the local index (Horovod's source release, tf-keras)
+    monkeypatch.setenv("PIP_FIND_LINKS", " ".join([*settings.find_links, str(LOCAL_PACKAGES)]))
     monkeypatch.setenv("UV_OFFLINE", "1")
     monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")
     return settings

@@ -14,8 +14,6 @@ import pytest
 EXPECTED_SKIPS: dict[str, str] = {
     # no GPU on the CI machine: the GPU paths are unit-tested on their requests and checked on a lent GPU machine
     r"\bno GPU\b|\bneeds a GPU\b": "the machine has no GPU",
-    # Horovod compiles against the environment's TensorFlow/PyTorch (minutes): tools/build_horovod.sh, not the set-up
-    r"^no Horovod in ": "Horovod is built on demand by tools/build_horovod.sh",
 }
 
 

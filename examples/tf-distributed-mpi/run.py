@@ -3,8 +3,10 @@
     python examples/tf-distributed-mpi/run.py            # the full set, 5 epochs, 2 processes
     python examples/tf-distributed-mpi/run.py --quick    # 10,000 images, 2 epochs: what CI runs
 
-Needs Open MPI's mpirun (apt-get install openmpi-bin libopenmpi-dev). The script uses Horovod when the environment
-has it, else mpi4py (what runs here: Horovod publishes no wheels for current TensorFlow).
+Needs Open MPI's mpirun and a C++ compiler (apt-get install openmpi-bin libopenmpi-dev g++ libhighwayhash-dev
+libfarmhash-dev). As on Azure's TensorFlow images, a TensorFlow estimator with MPI gets Horovod and mpi4py: runyard
+compiles Horovod for the environment's TensorFlow the first time (a few minutes, then cached). The script uses
+Horovod, or mpi4py in an environment without it.
 """
 import sys
 from pathlib import Path
@@ -28,15 +30,14 @@ experiment = Experiment(ws, "tf-distributed-mpi")
 # The 2018 form: counts and distributed_backend='mpi' on the estimator.
 est = TensorFlow(source_directory=str(script_folder), script_params=script_params, compute_target="local",
                  entry_script="tf_horovod_mnist.py", node_count=1, process_count_per_node=2,
-                 distributed_backend="mpi", pip_packages=["mpi4py"])
+                 distributed_backend="mpi")
 run = experiment.submit(est)
 run.wait_for_completion(show_output=True)
 print("estimator form:", run.get_metrics())
 
 # The later form: an MpiConfiguration.
 est = TensorFlow(source_directory=str(script_folder), script_params=script_params, compute_target="local",
-                 entry_script="tf_horovod_mnist.py", distributed_training=MpiConfiguration(process_count_per_node=2),
-                 pip_packages=["mpi4py"])
+                 entry_script="tf_horovod_mnist.py", distributed_training=MpiConfiguration(process_count_per_node=2))
 run = experiment.submit(est)
 run.wait_for_completion(show_output=True)
 print("MpiConfiguration form:", run.get_metrics())

@@ -115,6 +115,9 @@ def env_show(ref: str = typer.Argument(..., help="NAME[:VERSION] of a registered
             console.print("\n".join(built[p.key].packages), highlight=False)
         elif p.build.get("install"):  # what a build installs (a framework brings what Azure's image for it held)
             console.print("installs: " + " ".join(p.build["install"]), highlight=False, soft_wrap=True)
+        if not (p.ready and p.key in built) and p.build.get("request", {}).get("horovod"):
+            console.print(f"builds: horovod {p.build['request']['horovod']['version']} for the environment's "
+                          "frameworks (compiled once; the wheel is reused)", highlight=False)
 
 
 @env_app.command("register")
@@ -180,6 +183,29 @@ def env_build(
     if outcome:
         raise outcome[0]
     console.print(f"built {p.name} ({p.key}) in {time.monotonic() - started:.1f} s: {p.path}")
+
+
+@env_app.command("horovod")
+@friendly
+def env_horovod(
+    python: Path = typer.Argument(..., help="The interpreter of the environment to build Horovod into (it must "
+                                            "already have torch and/or tensorflow)."),
+) -> None:
+    """Build Horovod into an interpreter you manage, for the frameworks it holds (PyTorch, TensorFlow).
+
+    Built environments need not: one that names horovod, or a framework estimator with MPI, gets it when built."""
+    from runyard.config.package_index import pip_settings
+    from runyard.environments import horovod
+    from runyard.environments.builder import run_command, uv_binary
+
+    if not python.exists():
+        raise ConfigError(f"{python} does not exist: give the python of the environment to build Horovod into")
+    def say(line: str) -> None:
+        console.print(line, highlight=False, markup=False)
+
+    horovod.build(str(python), horovod.cache_dir(), uv_binary(), pip_settings().uv_args(), say,
+                  lambda argv, env: run_command(argv, say, 3600, env))
+    console.print(f"Horovod {horovod.VERSION} is built into {python}'s environment")
 
 
 @env_app.command("prune")

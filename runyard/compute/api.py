@@ -185,7 +185,8 @@ class ComputeTarget(ABC):
 
     def plan_environment(self, job: JobSpec) -> EnvironmentPlan:
         return environments.plan(environments.env_root(self.workspace), dict(job.environment), job.use_gpu,
-                                 self.workspace.tracking_uri)
+                                 self.workspace.tracking_uri, mpi=bool(job.distributed)
+                                 and job.distributed.get("backend") == "mpi")
 
     def submit(self, job: JobSpec, run: RunRef, snapshot: "Snapshot") -> str:
         """Build the request, check it against the backend and send it; the run record and snapshot must already be

@@ -189,7 +189,7 @@ def _stage(stage: Path, models: Sequence["Model"], inference: InferenceConfig, s
 def _build(base: str, stage: Path, spec: dict[str, Any], models: Sequence["Model"], inference: InferenceConfig,
            location: str, say: Callable[[str], None]) -> str:
     from runyard.environments import CLIENT_REQUIREMENTS
-    from runyard.environments.builder import _uv, client_dist_info, container_install_script, install_files
+    from runyard.environments.builder import client_dist_info, container_install_script, install_files, uv_binary
     from runyard.environments.docker import host_access
     from runyard.environments.images import commit_derived
     from runyard.environments.planning import RUNYARD_PACKAGE, install_instructions
@@ -200,7 +200,7 @@ def _build(base: str, stage: Path, spec: dict[str, Any], models: Sequence["Model
         extra += [_pinned(p) for p in _NOCODE_PACKAGES.get(framework, ())]
     plan = install_instructions(spec, extra)
     requirements, constraints = install_files(stage, plan["install"], plan["constraints"])
-    uv = _uv()
+    uv = uv_binary()
     access = host_access(plan["uv_options"], uv)
     env = {**access.env, "UV_CACHE_DIR": "/tmp/runyard-uv-cache"}  # root's files stay in the image, not the host's cache
     info = client_dist_info(stage)  # runyard is copied into the image: its version and entry points go with it

@@ -21,6 +21,7 @@ from typing import Any
 
 from runyard import env_vars
 from runyard.config.package_index import canonical
+from runyard.environments import horovod
 from runyard.environments.docker import (
     BUILD_LABEL,
     Engine,
@@ -108,8 +109,8 @@ def ensure(plan_: EnvironmentPlan, say: Callable[[str], None], timeout: float | 
 
 def _build(path: Path, plan_: EnvironmentPlan, build: dict[str, Any], say, limit: _Limit) -> None:
     request = build["request"]
-    uv = _uv()
-    steps = 3 + bool(request["conda"])
+    uv = uv_binary()
+    steps = 3 + bool(request["conda"]) + bool(request.get("horovod"))
     step = iter(range(1, steps + 1))
     python = str(path / "bin" / "python")
     if plan_.docker:
@@ -147,6 +148,10 @@ def _build(path: Path, plan_: EnvironmentPlan, build: dict[str, Any], say, limit
     else:
         _run([uv, "pip", "install", "--python", python, "-r", str(install_list), *constraint_args,
               "--no-config", *uv_install_options(build["uv_options"])], say, limit)
+    if request.get("horovod"):
+        say(f"[{next(step)}/{steps}] building Horovod {request['horovod']['version']} for the environment's frameworks")
+        horovod.build(python, horovod.cache_dir(), uv, uv_install_options(build["uv_options"]), say,
+                      lambda argv, env: _run(argv, say, limit, env))
     say(f"[{next(step)}/{steps}] linking runyard {_runyard_version()}"
         + (f" and its client packages ({', '.join(n.partition('-')[0] for n, _ in linked if n.endswith('.dist-info'))})"
            if linked else "")
@@ -164,7 +169,7 @@ def _build_in_container(path: Path, plan_: EnvironmentPlan, build: dict[str, Any
     request = build["request"]
     if docker.get("dockerfile"):
         _build_dockerfile_image(docker, say, limit)
-    uv = _uv()
+    uv = uv_binary()
     access = host_access(build["uv_options"], uv)
     Path(access.env["UV_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
     path.mkdir(parents=True)
@@ -265,7 +270,7 @@ def _inherit(path: Path, base: str, say, limit: _Limit) -> None:
     say(f"inheriting the packages of {base} ({', '.join(dirs)})")
     probe = subprocess.run([str(path / "bin" / "python"), "-c", "import pip"], capture_output=True)
     if probe.returncode != 0:
-        _run([_uv(), "pip", "install", "--python", str(path / "bin" / "python"), "pip"], say, limit)
+        _run([uv_binary(), "pip", "install", "--python", str(path / "bin" / "python"), "pip"], say, limit)
 
 
 def _site_packages(path: Path) -> Path:
@@ -415,7 +420,7 @@ def _runyard_version() -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _uv() -> str:
+def uv_binary() -> str:
     """The uv binary: beside this interpreter (where pip installs it), else where the uv package says, else PATH.
 
     ``uv.find_uv_bin()`` reads ``sysconfig``, whose lazy first initialisation is not thread-safe (another thread

@@ -28,6 +28,7 @@ from runyard.config.package_index import (
     canonical,
     pip_settings,
 )
+from runyard.environments import horovod
 from runyard.errors import ConfigError, EnvironmentBuildError
 
 if TYPE_CHECKING:
@@ -82,8 +83,10 @@ def env_root(workspace: "WorkspaceContext | None" = None) -> Path:
 
 
 # -- plan ---------------------------------------------------------------------------------------------------
-def plan(root: Path, spec: dict[str, Any], use_gpu: bool = False, tracking_uri: str = "") -> EnvironmentPlan:
+def plan(root: Path, spec: dict[str, Any], use_gpu: bool = False, tracking_uri: str = "",
+         mpi: bool = False) -> EnvironmentPlan:
     """Normalise ``spec`` (``Environment.to_spec()``), compute its key and say whether it is built in ``root``.
+    ``mpi``: the job's processes are started by MPI (a framework environment then gets Horovod and mpi4py).
 
     Raises ConfigError before anything is built: unknown pip options, conda packages pip cannot install, a
     framework version the indexes do not have, a missing base interpreter.
@@ -92,11 +95,11 @@ def plan(root: Path, spec: dict[str, Any], use_gpu: bool = False, tracking_uri: 
     name = spec.get("name") or "default"
     docker, notes = _docker(spec)
     if docker:
-        return _in_container(root, name, py, docker, notes, use_gpu, tracking_uri)
+        return _in_container(root, name, py, docker, notes, use_gpu, tracking_uri, mpi)
     if py.get("user_managed_dependencies", True):
         python = py.get("interpreter_path") or sys.executable
         return EnvironmentPlan(name, None, python, warnings=tuple(notes))
-    request, warnings = _normalise(py, use_gpu, tracking_uri)
+    request, warnings = _normalise(py, use_gpu, tracking_uri, mpi=mpi)
     warnings = notes + warnings
     key = hashlib.sha256(json.dumps({"v": _KEY_VERSION, **request}, sort_keys=True).encode()).hexdigest()[:20]
     path = root / key
@@ -108,7 +111,7 @@ def plan(root: Path, spec: dict[str, Any], use_gpu: bool = False, tracking_uri: 
 
 
 def _in_container(root: Path, name: str, py: dict[str, Any], docker: dict[str, Any], notes: list[str], use_gpu: bool,
-                  tracking_uri: str) -> EnvironmentPlan:
+                  tracking_uri: str, mpi: bool = False) -> EnvironmentPlan:
     """An environment inside an image: a venv made by the image's Python in a cached folder, which every container of
     the run mounts at its own path. Its packages are installed there with uv (inside the container); a user-managed
     one sees the image's packages as they are (``--system-site-packages``) with runyard's client added, so that
@@ -118,7 +121,7 @@ def _in_container(root: Path, name: str, py: dict[str, Any], docker: dict[str, A
         request, warnings = _nothing_to_install(tracking_uri), list(notes)
         system_site = True
     else:
-        request, warnings = _normalise(py, use_gpu, tracking_uri, in_container=True)
+        request, warnings = _normalise(py, use_gpu, tracking_uri, in_container=True, mpi=mpi)
         warnings = notes + warnings
         system_site = bool(py.get("inherit_base_packages"))
     request.update(interpreter=interpreter, system_site_packages=system_site,
@@ -178,10 +181,11 @@ def relocate(plan_: EnvironmentPlan, root: Path) -> tuple[EnvironmentPlan, list[
                            plan_.warnings), notes
 
 
-def _normalise(py: dict[str, Any], use_gpu: bool, tracking_uri: str,
-               in_container: bool = False) -> tuple[dict[str, Any], list[str]]:
+def _normalise(py: dict[str, Any], use_gpu: bool, tracking_uri: str, in_container: bool = False,
+               mpi: bool = False) -> tuple[dict[str, Any], list[str]]:
     """The part of a spec that decides what is installed, in one canonical form (``in_container``: built inside an
-    image, whose Python decides the version unless the spec names one, with pip only)."""
+    image, whose Python decides the version unless the spec names one, with pip only; ``mpi``: for a job whose
+    processes MPI starts). Horovod is not installed by uv: ``request["horovod"]`` says the builder compiles it."""
     cd = py.get("conda_dependencies") or {}
     warnings: list[str] = []
     python_version, conda_packages, pip_lines = None, [], []
@@ -216,6 +220,11 @@ def _normalise(py: dict[str, Any], use_gpu: bool, tracking_uri: str,
                             + (f" (skipped, not needed with pip: {', '.join(skipped)})" if skipped else ""))
         conda_packages = []
     framework = py.get("framework")
+    asked, requirements = horovod.split(requirements)
+    with_horovod, notes = horovod.request(asked, requirements, framework, mpi, in_container)
+    warnings += notes
+    if with_horovod and mpi:  # what Azure's MPI images had beside it
+        requirements.append("mpi4py")
     inherit = bool(py.get("inherit_base_packages")) and not in_container  # in an image: --system-site-packages
     if inherit and not base:
         base = sys.executable
@@ -233,6 +242,8 @@ def _normalise(py: dict[str, Any], use_gpu: bool, tracking_uri: str,
                       "with": _companions(framework)} if framework else None,
         "client": client_requirements(tracking_uri),
     }
+    if with_horovod:  # only then: the keys of environments without it stay as they were
+        request["horovod"] = with_horovod
     return request, warnings
 
 

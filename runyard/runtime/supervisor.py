@@ -43,9 +43,9 @@ _ADVICE = (
     (r"No module named 'azureml", "the script still imports Azure ML's SDK: `runyard migrate SOURCE_DIRECTORY "
                                   "--write` ports its imports to runyard's"),
     (r"No module named 'horovod|Extension horovod\.\w+ has not been built",
-     "Horovod is not built in the run's environment ({python}): build it there for the frameworks it holds with "
-     "`bash tools/build_horovod.sh {python}` from runyard's repository (PyTorch and horovod.tensorflow; not "
-     "horovod.keras on Keras 3), or use a container image that has it"),
+     "Horovod is not built in the run's environment ({python}): name horovod in its pip packages (runyard builds it "
+     "for the environment's PyTorch and TensorFlow), use a TensorFlow or PyTorch estimator with MPI (as Azure's "
+     "images, it then has Horovod), or build it into an interpreter you manage with `runyard env horovod {python}`"),
 )
 
 

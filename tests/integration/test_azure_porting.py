@@ -280,5 +280,5 @@ def test_a_script_still_importing_azureml_fails_with_the_way_out(tmp_path):
     (proj / "hvd.py").write_text("import horovod.torch as hvd\nhvd.init()\n")
     run = Experiment(ws, "x").submit(ScriptRunConfig(proj, "hvd.py"))
     error = run.wait_for_completion(raise_on_error=False)["error"]
-    assert "No module named 'horovod'" in error["message"] and "tools/build_horovod.sh" in error["message"]
+    assert "No module named 'horovod'" in error["message"] and "name horovod in its pip packages" in error["message"]
     assert sys.executable in error["message"]  # the environment to build it in

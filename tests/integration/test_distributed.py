@@ -12,7 +12,6 @@ import pytest
 from runyard import (
     ConfigError,
     ValidationError,
-    Environment,
     Experiment,
     MpiConfiguration,
     PyTorchConfiguration,
@@ -295,40 +294,3 @@ def test_tensorflow_parameter_servers_with_a_chief_and_multi_worker_mirrored(ws,
     out = logs(ws, mw, 2)
     weights = [text.split(" w ")[1].strip() for text in out]
     assert "worker 0 of 2" in out[0] and "worker 1 of 2" in out[1] and weights[0] == weights[1]
-
-
-HOROVOD = """
-    import horovod.torch as hvd
-    import torch
-    hvd.init()
-    torch.manual_seed(0)
-    model = torch.nn.Linear(4, 1)
-    opt = hvd.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), named_parameters=model.named_parameters())
-    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-    data = torch.Generator().manual_seed(hvd.rank())
-    for _ in range(10):
-        x = torch.rand(16, 4, generator=data)
-        opt.zero_grad(); ((model(x) - x.sum(1, keepdim=True)) ** 2).mean().backward(); opt.step()
-    weights = hvd.allgather(model.weight.detach())
-    print(f"horovod rank {hvd.rank()} of {hvd.size()} equal {bool(torch.equal(weights[0], weights[1]))}", flush=True)
-"""
-
-
-@pytest.mark.mpi
-@needs_mpi
-def test_horovod_job_under_the_mpi_launcher(ws, tmp_path):
-    """Runs with an interpreter that has Horovod (this one, or RUNYARD_TEST_HOROVOD_PYTHON; tools/build_horovod.sh
-    builds it); skipped where there is none."""
-    import os
-    import subprocess
-    import sys
-
-    python = os.environ.get("RUNYARD_TEST_HOROVOD_PYTHON", sys.executable)
-    if subprocess.run([python, "-c", "import horovod.torch"], capture_output=True).returncode != 0:
-        pytest.skip(f"no Horovod in {python} (bash tools/build_horovod.sh PYTHON builds it)")
-    proj = write(tmp_path / "hvd", "train.py", HOROVOD)
-    run = Experiment(ws, "hvd").submit(ScriptRunConfig(proj, "train.py", distributed_job_config=MpiConfiguration(2),
-                                                       environment=Environment.from_existing_interpreter(python)))
-    assert run.wait_for_completion()["status"] == "Completed"
-    out = logs(ws, run, 2)
-    assert "horovod rank 0 of 2 equal True" in out[0] and "horovod rank 1 of 2 equal True" in out[1]

@@ -95,7 +95,7 @@ def test_tf_distributed_mpi(tmp_path, local_packages):
         assert run.get_status() == "Completed"
         metrics = run.get_metrics()
         assert metrics["ranks"] == 2 and metrics["weights_in_sync"] == 1 and metrics["final_acc"] > 0.8
-        assert run.get_tags()["allreduce"] in ("horovod", "mpi4py")
+        assert run.get_tags()["allreduce"] == "horovod"  # a TensorFlow estimator with MPI has it, as on Azure
         assert "outputs/model/model.keras" in run.get_file_names()
     assert estimator_form.get_details()["runDefinition"]["distributed"]["backend"] == "mpi"
     assert "rank 1's last line: rank 1: weights checksum" in out and "in sync True" in out

@@ -64,7 +64,7 @@ def test_gpu_runs_queue_on_gpu_slots(ws, tmp_path, monkeypatch):
 
     asked = []
     real_plan = api.environments.plan
-    monkeypatch.setattr(api.environments, "plan", lambda root, spec, use_gpu, *a: asked.append(use_gpu) or
+    monkeypatch.setattr(api.environments, "plan", lambda root, spec, use_gpu, *a, **kw: asked.append(use_gpu) or
                         real_plan(root, spec, use_gpu, *a))
     with pytest.warns(RunyardWarning, match="trains on the CPU.*RUNYARD_REQUIRE_GPU=1 to refuse"):
         request = dryrun(ws, gpu_job)

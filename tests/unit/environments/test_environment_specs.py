@@ -11,6 +11,7 @@ from conftest import env_with
 
 from runyard import CondaDependencies, Environment
 from runyard import environments as E
+from runyard.environments import horovod
 from runyard.environments import planning as plan_module
 from runyard.config.package_index import IndexSettings, available_versions, pip_settings
 from runyard.errors import ConfigError, NotFound, RunyardWarning, ValidationError
@@ -204,6 +205,51 @@ def test_estimators_describe_their_environment(tmp_path, index):
         Estimator(tmp_path, entry_script="t.py", framework_version="2.0")
     docker = Estimator(tmp_path, entry_script="t.py", custom_docker_image="python:3.11-slim").environment()
     assert docker.docker.enabled and docker.docker.base_image == "python:3.11-slim"
+
+
+def test_horovod_is_compiled_by_the_builder_not_installed_by_uv(tmp_path, index):
+    index("torch", "torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl")
+    torch_env = {"name": "PyTorch", "version": "2.13"}
+    plain = E.plan(tmp_path, env_with("e", "tabulate", framework=torch_env).to_spec())
+    assert "horovod" not in plain.build["request"]  # environments without it keep their keys
+    # Named with extras and an Azure-era pin: compiled (the last release, said), never passed to uv.
+    with_horovod = env_with("e", "tabulate", "Horovod[pytorch]==0.19.1", framework=torch_env).to_spec()
+    asked = E.plan(tmp_path, with_horovod)
+    assert asked.build["request"]["horovod"] == {"version": horovod.VERSION, "recipe": horovod.RECIPE}
+    assert not any("horovod" in r for r in asked.build["install"]) and asked.key != plain.key
+    assert any("building Horovod 0.28.1, its last release" in w for w in asked.warnings)
+    # A framework environment of an MPI job gets it (and mpi4py) unasked, as Azure's images had them.
+    mpi = E.plan(tmp_path, env_with("e", "tabulate", framework=torch_env).to_spec(), mpi=True)
+    assert mpi.build["request"]["horovod"] and "mpi4py" in mpi.build["install"]
+    assert any("gets Horovod 0.28.1 and mpi4py" in w for w in mpi.warnings)
+    assert E.plan(tmp_path, env_with("e", "tabulate").to_spec(), mpi=True).build["request"].get("horovod") is None
+    # The pip spelling of the framework counts too; none at all is refused before anything is built.
+    assert E.plan(tmp_path, env_with("e", "tensorflow-cpu==2.21.*", "horovod").to_spec()).build["request"]["horovod"]
+    with pytest.raises(ConfigError, match="neither PyTorch nor TensorFlow"):
+        E.plan(tmp_path, env_with("e", "horovod[tensorflow]").to_spec())
+
+
+def test_horovod_source_patches_apply_and_a_changed_source_is_refused(tmp_path):
+    from runyard.errors import EnvironmentBuildError
+
+    src = tmp_path / "horovod"
+    files = {"CMakeLists.txt": "project(horovod)\nset(CMAKE_CXX_STANDARD 14)\n",
+             "horovod/torch/CMakeLists.txt": "if(X)\n    set(CMAKE_CXX_STANDARD 14)\nendif()\n",
+             "horovod/tensorflow/CMakeLists.txt": 'list(APPEND TF_SOURCES "a.cc")\n'
+                                                  'list(APPEND TF_SOURCES "${D}/horovod/tensorflow/xla_mpi_ops.cc")\n',
+             "horovod/tensorflow/keras/__init__.py": "from tensorflow import keras\nif new:\n    from keras import "
+                                                     "backend as K\nelse:\n    pass\n"}
+    files["horovod/tensorflow/keras/callbacks.py"] = files["horovod/tensorflow/keras/__init__.py"]
+    for name, text in files.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_text(text)
+    horovod.patch(src)
+    assert "CMAKE_CXX_STANDARD 17" in (src / "CMakeLists.txt").read_text()
+    assert "CMAKE_CXX_STANDARD 17" in (src / "horovod/torch/CMakeLists.txt").read_text()
+    assert (src / "horovod/tensorflow/CMakeLists.txt").read_text() == 'list(APPEND TF_SOURCES "a.cc")\n'
+    assert "    K = keras.backend" in (src / "horovod/tensorflow/keras/callbacks.py").read_text()
+    with pytest.raises(EnvironmentBuildError, match="is not what runyard patches"):
+        horovod.patch(src)  # patched already: nothing matches, and that is said rather than compiled
 
 
 def test_docker_argv_mounts_the_run_and_passes_variables_by_name():
