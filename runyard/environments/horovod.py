@@ -113,11 +113,13 @@ def build(python: str, cache: Path, uv: str, uv_options: list[str], say: Callabl
     tensorflow = frameworks.get("tensorflow")
     check_toolchain(bool(tensorflow))
     extra = [*RUNTIME, *BUILD_TOOLS]
-    if tensorflow:  # Keras 2 of TensorFlow's own series: horovod.tensorflow.keras does not run on Keras 3
-        extra.append(f"tf-keras=={'.'.join(tensorflow.split('.')[:2])}.*")
     say(f"Horovod {VERSION} for " + ", ".join(f"{k} {v}" for k, v in frameworks.items())
         + f": installing what it needs ({' '.join(extra)})")
     run([uv, "pip", "install", "--python", python, *extra, "--no-config", *uv_options], None)
+    if tensorflow:  # Keras 2 of TensorFlow's own series (horovod.tensorflow.keras does not run on Keras 3). Without
+        # its dependencies: it asks for `tensorflow`, which would install beside tensorflow-cpu over the same files.
+        run([uv, "pip", "install", "--python", python, "--no-deps", f"tf-keras=={'.'.join(tensorflow.split('.')[:2])}.*",
+             "--no-config", *uv_options], None)
     wheels = cache
     stamp = hashlib.sha256(json.dumps([VERSION, RECIPE, _python_tag(python), sorted(frameworks.items())])
                            .encode()).hexdigest()[:16]

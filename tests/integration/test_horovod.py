@@ -6,14 +6,20 @@ scripts/setup.sh fetched) into runyard's machine-wide wheel cache; later environ
 any workspace, install that wheel."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from runyard import Environment, Experiment, MpiConfiguration, ScriptRunConfig, Workspace
 from runyard.compute import get_target
+from runyard.config.package_index import pip_settings
+from runyard.environments.builder import uv_binary
 from runyard.errors import RunyardWarning
 
 pytestmark = [pytest.mark.integration, pytest.mark.mpi,
@@ -95,12 +101,14 @@ def build_log(ws, run):
 
 
 @pytest.mark.torch
+@pytest.mark.timeout(900)  # a fresh machine compiles Horovod here
 def test_pytorch_estimator_with_mpi_gets_horovod_as_azures_image_had_it(ws, tmp_path):
     from runyard.train.dnn import PyTorch
 
     proj = write(tmp_path / "pt", "train.py", TORCH_SCRIPT)
     # The notebook names no Horovod: a PyTorch estimator with MPI ran on an Azure image that had it (and mpi4py).
-    est = PyTorch(proj, entry_script="train.py", framework_version="2.13", distributed_training=MpiConfiguration(process_count_per_node=2))
+    est = PyTorch(proj, entry_script="train.py", framework_version="2.13",
+                  distributed_training=MpiConfiguration(process_count_per_node=2))
     with pytest.warns(RunyardWarning, match="gets Horovod 0.28.1 and mpi4py"):
         run = Experiment(ws, "hvd").submit(est)
     assert run.wait_for_completion(raise_on_error=False)["status"] == "Completed", build_log(ws, run)
@@ -119,14 +127,39 @@ def test_pytorch_estimator_with_mpi_gets_horovod_as_azures_image_had_it(ws, tmp_
     assert "compiling Horovod" not in build_log(ws, second)
     # Another environment with the same frameworks (one process, no mpi4py) installs the wheel compiled above.
     single = write(tmp_path / "one", "one.py", "import horovod.torch as hvd\nhvd.init()\nprint('size', hvd.size())\n")
-    third = Experiment(ws, "hvd").submit(PyTorch(single, entry_script="one.py", framework_version="2.13", pip_packages=["horovod"]))
+    third = Experiment(ws, "hvd").submit(PyTorch(single, entry_script="one.py", framework_version="2.13",
+                                                 pip_packages=["horovod"]))
     assert third.wait_for_completion()["status"] == "Completed"
     log = build_log(ws, third)
     assert "using the wheel built earlier" in log and "compiling Horovod" not in log
     assert "size 1" in rank_logs(ws, third, 1)[0]
 
+    # An interpreter the user manages (a venv with torch): `runyard env horovod PYTHON` puts it there.
+    venv = tmp_path / "mine"
+    torch_pin = next(line for line in built_packages(ws) if line.startswith("torch=="))
+    subprocess.run([uv_binary(), "venv", str(venv), "--python", sys.executable, "-q"], check=True)
+    subprocess.run([uv_binary(), "pip", "install", "-q", "--python", str(venv / "bin/python"), torch_pin, "numpy",
+                    *pip_settings().uv_args()], check=True)
+    cli = subprocess.run([str(Path(sys.executable).parent / "runyard"), "env", "horovod", str(venv / "bin/python")],
+                         capture_output=True, text=True, timeout=600)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "using the wheel built earlier" in cli.stdout and "is built into" in cli.stdout
+    probe = subprocess.run([str(venv / "bin/python"), "-c", "import horovod.torch as h; print(h.mpi_built())"],
+                           capture_output=True, text=True)
+    assert probe.stdout.strip() == "True", probe.stderr
+    missing = subprocess.run([str(Path(sys.executable).parent / "runyard"), "env", "horovod", str(tmp_path / "no")],
+                             capture_output=True, text=True)
+    assert missing.returncode != 0 and "does not exist" in missing.stdout + missing.stderr
+
+
+def built_packages(ws) -> list[str]:
+    """``name==version`` of what the workspace's built environments hold (their markers' record)."""
+    markers = (ws.path / "envs").glob("*/runyard-env.json")
+    return sorted({p for m in markers for p in json.loads(m.read_text())["packages"]})
+
 
 @pytest.mark.tf
+@pytest.mark.timeout(900)
 def test_keras_script_on_two_ranks_from_a_spec_that_only_names_horovod(ws, tmp_path):
     proj = write(tmp_path / "tf", "train.py", KERAS_SCRIPT)
     env = Environment("tf-horovod")
