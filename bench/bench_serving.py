@@ -6,6 +6,7 @@ One machine, one client (wrk, keep-alive; `apt-get install wrk`), servers on 127
 
 - runyard, no code (`Model.deploy(ws, name, [model])`) and with a scoring script (init/run, Azure's contract);
 - runyard, no code, the same model converted to ONNX (onnxruntime);
+- runyard, no code, with ``--workers`` server processes (``deploy_configuration(workers=N)``);
 - `mlflow models serve --env-manager local` of the same model saved with `mlflow.sklearn.save_model`;
 - a bare FastAPI + uvicorn app: an `async def` endpoint that parses the JSON and calls the same `predict`.
 
@@ -100,6 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2, help="server processes of the multi-worker row")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("this benchmark needs wrk: apt-get install wrk")
@@ -110,7 +112,7 @@ def main() -> None:
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
 
-    from runyard import InferenceConfig, Model, Workspace
+    from runyard import InferenceConfig, LocalWebservice, Model, Workspace
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     X, y = load_digits(return_X_y=True)
@@ -132,9 +134,10 @@ def main() -> None:
 
     servers = {}
 
-    def start_runyard(name, models, inference=None):
+    def start_runyard(name, models, inference=None, workers=1):
         def start():
-            service = Model.deploy(ws, name, models, inference, overwrite=True)
+            config = LocalWebservice.deploy_configuration(workers=workers)
+            service = Model.deploy(ws, name, models, inference, config, overwrite=True)
             service.wait_for_deployment()
             return service.scoring_uri, service.delete
         return start
@@ -156,6 +159,7 @@ def main() -> None:
     servers["runyard, no code"] = start_runyard("nocode", [model])
     servers["runyard, score.py"] = start_runyard("script", [model], InferenceConfig("score.py", str(tmp / "serve")))
     servers["runyard, no code, ONNX"] = start_runyard("onnx", [onnx_model])
+    servers[f"runyard, no code, {args.workers} workers"] = start_runyard("nocode-n", [model], workers=args.workers)
     servers["mlflow models serve"] = start_process(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local", "-h",
          "127.0.0.1", "-p", str(port_m)], port_m)
@@ -172,17 +176,17 @@ def main() -> None:
                 wait_up(url, payload.encode())
                 wrk(url, payload, 2, args.connections, tmp)  # warm-up
                 results.setdefault(name, {})[label] = wrk(url, payload, args.seconds, args.connections, tmp)
-                print(f"{name:26} {label:9} {results[name][label][0]:8.0f} req/s", flush=True)
+                print(f"{name:30} {label:9} {results[name][label][0]:8.0f} req/s", flush=True)
         finally:
             stop()
     shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\nwrk, {args.connections} connections, keep-alive, {args.seconds} s each; digits LogisticRegression\n")
-    print(f"{'':26} {'':9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs MLflow':>10}")
+    print(f"{'':30} {'':9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs MLflow':>10}")
     for name, by_label in results.items():
         for label, (rps, p50, p99) in by_label.items():
             base = results["mlflow models serve"][label][0]
-            print(f"{name:26} {label:9} {rps:8.0f} {p50:8.2f} {p99:8.2f} {rps / base:9.2f}x")
+            print(f"{name:30} {label:9} {rps:8.0f} {p50:8.2f} {p99:8.2f} {rps / base:9.2f}x")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from runyard.model import Model
     from runyard.workspace import Workspace
 
-SERVICE_PACKAGES = ("fastapi>=0.100", "uvicorn>=0.23")  # added to a built environment that serves a model
+SERVICE_PACKAGES = ("fastapi>=0.100", "uvicorn>=0.23", "orjson>=3.9")  # added to a built environment that serves a model
 
 
 @dataclass
@@ -55,8 +55,11 @@ class LocalWebserviceDeploymentConfiguration:
     tags: dict[str, str] | None = None
     description: str | None = None
     azure: dict[str, Any] = field(default_factory=dict)  # ACI/AKS sizing (cpu_cores, memory_gb…): recorded only
+    workers: int = 1  # server processes, each with the model loaded (Azure's inference server: WORKER_COUNT)
 
     def __post_init__(self) -> None:
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 1 <= self.workers <= 64:
+            raise ConfigError(f"workers must be a whole number from 1 to 64, got {self.workers!r}")
         if self.port is not None and (isinstance(self.port, bool) or not isinstance(self.port, int)
                                       or not 1 <= self.port <= 65535):
             raise ConfigError(f"port must be a number between 1 and 65535, got {self.port!r}")
@@ -75,8 +78,11 @@ class LocalWebservice:
 
     @staticmethod
     def deploy_configuration(port: int | None = None, auth_enabled: bool = False, max_request_size_mb: float = 100.0,
-                             timeout_seconds: float = 60.0) -> LocalWebserviceDeploymentConfiguration:
-        return LocalWebserviceDeploymentConfiguration(port, auth_enabled, max_request_size_mb, timeout_seconds)
+                             timeout_seconds: float = 60.0, workers: int = 1) -> LocalWebserviceDeploymentConfiguration:
+        """``workers``: server processes sharing the port, each with its own copy of the model — for a machine with
+        cores to spare (the inference environment's ``WORKER_COUNT`` variable, Azure's, sets it too)."""
+        return LocalWebserviceDeploymentConfiguration(port, auth_enabled, max_request_size_mb, timeout_seconds,
+                                                      workers=workers)
 
     def __init__(self, workspace: "Workspace", name: str) -> None:
         self.workspace, self.name = workspace, name
@@ -248,7 +254,7 @@ class LocalWebservice:
         models = models if models is not None else [_model_of(self.workspace, m) for m in spec["model_ids"]]
         config = LocalWebserviceDeploymentConfiguration(spec["port"], spec["auth_enabled"] if auth_enabled is None
                                                         else auth_enabled, spec["max_request_mb"],
-                                                        spec["timeout_seconds"])
+                                                        spec["timeout_seconds"], workers=spec.get("workers", 1))
         inference = inference_config or InferenceConfig(spec.get("entry_script"), spec.get("source_directory"),
                                                         _environment_of(spec))
         _prepare(self.workspace, self.name, models, inference, config, revision=spec.get("revision", 1) + 1,
@@ -457,13 +463,25 @@ def _prepare(workspace: "Workspace", name: str, models: list["Model"], inference
                 "model_ids": [m.id for m in models], "model_dir": str(model_dir), "tags": dict(config.tags or {}),
                 "description": config.description, "compute_type": config.azure.get("compute_type"),
                 "sizing": {k: v for k, v in config.azure.items() if k != "compute_type"},
-                "models": [{"id": m.id, "framework": m.model_framework} for m in models]}
+                "models": [{"id": m.id, "framework": m.model_framework} for m in models],
+                "workers": _workers(config, inference.environment)}
         if inference.entry_script is None:
             from runyard.deploy.nocode import framework_of
 
             framework_of(spec["models"][0], Path(model_dir))  # a model no framework can load fails now
         (folder / "service.json").write_text(json.dumps(spec, indent=2), encoding="utf-8")
         log(f"revision {revision}: {', '.join(spec['model_ids'])} on 127.0.0.1:{port} with {python}")
+
+
+def _workers(config: LocalWebserviceDeploymentConfiguration, environment) -> int:
+    """The configuration's worker count, else the environment's ``WORKER_COUNT`` (Azure's inference server reads it)."""
+    given = (environment.environment_variables or {}).get("WORKER_COUNT") if environment is not None else None
+    if config.workers != 1 or given is None:
+        return config.workers
+    try:
+        return LocalWebserviceDeploymentConfiguration(workers=int(given)).workers
+    except ValueError:
+        raise ConfigError(f"WORKER_COUNT must be a whole number from 1 to 64, got {given!r}") from None
 
 
 def deploy_image(workspace: "Workspace", name: str, image: str, deployment_config: Any = None,

@@ -340,3 +340,42 @@ def test_train_register_and_serve_keras_and_savedmodel_models_without_code(ws, t
         got = service.run({"data": [[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]]})
         assert [v for row in got for v in row] == pytest.approx(flat, rel=1e-4, abs=1e-5), name
         service.delete()
+
+
+def test_several_worker_processes_share_the_port_and_fail_together(ws, model, serve, digits):
+    import psutil
+
+    from runyard import ConfigError, Environment
+
+    X, y = digits
+    service = Model.deploy(ws, "workers", [model], deployment_config=LocalWebservice.deploy_configuration(workers=2))
+    service.wait_for_deployment()
+    assert service.spec["workers"] == 2
+    parent = psutil.Process(int((service.dir / "pid").read_text().split()[0]))
+    servers = [p for p in parent.children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+    assert len(servers) == 2  # two workers under uvicorn's supervisor, each with the model loaded
+    for i in range(20):  # every answer right, whichever worker takes it
+        assert service.run({"data": X[i:i + 3].tolist()}) == y[i:i + 3].tolist()
+    assert post(service.scoring_uri, b"{not json")[0] == 400
+    port = service.port
+    service.delete()
+    assert port_is_free(port) and not any(p.is_running() and p.status() != "zombie" for p in servers)
+
+    # Azure's inference server reads WORKER_COUNT from the environment: so does a local service.
+    env = Environment.from_existing_interpreter("current")
+    env.environment_variables = {"WORKER_COUNT": "3"}
+    counted = Model.deploy(ws, "counted", [model], InferenceConfig(environment=env))
+    assert counted.spec["workers"] == 3
+    counted.delete()
+    with pytest.raises(ConfigError, match="workers must be a whole number from 1 to 64"):
+        LocalWebservice.deploy_configuration(workers=0)
+    env.environment_variables = {"WORKER_COUNT": "many"}
+    with pytest.raises(ConfigError, match="WORKER_COUNT must be a whole number"):
+        Model.deploy(ws, "bad", [model], InferenceConfig(environment=env))
+    # A worker that cannot start ends the service: the deployment fails with its log rather than restarting forever.
+    (serve / "broken.py").write_text("def init():\n    raise RuntimeError('no weights here')\ndef run(raw):\n    return 1\n")
+    broken = Model.deploy(ws, "broken", [model], InferenceConfig(entry_script="broken.py", source_directory=str(serve)),
+                          LocalWebservice.deploy_configuration(workers=2))
+    with pytest.raises(DeploymentError, match="no weights here"):
+        broken.wait_for_deployment(timeout_sec=60)
+    broken.delete()
