@@ -106,7 +106,6 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("this benchmark needs wrk: apt-get install wrk")
     import mlflow
-    import numpy as np
     import skl2onnx
     from skl2onnx.common.data_types import FloatTensorType
     from sklearn.datasets import load_digits

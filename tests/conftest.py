@@ -145,6 +145,20 @@ def local_packages(monkeypatch):
     return settings
 
 
+def write(folder: Path, name: str, code: str) -> Path:
+    """A project folder with ``code`` (dedented) as ``folder/name``; returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(textwrap.dedent(code))
+    return folder
+
+
+def rank_logs(ws, run, ranks: int) -> list[str]:
+    """The output of each rank of a local run."""
+    from runyard.compute import get_target
+
+    return ["".join(get_target(ws, "local").log_iter(run.id, rank=r)) for r in range(ranks)]
+
+
 def env_with(name: str = "e", *pip: str, **python):
     """A built-environment spec: ``env_with("e", "tabulate", inherit_base_packages=True)``."""
     from runyard import Environment

@@ -3,11 +3,11 @@ MultiWorkerMirroredStrategy, fail-fast and cancel."""
 from __future__ import annotations
 
 import shutil
-import textwrap
 import time
 
 import psutil
 import pytest
+from conftest import rank_logs, write
 
 from runyard import (
     ConfigError,
@@ -19,7 +19,6 @@ from runyard import (
     TensorflowConfiguration,
     Workspace,
 )
-from runyard.compute import get_target
 
 pytestmark = [pytest.mark.integration]
 needs_mpi = pytest.mark.skipif(shutil.which("mpirun") is None, reason="no mpirun (apt-get install openmpi-bin)")
@@ -28,16 +27,6 @@ needs_mpi = pytest.mark.skipif(shutil.which("mpirun") is None, reason="no mpirun
 @pytest.fixture
 def ws(tmp_path):
     return Workspace(tmp_path / "ws")
-
-
-def write(folder, name, code):
-    folder.mkdir(exist_ok=True)
-    (folder / name).write_text(textwrap.dedent(code))
-    return folder
-
-
-def logs(ws, run, ranks):
-    return ["".join(get_target(ws, "local").log_iter(run.id, rank=r)) for r in range(ranks)]
 
 
 def left_behind(folder) -> list:
@@ -78,7 +67,7 @@ def test_mpi_allreduce_over_four_ranks_with_a_log_per_rank(ws, tmp_path):
     proj = write(tmp_path / "mpi", "job.py", MPI_JOB)
     run = Experiment(ws, "mpi").submit(ScriptRunConfig(proj, "job.py", distributed_job_config=MpiConfiguration(4)))
     assert run.wait_for_completion()["status"] == "Completed"
-    out = logs(ws, run, 4)
+    out = rank_logs(ws, run, 4)
     assert [f"rank {r} of 4 local {r} sum 10" in out[r] for r in range(4)] == [True] * 4  # each rank its own log
     assert "rank 1" not in out[0]
     metrics = run.get_metrics()
@@ -109,7 +98,7 @@ def test_cancel_of_a_four_rank_job_leaves_no_process(ws, tmp_path):
     run = Experiment(ws, "mpi").submit(ScriptRunConfig(proj, "job.py", arguments=["sleep"],
                                                        distributed_job_config=MpiConfiguration(4)))
     deadline = time.monotonic() + 30
-    while not all("sum 10" in text for text in logs(ws, run, 4)):
+    while not all("sum 10" in text for text in rank_logs(ws, run, 4)):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     run_dir = ws.path / "local" / "runs" / run.id
@@ -151,7 +140,7 @@ def test_max_run_retries_restarts_every_rank_and_keeps_outputs(ws, tmp_path):
     run = Experiment(ws, "retry").submit(ScriptRunConfig(proj, "resume.py", distributed_job_config=pytorch,
                                                          max_run_retries=2))
     assert run.wait_for_completion()["status"] == "Completed"
-    out = logs(ws, run, 1)[0]
+    out = rank_logs(ws, run, 1)[0]
     assert "starting fresh" in out and out.index("starting fresh") < out.index("resumed from step 5")
     assert run.get_tags()["runyard.attempt"] == "2"
     assert {"outputs/ckpt.txt", "outputs/failed-once"} <= set(run.get_file_names())
@@ -204,7 +193,7 @@ def test_pytorch_ddp_on_gloo_keeps_ranks_equal_and_a_failing_rank_stops_the_job(
     est = PyTorch(proj, entry_script="ddp.py", distributed_training=PyTorchConfiguration("Gloo", process_count=2))
     run = Experiment(ws, "ddp").submit(est)
     assert run.wait_for_completion()["status"] == "Completed"
-    out = logs(ws, run, 2)
+    out = rank_logs(ws, run, 2)
     params = [text.split("params ")[1].split(" equal")[0] for text in out]
     assert params[0] == params[1] and all("equal True" in text for text in out)
     assert "rank 1/2 local 1" in out[1]
@@ -283,7 +272,7 @@ def test_tensorflow_parameter_servers_with_a_chief_and_multi_worker_mirrored(ws,
     ps = Experiment(ws, "tf").submit(TensorFlow(proj, entry_script="ps_train.py", distributed_training=
                                                 TensorflowConfiguration(worker_count=2, parameter_server_count=1, chief=True)))
     assert ps.wait_for_completion()["status"] == "Completed"  # the chief ended: the serving tasks were stopped
-    assert "variables on /job:ps/replica:0/task:0" in logs(ws, ps, 1)[0]
+    assert "variables on /job:ps/replica:0/task:0" in rank_logs(ws, ps, 1)[0]
     losses = ps.get_metrics()["loss"]
     assert len(losses) == 5 and losses[-1] < 0.1
     assert_all_gone(ws.path / "local" / "runs" / ps.id)
@@ -291,6 +280,6 @@ def test_tensorflow_parameter_servers_with_a_chief_and_multi_worker_mirrored(ws,
     mw = Experiment(ws, "tf").submit(TensorFlow(proj, entry_script="mwms.py", distributed_training=
                                                 TensorflowConfiguration(worker_count=2, parameter_server_count=0)))
     assert mw.wait_for_completion()["status"] == "Completed"
-    out = logs(ws, mw, 2)
+    out = rank_logs(ws, mw, 2)
     weights = [text.split(" w ")[1].strip() for text in out]
     assert "worker 0 of 2" in out[0] and "worker 1 of 2" in out[1] and weights[0] == weights[1]

@@ -11,10 +11,10 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import rank_logs, write
 
 from runyard import Environment, Experiment, MpiConfiguration, ScriptRunConfig, Workspace
 from runyard.compute import get_target
@@ -84,16 +84,6 @@ COMPILED_OR_CACHED = re.compile(r"compiling Horovod 0\.28\.1|Horovod 0\.28\.1: u
 @pytest.fixture
 def ws(tmp_path, local_packages):
     return Workspace(tmp_path / "ws")
-
-
-def write(folder, name, code):
-    folder.mkdir(exist_ok=True)
-    (folder / name).write_text(textwrap.dedent(code))
-    return folder
-
-
-def rank_logs(ws, run, ranks):
-    return ["".join(get_target(ws, "local").log_iter(run.id, rank=r)) for r in range(ranks)]
 
 
 def build_log(ws, run):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import write
 
 from runyard import (
     ComputeError,
@@ -26,12 +27,6 @@ from runyard import (
 from runyard.compute import ComputeTarget, RayCompute
 
 pytestmark = [pytest.mark.integration, pytest.mark.ray, pytest.mark.timeout(300)]
-
-
-def write(folder, name, code):
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_text(textwrap.dedent(code))
-    return folder
 
 
 def submit_nodes(ws, target, proj, script: str, nodes: int, **options):
