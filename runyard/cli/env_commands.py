@@ -200,6 +200,7 @@ def env_horovod(
 
     if not python.exists():
         raise ConfigError(f"{python} does not exist: give the python of the environment to build Horovod into")
+
     def say(line: str) -> None:
         console.print(line, highlight=False, markup=False)
 

@@ -111,7 +111,6 @@ def build(python: str, cache: Path, uv: str, uv_options: list[str], say: Callabl
         raise EnvironmentBuildError("Horovod is built for PyTorch or TensorFlow, and the environment has neither: "
                                     "add tensorflow-cpu or torch to its packages")
     tensorflow = frameworks.get("tensorflow")
-    check_toolchain(bool(tensorflow))
     extra = [*RUNTIME, *BUILD_TOOLS]
     say(f"Horovod {VERSION} for " + ", ".join(f"{k} {v}" for k, v in frameworks.items())
         + f": installing what it needs ({' '.join(extra)})")
@@ -120,15 +119,15 @@ def build(python: str, cache: Path, uv: str, uv_options: list[str], say: Callabl
         # its dependencies: it asks for `tensorflow`, which would install beside tensorflow-cpu over the same files.
         run([uv, "pip", "install", "--python", python, "--no-deps", f"tf-keras=={'.'.join(tensorflow.split('.')[:2])}.*",
              "--no-config", *uv_options], None)
-    wheels = cache
     stamp = hashlib.sha256(json.dumps([VERSION, RECIPE, _python_tag(python), sorted(frameworks.items())])
                            .encode()).hexdigest()[:16]
-    found = sorted(wheels.glob(f"{stamp}/horovod-*.whl"))
+    found = sorted(cache.glob(f"{stamp}/horovod-*.whl"))
     if found:
         say(f"Horovod {VERSION}: using the wheel built earlier for the same frameworks ({found[0]})")
         wheel = found[0]
     else:
-        wheel = _compile(python, frameworks, wheels, stamp, uv, say, run)
+        check_toolchain(bool(tensorflow))  # only compiling needs it: a cached wheel installs anywhere
+        wheel = _compile(python, frameworks, cache, stamp, uv, say, run)
     run([uv, "pip", "install", "--python", python, "--no-deps", "--reinstall-package", "horovod", "--no-config",
          str(wheel)], None)
     if tensorflow:
