@@ -1,10 +1,13 @@
-"""HyperDrive: bookkeeping overhead per trial vs a bare Optuna study, and the compute early termination saves.
+"""HyperDrive: bookkeeping overhead per trial vs Optuna and Ray Tune, and the compute early termination saves.
 
-    .venv/bin/python bench/bench_hyperdrive.py [--trials 50] [--reps 1]
+    .venv/bin/python bench/bench_hyperdrive.py [--trials 200] [--concurrent 4] [--no-tune]
 
-(1) 50 trivial trials (a script that logs one value), one at a time, each a subprocess, four ways in one run:
-    bare subprocesses (no tool), Optuna in memory, Optuna with SQLite storage (each trial's function runs the script
-    in a subprocess and reads its value), and a runyard sweep (each trial a submitted child run). Overhead per trial =
+(1) ``--trials`` trivial trials (a script that logs one value), ``--concurrent`` at a time, each a subprocess, five
+    ways in one run: bare subprocesses (no tool, the same concurrency), Optuna in memory and with SQLite storage
+    (``n_jobs``: each trial's function runs the script in a subprocess and reads its value), Ray Tune's function
+    trainable on a local Ray (``max_concurrent_trials``; the trainable runs the same script and reports its value;
+    Ray runs inside a loopback-only network namespace, as the network rule requires — needs root and ``ip``), and a
+    runyard sweep (each trial a submitted child run: status, logs, metrics). Overhead per trial =
     (wall − bare wall) / trials.
 (2) A synthetic learning-curve workload (12 trials, 10 intervals of 0.2 s, accuracy a known function of the
     parameters): the same sweep (same seed, same configurations) without a policy and with BanditPolicy; trial-seconds
@@ -13,6 +16,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,7 +49,9 @@ for i in range(1, 11):
 """
 
 
-def bench_overhead(root: Path, trials: int) -> None:
+def bench_overhead(root: Path, trials: int, concurrent: int, tune: bool) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     import optuna
 
     from runyard import Experiment, ScriptRunConfig, Workspace
@@ -59,8 +66,8 @@ def bench_overhead(root: Path, trials: int) -> None:
         return float(out.stdout.strip().splitlines()[-1])
 
     started = time.perf_counter()
-    for x in xs:
-        one(x)
+    with ThreadPoolExecutor(concurrent) as pool:
+        list(pool.map(one, xs))
     bare = time.perf_counter() - started
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -68,25 +75,75 @@ def bench_overhead(root: Path, trials: int) -> None:
     for name, storage in (("Optuna (in memory)", None), ("Optuna (SQLite storage)", f"sqlite:///{root / 'optuna.db'}")):
         study = optuna.create_study(direction="maximize", storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
         started = time.perf_counter()
-        study.optimize(lambda t: one(t.suggest_float("x", 0, 1)), n_trials=trials)
+        study.optimize(lambda t: one(t.suggest_float("x", 0, 1)), n_trials=trials, n_jobs=concurrent)
         results[name] = time.perf_counter() - started
+    if tune:
+        results["Ray Tune (function trainable)"] = tune_in_namespace(script, trials, concurrent)
 
     ws = Workspace(root / "ws")
     src = ScriptRunConfig(str(root), "trivial.py")
     hd = HyperDriveConfig(run_config=src, hyperparameter_sampling=RandomParameterSampling({"--x": uniform(0, 1)}, seed=0),
                           primary_metric_name="score", primary_metric_goal="MAXIMIZE", max_total_runs=trials,
-                          max_concurrent_runs=1)
+                          max_concurrent_runs=concurrent)
     started = time.perf_counter()
     run = Experiment(ws, "overhead").submit(hd)
     run.wait_for_completion()
     results["runyard sweep"] = time.perf_counter() - started
     assert len(list(run.get_children())) == trials
 
-    print(f"\n(1) {trials} trivial trials, one at a time (bare subprocesses: {bare:.2f} s, {bare / trials * 1000:.0f} ms "
-          f"per trial)\n")
-    print(f"{'':26} {'wall':>8} {'overhead per trial':>20}")
+    print(f"\n(1) {trials} trivial trials, {concurrent} at a time (bare subprocesses: {bare:.2f} s, "
+          f"{bare / trials * 1000:.0f} ms per trial)\n")
+    print(f"{'':32} {'wall':>8} {'overhead per trial':>20}")
     for name, wall in results.items():
-        print(f"{name:26} {wall:>6.2f} s {(wall - bare) / trials * 1000:>17.0f} ms")
+        if wall is None:
+            print(f"{name:32} {'not run':>8} (Ray Tune needs root and ip for its network namespace)")
+            continue
+        print(f"{name:32} {wall:>6.2f} s {(wall - bare) / trials * 1000:>17.0f} ms")
+
+
+TUNE = """
+import subprocess, sys, time
+import ray
+from ray import tune
+
+script, trials, concurrent = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ray.init(num_cpus=concurrent, include_dashboard=False, log_to_driver=False)
+
+def trainable(config):
+    out = subprocess.run([sys.executable, script, "--x", str(config["x"])], capture_output=True, text=True, check=True)
+    tune.report({"score": float(out.stdout.strip().splitlines()[-1])})
+
+started = time.perf_counter()
+tuner = tune.Tuner(trainable, param_space={"x": tune.uniform(0, 1)},
+                   tune_config=tune.TuneConfig(metric="score", mode="max", num_samples=trials,
+                                               max_concurrent_trials=concurrent),
+                   run_config=tune.RunConfig(verbose=0, storage_path=sys.argv[4]))
+results = tuner.fit()
+assert len(results) == trials and not results.errors, results.errors
+print("WALL", time.perf_counter() - started)
+"""
+
+
+def tune_in_namespace(script: Path, trials: int, concurrent: int) -> float | None:
+    """Ray Tune's wall time for the same trials (Ray started inside, not counted), in a loopback-only namespace."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        return None
+    driver = script.parent / "tune_driver.py"
+    driver.write_text(textwrap.dedent(TUNE))
+    ns = f"runyard-bench-tune-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, str(driver), str(script), str(trials),
+                              str(concurrent), str(script.parent / "tune-results")], env=env, capture_output=True,
+                             text=True, timeout=1800)
+        if out.returncode != 0:
+            raise RuntimeError(f"Ray Tune failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        return float(next(line.split()[1] for line in out.stdout.splitlines() if line.startswith("WALL ")))
+    finally:
+        subprocess.run(f"ip netns pids {ns} | xargs -r kill -9", shell=True)
+        subprocess.run(["ip", "netns", "delete", ns])
 
 
 def bench_early_termination(root: Path) -> None:
@@ -120,10 +177,12 @@ def bench_early_termination(root: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--concurrent", type=int, default=4)
+    parser.add_argument("--no-tune", action="store_true", help="leave Ray Tune out")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-hyperdrive-") as tmp:
-        bench_overhead(Path(tmp), args.trials)
+        bench_overhead(Path(tmp), args.trials, args.concurrent, not args.no_tune)
         bench_early_termination(Path(tmp))
 
 
