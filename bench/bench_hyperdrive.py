@@ -57,7 +57,9 @@ def bench_overhead(root: Path, trials: int, concurrent: int, tune: bool) -> None
     from runyard import Experiment, ScriptRunConfig, Workspace
     from runyard.hyperdrive import HyperDriveConfig, RandomParameterSampling, uniform
 
-    script = root / "trivial.py"
+    project = root / "project"  # the script alone: the workspace, Optuna's and Tune's files stay out of the snapshot
+    project.mkdir()
+    script = project / "trivial.py"
     script.write_text(textwrap.dedent(TRIVIAL))
     xs = [i / trials for i in range(trials)]
 
@@ -81,7 +83,7 @@ def bench_overhead(root: Path, trials: int, concurrent: int, tune: bool) -> None
         results["Ray Tune (function trainable)"] = tune_in_namespace(script, trials, concurrent)
 
     ws = Workspace(root / "ws")
-    src = ScriptRunConfig(str(root), "trivial.py")
+    src = ScriptRunConfig(str(project), "trivial.py")
     hd = HyperDriveConfig(run_config=src, hyperparameter_sampling=RandomParameterSampling({"--x": uniform(0, 1)}, seed=0),
                           primary_metric_name="score", primary_metric_goal="MAXIMIZE", max_total_runs=trials,
                           max_concurrent_runs=concurrent)
@@ -128,7 +130,7 @@ def tune_in_namespace(script: Path, trials: int, concurrent: int) -> float | Non
     """Ray Tune's wall time for the same trials (Ray started inside, not counted), in a loopback-only namespace."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
         return None
-    driver = script.parent / "tune_driver.py"
+    driver = script.parent.parent / "tune_driver.py"
     driver.write_text(textwrap.dedent(TUNE))
     ns = f"runyard-bench-tune-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
@@ -136,7 +138,7 @@ def tune_in_namespace(script: Path, trials: int, concurrent: int) -> float | Non
         subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
         out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, str(driver), str(script), str(trials),
-                              str(concurrent), str(script.parent / "tune-results")], env=env, capture_output=True,
+                              str(concurrent), str(script.parent.parent / "tune-results")], env=env, capture_output=True,
                              text=True, timeout=1800)
         if out.returncode != 0:
             raise RuntimeError(f"Ray Tune failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
@@ -150,13 +152,15 @@ def bench_early_termination(root: Path) -> None:
     from runyard import Experiment, ScriptRunConfig, Workspace
     from runyard.hyperdrive import BanditPolicy, HyperDriveConfig, RandomParameterSampling, choice, loguniform
 
-    (root / "curve.py").write_text(textwrap.dedent(CURVE))
+    project = root / "curve"
+    project.mkdir()
+    (project / "curve.py").write_text(textwrap.dedent(CURVE))
     ws = Workspace(root / "ws2")
     space = {"--lr": loguniform(-7, 1), "--bs": choice(16, 32, 64, 128)}
     rows = []
     for name, policy in (("no policy", None), ("BanditPolicy(slack 0.1, delay 2)",
                                                  BanditPolicy(evaluation_interval=1, slack_factor=0.1, delay_evaluation=2))):
-        hd = HyperDriveConfig(run_config=ScriptRunConfig(str(root), "curve.py"), policy=policy,
+        hd = HyperDriveConfig(run_config=ScriptRunConfig(str(project), "curve.py"), policy=policy,
                               hyperparameter_sampling=RandomParameterSampling(space, seed=21), primary_metric_name="acc",
                               primary_metric_goal="MAXIMIZE", max_total_runs=12, max_concurrent_runs=2)
         started = time.perf_counter()

@@ -37,6 +37,7 @@ from runyard.runtime.logfiles import RotatingLog, user_log_name
 from runyard.runtime.request import RunRequest
 from runyard.runtime.supervisor import Supervisor
 from runyard.status import RunStatus
+from runyard.store import snapshots
 from runyard.submission import submit
 from runyard.workspace import Workspace
 
@@ -59,6 +60,7 @@ class SweepDriver(Supervisor):
         self._evaluated: dict[str, int] = {}  # run id → the last interval the policy looked at
         self._ended_series: dict[str, list[float]] = {}  # primary metric of ended trials (read once)
         self._next_policy = 0.0
+        self._snapshot: snapshots.Snapshot | None = None  # the sweep's, which every trial runs
         self._out = RotatingLog(run_dir / user_log_name(0), 10 << 20)
         # Trials' supervisors are forked by a zygote made now, while this process has no thread yet.
         self._zygote = supervisor_start.Zygote() if sys.platform.startswith("linux") else None
@@ -78,6 +80,10 @@ class SweepDriver(Supervisor):
         self.metric, self.maximize = primary_metric(store.get_run(self.run_id))
         experiment = Experiment(self.public, self.request.run.experiment_name)
         trial = self.request.job
+        # Every trial runs the code the sweep was submitted with (as on Azure, where children share the parent's
+        # snapshot): the source folder is not walked again per trial, and an edit made meanwhile does not leak in.
+        self._snapshot = (snapshots.stored(self.request.snapshot_id, self.ws.artifacts, self.run_dir,
+                                           trial.source_directory) if self.request.snapshot_id else None)
         history = history_of(self.ws, self.config["resume_from"] + self.config["resume_child_runs"], self.metric)
         sampler = Sampler(sampling_from_dict(self.config["sampling"]), self.maximize, history)
         total, concurrent = self.config["max_total_runs"], self.config["max_concurrent_runs"]
@@ -146,7 +152,8 @@ class SweepDriver(Supervisor):
             flag, path = resume_arguments(DataPath._of_run(resume, "outputs"))
             job = replace(job, arguments=(*job.arguments, flag, str(path)), inputs=(*job.inputs, path.to_input()))
             tags[RESUMED_TAG] = resume
-        info = submit(self.public, experiment.id, experiment.name, job, tags=tags, parent_run_id=self.run_id)
+        info = submit(self.public, experiment.id, experiment.name, job, tags=tags, parent_run_id=self.run_id,
+                      snapshot=self._snapshot)
         return info.run_id
 
     def _run(self) -> Run:

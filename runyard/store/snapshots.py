@@ -159,6 +159,15 @@ def load(snapshot_id: str, artifacts: "ArtifactStore", scratch: Path) -> dict[st
         path.unlink(missing_ok=True)
 
 
+def stored(snapshot_id: str, artifacts: "ArtifactStore", scratch: Path, source: str) -> Snapshot:
+    """A stored snapshot as a ``Snapshot`` (from its manifest; no file of ``source`` is read): what runs that must
+    have the same code submit with — a sweep's trials run the code the sweep was submitted with, as on Azure."""
+    files = load(snapshot_id, artifacts, scratch)
+    rels = sorted(files)
+    return Snapshot(snapshot_id, source, [(rel, files[rel][1], 0, files[rel][2]) for rel in rels],
+                    [files[rel][0] for rel in rels])
+
+
 def materialize(snapshot_id: str, artifacts: "ArtifactStore", dest: Path) -> int:
     """Write a fresh working copy of a stored snapshot into ``dest`` (created); return the number of files."""
     dest.mkdir(parents=True, exist_ok=True)

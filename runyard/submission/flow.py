@@ -62,8 +62,10 @@ def job_spec_of(config: Any) -> JobSpec:
     return to_spec()
 
 
-def prepare(workspace: WorkspaceContext, experiment_name: str, config: Any, parent_run_id: str | None = None) -> Prepared:
-    """Validate the configuration, snapshot the code (hashing only what changed) and build the target's request.
+def prepare(workspace: WorkspaceContext, experiment_name: str, config: Any, parent_run_id: str | None = None,
+            snapshot: Snapshot | None = None) -> Prepared:
+    """Validate the configuration, snapshot the code (hashing only what changed; ``snapshot``: a stored one to use
+    instead, as a sweep's trials do) and build the target's request.
 
     Raises before anything is stored or started: bad spec, unknown target, unreadable files, no GPU...
     """
@@ -74,7 +76,8 @@ def prepare(workspace: WorkspaceContext, experiment_name: str, config: Any, pare
     job, datasets = _bind_inputs(ws, job_spec_of(config))
     target = get_target(ws, job.compute_target)
     environment = target.plan_environment(job)
-    snap = snapshots.take(job.source_directory, cache_dir=ws.path / "cache" / "snapshots", exclude=(ws.path,))
+    snap = snapshot or snapshots.take(job.source_directory, cache_dir=ws.path / "cache" / "snapshots",
+                                      exclude=(ws.path,))
     run = RunRef(new_run_id(experiment_name), experiment_name, parent_run_id)
     if run_kind is not None:  # the job is what the driver's work runs (on its own target); the driver runs here
         driver = get_target(ws, "local")
@@ -93,12 +96,13 @@ def _bind_inputs(ws: WorkspaceContext, job: JobSpec) -> tuple[JobSpec, list]:
 
 def submit(workspace: WorkspaceContext, experiment_id: str, experiment_name: str, config: Any,
            tags: Mapping[str, Any] | None = None, display_name: str | None = None,
-           parent_run_id: str | None = None) -> RunInfo:
-    """Submit a run configuration; returns the recorded run (Queued) at once. The run goes on if this process exits."""
+           parent_run_id: str | None = None, snapshot: Snapshot | None = None) -> RunInfo:
+    """Submit a run configuration; returns the recorded run (Queued) at once. The run goes on if this process exits.
+    ``snapshot``: the run's code is this stored snapshot, not a new one of its source directory."""
     clean_tags = {validation.key(k, "tag key"): validation.text(v, f"tag {k!r}") for k, v in (tags or {}).items()}
     name = validation.key(display_name, "display name") if display_name else None
     ws = workspace
-    prepared = prepare(ws, experiment_name, config, parent_run_id=parent_run_id)
+    prepared = prepare(ws, experiment_name, config, parent_run_id=parent_run_id, snapshot=snapshot)
     env, kind = prepared.environment, prepared.kind
     for message in env.warnings:
         warnings.warn(message, RunyardWarning, stacklevel=3)

@@ -279,3 +279,24 @@ def test_max_duration_cancels_the_running_trials(ws, project):
     assert len(children) == 2 and all(c.get_status() == "Canceled" for c in children)
     assert run.get_tags()["runyard.stopped"] == "max_duration_minutes reached"
     assert all(c.get_tags()["runyard.early_termination"] == "the sweep reached max_duration_minutes" for c in children)
+
+
+def test_every_trial_runs_the_code_the_sweep_was_submitted_with(ws, project):
+    """As on Azure, trials share the sweep's snapshot: an edit made while the sweep runs does not reach later trials
+    (and the source folder is not walked again for each trial)."""
+    (project / "train.py").write_text((project / "train.py").read_text() + "print('code as submitted')\n")
+    grid = GridParameterSampling({"--lr": choice(0.001, 0.01, 0.1, 0.2)})
+    hd_run = sweep(ws, project, grid, total=4, concurrent=1, args=["--intervals", 1, "--pause", 0.3])
+    (project / "train.py").write_text("print('edited after submit')\n")  # before most trials were submitted
+    (project / "new.py").write_text("x = 1\n")
+    assert hd_run.wait_for_completion()["status"] == "Completed"
+    children = list(hd_run.get_children())
+    assert len(children) == 4
+    sweep_snapshot = hd_run.get_properties()["ContentSnapshotId"]
+    from runyard.compute import get_target
+
+    for child in children:
+        assert child.get_properties()["ContentSnapshotId"] == sweep_snapshot
+        log = "".join(get_target(ws, "local").log_iter(child.id))
+        assert "code as submitted" in log and "edited" not in log
+        assert child.get_metrics()["acc"]  # the trial's own metric, logged
