@@ -1,14 +1,14 @@
 """HyperDrive: bookkeeping overhead per trial vs Optuna and Ray Tune, and the compute early termination saves.
 
-    .venv/bin/python bench/bench_hyperdrive.py [--trials 200] [--concurrent 4] [--no-tune]
+    .venv/bin/python bench/bench_hyperdrive.py [--trials 200] [--concurrent 4] [--files 500] [--no-tune]
 
-(1) ``--trials`` trivial trials (a script that logs one value), ``--concurrent`` at a time, each a subprocess, five
-    ways in one run: bare subprocesses (no tool, the same concurrency), Optuna in memory and with SQLite storage
-    (``n_jobs``: each trial's function runs the script in a subprocess and reads its value), Ray Tune's function
-    trainable on a local Ray (``max_concurrent_trials``; the trainable runs the same script and reports its value;
-    Ray runs inside a loopback-only network namespace, as the network rule requires — needs root and ``ip``), and a
-    runyard sweep (each trial a submitted child run: status, logs, metrics). Overhead per trial =
-    (wall − bare wall) / trials.
+(1) ``--trials`` trivial trials (a script that logs one value, in a project of ``--files`` more files),
+    ``--concurrent`` at a time, each a subprocess, five ways in one run: bare subprocesses (no tool, the same
+    concurrency), Optuna in memory and with SQLite storage (``n_jobs``: each trial's function runs the script in a
+    subprocess and reads its value), Ray Tune's function trainable on a local Ray (``max_concurrent_trials``; the
+    trainable runs the same script and reports its value; Ray runs inside a loopback-only network namespace, as the
+    network rule requires — needs root and ``ip``), and a runyard sweep (each trial a submitted child run: status,
+    logs, metrics). Overhead per trial = (wall − bare wall) / trials.
 (2) A synthetic learning-curve workload (12 trials, 10 intervals of 0.2 s, accuracy a known function of the
     parameters): the same sweep (same seed, same configurations) without a policy and with BanditPolicy; trial-seconds
     (sum of the trials' durations) and the best metric of each.
@@ -49,7 +49,7 @@ for i in range(1, 11):
 """
 
 
-def bench_overhead(root: Path, trials: int, concurrent: int, tune: bool) -> None:
+def bench_overhead(root: Path, trials: int, concurrent: int, tune: bool, files: int) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     import optuna
@@ -61,6 +61,9 @@ def bench_overhead(root: Path, trials: int, concurrent: int, tune: bool) -> None
     project.mkdir()
     script = project / "trivial.py"
     script.write_text(textwrap.dedent(TRIVIAL))
+    for i in range(files):  # the rest of a project: modules, configs (a sweep snapshots them all)
+        (project / f"pkg{i // 100}").mkdir(exist_ok=True)
+        (project / f"pkg{i // 100}" / f"m{i}.py").write_text(f"VALUE = {i}\n" * 20)
     xs = [i / trials for i in range(trials)]
 
     def one(x: float) -> float:
@@ -93,8 +96,8 @@ def bench_overhead(root: Path, trials: int, concurrent: int, tune: bool) -> None
     results["runyard sweep"] = time.perf_counter() - started
     assert len(list(run.get_children())) == trials
 
-    print(f"\n(1) {trials} trivial trials, {concurrent} at a time (bare subprocesses: {bare:.2f} s, "
-          f"{bare / trials * 1000:.0f} ms per trial)\n")
+    print(f"\n(1) {trials} trivial trials, {concurrent} at a time, a project of {files + 1} files (bare subprocesses: "
+          f"{bare:.2f} s, {bare / trials * 1000:.0f} ms per trial)\n")
     print(f"{'':32} {'wall':>8} {'overhead per trial':>20}")
     for name, wall in results.items():
         if wall is None:
@@ -183,10 +186,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--concurrent", type=int, default=4)
+    parser.add_argument("--files", type=int, default=500, help="other files in the trials' project folder")
     parser.add_argument("--no-tune", action="store_true", help="leave Ray Tune out")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-hyperdrive-") as tmp:
-        bench_overhead(Path(tmp), args.trials, args.concurrent, not args.no_tune)
+        bench_overhead(Path(tmp), args.trials, args.concurrent, not args.no_tune, args.files)
         bench_early_termination(Path(tmp))
 
 
