@@ -139,7 +139,10 @@ def tune_in_namespace(script: Path, trials: int, concurrent: int) -> float | Non
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        # RAY_AUTH_MODE: Ray >= 2.5x would otherwise write ~/.ray/auth_token, and every later local cluster on this
+        # machine would require it (the cluster is alone in its namespace)
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
+               "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
         out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, str(driver), str(script), str(trials),
                               str(concurrent), str(script.parent.parent / "tune-results")], env=env, capture_output=True,
                              text=True, timeout=1800)

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from runyard.errors import ComputeError, NotFound, RunyardError
@@ -38,7 +40,7 @@ def find_dashboard(gcs_address: str, timeout: float = 8.0) -> str:
             "print(v.decode() if v else '')")
     try:
         out = subprocess.run([sys.executable, "-c", code, gcs_address], capture_output=True, text=True,
-                             timeout=timeout)
+                             timeout=timeout, env=with_ray_auth(dict(os.environ)))
         found = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else ""
         why = ("the cluster recorded no dashboard" if out.returncode == 0
                else (out.stderr.strip().splitlines() or ["no ray here"])[-1])
@@ -53,6 +55,29 @@ def find_dashboard(gcs_address: str, timeout: float = 8.0) -> str:
         "--dashboard-port` sets it; the head's log says where it listens), or attach with the dashboard's URL")
 
 
+def ray_auth_token() -> str | None:
+    """The token Ray's own clients would send (Ray >= 2.5x: a cluster started where ``~/.ray/auth_token`` exists, or
+    with ``RAY_AUTH_MODE=token``, refuses requests without it): ``RAY_AUTH_TOKEN``, else the file at
+    ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``; None with ``RAY_AUTH_MODE=disabled`` or no token."""
+    if os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "disabled":
+        return None
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").expanduser()
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def with_ray_auth(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a Ray process (a node, a GCS client) that must use the token when one exists: a head started where
+    a token exists turns token auth on by itself, but a worker node or a client does not, and is then refused."""
+    if "RAY_AUTH_MODE" not in env and ray_auth_token():
+        return {**env, "RAY_AUTH_MODE": "token"}
+    return env
+
+
 class RayJobs:
     """The few calls of Ray's Jobs and State REST APIs that runyard needs (no Ray import in the client)."""
 
@@ -61,8 +86,11 @@ class RayJobs:
 
     def _call(self, method: str, path: str, body: dict | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
+        headers = {"Content-Type": "application/json"} if data else {}
+        token = ray_auth_token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 text = resp.read().decode("utf-8", "replace")

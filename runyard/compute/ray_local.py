@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runyard.compute.ray_jobs import RayJobs, with_ray_auth
 from runyard.errors import ComputeError
 
 if TYPE_CHECKING:
@@ -42,8 +43,9 @@ def _free_port() -> int:
 def _spawn(argv: list[str], log: Path) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PATH": f"{Path(sys.executable).parent}{os.pathsep}"
-               f"{os.environ.get('PATH', '')}"}
+        # every node uses the token when one exists (runyard's REST calls send it too)
+        env = with_ray_auth({**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+                             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, close_fds=True)
     return proc.pid
@@ -157,8 +159,6 @@ def _alive(pids: list[int]) -> bool:
 
 
 def _nodes(dashboard: str) -> int:
-    from runyard.compute.ray_jobs import RayJobs
-
     try:
         return len(RayJobs(dashboard, timeout=2).nodes())
     except Exception:  # noqa: BLE001 - not up yet

@@ -139,3 +139,23 @@ def test_registry_names_targets_and_refuses_what_it_cannot_reach(tmp_path):
     target.delete()
     with pytest.raises(ComputeTargetNotFound):
         ComputeTarget(ws, "gone")
+
+
+def test_ray_auth_token_is_found_where_rays_own_clients_look(tmp_path, monkeypatch):
+    """A cluster started where ~/.ray/auth_token exists requires it: runyard's REST calls send what Ray's would."""
+    from runyard.compute.ray_jobs import ray_auth_token
+
+    for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert ray_auth_token() is None
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("from-home\n")
+    assert ray_auth_token() == "from-home"
+    (tmp_path / "elsewhere").write_text("from-path")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "elsewhere"))
+    assert ray_auth_token() == "from-path"
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "from-env")
+    assert ray_auth_token() == "from-env"
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert ray_auth_token() is None
