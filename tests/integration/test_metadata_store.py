@@ -1,5 +1,7 @@
 """The metadata store contract, run on SQLite and (with RUNYARD_TEST_DB_URI) PostgreSQL."""
 import math
+import subprocess
+import sys
 import time
 
 import pytest
@@ -9,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from runyard import RunStatus
 from runyard.errors import InvalidStatusTransition, NotFound, StoreError, ValidationError
 from runyard.store.metadata import ArtifactInfo, MetricRecord
+from runyard.store.metadata.sqlite_store import sqlite_path
 from runyard.store.metadata.schema import metadata as orm_metadata
 
 
@@ -276,3 +279,105 @@ def test_run_listing_sorts_searches_and_reduces_long_series(store):
     assert store.get_metric_series("run0", "loss", after=tail.last_id)[:4] == ([], [], [], 0)
     assert store.get_metric_series("run0", "loss", points=1, after=series.last_id).steps == [10_000]
     assert store.get_metric_series("run0", "loss", points=200).count == 10_002
+
+
+def _populated_sqlite(tmp_path):
+    """A SQLite database written through SQLAlchemy: runs with children, tags, params, metrics and statuses."""
+    from runyard.store.metadata.sql_store import SqlMetadataStore
+
+    url = f"sqlite:///{tmp_path / 'reads' / 'meta.db'}"
+    full = SqlMetadataStore(url)
+    now = time.time()
+    for name in ("zeta", "alpha"):
+        exp = full.get_or_create_experiment(name)
+        for i in range(7):
+            run_id = f"{name}_{i}"
+            full.create_run(exp.id, run_id=run_id, display_name=f"Trial_{i}%" if i % 2 else None,
+                            status=RunStatus.RUNNING if i % 3 else RunStatus.QUEUED, tags={"t": str(i)},
+                            properties={"p": "x"}, definition={"script": "s.py", "arguments": []} if i == 1 else None)
+            full.log_batch(metrics=[MetricRecord(run_id, "acc", i / 10 + s, s, now + s) for s in range(3)] +
+                                   ([MetricRecord(run_id, "note", f"text {i}", 0, now)] if i == 2 else []),
+                           params=[(run_id, "lr", str(i % 3))] if i != 4 else [])
+            if i == 5:
+                full.set_status(run_id, RunStatus.COMPLETED)
+            if i == 6:
+                full.set_status(run_id, RunStatus.FAILED, error={"message": "boom"}, exit_code=3)
+        full.create_run(exp.id, run_id=f"{name}_child", parent_run_id=f"{name}_1", run_type="hyperdrive")
+    full.close()
+    return url
+
+
+def test_sqlite3_reads_answer_as_the_sqlalchemy_store(tmp_path):
+    """Read commands and training scripts read a SQLite workspace through sqlite3 (no SQLAlchemy import): every read
+    must answer exactly what the SQLAlchemy store answers, and open nothing heavier."""
+    from runyard.store.metadata.sql_store import SqlMetadataStore
+    from runyard.store.metadata.sqlite_store import SqliteStore, sqlite_path
+
+    url = _populated_sqlite(tmp_path)
+    full, light = SqlMetadataStore(url), SqliteStore(url, sqlite_path(url))
+    calls = [("list_experiments", {}), ("get_experiment", {"name_or_id": "alpha"}), ("get_experiment", {"name_or_id": 1}),
+             ("get_run", {"run_id": "alpha_1"}), ("get_run", {"run_id": "zeta_6"}),
+             ("get_latest_metrics", {"run_ids": ["alpha_2", "zeta_0", "nope"]}),
+             ("get_metric_history", {"run_ids": ["alpha_2", "zeta_3"]}),
+             ("get_metric_history", {"run_ids": ["alpha_2"], "names": ["note"]})]
+    for sort in (None, "created", "-name", "name", "status", "-duration", "metric:acc", "-metric:acc", "param:lr",
+                 "-param:lr"):
+        calls.append(("list_runs", {"sort": sort, "limit": 50}))
+    for filters in ({"experiment_id": 2}, {"top_level_only": True, "limit": 4, "offset": 3},
+                    {"parent_run_id": "zeta_1"}, {"parent_run_id": ["zeta_1", "alpha_1"]}, {"parent_run_id": []},
+                    {"statuses": [RunStatus.RUNNING, "Completed"]}, {"search": "trial_3%"}, {"search": "_"},
+                    {"search": "ZETA", "top_level_only": True, "statuses": ["Queued"]}):
+        calls += [("list_runs", filters), ("count_runs", {k: v for k, v in filters.items() if k not in ("limit", "offset")})]
+    for name, kwargs in calls:
+        assert getattr(light, name)(**kwargs) == getattr(full, name)(**kwargs), (name, kwargs)
+    for name, arg in (("get_run", "missing"), ("get_experiment", "missing")):
+        with pytest.raises(NotFound, match="'missing'"):
+            getattr(light, name)(arg)
+    with pytest.raises(ValidationError, match="cannot sort runs by"):
+        light.list_runs(sort="size")
+    assert light._full is None  # nothing above needed SQLAlchemy's store
+    light.set_tag("alpha_0", "new", "1")  # a write opens it, and it serves from then on
+    assert light._full is not None and light.get_run("alpha_0").tags == {"t": "0", "new": "1"}
+    full.close()
+    light.close()
+
+
+def test_sqlite3_reads_leave_other_schemas_and_stale_runs_to_the_full_store(tmp_path):
+    from sqlalchemy import text
+
+    from runyard.store.metadata.sql_store import SqlMetadataStore
+    from runyard.store.metadata.sqlite_store import SqliteStore, sqlite_path
+
+    # A database at an older revision: the first read opens the full store, which migrates it.
+    url = _populated_sqlite(tmp_path)
+    full = SqlMetadataStore(url)
+    with full.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'older'"))
+    light = SqliteStore(url, sqlite_path(url))
+    with pytest.raises(StoreError, match="revision older"):  # the full store names what it cannot migrate
+        light.list_experiments()
+    with full.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0007'"))
+    # A run whose heartbeat stopped: a sqlite3 read finds it and the full store fails it, as on any read.
+    full.heartbeat(["alpha_3"])
+    with full.engine.begin() as conn:
+        conn.execute(text("UPDATE runs SET heartbeat_at = heartbeat_at - 3600 WHERE run_id = 'alpha_3'"))
+    light = SqliteStore(url, sqlite_path(url))
+    assert light.get_run("alpha_3").status is RunStatus.FAILED and light._full is not None
+    # No database yet: the full store creates it.
+    fresh = SqliteStore(f"sqlite:///{tmp_path / 'new.db'}", str(tmp_path / "new.db"))
+    assert fresh.list_experiments() == [] and fresh._full is not None
+    for store in (full, light, fresh):
+        store.close()
+
+
+def test_a_read_command_does_not_import_sqlalchemy(tmp_path):
+    url = _populated_sqlite(tmp_path)
+    code = ("import sys; from runyard.store.metadata import open_metadata_store as o; s = o(sys.argv[1]); "
+            "assert len(s.list_runs(limit=5)) == 5 and s.get_latest_metrics(['alpha_1']); "
+            "print(sorted(m for m in sys.modules if m.startswith('sqlalchemy')))")
+    out = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    assert sqlite_path("sqlite:////abs/x.db") == "/abs/x.db" and sqlite_path("sqlite:///rel.db") == "rel.db"
+    assert sqlite_path("sqlite://") is None and sqlite_path("sqlite:///:memory:") is None
+    assert sqlite_path("sqlite:///x.db?mode=ro") is None and sqlite_path("postgresql+psycopg://h/db") is None

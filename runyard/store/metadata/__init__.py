@@ -7,6 +7,7 @@ import threading
 from runyard.store.metadata.api import MetadataStore, RegistryStore, TrackingStore
 from runyard.store.metadata.entities import ArtifactInfo, ExperimentInfo, LatestMetric, MetricRecord, MetricSeries, RunInfo
 from runyard.store.metadata.outage import stop_waiting, stopping
+from runyard.store.metadata.sqlite_store import SqliteStore, sqlite_path
 
 _stores: dict[str, MetadataStore] = {}
 _lock = threading.Lock()
@@ -17,9 +18,13 @@ def open_metadata_store(url: str) -> MetadataStore:
     with _lock:
         store = _stores.get(url)
         if store is None:
-            from runyard.store.metadata.sql_store import SqlMetadataStore
+            path = sqlite_path(url)
+            if path is not None:  # reads through sqlite3; SQLAlchemy only when needed (see reads.py)
+                store = _stores[url] = SqliteStore(url, path)
+            else:
+                from runyard.store.metadata.sql_store import SqlMetadataStore
 
-            store = _stores[url] = SqlMetadataStore(url)
+                store = _stores[url] = SqlMetadataStore(url)
         return store
 
 

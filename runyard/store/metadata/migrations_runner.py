@@ -9,14 +9,12 @@ from filelock import FileLock
 from sqlalchemy import Engine, exc, text
 
 from runyard.errors import StoreError
+from runyard.store.metadata.reads import HEAD
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 _HERE = Path(__file__).parent
-# The newest revision in migrations/versions (a test keeps them equal). Knowing it without importing Alembic
-# saves every process that opens a store ~70 ms: a run's supervisor and each training script among them.
-HEAD = "0007"
 # Any constant: the PostgreSQL advisory lock that serialises runyard migrations.
 _PG_LOCK_KEY = 0x52554E59
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 import threading
 import time
 import weakref
@@ -13,11 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, create_engine, event, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, case, create_engine, event, func, or_, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from runyard import env_vars, plugins
+from runyard import env_vars
 from runyard.errors import InvalidStatusTransition, NotFound, StoreError, ValidationError
 from runyard.ids import new_run_id
 from runyard.status import RunStatus
@@ -33,32 +32,24 @@ from runyard.store.metadata.entities import (
     ModelRecord,
     EnvironmentRecord,
     ExperimentInfo,
-    LatestMetric,
     MetricRecord,
     MetricSeries,
     RunInfo,
 )
 from runyard.store.metadata.migrations_runner import upgrade_to_head
-from runyard.store.metadata.values import METRIC_COLUMNS, decode, latest_rows, metric_tuple
+from runyard.store.metadata.reads import TERMINAL, ReadQueries, reap_stale_runs, stale_filter
+from runyard.store.metadata.values import METRIC_COLUMNS, latest_rows, metric_tuple
 
-_TERMINAL = [s.value for s in RunStatus if s.is_terminal()]
+_TERMINAL = list(TERMINAL)
 _STARTED = {RunStatus.RUNNING, RunStatus.FINALIZING, RunStatus.COMPLETED}
 _PROGRESS = {RunStatus.QUEUED, RunStatus.PREPARING, RunStatus.STARTING, RunStatus.RUNNING}
-_REAP_EVERY = 5.0  # seconds between stale-run checks per store
-
-
-def heartbeat_timeout() -> float:
-    """Seconds without a heartbeat after which an unfinished run counts as dead (RUNYARD_HEARTBEAT_TIMEOUT)."""
-    return float(os.environ.get(env_vars.HEARTBEAT_TIMEOUT, 60))
-
-
-# SQLite allows 32766 bound parameters per statement; keep IN lists well below it.
-_IN_CHUNK = 500
 
 
 # Seconds a store call waits for a server that refuses connections: a run's processes (and supervisors, which set
 # RUNYARD_STORE_PATIENCE) ride out a restart or a full server; a command at the terminal says so soon.
 _RUN_PATIENCE, _INTERACTIVE_PATIENCE = 300.0, 5.0
+
+
 def _heartbeat_lost():
     """Runs failed by a reader for a lost heartbeat (their driver may still speak: see heartbeat, set_status)."""
     return and_(t.runs.c.status == RunStatus.FAILED.value, t.runs.c.error.like('%"code": "HeartbeatLost"%'))
@@ -103,7 +94,7 @@ def redact(url: str) -> str:
         return url
 
 
-class SqlMetadataStore(MetadataStore):
+class SqlMetadataStore(ReadQueries, MetadataStore):
     """Metadata store over a SQLAlchemy URL (``sqlite:///path.db`` or ``postgresql+psycopg://...``)."""
 
     def __init__(self, url: str) -> None:
@@ -202,6 +193,14 @@ class SqlMetadataStore(MetadataStore):
         with self._transaction(self.engine, what) as conn:
             yield conn
 
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[Callable[[str, dict], list]]:
+        """The executor of ``ReadQueries``' SQL text (one read transaction)."""
+        with self._read(what) as conn:
+            yield lambda sql, params: conn.execute(text(sql), params).all()
+
+    _reap_stale_runs = reap_stale_runs
+
     def _insert(self, table):
         if self.dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert
@@ -220,19 +219,6 @@ class SqlMetadataStore(MetadataStore):
             # Two processes may race to create it: the unique name makes the loser a no-op.
             conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
         return self.get_experiment(name)
-
-    def get_experiment(self, name_or_id: str | int) -> ExperimentInfo:
-        col = t.experiments.c.id if isinstance(name_or_id, int) else t.experiments.c.name
-        with self._read("read experiment") as conn:
-            row = conn.execute(select(t.experiments).where(col == name_or_id)).first()
-        if row is None:
-            raise NotFound(f"experiment {name_or_id!r} does not exist")
-        return _experiment(row)
-
-    def list_experiments(self) -> list[ExperimentInfo]:
-        with self._read("list experiments") as conn:
-            rows = conn.execute(select(t.experiments).order_by(t.experiments.c.name)).all()
-        return [_experiment(r) for r in rows]
 
     def set_experiment_tags(self, experiment_id: int, tags: Mapping[str, str | None]) -> ExperimentInfo:
         e = t.experiments.c
@@ -295,62 +281,6 @@ class SqlMetadataStore(MetadataStore):
             raise ValidationError(f"run {run_id!r} already exists") from exc
         return self.get_run(run_id)
 
-    def get_run(self, run_id: str) -> RunInfo:
-        runs = self._runs(t.runs.c.run_id == run_id, limit=1)
-        if not runs:
-            raise NotFound(f"run {run_id!r} does not exist")
-        return runs[0]
-
-    def list_runs(
-        self,
-        *,
-        experiment_id: int | None = None,
-        parent_run_id: str | Sequence[str] | None = None,
-        top_level_only: bool = False,
-        statuses: Sequence[RunStatus] | None = None,
-        limit: int = 100,
-        offset: int = 0,
-        search: str | None = None,
-        sort: str | None = None,
-    ) -> list[RunInfo]:
-        where = _run_filter(experiment_id, parent_run_id, top_level_only, statuses, search)
-        return self._runs(where, limit=limit, offset=offset, sort=sort)
-
-    def count_runs(self, *, experiment_id: int | None = None, top_level_only: bool = False,
-                   parent_run_id: str | Sequence[str] | None = None, statuses: Sequence[RunStatus] | None = None,
-                   search: str | None = None) -> int:
-        query = select(func.count()).select_from(t.runs).where(
-            _run_filter(experiment_id, parent_run_id, top_level_only, statuses, search))
-        with self._read("count runs") as conn:
-            return int(conn.execute(query).scalar_one())
-
-    def _runs(self, where, *, limit: int, offset: int = 0, sort: str | None = None) -> list[RunInfo]:
-        self._reap_stale_runs()
-        query = (
-            select(t.runs, t.experiments.c.name.label("experiment_name"))
-            .join(t.experiments, t.experiments.c.id == t.runs.c.experiment_id)
-            .where(where)
-        )
-        query, order = _run_order(query, sort)
-        query = query.order_by(*order).limit(limit).offset(offset)
-        with self._read("read runs") as conn:
-            rows = conn.execute(query).all()
-            ids = [r.run_id for r in rows]
-            extra = {
-                name: self._key_values(conn, table, ids)
-                for name, table in (("tags", t.run_tags), ("properties", t.run_properties), ("params", t.run_params))
-            }
-        return [_run(r, {name: kv.get(r.run_id, {}) for name, kv in extra.items()}) for r in rows]
-
-    @staticmethod
-    def _key_values(conn: Connection, table, run_ids: list[str]) -> dict[str, dict[str, str]]:
-        out: dict[str, dict[str, str]] = {}
-        for i in range(0, len(run_ids), _IN_CHUNK):
-            chunk = run_ids[i : i + _IN_CHUNK]
-            for run_id, key, value in conn.execute(select(table).where(table.c.run_id.in_(chunk)).order_by(table.c.key)):
-                out.setdefault(run_id, {})[key] = value
-        return out
-
     def set_status(
         self,
         run_id: str,
@@ -405,38 +335,6 @@ class SqlMetadataStore(MetadataStore):
                 .values(heartbeat_at=now, status=RunStatus.RUNNING.value, error=None, end_time=None)
             )
 
-    def _reap_stale_runs(self) -> None:
-        """The next reader fails runs whose driver died (no server does it); at most every few seconds. Providers of
-        ``plugins.STALE_RUNS`` (the local target's) say which of the candidates still have a live driver on this
-        machine (an outage, not a death, kept it from heartbeating: spared) and clean up after those failed."""
-        now = time.monotonic()
-        if now - self._last_reap < _REAP_EVERY:
-            return
-        self._last_reap = now
-        try:
-            candidates = self._stale_run_ids(heartbeat_timeout())
-            if not candidates:
-                return
-            handlers = plugins.each(plugins.STALE_RUNS)
-            spare = {run_id for handler in handlers for run_id in handler.alive(candidates)}
-            failed = self.fail_stale_runs(heartbeat_timeout(), spare=spare)
-        except StoreError:
-            return  # a read must not fail because housekeeping could not write (e.g. a read-only replica)
-        for handler in handlers:  # what the dead drivers left on this machine: processes to stop, files to upload
-            try:
-                handler.clean_up(failed)
-            except Exception as exc:  # noqa: BLE001 - housekeeping must not fail the read that triggered it
-                print(f"runyard: cleaning up after runs {', '.join(failed)} failed: {exc}", file=sys.stderr)
-
-    def _stale(self, timeout: float):
-        r = t.runs.c
-        return (r.status.not_in(_TERMINAL), r.heartbeat_at.is_not(None), r.heartbeat_at < time.time() - timeout)
-
-    def _stale_run_ids(self, timeout: float) -> list[str]:
-        # A read first: the common case (nothing stale) must not take SQLite's write lock.
-        with self._read("find stale runs") as conn:
-            return [row[0] for row in conn.execute(select(t.runs.c.run_id).where(*self._stale(timeout)).limit(_IN_CHUNK))]
-
     def fail_stale_runs(self, timeout: float, spare: Iterable[str] = ()) -> list[str]:
         ids = [run_id for run_id in self._stale_run_ids(timeout) if run_id not in set(spare)]
         if not ids:
@@ -448,8 +346,10 @@ class SqlMetadataStore(MetadataStore):
             "code": "HeartbeatLost",
         })
         with self._write("fail stale runs") as conn:
+            params: dict = {}
+            stale = text(stale_filter(timeout, params)).bindparams(**params)
             conn.execute(
-                update(t.runs).where(r.run_id.in_(ids), *self._stale(timeout))
+                update(t.runs).where(r.run_id.in_(ids), stale)
                 .values(status=RunStatus.FAILED.value, end_time=r.heartbeat_at, error=error)
             )
         return ids
@@ -562,22 +462,6 @@ class SqlMetadataStore(MetadataStore):
         except IntegrityError as exc:
             raise NotFound(f"run {run_id!r} does not exist") from exc
 
-    def get_metric_history(self, run_ids: Sequence[str], names: Sequence[str] | None = None) -> list[MetricRecord]:
-        m = t.metrics.c
-        out: list[MetricRecord] = []
-        with self._read("read metrics") as conn:
-            for i in range(0, len(run_ids), _IN_CHUNK):
-                query = select(m.run_id, m.name, m.value, m.value_str, m.vtype, m.step, m.timestamp, m.kind).where(
-                    m.run_id.in_(run_ids[i : i + _IN_CHUNK])
-                )
-                if names:
-                    query = query.where(m.name.in_(list(names)))
-                query = query.order_by(m.run_id, m.name, m.timestamp, m.id)
-                out.extend(
-                    MetricRecord(r[0], r[1], decode(r[2], r[3], r[4]), r[5], r[6], r[7]) for r in conn.execute(query)
-                )
-        return out
-
     def get_metric_series(self, run_id: str, name: str, points: int = 2000,
                           known: tuple[int, int] | None = None, after: int | None = None) -> MetricSeries:
         m = t.metrics.c
@@ -614,19 +498,6 @@ class SqlMetadataStore(MetadataStore):
             values += [v_lo, v_hi]
             times += [t_lo, t_hi]
         return MetricSeries(steps, values, times, sum(r[7] for r in rows), last_id)
-
-    def get_latest_metrics(self, run_ids: Sequence[str]) -> list[LatestMetric]:
-        ml = t.metric_latest.c
-        out: list[LatestMetric] = []
-        with self._read("read latest metrics") as conn:
-            for i in range(0, len(run_ids), _IN_CHUNK):
-                query = (
-                    select(ml.run_id, ml.name, ml.value, ml.value_str, ml.vtype, ml.step, ml.timestamp, ml.kind, ml["count"])
-                    .where(ml.run_id.in_(run_ids[i : i + _IN_CHUNK]))
-                    .order_by(ml.run_id, ml.name)
-                )
-                out.extend(LatestMetric(r[0], r[1], decode(r[2], r[3], r[4]), *r[5:]) for r in conn.execute(query))
-        return out
 
     # -- artifact index ------------------------------------------------------------------------
     def record_artifacts(self, run_id: str, artifacts: Sequence[ArtifactInfo]) -> None:
@@ -1025,52 +896,6 @@ def _compute_target(row) -> ComputeTargetRecord:
     return ComputeTargetRecord(row.name, row.type, json.loads(row.config), json.loads(row.state), row.created_at)
 
 
-def _run_filter(experiment_id, parent_run_id, top_level_only, statuses, search):
-    r = t.runs.c
-    cond = []
-    if experiment_id is not None:
-        cond.append(r.experiment_id == experiment_id)
-    if isinstance(parent_run_id, str):
-        cond.append(r.parent_run_id == parent_run_id)
-    elif parent_run_id is not None:
-        cond.append(r.parent_run_id.in_(list(parent_run_id)))
-    if top_level_only:
-        cond.append(r.parent_run_id.is_(None))
-    if statuses:
-        cond.append(r.status.in_([RunStatus.parse(s).value for s in statuses]))
-    if search:
-        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").lower() + "%"
-        cond.append(or_(func.lower(r.run_id).like(pattern, escape="\\"),
-                        func.lower(func.coalesce(r.display_name, "")).like(pattern, escape="\\")))
-    return and_(True, *cond)
-
-
-def _run_order(query, sort: str | None):
-    """``sort``: created (default, newest first), name, status, duration, metric:NAME, param:NAME; a leading '-'
-    sorts descending. Runs without the metric or param come last either way."""
-    r = t.runs.c
-    key = (sort or "-created").strip()
-    descending = key.startswith("-")
-    key = key.lstrip("-+")
-    if key.startswith("metric:"):
-        m = t.metric_latest.alias("sort_metric")
-        query = query.outerjoin(m, and_(m.c.run_id == r.run_id, m.c.name == key[7:]))
-        column = m.c.value
-    elif key.startswith("param:"):
-        p = t.run_params.alias("sort_param")
-        query = query.outerjoin(p, and_(p.c.run_id == r.run_id, p.c.key == key[6:]))
-        column = p.c.value
-    else:
-        columns = {"created": r.created_at, "name": func.coalesce(r.display_name, r.run_id), "status": r.status,
-                   "duration": func.coalesce(r.end_time, time.time()) - r.start_time}
-        if key not in columns:
-            raise ValidationError(f"cannot sort runs by {key!r}: use created, name, status, duration, metric:NAME "
-                                  "or param:NAME")
-        column = columns[key]
-    ordered = column.desc() if descending else column.asc()
-    return query, [column.is_(None), ordered, r.created_at.desc(), r.run_id.desc()]
-
-
 def _insert_next(conn: Connection, table, latest, **values: Any) -> int:
     """Insert the version after ``latest`` (1 when there is none); return its number."""
     version = (latest.version if latest is not None else 0) + 1
@@ -1093,32 +918,6 @@ def _run_input(row) -> RunInputRecord:
 
 def _environment(row) -> EnvironmentRecord:
     return EnvironmentRecord(row.name, row.version, json.loads(row.spec), row.created_at)
-
-
-def _experiment(row) -> ExperimentInfo:
-    return ExperimentInfo(id=row.id, name=row.name, created_at=row.created_at, tags=json.loads(row.tags or "{}"))
-
-
-def _run(row, extra: dict[str, dict[str, str]]) -> RunInfo:
-    return RunInfo(
-        run_id=row.run_id,
-        experiment_id=row.experiment_id,
-        experiment_name=row.experiment_name,
-        status=RunStatus.parse(row.status),
-        created_at=row.created_at,
-        parent_run_id=row.parent_run_id,
-        display_name=row.display_name,
-        run_type=row.run_type,
-        description=row.description,
-        start_time=row.start_time,
-        end_time=row.end_time,
-        heartbeat_at=row.heartbeat_at,
-        error=json.loads(row.error) if row.error else None,
-        exit_code=row.exit_code,
-        compute_target=row.compute_target,
-        definition=json.loads(row.definition) if row.definition else None,
-        **extra,
-    )
 
 
 __all__ = ["SqlMetadataStore", "redact"]

@@ -1,0 +1,261 @@
+"""The metadata store's everyday reads — experiments, runs, their metrics — as SQL text, written once.
+
+``SqlMetadataStore`` runs them through SQLAlchemy on SQLite and PostgreSQL. A SQLite workspace is opened as a
+``SqliteStore`` (sqlite_store.py): it answers these reads with the standard library's ``sqlite3`` and imports SQLAlchemy (~0.2 s of a
+2-core machine, most of what a read command costs) only for its first write or any other call. So ``runyard runs
+list``, ``runyard metrics`` and ``Run.get_context()`` in a training script start without it.
+
+Nothing here imports SQLAlchemy. The SQL is portable (SQLite and PostgreSQL) with named parameters (``:name``),
+which ``sqlite3`` and SQLAlchemy's ``text()`` both take.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from runyard import env_vars, plugins
+from runyard.errors import NotFound, StoreError, ValidationError
+from runyard.status import RunStatus
+from runyard.store.metadata.entities import ExperimentInfo, LatestMetric, MetricRecord, RunInfo
+from runyard.store.metadata.values import decode
+
+# The newest revision in migrations/versions (a test keeps them equal). Knowing it without Alembic or SQLAlchemy lets
+# every process that opens a store check the schema with one query.
+HEAD = "0007"
+
+IN_CHUNK = 500  # SQLite allows 32766 bound parameters per statement; keep IN lists well below it
+REAP_EVERY = 5.0  # seconds between stale-run checks per store
+TERMINAL = tuple(s.value for s in RunStatus if s.is_terminal())
+
+Query = Callable[[str, dict], list]  # (sql, params) -> rows with attribute access (row.run_id) and indexes (row[0])
+
+
+def heartbeat_timeout() -> float:
+    """Seconds without a heartbeat after which an unfinished run counts as dead (RUNYARD_HEARTBEAT_TIMEOUT)."""
+    return float(os.environ.get(env_vars.HEARTBEAT_TIMEOUT, 60))
+
+
+def placeholders(prefix: str, values: Sequence[Any], params: dict) -> str:
+    """``:prefix0, :prefix1, …`` for an IN list, its values added to ``params``."""
+    names = [f"{prefix}{i}" for i in range(len(values))]
+    params.update(zip(names, values))
+    return ", ".join(f":{name}" for name in names)
+
+
+# -- the SQL ------------------------------------------------------------------------------------
+RUN_COLUMNS = "runs.*, experiments.name AS experiment_name"
+
+
+def run_filter(experiment_id: int | None = None, parent_run_id: str | Sequence[str] | None = None,
+               top_level_only: bool = False, statuses: Sequence[RunStatus | str] | None = None,
+               search: str | None = None) -> tuple[str, dict]:
+    """The WHERE clause of ``list_runs``/``count_runs`` (never empty) and its parameters."""
+    cond, params = ["1 = 1"], {}
+    if experiment_id is not None:
+        cond.append("runs.experiment_id = :experiment_id")
+        params["experiment_id"] = experiment_id
+    if isinstance(parent_run_id, str):
+        cond.append("runs.parent_run_id = :parent_run_id")
+        params["parent_run_id"] = parent_run_id
+    elif parent_run_id is not None:
+        cond.append(f"runs.parent_run_id IN ({placeholders('parent', list(parent_run_id), params) or 'NULL'})")
+    if top_level_only:
+        cond.append("runs.parent_run_id IS NULL")
+    if statuses:
+        values = [RunStatus.parse(s).value for s in statuses]
+        cond.append(f"runs.status IN ({placeholders('status', values, params)})")
+    if search:
+        params["search"] = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").lower() + "%"
+        cond.append("(lower(runs.run_id) LIKE :search ESCAPE '\\' "
+                    "OR lower(coalesce(runs.display_name, '')) LIKE :search ESCAPE '\\')")
+    return " AND ".join(cond), params
+
+
+def run_order(sort: str | None, params: dict) -> tuple[str, str]:
+    """(JOIN clause, ORDER BY list) for ``sort``: created (default, newest first), name, status, duration,
+    metric:NAME, param:NAME; a leading '-' sorts descending. Runs without the metric or param come last either way."""
+    key = (sort or "-created").strip()
+    descending = key.startswith("-")
+    key = key.lstrip("-+")
+    join = ""
+    if key.startswith("metric:"):
+        join = "LEFT OUTER JOIN metric_latest AS sort_metric ON sort_metric.run_id = runs.run_id " \
+               "AND sort_metric.name = :sort_name"
+        params["sort_name"], column = key[7:], "sort_metric.value"
+    elif key.startswith("param:"):
+        join = "LEFT OUTER JOIN run_params AS sort_param ON sort_param.run_id = runs.run_id " \
+               "AND sort_param.\"key\" = :sort_name"
+        params["sort_name"], column = key[6:], "sort_param.value"
+    else:
+        columns = {"created": "runs.created_at", "name": "coalesce(runs.display_name, runs.run_id)",
+                   "status": "runs.status", "duration": "(coalesce(runs.end_time, :now) - runs.start_time)"}
+        if key not in columns:
+            raise ValidationError(f"cannot sort runs by {key!r}: use created, name, status, duration, metric:NAME "
+                                  "or param:NAME")
+        column = columns[key]
+        if key == "duration":
+            params["now"] = time.time()
+    direction = "DESC" if descending else "ASC"
+    return join, f"({column} IS NULL), {column} {direction}, runs.created_at DESC, runs.run_id DESC"
+
+
+def stale_filter(timeout: float, params: dict) -> str:
+    """Unfinished runs whose heartbeat is older than ``timeout`` seconds (their driver is gone)."""
+    params["stale_before"] = time.time() - timeout
+    return (f"runs.status NOT IN ({placeholders('terminal', TERMINAL, params)}) "
+            "AND runs.heartbeat_at IS NOT NULL AND runs.heartbeat_at < :stale_before")
+
+
+# -- row → entity ------------------------------------------------------------------------------
+def experiment_info(row) -> ExperimentInfo:
+    return ExperimentInfo(id=row.id, name=row.name, created_at=row.created_at, tags=json.loads(row.tags or "{}"))
+
+
+def run_info(row, extra: dict[str, dict[str, str]]) -> RunInfo:
+    return RunInfo(
+        run_id=row.run_id,
+        experiment_id=row.experiment_id,
+        experiment_name=row.experiment_name,
+        status=RunStatus.parse(row.status),
+        created_at=row.created_at,
+        parent_run_id=row.parent_run_id,
+        display_name=row.display_name,
+        run_type=row.run_type,
+        description=row.description,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        heartbeat_at=row.heartbeat_at,
+        error=json.loads(row.error) if row.error else None,
+        exit_code=row.exit_code,
+        compute_target=row.compute_target,
+        definition=json.loads(row.definition) if row.definition else None,
+        **extra,
+    )
+
+
+class ReadQueries:
+    """The reads, for any executor: a subclass provides ``_reading(what)``, a context manager that yields a
+    ``Query`` run inside one read transaction, and ``_reap_stale_runs()``."""
+
+    def _reading(self, what: str) -> "contextmanager[Query]":  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _reap_stale_runs(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- experiments ---------------------------------------------------------------------------
+    def get_experiment(self, name_or_id: str | int) -> ExperimentInfo:
+        column = "id" if isinstance(name_or_id, int) else "name"
+        with self._reading("read experiment") as query:
+            rows = query(f"SELECT * FROM experiments WHERE {column} = :key", {"key": name_or_id})
+        if not rows:
+            raise NotFound(f"experiment {name_or_id!r} does not exist")
+        return experiment_info(rows[0])
+
+    def list_experiments(self) -> list[ExperimentInfo]:
+        with self._reading("list experiments") as query:
+            return [experiment_info(r) for r in query("SELECT * FROM experiments ORDER BY name", {})]
+
+    # -- runs ----------------------------------------------------------------------------------
+    def get_run(self, run_id: str) -> RunInfo:
+        runs = self._runs("runs.run_id = :run_id", {"run_id": run_id}, limit=1)
+        if not runs:
+            raise NotFound(f"run {run_id!r} does not exist")
+        return runs[0]
+
+    def list_runs(self, *, experiment_id: int | None = None, parent_run_id: str | Sequence[str] | None = None,
+                  top_level_only: bool = False, statuses: Sequence[RunStatus] | None = None, limit: int = 100,
+                  offset: int = 0, search: str | None = None, sort: str | None = None) -> list[RunInfo]:
+        where, params = run_filter(experiment_id, parent_run_id, top_level_only, statuses, search)
+        return self._runs(where, params, limit=limit, offset=offset, sort=sort)
+
+    def count_runs(self, *, experiment_id: int | None = None, top_level_only: bool = False,
+                   parent_run_id: str | Sequence[str] | None = None, statuses: Sequence[RunStatus] | None = None,
+                   search: str | None = None) -> int:
+        where, params = run_filter(experiment_id, parent_run_id, top_level_only, statuses, search)
+        with self._reading("count runs") as query:
+            return int(query(f"SELECT count(*) FROM runs WHERE {where}", params)[0][0])
+
+    def _runs(self, where: str, params: dict, *, limit: int, offset: int = 0, sort: str | None = None) -> list[RunInfo]:
+        self._reap_stale_runs()
+        join, order = run_order(sort, params)
+        sql = (f"SELECT {RUN_COLUMNS} FROM runs JOIN experiments ON experiments.id = runs.experiment_id {join} "
+               f"WHERE {where} ORDER BY {order} LIMIT :limit OFFSET :offset")
+        with self._reading("read runs") as query:
+            rows = query(sql, {**params, "limit": limit, "offset": offset})
+            ids = [r.run_id for r in rows]
+            extra = {name: _key_values(query, table, ids)
+                     for name, table in (("tags", "run_tags"), ("properties", "run_properties"), ("params", "run_params"))}
+        return [run_info(r, {name: kv.get(r.run_id, {}) for name, kv in extra.items()}) for r in rows]
+
+    def _stale_run_ids(self, timeout: float) -> list[str]:
+        # A read first: the common case (nothing stale) must not take SQLite's write lock.
+        params: dict = {}
+        where = stale_filter(timeout, params)
+        with self._reading("find stale runs") as query:
+            return [r[0] for r in query(f"SELECT runs.run_id FROM runs WHERE {where} LIMIT {IN_CHUNK}", params)]
+
+    # -- metrics -------------------------------------------------------------------------------
+    def get_metric_history(self, run_ids: Sequence[str], names: Sequence[str] | None = None) -> list[MetricRecord]:
+        out: list[MetricRecord] = []
+        with self._reading("read metrics") as query:
+            for i in range(0, len(run_ids), IN_CHUNK):
+                params: dict = {}
+                sql = ("SELECT run_id, name, value, value_str, vtype, step, \"timestamp\", kind FROM metrics "
+                       f"WHERE run_id IN ({placeholders('run', run_ids[i: i + IN_CHUNK], params)})")
+                if names:
+                    sql += f" AND name IN ({placeholders('name', list(names), params)})"
+                rows = query(sql + " ORDER BY run_id, name, \"timestamp\", id", params)
+                out.extend(MetricRecord(r[0], r[1], decode(r[2], r[3], r[4]), r[5], r[6], r[7]) for r in rows)
+        return out
+
+    def get_latest_metrics(self, run_ids: Sequence[str]) -> list[LatestMetric]:
+        out: list[LatestMetric] = []
+        with self._reading("read latest metrics") as query:
+            for i in range(0, len(run_ids), IN_CHUNK):
+                params: dict = {}
+                rows = query("SELECT run_id, name, value, value_str, vtype, step, \"timestamp\", kind, \"count\" "
+                             f"FROM metric_latest WHERE run_id IN ({placeholders('run', run_ids[i: i + IN_CHUNK], params)}) "
+                             "ORDER BY run_id, name", params)
+                out.extend(LatestMetric(r[0], r[1], decode(r[2], r[3], r[4]), *r[5:]) for r in rows)
+        return out
+
+
+def _key_values(query: Query, table: str, run_ids: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for i in range(0, len(run_ids), IN_CHUNK):
+        params: dict = {}
+        sql = (f"SELECT run_id, \"key\", value FROM {table} "
+               f"WHERE run_id IN ({placeholders('run', run_ids[i: i + IN_CHUNK], params)}) ORDER BY \"key\"")
+        for run_id, key, value in query(sql, params):
+            out.setdefault(run_id, {})[key] = value
+    return out
+
+
+def reap_stale_runs(store) -> None:
+    """The next reader fails runs whose driver died (no server does it); at most every few seconds. Providers of
+    ``plugins.STALE_RUNS`` (the local target's) say which of the candidates still have a live driver on this
+    machine (an outage, not a death, kept it from heartbeating: spared) and clean up after those failed."""
+    now = time.monotonic()
+    if now - store._last_reap < REAP_EVERY:
+        return
+    store._last_reap = now
+    try:
+        candidates = store._stale_run_ids(heartbeat_timeout())
+        if not candidates:
+            return
+        handlers = plugins.each(plugins.STALE_RUNS)
+        spare = {run_id for handler in handlers for run_id in handler.alive(candidates)}
+        failed = store.fail_stale_runs(heartbeat_timeout(), spare=spare)
+    except StoreError:
+        return  # a read must not fail because housekeeping could not write (e.g. a read-only replica)
+    for handler in handlers:  # what the dead drivers left on this machine: processes to stop, files to upload
+        try:
+            handler.clean_up(failed)
+        except Exception as exc:  # noqa: BLE001 - housekeeping must not fail the read that triggered it
+            print(f"runyard: cleaning up after runs {', '.join(failed)} failed: {exc}", file=sys.stderr)

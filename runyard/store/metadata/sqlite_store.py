@@ -1,0 +1,150 @@
+"""A SQLite metadata store that imports SQLAlchemy only when it needs it (see ``reads``).
+
+Read commands (``runyard runs list``, ``runyard metrics``) and a training script's ``Run.get_context()`` read
+through the standard library's ``sqlite3``; the first write, or any call not in ``ReadQueries``, opens the full
+``SqlMetadataStore`` (SQLAlchemy, migrations), which then serves everything.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections import namedtuple
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from runyard.errors import StoreError
+from runyard.store.metadata.api import MetadataStore, TrackingStore
+from runyard.store.metadata.reads import HEAD, REAP_EVERY, Query, ReadQueries, heartbeat_timeout
+
+_row_types: dict[tuple[str, ...], type] = {}
+
+
+def _row(cursor: sqlite3.Cursor, values: tuple) -> tuple:
+    names = tuple(d[0] for d in cursor.description)
+    kind = _row_types.get(names)
+    if kind is None:
+        kind = _row_types[names] = namedtuple("Row", names, rename=True)
+    return kind(*values)
+
+
+def sqlite_path(url: str) -> str | None:
+    """The database file of a ``sqlite:///PATH`` URL (None for memory databases, URI filenames or query options:
+    those open through SQLAlchemy)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("sqlite", "sqlite+pysqlite") or parts.query or parts.netloc:
+        return None
+    path = unquote(parts.path[1:]) if parts.path.startswith("/") else ""
+    return path if path and path != ":memory:" else None
+
+
+_OWN = frozenset({"url", "_path", "_lock", "_conn", "_full", "_last_reap"})
+
+
+class SqliteStore(ReadQueries):
+    """A SQLite metadata store that opens its SQLAlchemy side (``SqlMetadataStore``) only when it needs it.
+
+    The reads of ``ReadQueries`` go through one ``sqlite3`` connection until then; every other call (writes, the
+    registry, the engine) opens the full store, which migrates the database if needed, and from then on serves
+    everything, reads included. A database that is missing or not at the schema this runyard writes (``HEAD``)
+    is opened by the full store at once, so a read never sees an old schema.
+    """
+
+    def __init__(self, url: str, path: str) -> None:
+        self.url = url
+        self._path = path
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._full: MetadataStore | None = None
+        self._last_reap = float("-inf")
+
+    @property
+    def full(self) -> MetadataStore:
+        """The SQLAlchemy store (opened, and the schema migrated, on first use)."""
+        with self._lock:
+            if self._full is None:
+                from runyard.store.metadata.sql_store import SqlMetadataStore
+
+                self._full = SqlMetadataStore(self.url)
+                self._drop_connection()
+            return self._full
+
+    iter_runs = TrackingStore.iter_runs  # pages through list_runs: read here too
+
+    def __getattr__(self, name: str) -> Any:  # everything not read here: the full store's
+        if name.startswith("__") or name in _OWN:  # not set yet (a half-built or unpickled object)
+            raise AttributeError(name)
+        return getattr(self.full, name)
+
+    def _connection(self) -> sqlite3.Connection | None:
+        """The sqlite3 connection, or None when the database is not one this reader may read (missing, or another
+        schema revision): the full store then serves."""
+        if self._conn is not None:
+            return self._conn
+        if not os.path.isfile(self._path):
+            return None
+        conn = sqlite3.connect(self._path, timeout=60, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout=60000")
+            revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        except sqlite3.Error:
+            revision = None
+        if revision is None or revision[0] != HEAD:
+            conn.close()
+            return None
+        conn.row_factory = _row
+        self._conn = conn
+        return conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[Query]:
+        with self._lock:
+            conn = None if self._full is not None else self._connection()
+            if conn is None:
+                with self.full._reading(what) as query:
+                    yield query
+                return
+            try:
+                conn.execute("BEGIN")
+                try:
+                    yield lambda sql, params: conn.execute(sql, params).fetchall()
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"metadata store {self.url} failed to {what}: {exc}") from exc
+
+    def _reap_stale_runs(self) -> None:
+        if self._full is not None:
+            self._full._reap_stale_runs()
+        elif time.monotonic() - self._last_reap >= REAP_EVERY:
+            # Only a stale run needs the writer: the check itself is a read.
+            if self._stale_run_ids(heartbeat_timeout()):
+                self.full._reap_stale_runs()
+            self._last_reap = time.monotonic()
+
+    def after_fork(self) -> None:
+        """A forked child must not use the parent's connection (SQLite's locks are per process): forget it."""
+        self._lock = threading.RLock()
+        self._conn = None
+        if self._full is not None and hasattr(self._full, "after_fork"):
+            self._full.after_fork()
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_connection()
+            if self._full is not None:
+                self._full.close()
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.url!r})"
+
+
+MetadataStore.register(SqliteStore)
