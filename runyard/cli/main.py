@@ -285,7 +285,7 @@ def logs(
     from runyard.compute.api import stored_log
 
     run = current_workspace().get_run(run_id)
-    definition = run.get_details().get("runDefinition")
+    definition = run._refresh().definition  # the stored job spec (get_details would list the log files too)
     processes = JobSpec.from_definition(definition).world_size if definition else 1
     if rank >= processes:
         raise ValidationError(f"run {run.id} has {processes} process(es): --rank is 0" +

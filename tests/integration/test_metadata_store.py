@@ -298,6 +298,8 @@ def _populated_sqlite(tmp_path):
             full.log_batch(metrics=[MetricRecord(run_id, "acc", i / 10 + s, s, now + s) for s in range(3)] +
                                    ([MetricRecord(run_id, "note", f"text {i}", 0, now)] if i == 2 else []),
                            params=[(run_id, "lr", str(i % 3))] if i != 4 else [])
+            full.record_artifacts(run_id, [ArtifactInfo(path, 10, now) for path in
+                                           ("logs/a.txt", "logs/b/c.txt", "logs_x/d", "outputs/m%_1.pkl", "logs")])
             if i == 5:
                 full.set_status(run_id, RunStatus.COMPLETED)
             if i == 6:
@@ -319,7 +321,9 @@ def test_sqlite3_reads_answer_as_the_sqlalchemy_store(tmp_path):
              ("get_run", {"run_id": "alpha_1"}), ("get_run", {"run_id": "zeta_6"}),
              ("get_latest_metrics", {"run_ids": ["alpha_2", "zeta_0", "nope"]}),
              ("get_metric_history", {"run_ids": ["alpha_2", "zeta_3"]}),
-             ("get_metric_history", {"run_ids": ["alpha_2"], "names": ["note"]})]
+             ("get_metric_history", {"run_ids": ["alpha_2"], "names": ["note"]}),
+             ("list_artifacts", {"run_id": "alpha_2"}), ("list_artifacts", {"run_id": "alpha_2", "prefix": "logs/"}),
+             ("list_artifacts", {"run_id": "alpha_2", "prefix": "outputs/m%_1.pkl"})]
     for sort in (None, "created", "-name", "name", "status", "-duration", "metric:acc", "-metric:acc", "param:lr",
                  "-param:lr"):
         calls.append(("list_runs", {"sort": sort, "limit": 50}))
@@ -330,6 +334,7 @@ def test_sqlite3_reads_answer_as_the_sqlalchemy_store(tmp_path):
         calls += [("list_runs", filters), ("count_runs", {k: v for k, v in filters.items() if k not in ("limit", "offset")})]
     for name, kwargs in calls:
         assert getattr(light, name)(**kwargs) == getattr(full, name)(**kwargs), (name, kwargs)
+    assert [a.path for a in light.list_artifacts("alpha_2", "logs")] == ["logs", "logs/a.txt", "logs/b/c.txt"]
     for name, arg in (("get_run", "missing"), ("get_experiment", "missing")):
         with pytest.raises(NotFound, match="'missing'"):
             getattr(light, name)(arg)

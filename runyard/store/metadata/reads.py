@@ -21,7 +21,7 @@ from typing import Any
 from runyard import env_vars, plugins
 from runyard.errors import NotFound, StoreError, ValidationError
 from runyard.status import RunStatus
-from runyard.store.metadata.entities import ExperimentInfo, LatestMetric, MetricRecord, RunInfo
+from runyard.store.metadata.entities import ArtifactInfo, ExperimentInfo, LatestMetric, MetricRecord, RunInfo
 from runyard.store.metadata.values import decode
 
 # The newest revision in migrations/versions (a test keeps them equal). Knowing it without Alembic or SQLAlchemy lets
@@ -47,6 +47,11 @@ def placeholders(prefix: str, values: Sequence[Any], params: dict) -> str:
     return ", ".join(f":{name}" for name in names)
 
 
+def like_escaped(text: str) -> str:
+    """``text`` as a literal inside a LIKE pattern with ``ESCAPE '\\'``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 # -- the SQL ------------------------------------------------------------------------------------
 RUN_COLUMNS = "runs.*, experiments.name AS experiment_name"
 
@@ -70,7 +75,7 @@ def run_filter(experiment_id: int | None = None, parent_run_id: str | Sequence[s
         values = [RunStatus.parse(s).value for s in statuses]
         cond.append(f"runs.status IN ({placeholders('status', values, params)})")
     if search:
-        params["search"] = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").lower() + "%"
+        params["search"] = "%" + like_escaped(search).lower() + "%"
         cond.append("(lower(runs.run_id) LIKE :search ESCAPE '\\' "
                     "OR lower(coalesce(runs.display_name, '')) LIKE :search ESCAPE '\\')")
     return " AND ".join(cond), params
@@ -199,6 +204,16 @@ class ReadQueries:
         where = stale_filter(timeout, params)
         with self._reading("find stale runs") as query:
             return [r[0] for r in query(f"SELECT runs.run_id FROM runs WHERE {where} LIMIT {IN_CHUNK}", params)]
+
+    # -- artifact index ------------------------------------------------------------------------
+    def list_artifacts(self, run_id: str, prefix: str | None = None) -> list[ArtifactInfo]:
+        sql, params = "SELECT path, size, created_at FROM artifacts WHERE run_id = :run_id", {"run_id": run_id}
+        if prefix:
+            prefix = prefix.rstrip("/")
+            sql += " AND (path = :prefix OR path LIKE :under ESCAPE '\\')"
+            params.update(prefix=prefix, under=like_escaped(prefix) + "/%")
+        with self._reading("list artifacts") as query:
+            return [ArtifactInfo(*r) for r in query(sql + " ORDER BY path", params)]
 
     # -- metrics -------------------------------------------------------------------------------
     def get_metric_history(self, run_ids: Sequence[str], names: Sequence[str] | None = None) -> list[MetricRecord]:

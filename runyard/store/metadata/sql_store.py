@@ -514,19 +514,6 @@ class SqlMetadataStore(ReadQueries, MetadataStore):
         except IntegrityError as exc:
             raise NotFound(f"run {run_id!r} does not exist") from exc
 
-    def list_artifacts(self, run_id: str, prefix: str | None = None) -> list[ArtifactInfo]:
-        a = t.artifacts.c
-        query = select(a.path, a.size, a.created_at).where(a.run_id == run_id).order_by(a.path)
-        if prefix:
-            prefix = prefix.rstrip("/")
-            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            query = query.where(or_(a.path == prefix, a.path.like(escaped + "/%", escape="\\")))
-        with self._read("list artifacts") as conn:
-            return [ArtifactInfo(*r) for r in conn.execute(query)]
-
-
-# -- SQLite connection behaviour ----------------------------------------------------------------
-
     # -- models ----------------------------------------------------------------------------------
     def _register_version(self, what: str, table, name: str, insert: Callable[[Connection, Any], Any]) -> Any:
         """``insert(conn, latest row of name or None)`` in one write transaction, again when another process took
