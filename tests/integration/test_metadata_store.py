@@ -341,10 +341,51 @@ def test_sqlite3_reads_answer_as_the_sqlalchemy_store(tmp_path):
     with pytest.raises(ValidationError, match="cannot sort runs by"):
         light.list_runs(sort="size")
     assert light._full is None  # nothing above needed SQLAlchemy's store
-    light.set_tag("alpha_0", "new", "1")  # a write opens it, and it serves from then on
-    assert light._full is not None and light.get_run("alpha_0").tags == {"t": "0", "new": "1"}
+    light.set_status("alpha_0", RunStatus.COMPLETED)  # a call sqlite3 does not serve opens it; it serves from then on
+    assert light._full is not None and light.get_run("alpha_0").status is RunStatus.COMPLETED
     full.close()
     light.close()
+
+
+def test_sqlite3_log_batch_stores_what_the_sqlalchemy_store_would(tmp_path):
+    """A training script logs through sqlite3: every rule of log_batch holds (latest by time and count, params
+    written once, tags replaced, a journal's values stored once, unknown runs refused), read back by SQLAlchemy."""
+    from runyard.store.metadata.sql_store import SqlMetadataStore
+    from runyard.store.metadata.sqlite_store import SqliteStore, sqlite_path
+
+    url = _populated_sqlite(tmp_path)
+    light, full = SqliteStore(url, sqlite_path(url)), SqlMetadataStore(url)
+    t0 = time.time()
+    batch = [MetricRecord("alpha_3", "loss", 0.5, 0, t0 + 10), MetricRecord("alpha_3", "loss", 0.9, 1, t0 + 5),
+             MetricRecord("alpha_3", "tag", "text", 0, t0), MetricRecord("alpha_3", "cfg", {"a": [1, 2]}, 0, t0),
+             MetricRecord("alpha_3", "n", 7, 0, t0), MetricRecord("alpha_3", "nan", math.nan, 0, t0),
+             MetricRecord("alpha_3", "flag", True, 0, t0)]
+    light.log_batch(metrics=batch, params=[("alpha_3", "lr", "0"), ("alpha_3", "new", "x")],
+                    tags=[("alpha_3", "t", "changed"), ("alpha_3", "u", "1")], journal=("host-1-abc", 0))
+    light.log_batch(metrics=batch[:2], journal=("host-1-abc", 0))  # a replay of the same journal values: no-op
+    # values 6 and 7 of the journal: 6 is stored already, only 7 is new
+    light.log_batch(metrics=[batch[6], MetricRecord("alpha_3", "loss", 0.1, 2, t0 + 20)], journal=("host-1-abc", 6))
+    light.log_metric(MetricRecord("alpha_3", "loss", 0.7, 3, t0 + 1))  # older than the newest: counted, not latest
+    light.add_properties("alpha_3", {"p": "x", "q": "y"})
+    with pytest.raises(ValidationError, match="param 'lr' of run alpha_3 is already '0'"):
+        light.log_batch(params=[("alpha_3", "lr", "1")])
+    with pytest.raises(ValidationError, match="property 'q'"):
+        light.add_properties("alpha_3", {"q": "z"})
+    with pytest.raises(NotFound, match="does not exist"):
+        light.log_batch(tags=[("ghost", "k", "v")])  # metrics name any run (no key); tags need the run
+    with pytest.raises(NotFound, match="'ghost'"):
+        light.add_properties("ghost", {"p": "1"})
+    assert light._full is None
+    latest = {m.name: m for m in full.get_latest_metrics(["alpha_3"]) if m.name != "acc"}
+    assert (latest["loss"].value, latest["loss"].step, latest["loss"].value_count) == (0.1, 2, 4)
+    assert latest["tag"].value == "text" and latest["cfg"].value == {"a": [1, 2]} and latest["n"].value == 7
+    assert math.isnan(latest["nan"].value) and latest["flag"].value is True
+    assert [m.value for m in full.get_metric_history(["alpha_3"], ["loss"])] == [0.7, 0.9, 0.5, 0.1]  # by time
+    run = full.get_run("alpha_3")
+    assert run.params == {"lr": "0", "new": "x"} and run.tags == {"t": "changed", "u": "1"}
+    assert run.properties == {"p": "x", "q": "y"}
+    for store in (light, full):
+        store.close()
 
 
 def test_sqlite3_reads_leave_other_schemas_and_stale_runs_to_the_full_store(tmp_path):

@@ -9,7 +9,7 @@ from filelock import FileLock
 from sqlalchemy import Engine, exc, text
 
 from runyard.errors import StoreError
-from runyard.store.metadata.reads import HEAD
+from runyard.store.metadata.queries import HEAD
 
 if TYPE_CHECKING:
     from alembic.config import Config

@@ -32,13 +32,19 @@ from runyard.store.metadata.entities import (
     ModelRecord,
     EnvironmentRecord,
     ExperimentInfo,
-    MetricRecord,
     MetricSeries,
     RunInfo,
 )
 from runyard.store.metadata.migrations_runner import upgrade_to_head
-from runyard.store.metadata.reads import TERMINAL, ReadQueries, reap_stale_runs, stale_filter
-from runyard.store.metadata.values import METRIC_COLUMNS, latest_rows, metric_tuple
+from runyard.store.metadata.queries import (
+    INSERT_METRICS_QMARK,
+    TERMINAL,
+    Conflict,
+    CoreQueries,
+    reap_stale_runs,
+    stale_filter,
+)
+from runyard.store.metadata.values import METRIC_COLUMNS
 
 _TERMINAL = list(TERMINAL)
 _STARTED = {RunStatus.RUNNING, RunStatus.FINALIZING, RunStatus.COMPLETED}
@@ -94,7 +100,7 @@ def redact(url: str) -> str:
         return url
 
 
-class SqlMetadataStore(ReadQueries, MetadataStore):
+class SqlMetadataStore(CoreQueries, MetadataStore):
     """Metadata store over a SQLAlchemy URL (``sqlite:///path.db`` or ``postgresql+psycopg://...``)."""
 
     def __init__(self, url: str) -> None:
@@ -195,9 +201,18 @@ class SqlMetadataStore(ReadQueries, MetadataStore):
 
     @contextmanager
     def _reading(self, what: str) -> Iterator[Callable[[str, dict], list]]:
-        """The executor of ``ReadQueries``' SQL text (one read transaction)."""
+        """The executor of ``CoreQueries``' SQL text (one read transaction)."""
         with self._read(what) as conn:
             yield lambda sql, params: conn.execute(text(sql), params).all()
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator["_Writer"]:
+        """The executor of ``CoreQueries``' writes (one write transaction)."""
+        try:
+            with self._write(what) as conn:
+                yield _Writer(conn, self.dialect)
+        except IntegrityError as exc:
+            raise Conflict(str(exc.orig)) from exc
 
     _reap_stale_runs = reap_stale_runs
 
@@ -364,103 +379,9 @@ class SqlMetadataStore(ReadQueries, MetadataStore):
             raise NotFound(f"run {run_id!r} does not exist")
 
     # -- values --------------------------------------------------------------------------------
-    def log_batch(
-        self,
-        metrics: Sequence[MetricRecord] = (),
-        params: Iterable[tuple[str, str, str]] = (),
-        tags: Iterable[tuple[str, str, str]] = (),
-        journal: tuple[str, int] | None = None,
-    ) -> None:
-        param_rows = [{"run_id": r, "key": k, "value": v} for r, k, v in params]
-        tag_rows = [{"run_id": r, "key": k, "value": v} for r, k, v in tags]
-        try:
-            with self._write("log values") as conn:
-                if journal is not None:
-                    metrics = self._past_mark(conn, journal, metrics)
-                rows = [metric_tuple(m) for m in metrics]
-                if rows:
-                    self._insert_metrics(conn, rows)
-                    self._upsert_latest(conn, latest_rows(rows))
-                if param_rows:
-                    self._insert_write_once(conn, t.run_params, param_rows, "param")
-                if tag_rows:
-                    ins = self._insert(t.run_tags)
-                    upsert = ins.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": ins.excluded.value})
-                    conn.execute(upsert, tag_rows)
-        except IntegrityError as exc:
-            raise NotFound(f"cannot log to a run that does not exist: {str(exc.orig).splitlines()[0]}") from exc
-
-    def _past_mark(self, conn: Connection, journal: tuple[str, int], metrics: Sequence[MetricRecord]) -> Sequence[MetricRecord]:
-        """The values of ``metrics`` (journal values ``first …``) not stored yet; move the journal's mark past them."""
-        name, first = journal
-        marks = t.journal_marks
-        query = select(marks.c.seq).where(marks.c.journal == name)
-        stored = conn.execute(query.with_for_update() if self.dialect == "postgresql" else query).scalar() or 0
-        end = first + len(metrics)
-        if stored >= end:
-            return ()
-        ins = self._insert(marks).values(journal=name, seq=end, updated_at=time.time())
-        conn.execute(ins.on_conflict_do_update(index_elements=["journal"], set_={"seq": end, "updated_at": ins.excluded.updated_at}))
-        return metrics[stored - first:] if stored > first else metrics
-
-    def _insert_metrics(self, conn: Connection, rows: list[tuple]) -> None:
-        # The hot path goes to the driver directly: SQLAlchemy's per-row processing would double the writer's
-        # Python time, and that time is taken (under the GIL) from the training loop.
-        raw = conn.connection.driver_connection
-        columns = ", ".join(METRIC_COLUMNS)
-        if self.dialect == "postgresql":
-            from psycopg.copy import LibpqWriter
-
-            # LibpqWriter sends from this thread; psycopg's default writer adds a thread that competes for the GIL.
-            with raw.cursor() as cur, cur.copy(f"COPY metrics ({columns}) FROM STDIN", writer=LibpqWriter(cur)) as copy:
-                for row in rows:
-                    copy.write_row(row)
-        else:
-            marks = ", ".join("?" * len(METRIC_COLUMNS))
-            raw.executemany(f"INSERT INTO metrics ({columns}) VALUES ({marks})", rows)
-
-    def _upsert_latest(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        """One row per (run, metric): the newest value by time, and how many values there are."""
-        ins = self._insert(t.metric_latest)
-        ml, ex = t.metric_latest.c, ins.excluded
-        newer = ex.timestamp >= ml.timestamp
-        set_ = {c: case((newer, getattr(ex, c)), else_=getattr(ml, c)) for c in ("value", "value_str", "vtype", "kind", "step")}
-        set_["timestamp"] = case((newer, ex.timestamp), else_=ml.timestamp)
-        set_["count"] = ml["count"] + ex["count"]
-        conn.execute(ins.on_conflict_do_update(index_elements=["run_id", "name"], set_=set_), rows)
-
-    def _insert_write_once(self, conn: Connection, table, rows: list[dict[str, str]], what: str) -> None:
-        """Insert key/values that may be repeated with the same value but never changed (params, properties)."""
-        existing: dict[tuple[str, str], str] = {}
-        for run_id in {r["run_id"] for r in rows}:
-            for key, value in conn.execute(select(table.c.key, table.c.value).where(table.c.run_id == run_id)):
-                existing[(run_id, key)] = value
-        fresh = {}
-        for row in rows:
-            old = existing.get((row["run_id"], row["key"]))
-            if old is not None and old != row["value"]:
-                raise ValidationError(
-                    f"{what} {row['key']!r} of run {row['run_id']} is already {old!r}; a {what} cannot be changed "
-                    f"(tried {row['value']!r}) — use a tag for values that change"
-                )
-            if old is None:
-                fresh[(row["run_id"], row["key"])] = row
-        if fresh:
-            conn.execute(table.insert(), list(fresh.values()))
-
     def delete_tag(self, run_id: str, key: str) -> None:
         with self._write("delete tag") as conn:
             conn.execute(t.run_tags.delete().where(t.run_tags.c.run_id == run_id, t.run_tags.c.key == key))
-
-    def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
-        rows = [{"run_id": run_id, "key": k, "value": v} for k, v in properties.items()]
-        if not rows:
-            return
-        try:
-            with self._write("add properties") as conn:
-                self._insert_write_once(conn, t.run_properties, rows, "property")
-        except IntegrityError as exc:
-            raise NotFound(f"run {run_id!r} does not exist") from exc
 
     def get_metric_series(self, run_id: str, name: str, points: int = 2000,
                           known: tuple[int, int] | None = None, after: int | None = None) -> MetricSeries:
@@ -852,6 +773,34 @@ class SqlMetadataStore(ReadQueries, MetadataStore):
         with self._read("list dataset consumers") as conn:
             return [_run_input(row) for row in conn.execute(
                 select(t.run_inputs).where(r.dataset_id.in_(list(dataset_ids))).order_by(r.run_id, r.name))]
+
+
+class _Writer:
+    """``CoreQueries``' writes on a SQLAlchemy connection."""
+
+    def __init__(self, conn: Connection, dialect: str) -> None:
+        self.conn, self.dialect = conn, dialect
+
+    def rows(self, sql: str, params: dict) -> list:
+        return self.conn.execute(text(sql), params).all()
+
+    def run(self, sql: str, params: dict | list[dict]) -> None:
+        self.conn.execute(text(sql), params)
+
+    def insert_metrics(self, rows: list[tuple]) -> None:
+        # The hot path goes to the driver directly: SQLAlchemy's per-row processing would double the writer's
+        # Python time, and that time is taken (under the GIL) from the training loop.
+        raw = self.conn.connection.driver_connection
+        if self.dialect == "postgresql":
+            from psycopg.copy import LibpqWriter
+
+            # LibpqWriter sends from this thread; psycopg's default writer adds a thread that competes for the GIL.
+            columns = ", ".join(METRIC_COLUMNS)
+            with raw.cursor() as cur, cur.copy(f"COPY metrics ({columns}) FROM STDIN", writer=LibpqWriter(cur)) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            raw.executemany(INSERT_METRICS_QMARK, rows)
 
 
 def _sqlite_on_connect(dbapi_conn, _record) -> None:

@@ -1,7 +1,7 @@
-"""A SQLite metadata store that imports SQLAlchemy only when it needs it (see ``reads``).
+"""A SQLite metadata store that imports SQLAlchemy only when it needs it (see ``queries``).
 
-Read commands (``runyard runs list``, ``runyard metrics``) and a training script's ``Run.get_context()`` read
-through the standard library's ``sqlite3``; the first write, or any call not in ``ReadQueries``, opens the full
+Read commands (``runyard runs list``, ``runyard metrics``) and a training script that reads its run and logs
+values go through the standard library's ``sqlite3``; the first call not in ``CoreQueries`` opens the full
 ``SqlMetadataStore`` (SQLAlchemy, migrations), which then serves everything.
 """
 from __future__ import annotations
@@ -18,7 +18,16 @@ from urllib.parse import unquote, urlsplit
 
 from runyard.errors import StoreError
 from runyard.store.metadata.api import MetadataStore, TrackingStore
-from runyard.store.metadata.reads import HEAD, REAP_EVERY, Query, ReadQueries, heartbeat_timeout
+from runyard.store.metadata.queries import (
+    HEAD,
+    INSERT_METRICS_QMARK,
+    REAP_EVERY,
+    Conflict,
+    CoreQueries,
+    Query,
+    Writer,
+    heartbeat_timeout,
+)
 
 _row_types: dict[tuple[str, ...], type] = {}
 
@@ -41,15 +50,36 @@ def sqlite_path(url: str) -> str | None:
     return path if path and path != ":memory:" else None
 
 
+class _Writer:
+    """``CoreQueries``' writes on a sqlite3 connection."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def rows(self, sql: str, params: dict) -> list:
+        return self.conn.execute(sql, params).fetchall()
+
+    def run(self, sql: str, params: dict | list[dict]) -> None:
+        if isinstance(params, list):
+            self.conn.executemany(sql, params)
+        else:
+            self.conn.execute(sql, params)
+
+    def insert_metrics(self, rows: list[tuple]) -> None:
+        self.conn.executemany(INSERT_METRICS_QMARK, rows)
+
+
 _OWN = frozenset({"url", "_path", "_lock", "_conn", "_full", "_last_reap"})
 
 
-class SqliteStore(ReadQueries):
+class SqliteStore(CoreQueries):
     """A SQLite metadata store that opens its SQLAlchemy side (``SqlMetadataStore``) only when it needs it.
 
-    The reads of ``ReadQueries`` go through one ``sqlite3`` connection until then; every other call (writes, the
-    registry, the engine) opens the full store, which migrates the database if needed, and from then on serves
-    everything, reads included. A database that is missing or not at the schema this runyard writes (``HEAD``)
+    The calls of ``CoreQueries`` (the everyday reads, ``log_batch``, ``add_properties``) go through one ``sqlite3``
+    connection until then; every other call (run status, the registry, the engine) opens the full store, which
+    migrates the database if needed, and from then on serves everything. A database that is missing or not at the schema this runyard writes (``HEAD``)
     is opened by the full store at once, so a read never sees an old schema.
     """
 
@@ -72,7 +102,9 @@ class SqliteStore(ReadQueries):
                 self._drop_connection()
             return self._full
 
-    iter_runs = TrackingStore.iter_runs  # pages through list_runs: read here too
+    # TrackingStore's conveniences funnel into list_runs and log_batch: served here too.
+    iter_runs, log_metric, log_param, set_tag = (TrackingStore.iter_runs, TrackingStore.log_metric,
+                                                 TrackingStore.log_param, TrackingStore.set_tag)
 
     def __getattr__(self, name: str) -> Any:  # everything not read here: the full store's
         if name.startswith("__") or name in _OWN:  # not set yet (a half-built or unpickled object)
@@ -87,8 +119,9 @@ class SqliteStore(ReadQueries):
         if not os.path.isfile(self._path):
             return None
         conn = sqlite3.connect(self._path, timeout=60, isolation_level=None, check_same_thread=False)
-        try:
-            conn.execute("PRAGMA busy_timeout=60000")
+        try:  # as SqlMetadataStore's connections (sql_store._sqlite_on_connect; the file is in WAL mode already)
+            for pragma in ("busy_timeout=60000", "synchronous=NORMAL", "foreign_keys=ON"):
+                conn.execute(f"PRAGMA {pragma}")
             revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
         except sqlite3.Error:
             revision = None
@@ -112,14 +145,38 @@ class SqliteStore(ReadQueries):
                 with self.full._reading(what) as query:
                     yield query
                 return
+            with self._transaction(conn, "BEGIN", what):
+                yield lambda sql, params: conn.execute(sql, params).fetchall()
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[Writer]:
+        with self._lock:
+            conn = None if self._full is not None else self._connection()
+            if conn is None:
+                with self.full._writing(what) as writer:
+                    yield writer
+                return
+            # IMMEDIATE takes the write lock up front (waiting for it): a deferred transaction that upgrades later
+            # can fail at once with "database is locked" when another process holds it.
+            with self._transaction(conn, "BEGIN IMMEDIATE", what):
+                yield _Writer(conn)
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection, begin: str, what: str) -> Iterator[None]:
+        """One transaction: committed, or rolled back when the block raises; an integrity error becomes
+        ``Conflict``, any other SQLite error a ``StoreError`` that names what failed."""
+        try:
+            conn.execute(begin)
             try:
-                conn.execute("BEGIN")
-                try:
-                    yield lambda sql, params: conn.execute(sql, params).fetchall()
-                finally:
-                    conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StoreError(f"metadata store {self.url} failed to {what}: {exc}") from exc
+                yield
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"metadata store {self.url} failed to {what}: {exc}") from exc
 
     def _reap_stale_runs(self) -> None:
         if self._full is not None:

@@ -1,9 +1,10 @@
-"""The metadata store's everyday reads — experiments, runs, their metrics — as SQL text, written once.
+"""The metadata store's everyday calls — reading experiments, runs and their metrics, and ``log_batch`` — as SQL
+text, written once.
 
 ``SqlMetadataStore`` runs them through SQLAlchemy on SQLite and PostgreSQL. A SQLite workspace is opened as a
-``SqliteStore`` (sqlite_store.py): it answers these reads with the standard library's ``sqlite3`` and imports SQLAlchemy (~0.2 s of a
-2-core machine, most of what a read command costs) only for its first write or any other call. So ``runyard runs
-list``, ``runyard metrics`` and ``Run.get_context()`` in a training script start without it.
+``SqliteStore`` (sqlite_store.py): it runs them with the standard library's ``sqlite3`` and imports SQLAlchemy
+(~0.2 s of a 2-core machine, most of what a read command costs) only for any other call. So ``runyard runs list``,
+``runyard metrics`` and a training script that logs (``Run.get_context().log(…)``) start without it.
 
 Nothing here imports SQLAlchemy. The SQL is portable (SQLite and PostgreSQL) with named parameters (``:name``),
 which ``sqlite3`` and SQLAlchemy's ``text()`` both take.
@@ -14,15 +15,15 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from runyard import env_vars, plugins
 from runyard.errors import NotFound, StoreError, ValidationError
 from runyard.status import RunStatus
 from runyard.store.metadata.entities import ArtifactInfo, ExperimentInfo, LatestMetric, MetricRecord, RunInfo
-from runyard.store.metadata.values import decode
+from runyard.store.metadata.values import METRIC_COLUMNS, decode, latest_rows, metric_tuple
 
 # The newest revision in migrations/versions (a test keeps them equal). Knowing it without Alembic or SQLAlchemy lets
 # every process that opens a store check the schema with one query.
@@ -33,6 +34,23 @@ REAP_EVERY = 5.0  # seconds between stale-run checks per store
 TERMINAL = tuple(s.value for s in RunStatus if s.is_terminal())
 
 Query = Callable[[str, dict], list]  # (sql, params) -> rows with attribute access (row.run_id) and indexes (row[0])
+
+
+class Conflict(Exception):
+    """A write broke a constraint (a missing run, a duplicate key): what each executor's integrity error becomes."""
+
+
+class Writer(Protocol):
+    """What a write transaction offers ``CoreQueries``."""
+
+    dialect: str  # "sqlite" or "postgresql"
+
+    def rows(self, sql: str, params: dict) -> list: ...
+
+    def run(self, sql: str, params: dict | list[dict]) -> None: ...
+
+    def insert_metrics(self, rows: list[tuple]) -> None:
+        """Rows in ``METRIC_COLUMNS`` order, the fastest way the driver has."""
 
 
 def heartbeat_timeout() -> float:
@@ -143,11 +161,15 @@ def run_info(row, extra: dict[str, dict[str, str]]) -> RunInfo:
     )
 
 
-class ReadQueries:
-    """The reads, for any executor: a subclass provides ``_reading(what)``, a context manager that yields a
-    ``Query`` run inside one read transaction, and ``_reap_stale_runs()``."""
+class CoreQueries:
+    """The calls, for any executor: a subclass provides ``_reading(what)``, a context manager that yields a
+    ``Query`` run inside one read transaction, ``_writing(what)``, one that yields a ``Writer`` inside one write
+    transaction (raising ``Conflict`` for an integrity error), and ``_reap_stale_runs()``."""
 
     def _reading(self, what: str) -> "contextmanager[Query]":  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _writing(self, what: str) -> "contextmanager[Writer]":  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _reap_stale_runs(self) -> None:  # pragma: no cover - abstract
@@ -239,6 +261,87 @@ class ReadQueries:
                              "ORDER BY run_id, name", params)
                 out.extend(LatestMetric(r[0], r[1], decode(r[2], r[3], r[4]), *r[5:]) for r in rows)
         return out
+
+
+    # -- logging ---------------------------------------------------------------------------------
+    def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
+        rows = [{"run_id": run_id, "key": k, "value": v} for k, v in properties.items()]
+        if not rows:
+            return
+        try:
+            with self._writing("add properties") as writer:
+                insert_write_once(writer, "run_properties", rows, "property")
+        except Conflict as exc:
+            raise NotFound(f"run {run_id!r} does not exist") from exc
+
+    def log_batch(self, metrics: Sequence[MetricRecord] = (), params: Iterable[tuple[str, str, str]] = (),
+                  tags: Iterable[tuple[str, str, str]] = (), journal: tuple[str, int] | None = None) -> None:
+        param_rows = [{"run_id": r, "key": k, "value": v} for r, k, v in params]
+        tag_rows = [{"run_id": r, "key": k, "value": v} for r, k, v in tags]
+        try:
+            with self._writing("log values") as writer:
+                if journal is not None:
+                    metrics = _past_mark(writer, journal, metrics)
+                rows = [metric_tuple(m) for m in metrics]
+                if rows:
+                    writer.insert_metrics(rows)
+                    writer.run(UPSERT_LATEST, latest_rows(rows))
+                if param_rows:
+                    insert_write_once(writer, "run_params", param_rows, "param")
+                if tag_rows:
+                    writer.run(UPSERT_TAG, tag_rows)
+        except Conflict as exc:
+            raise NotFound(f"cannot log to a run that does not exist: {str(exc).splitlines()[0]}") from exc
+
+
+# One row per (run, metric): the newest value by time, and how many values there are. (SET reads the old row.)
+_NEWER = 'excluded."timestamp" >= metric_latest."timestamp"'
+UPSERT_LATEST = (
+    'INSERT INTO metric_latest (run_id, name, step, value, value_str, vtype, kind, "timestamp", "count") '
+    'VALUES (:run_id, :name, :step, :value, :value_str, :vtype, :kind, :timestamp, :count) '
+    'ON CONFLICT (run_id, name) DO UPDATE SET '
+    + ", ".join(f'{c} = CASE WHEN {_NEWER} THEN excluded.{c} ELSE metric_latest.{c} END'
+                for c in ("value", "value_str", "vtype", "kind", "step", '"timestamp"'))
+    + ', "count" = metric_latest."count" + excluded."count"'
+)
+UPSERT_TAG = ('INSERT INTO run_tags (run_id, "key", value) VALUES (:run_id, :key, :value) '
+              'ON CONFLICT (run_id, "key") DO UPDATE SET value = excluded.value')
+UPSERT_MARK = ("INSERT INTO journal_marks (journal, seq, updated_at) VALUES (:journal, :seq, :updated_at) "
+               "ON CONFLICT (journal) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at")
+INSERT_METRICS_QMARK = f"INSERT INTO metrics ({', '.join(METRIC_COLUMNS)}) VALUES ({', '.join('?' * len(METRIC_COLUMNS))})"
+
+
+def _past_mark(writer: Writer, journal: tuple[str, int], metrics: Sequence[MetricRecord]) -> Sequence[MetricRecord]:
+    """The values of ``metrics`` (journal values ``first …``) not stored yet; move the journal's mark past them."""
+    name, first = journal
+    lock = " FOR UPDATE" if writer.dialect == "postgresql" else ""  # SQLite's write transaction is the lock
+    found = writer.rows(f"SELECT seq FROM journal_marks WHERE journal = :journal{lock}", {"journal": name})
+    stored = (found[0][0] if found else 0) or 0
+    end = first + len(metrics)
+    if stored >= end:
+        return ()
+    writer.run(UPSERT_MARK, {"journal": name, "seq": end, "updated_at": time.time()})
+    return metrics[stored - first:] if stored > first else metrics
+
+
+def insert_write_once(writer: Writer, table: str, rows: list[dict[str, str]], what: str) -> None:
+    """Insert key/values that may be repeated with the same value but never changed (params, properties)."""
+    existing: dict[tuple[str, str], str] = {}
+    for run_id in {r["run_id"] for r in rows}:
+        for key, value in writer.rows(f'SELECT "key", value FROM {table} WHERE run_id = :run_id', {"run_id": run_id}):
+            existing[(run_id, key)] = value
+    fresh = {}
+    for row in rows:
+        old = existing.get((row["run_id"], row["key"]))
+        if old is not None and old != row["value"]:
+            raise ValidationError(
+                f"{what} {row['key']!r} of run {row['run_id']} is already {old!r}; a {what} cannot be changed "
+                f"(tried {row['value']!r}) — use a tag for values that change"
+            )
+        if old is None:
+            fresh[(row["run_id"], row["key"])] = row
+    if fresh:
+        writer.run(f'INSERT INTO {table} (run_id, "key", value) VALUES (:run_id, :key, :value)', list(fresh.values()))
 
 
 def _key_values(query: Query, table: str, run_ids: list[str]) -> dict[str, dict[str, str]]:
