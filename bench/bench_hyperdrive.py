@@ -85,6 +85,8 @@ def bench_overhead(root: Path, trials: int, concurrent: int, tune: bool, files: 
     if tune:
         results["Ray Tune (function trainable)"] = tune_in_namespace(script, trials, concurrent)
 
+    # The same number at a time as the others: the local queue's default is one run per CPU (RUNYARD_LOCAL_MAX_RUNS).
+    os.environ["RUNYARD_LOCAL_MAX_RUNS"] = str(concurrent)
     ws = Workspace(root / "ws")
     src = ScriptRunConfig(str(project), "trivial.py")
     hd = HyperDriveConfig(run_config=src, hyperparameter_sampling=RandomParameterSampling({"--x": uniform(0, 1)}, seed=0),

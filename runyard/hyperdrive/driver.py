@@ -165,7 +165,9 @@ class SweepDriver(Supervisor):
         """Record trials that ended; the parent's best-so-far curve."""
         if not self._running:
             return best
-        infos = {i.run_id: i for i in self.store.list_runs(parent_run_id=self.run_id, limit=100000)}
+        running = list(self._running)  # only these are read: the ended trials stay out of every tick
+        infos = {i.run_id: i for first in range(0, len(running), 500)
+                 for i in self.store.list_runs(run_ids=running[first:first + 500], limit=500)}
         ended = [r for r in self._running if infos[r].status.is_terminal()]
         if not ended:
             return best

@@ -16,6 +16,7 @@ from pathlib import Path
 # A ticket is written by the submitting process before the supervisor starts; if nobody has locked it for this
 # long its supervisor never started (or died), and the ticket no longer holds a place in the line.
 _UNCLAIMED_TICKET_SECONDS = 30.0
+_NEXT_IN_LINE_POLL = 0.01
 
 
 class LocalQueue:
@@ -36,16 +37,18 @@ class LocalQueue:
     def try_acquire(self, ticket: Path) -> int | None:
         """One attempt, without waiting: a slot when this ticket may take one now, else None (it keeps its place)."""
         with self._claimed(ticket):
-            return self._attempt(ticket)
+            return self._attempt(ticket)[0]
 
     def acquire(self, ticket: Path, stop: Callable[[], bool], poll: float = 0.1) -> int | None:
-        """Wait for a free slot; return the open slot lock (hold it while running), or None when ``stop()``."""
+        """Wait for a free slot; return the open slot lock (hold it while running), or None when ``stop()``.
+        The runs next in line (at most ``capacity`` of them) look every 10 ms, so a slot freed is taken at once
+        (a sweep of short trials); the rest every ``poll`` seconds."""
         with self._claimed(ticket):
             while not stop():
-                slot = self._attempt(ticket)
+                slot, position = self._attempt(ticket)
                 if slot is not None:
                     return slot
-                time.sleep(poll)
+                time.sleep(min(poll, _NEXT_IN_LINE_POLL) if position < self.capacity else poll)
         ticket.unlink(missing_ok=True)  # given up: the place in line goes
         return None
 
@@ -61,7 +64,8 @@ class LocalQueue:
         finally:
             os.close(fd)
 
-    def _attempt(self, ticket: Path) -> int | None:
+    def _attempt(self, ticket: Path) -> tuple[int | None, int]:
+        """(the slot taken or None, the runs ahead of this ticket in line)."""
         with self._locked():
             position = self._position(ticket.name)
             free = self._free_slots() if position < self.capacity else []
@@ -69,10 +73,10 @@ class LocalQueue:
                 os.close(fd)
             if position < len(free):  # the runs ahead of this one each take a free slot too
                 ticket.unlink(missing_ok=True)
-                return free[0]
+                return free[0], position
             if free:
                 os.close(free[0])
-            return None
+            return None, position
 
     def position(self, ticket_name: str) -> int | None:
         """Runs ahead of this ticket in line (None when the ticket is gone: running or finished)."""

@@ -80,10 +80,11 @@ class TrackingStore(ABC):
         offset: int = 0,
         search: str | None = None,
         sort: str | None = None,
+        run_ids: Sequence[str] | None = None,
     ) -> list[RunInfo]:
         """Newest first (or by ``sort``: created, name, status, duration, metric:NAME, param:NAME, '-' for descending);
         paginated with limit/offset. ``parent_run_id`` may list several parents (a tree level); ``search``: text in
-        the run's id or display name."""
+        the run's id or display name; ``run_ids``: only these runs (a few hundred at a time)."""
 
     def iter_runs(self, page: int = 200, **filters) -> Iterator[RunInfo]:
         """Every run matching ``list_runs``' filters, newest first, read a page at a time."""

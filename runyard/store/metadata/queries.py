@@ -76,9 +76,11 @@ RUN_COLUMNS = "runs.*, experiments.name AS experiment_name"
 
 def run_filter(experiment_id: int | None = None, parent_run_id: str | Sequence[str] | None = None,
                top_level_only: bool = False, statuses: Sequence[RunStatus | str] | None = None,
-               search: str | None = None) -> tuple[str, dict]:
+               search: str | None = None, run_ids: Sequence[str] | None = None) -> tuple[str, dict]:
     """The WHERE clause of ``list_runs``/``count_runs`` (never empty) and its parameters."""
     cond, params = ["1 = 1"], {}
+    if run_ids is not None:
+        cond.append(f"runs.run_id IN ({placeholders('id', list(run_ids), params) or 'NULL'})")
     if experiment_id is not None:
         cond.append("runs.experiment_id = :experiment_id")
         params["experiment_id"] = experiment_id
@@ -197,8 +199,9 @@ class CoreQueries:
 
     def list_runs(self, *, experiment_id: int | None = None, parent_run_id: str | Sequence[str] | None = None,
                   top_level_only: bool = False, statuses: Sequence[RunStatus] | None = None, limit: int = 100,
-                  offset: int = 0, search: str | None = None, sort: str | None = None) -> list[RunInfo]:
-        where, params = run_filter(experiment_id, parent_run_id, top_level_only, statuses, search)
+                  offset: int = 0, search: str | None = None, sort: str | None = None,
+                  run_ids: Sequence[str] | None = None) -> list[RunInfo]:
+        where, params = run_filter(experiment_id, parent_run_id, top_level_only, statuses, search, run_ids)
         return self._runs(where, params, limit=limit, offset=offset, sort=sort)
 
     def count_runs(self, *, experiment_id: int | None = None, top_level_only: bool = False,
