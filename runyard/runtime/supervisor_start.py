@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 from runyard.errors import ComputeError
-from runyard.runtime.processes import SUPERVISOR_MODULE
+from runyard.runtime.processes import SUPERVISOR_MODULE, set_process_name
 
 _zygote: "Zygote | None" = None  # set in a process that submits many runs from several threads (a sweep's driver)
 
@@ -128,6 +128,10 @@ def _fork_supervisor(run_dir: Path) -> None:
         return
     code = 1
     try:
+        # Named before the supervisor is forked, which inherits the name from its first instant: a script that
+        # submits a run and exits at once has its own run's processes stopped, and kill_tree spares only processes
+        # with this name (the middle process is waited for by the submitter, so it is never alone unnamed).
+        set_process_name()
         os.setsid()
         if os.fork():
             os._exit(0)

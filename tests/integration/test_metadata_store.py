@@ -341,7 +341,8 @@ def test_sqlite3_reads_answer_as_the_sqlalchemy_store(tmp_path):
     with pytest.raises(ValidationError, match="cannot sort runs by"):
         light.list_runs(sort="size")
     assert light._full is None  # nothing above needed SQLAlchemy's store
-    light.set_status("alpha_0", RunStatus.COMPLETED)  # a call sqlite3 does not serve opens it; it serves from then on
+    assert light.list_compute_targets() == []  # a call sqlite3 does not serve opens it; it serves from then on
+    light.set_status("alpha_0", RunStatus.COMPLETED)
     assert light._full is not None and light.get_run("alpha_0").status is RunStatus.COMPLETED
     full.close()
     light.close()
@@ -388,7 +389,7 @@ def test_sqlite3_log_batch_stores_what_the_sqlalchemy_store_would(tmp_path):
         store.close()
 
 
-def test_sqlite3_reads_leave_other_schemas_and_stale_runs_to_the_full_store(tmp_path):
+def test_sqlite3_store_leaves_other_schemas_to_the_full_store_and_reaps_stale_runs(tmp_path):
     from sqlalchemy import text
 
     from runyard.store.metadata.sql_store import SqlMetadataStore
@@ -404,12 +405,13 @@ def test_sqlite3_reads_leave_other_schemas_and_stale_runs_to_the_full_store(tmp_
         light.list_experiments()
     with full.engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '0007'"))
-    # A run whose heartbeat stopped: a sqlite3 read finds it and the full store fails it, as on any read.
+    # A run whose heartbeat stopped: a sqlite3 read fails it, as any read does.
     full.heartbeat(["alpha_3"])
     with full.engine.begin() as conn:
         conn.execute(text("UPDATE runs SET heartbeat_at = heartbeat_at - 3600 WHERE run_id = 'alpha_3'"))
     light = SqliteStore(url, sqlite_path(url))
-    assert light.get_run("alpha_3").status is RunStatus.FAILED and light._full is not None
+    failed = light.get_run("alpha_3")
+    assert failed.status is RunStatus.FAILED and failed.error["code"] == "HeartbeatLost" and light._full is None
     # No database yet: the full store creates it.
     fresh = SqliteStore(f"sqlite:///{tmp_path / 'new.db'}", str(tmp_path / "new.db"))
     assert fresh.list_experiments() == [] and fresh._full is not None

@@ -86,9 +86,9 @@ def test_cli_refuses_what_it_cannot_show(workspace, tmp_path):
     run.complete()
     for args, message in (
         (("logs", run.id, "--rank", "99"), "has 1 process(es): --rank is 0"),
-        (("logs", run.id, "--rank", "-1"), "greater than or equal to"),
+        (("logs", run.id, "--rank", "-1"), "-1 is not in the range x>=0"),
         (("metrics", run.id, "--name", "nosuch"), "has no metric 'nosuch'; it has: loss"),
-        (("runs", "list", "-n", "-5"), "greater than or equal to"),
+        (("runs", "list", "-n", "-5"), "-5 is not in the range x>=1"),
     ):
         proc = _cli(workspace, *args)
         assert proc.returncode != 0 and message in " ".join((proc.stdout + proc.stderr).split()), (args, proc.stderr)

@@ -20,7 +20,8 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from runyard import env_vars, plugins
-from runyard.errors import NotFound, StoreError, ValidationError
+from runyard.errors import InvalidStatusTransition, NotFound, StoreError, ValidationError
+from runyard.ids import new_run_id
 from runyard.status import RunStatus
 from runyard.store.metadata.entities import ArtifactInfo, ExperimentInfo, LatestMetric, MetricRecord, RunInfo
 from runyard.store.metadata.values import METRIC_COLUMNS, decode, latest_rows, metric_tuple
@@ -32,6 +33,12 @@ HEAD = "0007"
 IN_CHUNK = 500  # SQLite allows 32766 bound parameters per statement; keep IN lists well below it
 REAP_EVERY = 5.0  # seconds between stale-run checks per store
 TERMINAL = tuple(s.value for s in RunStatus if s.is_terminal())
+STARTED = frozenset({RunStatus.RUNNING, RunStatus.FINALIZING, RunStatus.COMPLETED})
+PROGRESS = frozenset({RunStatus.QUEUED, RunStatus.PREPARING, RunStatus.STARTING, RunStatus.RUNNING})
+# Runs failed by a reader for a lost heartbeat (their driver may still speak: see heartbeat, set_status); the
+# statement binds :failed and :lost.
+HEARTBEAT_LOST = "(status = :failed AND error LIKE :lost)"
+HEARTBEAT_LOST_PATTERN = '%"code": "HeartbeatLost"%'
 
 Query = Callable[[str, dict], list]  # (sql, params) -> rows with attribute access (row.run_id) and indexes (row[0])
 
@@ -47,7 +54,8 @@ class Writer(Protocol):
 
     def rows(self, sql: str, params: dict) -> list: ...
 
-    def run(self, sql: str, params: dict | list[dict]) -> None: ...
+    def run(self, sql: str, params: dict | list[dict]) -> int:
+        """Execute (once per dict of a list); the rows changed."""
 
     def insert_metrics(self, rows: list[tuple]) -> None:
         """Rows in ``METRIC_COLUMNS`` order, the fastest way the driver has."""
@@ -190,7 +198,132 @@ class CoreQueries:
         with self._reading("list experiments") as query:
             return [experiment_info(r) for r in query("SELECT * FROM experiments ORDER BY name", {})]
 
+    def get_or_create_experiment(self, name: str) -> ExperimentInfo:
+        try:
+            return self.get_experiment(name)
+        except NotFound:
+            pass
+        with self._writing("create experiment") as writer:
+            # Two processes may race to create it: the unique name makes the loser a no-op.
+            writer.run("INSERT INTO experiments (name, created_at, tags) VALUES (:name, :now, '{}') "
+                       "ON CONFLICT (name) DO NOTHING", {"name": name, "now": time.time()})
+        return self.get_experiment(name)
+
+    def set_experiment_tags(self, experiment_id: int, tags: Mapping[str, str | None]) -> ExperimentInfo:
+        with self._writing("set experiment tags") as writer:  # the write lock makes read-modify-write safe
+            rows = writer.rows("SELECT tags FROM experiments WHERE id = :id", {"id": experiment_id})
+            if not rows:
+                raise NotFound(f"experiment {experiment_id!r} does not exist")
+            current = json.loads(rows[0][0] or "{}")
+            for key, value in tags.items():
+                if value is None:
+                    current.pop(key, None)
+                else:
+                    current[key] = value
+            writer.run("UPDATE experiments SET tags = :tags WHERE id = :id", {"tags": json.dumps(current), "id": experiment_id})
+        return self.get_experiment(experiment_id)
+
     # -- runs ----------------------------------------------------------------------------------
+    def create_run(self, experiment_id: int, *, run_id: str | None = None, parent_run_id: str | None = None,
+                   display_name: str | None = None, run_type: str = "interactive",
+                   status: RunStatus = RunStatus.NOT_STARTED, tags: Mapping[str, str] | None = None,
+                   properties: Mapping[str, str] | None = None, compute_target: str | None = None,
+                   definition: Mapping[str, Any] | None = None, heartbeat: bool = False) -> RunInfo:
+        exp = self.get_experiment(int(experiment_id))
+        run_id = run_id or new_run_id(exp.name)
+        now = time.time()
+        status = RunStatus.parse(status)
+        row = {
+            "run_id": run_id, "experiment_id": exp.id, "parent_run_id": parent_run_id, "display_name": display_name,
+            "run_type": run_type, "status": status.value, "created_at": now,
+            "start_time": now if status in STARTED else None, "end_time": now if status.is_terminal() else None,
+            "heartbeat_at": now if heartbeat else None, "compute_target": compute_target,
+            "definition": json.dumps(dict(definition)) if definition is not None else None,
+        }
+        try:
+            with self._writing("create run") as writer:
+                writer.run(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})", row)
+                for table, values in (("run_tags", tags), ("run_properties", properties)):
+                    if values:
+                        writer.run(f'INSERT INTO {table} (run_id, "key", value) VALUES (:run_id, :key, :value)',
+                                   [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()])
+        except Conflict as exc:
+            if parent_run_id is not None:
+                self.get_run(parent_run_id)  # NotFound names the missing parent
+            raise ValidationError(f"run {run_id!r} already exists") from exc
+        return self.get_run(run_id)
+
+    def set_status(self, run_id: str, status: RunStatus, *, error: Mapping | None = None,
+                   exit_code: int | None = None, at: float | None = None) -> RunInfo:
+        status = RunStatus.parse(status)
+        now = time.time() if at is None else at
+        params: dict[str, Any] = {"run_id": run_id, "status": status.value, "now": now}
+        sets = ["status = :status"]
+        if status in STARTED:
+            sets.append("start_time = coalesce(start_time, :now)")
+        if status.is_terminal():
+            sets.append("end_time = :now")
+        if error is not None:
+            sets.append("error = :error")
+            params["error"] = json.dumps(dict(error), default=str)
+        elif status != RunStatus.FAILED:
+            sets.append("error = NULL")  # a run failed for a lost heartbeat whose driver speaks again loses that error
+        if exit_code is not None:
+            sets.append("exit_code = :exit_code")
+            params["exit_code"] = exit_code
+        # A cancel request is not undone by a driver reporting progress: only Finalizing or an end follows it.
+        kept = TERMINAL + ((RunStatus.CANCEL_REQUESTED.value,) if status in PROGRESS else ())
+        with self._writing("set run status") as writer:
+            changed = writer.run(f"UPDATE runs SET {', '.join(sets)} WHERE run_id = :run_id AND "
+                                 f"(status NOT IN ({placeholders('kept', kept, params)}) OR {HEARTBEAT_LOST})",
+                                 {**params, "lost": HEARTBEAT_LOST_PATTERN, "failed": RunStatus.FAILED.value})
+        info = self.get_run(run_id)  # NotFound for an unknown id
+        if not changed and info.status == RunStatus.CANCEL_REQUESTED and status in PROGRESS:
+            return info
+        if not changed and info.status != status:
+            raise InvalidStatusTransition(
+                f"run {run_id} is already {info.status.value}; a finished run's status cannot change to {status.value}"
+            )
+        return info
+
+    def heartbeat(self, run_ids: Sequence[str]) -> None:
+        if not run_ids:
+            return
+        params: dict[str, Any] = {"now": time.time(), "running": RunStatus.RUNNING.value,
+                                  "failed": RunStatus.FAILED.value, "lost": HEARTBEAT_LOST_PATTERN}
+        ids = placeholders("run", list(run_ids), params)
+        with self._writing("heartbeat") as writer:
+            writer.run(f"UPDATE runs SET heartbeat_at = :now WHERE run_id IN ({ids}) "
+                       f"AND status NOT IN ({placeholders('terminal', TERMINAL, params)})", params)
+            # A reader failed it while its driver could not reach the store (an outage longer than the heartbeat
+            # timeout): the driver is alive after all, so the run is running again.
+            writer.run(f"UPDATE runs SET heartbeat_at = :now, status = :running, error = NULL, end_time = NULL "
+                       f"WHERE run_id IN ({ids}) AND {HEARTBEAT_LOST}", params)
+
+    def fail_stale_runs(self, timeout: float, spare: Iterable[str] = ()) -> list[str]:
+        ids = [run_id for run_id in self._stale_run_ids(timeout) if run_id not in set(spare)]
+        if not ids:
+            return []
+        params: dict[str, Any] = {"failed": RunStatus.FAILED.value, "error": json.dumps({
+            "message": f"heartbeat lost: the process driving this run stopped (killed or crashed) without finishing "
+                       f"it; no heartbeat for more than {timeout:g} s",
+            "code": "HeartbeatLost",
+        })}
+        with self._writing("fail stale runs") as writer:
+            writer.run(f"UPDATE runs SET status = :failed, end_time = heartbeat_at, error = :error "
+                       f"WHERE run_id IN ({placeholders('run', ids, params)}) AND {stale_filter(timeout, params)}", params)
+        return ids
+
+    def update_run(self, run_id: str, *, display_name: str | None = None, description: str | None = None) -> None:
+        values = {k: v for k, v in (("display_name", display_name), ("description", description)) if v is not None}
+        if not values:
+            return
+        with self._writing("update run") as writer:
+            changed = writer.run(f"UPDATE runs SET {', '.join(f'{k} = :{k}' for k in values)} WHERE run_id = :run_id",
+                                 {**values, "run_id": run_id})
+        if not changed:
+            raise NotFound(f"run {run_id!r} does not exist")
+
     def get_run(self, run_id: str) -> RunInfo:
         runs = self._runs("runs.run_id = :run_id", {"run_id": run_id}, limit=1)
         if not runs:
@@ -231,6 +364,18 @@ class CoreQueries:
             return [r[0] for r in query(f"SELECT runs.run_id FROM runs WHERE {where} LIMIT {IN_CHUNK}", params)]
 
     # -- artifact index ------------------------------------------------------------------------
+    def record_artifacts(self, run_id: str, artifacts: Sequence[ArtifactInfo]) -> None:
+        if not artifacts:
+            return
+        rows = [{"run_id": run_id, "path": a.path, "size": a.size, "created_at": a.created_at} for a in artifacts]
+        try:
+            with self._writing("record artifacts") as writer:
+                writer.run("INSERT INTO artifacts (run_id, path, size, created_at) VALUES (:run_id, :path, :size, "
+                           ":created_at) ON CONFLICT (run_id, path) DO UPDATE SET size = excluded.size, "
+                           "created_at = excluded.created_at", rows)
+        except Conflict as exc:
+            raise NotFound(f"run {run_id!r} does not exist") from exc
+
     def list_artifacts(self, run_id: str, prefix: str | None = None) -> list[ArtifactInfo]:
         sql, params = "SELECT path, size, created_at FROM artifacts WHERE run_id = :run_id", {"run_id": run_id}
         if prefix:
@@ -267,6 +412,10 @@ class CoreQueries:
 
 
     # -- logging ---------------------------------------------------------------------------------
+    def delete_tag(self, run_id: str, key: str) -> None:
+        with self._writing("delete tag") as writer:
+            writer.run('DELETE FROM run_tags WHERE run_id = :run_id AND "key" = :key', {"run_id": run_id, "key": key})
+
     def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
         rows = [{"run_id": run_id, "key": k, "value": v} for k, v in properties.items()]
         if not rows:

@@ -7,58 +7,37 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, create_engine, event, func, or_, select, text, update
+from sqlalchemy import Connection, Engine, and_, case, create_engine, event, func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from runyard import env_vars
-from runyard.errors import InvalidStatusTransition, NotFound, StoreError, ValidationError
-from runyard.ids import new_run_id
-from runyard.status import RunStatus
+from runyard.errors import NotFound, StoreError, ValidationError
 from runyard.store.metadata import schema as t
 from runyard.store.metadata.outage import refused, stopping
 from runyard.store.metadata.api import MetadataStore
 from runyard.store.metadata.entities import (
-    ArtifactInfo,
     ComputeTargetRecord,
     DatasetRecord,
     DatastoreRecord,
     RunInputRecord,
     ModelRecord,
     EnvironmentRecord,
-    ExperimentInfo,
     MetricSeries,
-    RunInfo,
 )
 from runyard.store.metadata.migrations_runner import upgrade_to_head
-from runyard.store.metadata.queries import (
-    INSERT_METRICS_QMARK,
-    TERMINAL,
-    Conflict,
-    CoreQueries,
-    reap_stale_runs,
-    stale_filter,
-)
+from runyard.store.metadata.queries import INSERT_METRICS_QMARK, Conflict, CoreQueries, reap_stale_runs
 from runyard.store.metadata.values import METRIC_COLUMNS
-
-_TERMINAL = list(TERMINAL)
-_STARTED = {RunStatus.RUNNING, RunStatus.FINALIZING, RunStatus.COMPLETED}
-_PROGRESS = {RunStatus.QUEUED, RunStatus.PREPARING, RunStatus.STARTING, RunStatus.RUNNING}
 
 
 # Seconds a store call waits for a server that refuses connections: a run's processes (and supervisors, which set
 # RUNYARD_STORE_PATIENCE) ride out a restart or a full server; a command at the terminal says so soon.
 _RUN_PATIENCE, _INTERACTIVE_PATIENCE = 300.0, 5.0
-
-
-def _heartbeat_lost():
-    """Runs failed by a reader for a lost heartbeat (their driver may still speak: see heartbeat, set_status)."""
-    return and_(t.runs.c.status == RunStatus.FAILED.value, t.runs.c.error.like('%"code": "HeartbeatLost"%'))
 
 
 class _IdleCloser:
@@ -223,166 +202,6 @@ class SqlMetadataStore(CoreQueries, MetadataStore):
             from sqlalchemy.dialects.postgresql import insert
         return insert(table)
 
-    # -- experiments ---------------------------------------------------------------------------
-    def get_or_create_experiment(self, name: str) -> ExperimentInfo:
-        try:
-            return self.get_experiment(name)
-        except NotFound:
-            pass
-        stmt = self._insert(t.experiments).values(name=name, created_at=time.time(), tags="{}")
-        with self._write("create experiment") as conn:
-            # Two processes may race to create it: the unique name makes the loser a no-op.
-            conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
-        return self.get_experiment(name)
-
-    def set_experiment_tags(self, experiment_id: int, tags: Mapping[str, str | None]) -> ExperimentInfo:
-        e = t.experiments.c
-        with self._write("set experiment tags") as conn:  # the write lock makes read-modify-write safe
-            row = conn.execute(select(e.tags).where(e.id == experiment_id)).first()
-            if row is None:
-                raise NotFound(f"experiment {experiment_id!r} does not exist")
-            current = json.loads(row.tags or "{}")
-            for key, value in tags.items():
-                if value is None:
-                    current.pop(key, None)
-                else:
-                    current[key] = value
-            conn.execute(update(t.experiments).where(e.id == experiment_id).values(tags=json.dumps(current)))
-        return self.get_experiment(experiment_id)
-
-    # -- runs ----------------------------------------------------------------------------------
-    def create_run(
-        self,
-        experiment_id: int,
-        *,
-        run_id: str | None = None,
-        parent_run_id: str | None = None,
-        display_name: str | None = None,
-        run_type: str = "interactive",
-        status: RunStatus = RunStatus.NOT_STARTED,
-        tags: Mapping[str, str] | None = None,
-        properties: Mapping[str, str] | None = None,
-        compute_target: str | None = None,
-        definition: Mapping[str, Any] | None = None,
-        heartbeat: bool = False,
-    ) -> RunInfo:
-        exp = self.get_experiment(int(experiment_id))
-        run_id = run_id or new_run_id(exp.name)
-        now = time.time()
-        status = RunStatus.parse(status)
-        row = {
-            "run_id": run_id,
-            "experiment_id": exp.id,
-            "parent_run_id": parent_run_id,
-            "display_name": display_name,
-            "run_type": run_type,
-            "status": status.value,
-            "created_at": now,
-            "start_time": now if status in _STARTED else None,
-            "end_time": now if status.is_terminal() else None,
-            "heartbeat_at": now if heartbeat else None,
-            "compute_target": compute_target,
-            "definition": json.dumps(dict(definition)) if definition is not None else None,
-        }
-        try:
-            with self._write("create run") as conn:
-                conn.execute(t.runs.insert().values(**row))
-                for table, values in ((t.run_tags, tags), (t.run_properties, properties)):
-                    if values:
-                        conn.execute(table.insert(), [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()])
-        except IntegrityError as exc:
-            if parent_run_id is not None:
-                self.get_run(parent_run_id)  # NotFound names the missing parent
-            raise ValidationError(f"run {run_id!r} already exists") from exc
-        return self.get_run(run_id)
-
-    def set_status(
-        self,
-        run_id: str,
-        status: RunStatus,
-        *,
-        error: Mapping | None = None,
-        exit_code: int | None = None,
-        at: float | None = None,
-    ) -> RunInfo:
-        status = RunStatus.parse(status)
-        now = time.time() if at is None else at
-        values: dict[str, Any] = {"status": status.value}
-        if status in _STARTED:
-            values["start_time"] = func.coalesce(t.runs.c.start_time, now)
-        if status.is_terminal():
-            values["end_time"] = now
-        if error is not None:
-            values["error"] = json.dumps(dict(error), default=str)
-        if exit_code is not None:
-            values["exit_code"] = exit_code
-        # A cancel request is not undone by a driver reporting progress: only Finalizing or an end follows it.
-        kept = _TERMINAL + ([RunStatus.CANCEL_REQUESTED.value] if status in _PROGRESS else [])
-        if error is None and status != RunStatus.FAILED:
-            values["error"] = None  # a run failed for a lost heartbeat whose driver speaks again loses that error
-        stmt = update(t.runs).where(t.runs.c.run_id == run_id, or_(t.runs.c.status.not_in(kept), _heartbeat_lost())
-                                    ).values(**values)
-        with self._write("set run status") as conn:
-            changed = conn.execute(stmt).rowcount
-        info = self.get_run(run_id)  # NotFound for an unknown id
-        if not changed and info.status == RunStatus.CANCEL_REQUESTED and status in _PROGRESS:
-            return info
-        if not changed and info.status != status:
-            raise InvalidStatusTransition(
-                f"run {run_id} is already {info.status.value}; a finished run's status cannot change to {status.value}"
-            )
-        return info
-
-    def heartbeat(self, run_ids: Sequence[str]) -> None:
-        if not run_ids:
-            return
-        now = time.time()
-        with self._write("heartbeat") as conn:
-            conn.execute(
-                update(t.runs)
-                .where(t.runs.c.run_id.in_(list(run_ids)), t.runs.c.status.not_in(_TERMINAL))
-                .values(heartbeat_at=now)
-            )
-            # A reader failed it while its driver could not reach the store (an outage longer than the heartbeat
-            # timeout): the driver is alive after all, so the run is running again.
-            conn.execute(
-                update(t.runs).where(t.runs.c.run_id.in_(list(run_ids)), _heartbeat_lost())
-                .values(heartbeat_at=now, status=RunStatus.RUNNING.value, error=None, end_time=None)
-            )
-
-    def fail_stale_runs(self, timeout: float, spare: Iterable[str] = ()) -> list[str]:
-        ids = [run_id for run_id in self._stale_run_ids(timeout) if run_id not in set(spare)]
-        if not ids:
-            return []
-        r = t.runs.c
-        error = json.dumps({
-            "message": f"heartbeat lost: the process driving this run stopped (killed or crashed) without finishing "
-                       f"it; no heartbeat for more than {timeout:g} s",
-            "code": "HeartbeatLost",
-        })
-        with self._write("fail stale runs") as conn:
-            params: dict = {}
-            stale = text(stale_filter(timeout, params)).bindparams(**params)
-            conn.execute(
-                update(t.runs).where(r.run_id.in_(ids), stale)
-                .values(status=RunStatus.FAILED.value, end_time=r.heartbeat_at, error=error)
-            )
-        return ids
-
-    def update_run(self, run_id: str, *, display_name: str | None = None, description: str | None = None) -> None:
-        values = {k: v for k, v in (("display_name", display_name), ("description", description)) if v is not None}
-        if not values:
-            return
-        with self._write("update run") as conn:
-            changed = conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(**values)).rowcount
-        if not changed:
-            raise NotFound(f"run {run_id!r} does not exist")
-
-    # -- values --------------------------------------------------------------------------------
-    def delete_tag(self, run_id: str, key: str) -> None:
-        with self._write("delete tag") as conn:
-            conn.execute(t.run_tags.delete().where(t.run_tags.c.run_id == run_id, t.run_tags.c.key == key))
-
     def get_metric_series(self, run_id: str, name: str, points: int = 2000,
                           known: tuple[int, int] | None = None, after: int | None = None) -> MetricSeries:
         m = t.metrics.c
@@ -421,20 +240,6 @@ class SqlMetadataStore(CoreQueries, MetadataStore):
         return MetricSeries(steps, values, times, sum(r[7] for r in rows), last_id)
 
     # -- artifact index ------------------------------------------------------------------------
-    def record_artifacts(self, run_id: str, artifacts: Sequence[ArtifactInfo]) -> None:
-        if not artifacts:
-            return
-        ins = self._insert(t.artifacts)
-        rows = [{"run_id": run_id, "path": a.path, "size": a.size, "created_at": a.created_at} for a in artifacts]
-        stmt = ins.on_conflict_do_update(
-            index_elements=["run_id", "path"], set_={"size": ins.excluded.size, "created_at": ins.excluded.created_at}
-        )
-        try:
-            with self._write("record artifacts") as conn:
-                conn.execute(stmt, rows)
-        except IntegrityError as exc:
-            raise NotFound(f"run {run_id!r} does not exist") from exc
-
     # -- models ----------------------------------------------------------------------------------
     def _register_version(self, what: str, table, name: str, insert: Callable[[Connection, Any], Any]) -> Any:
         """``insert(conn, latest row of name or None)`` in one write transaction, again when another process took
@@ -784,8 +589,8 @@ class _Writer:
     def rows(self, sql: str, params: dict) -> list:
         return self.conn.execute(text(sql), params).all()
 
-    def run(self, sql: str, params: dict | list[dict]) -> None:
-        self.conn.execute(text(sql), params)
+    def run(self, sql: str, params: dict | list[dict]) -> int:
+        return self.conn.execute(text(sql), params).rowcount
 
     def insert_metrics(self, rows: list[tuple]) -> None:
         # The hot path goes to the driver directly: SQLAlchemy's per-row processing would double the writer's

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 from collections import namedtuple
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,12 +20,11 @@ from runyard.store.metadata.api import MetadataStore, TrackingStore
 from runyard.store.metadata.queries import (
     HEAD,
     INSERT_METRICS_QMARK,
-    REAP_EVERY,
     Conflict,
     CoreQueries,
     Query,
     Writer,
-    heartbeat_timeout,
+    reap_stale_runs,
 )
 
 _row_types: dict[tuple[str, ...], type] = {}
@@ -61,11 +59,8 @@ class _Writer:
     def rows(self, sql: str, params: dict) -> list:
         return self.conn.execute(sql, params).fetchall()
 
-    def run(self, sql: str, params: dict | list[dict]) -> None:
-        if isinstance(params, list):
-            self.conn.executemany(sql, params)
-        else:
-            self.conn.execute(sql, params)
+    def run(self, sql: str, params: dict | list[dict]) -> int:
+        return (self.conn.executemany(sql, params) if isinstance(params, list) else self.conn.execute(sql, params)).rowcount
 
     def insert_metrics(self, rows: list[tuple]) -> None:
         self.conn.executemany(INSERT_METRICS_QMARK, rows)
@@ -178,14 +173,7 @@ class SqliteStore(CoreQueries):
         except sqlite3.Error as exc:
             raise StoreError(f"metadata store {self.url} failed to {what}: {exc}") from exc
 
-    def _reap_stale_runs(self) -> None:
-        if self._full is not None:
-            self._full._reap_stale_runs()
-        elif time.monotonic() - self._last_reap >= REAP_EVERY:
-            # Only a stale run needs the writer: the check itself is a read.
-            if self._stale_run_ids(heartbeat_timeout()):
-                self.full._reap_stale_runs()
-            self._last_reap = time.monotonic()
+    _reap_stale_runs = reap_stale_runs  # through _reading/_writing: sqlite3, or the full store once it is open
 
     def after_fork(self) -> None:
         """A forked child must not use the parent's connection (SQLite's locks are per process): forget it."""
