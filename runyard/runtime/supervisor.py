@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from runyard import env_vars, plugins
+from runyard.context import logger
 from runyard.environments.docker import out_of_memory, remove_containers
 from runyard.errors import EnvironmentBuildError, InvalidStatusTransition, NotFound, StoreError
 from runyard.runtime import launch, orphans, processes
@@ -611,7 +612,13 @@ def main(argv: list[str]) -> int:
         fail_unsupervised(run_dir, exc)
         return 1
     supervisor.say(f"supervisor pid {os.getpid()} ({'forked from the submitter' if argv[2:] == ['forked'] else 'spawned'})")
-    return supervisor.run()
+    try:
+        return supervisor.run()
+    finally:
+        # What this process logged itself (a sweep's best-so-far curve) is stored and its journal removed now: a
+        # forked supervisor leaves with os._exit, which skips the logger's atexit flush. After a SIGTERM it does not
+        # wait for the database: the journal keeps the values for whoever opens the workspace next.
+        logger.close_all(timeout=1.0 if stopping() else 30.0)
 
 
 def fail_unsupervised(run_dir: Path, exc: Exception) -> None:
