@@ -98,3 +98,26 @@ def test_demo(tmp_path):
     shown = subprocess.run(listing, shell=True, cwd=tmp_path / "demo", capture_output=True, text=True, timeout=60,
                            env={**os.environ, "COLUMNS": "200"})
     assert shown.returncode == 0 and run.run_id in shown.stdout, shown.stderr
+
+
+def test_a_sqlite_workspace_submits_supervises_and_logs_without_sqlalchemy(tmp_path, proj):
+    """What makes `runyard submit --wait` and a sweep's trials quick (issue 23): on a SQLite workspace the CLI, the
+    run's supervisor and the script that logs never import SQLAlchemy (~0.2 s each); sqlite3 does their store calls.
+    PYTHONPROFILEIMPORTTIME makes each process list its imports: the CLI's and the script's (streamed) in the output,
+    the supervisor's in its own log."""
+    ws = Workspace(tmp_path / "ws")
+    ws.metadata.list_experiments()  # the first use creates the database (SQLAlchemy and Alembic migrate it)
+    (proj / "logs.py").write_text("from runyard import Run\nrun = Run.get_context()\n"
+                                  "for i in range(3):\n    run.log('loss', 1 / (i + 1))\nrun.flush()\nprint('logged')\n")
+    proc = subprocess.run([sys.executable, "-m", "runyard", "-w", str(ws.path), "submit", "-s", str(proj), "logs.py",
+                           "--experiment", "lean", "--wait"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "logged" in proc.stdout and "Status: Completed" in proc.stdout, output[-3000:]
+    assert "runyard.cli.main" in proc.stderr and "runyard.run" in proc.stdout  # both processes listed their imports
+    assert "sqlalchemy" not in output
+    run = next(iter(ws.experiments["lean"].get_runs()))
+    run.download_file("logs/runyard/supervisor.txt", str(tmp_path / "supervisor.txt"))
+    supervisor_log = (tmp_path / "supervisor.txt").read_text()
+    assert "run ends Completed" in supervisor_log and "sqlalchemy" not in supervisor_log
+    assert run.get_metrics()["loss"] == [1.0, 0.5, 1 / 3]

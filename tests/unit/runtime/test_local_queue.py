@@ -51,3 +51,24 @@ def test_abandoned_tickets_lose_their_place(tmp_path, monkeypatch):
     slot = queue.acquire(queue.enqueue("live", 2), stop=lambda: False)
     assert slot is not None and not dead.exists()
     os.close(slot)
+
+
+def test_the_runs_next_in_line_look_often_the_rest_rarely(tmp_path, monkeypatch):
+    """A slot freed is taken within 10 ms by a run next in line (a sweep of short trials waits for slots all the
+    time); runs further back poll at the caller's pace, so a long queue costs little."""
+    import runyard.runtime.local_queue as lq
+
+    queue = LocalQueue(tmp_path, "cpu", capacity=2)
+    held = [queue.acquire(queue.enqueue(f"r{i}", i), stop=lambda: False) for i in range(2)]
+    waits: dict[str, list[float]] = {"next": [], "behind": []}
+    for name, position in (("next", 10), ("behind", 12)):
+        ahead = [queue.enqueue(f"a{name}{i}", 5 + i) for i in range(position - 10)]  # tickets ahead of this one
+        ticket = queue.enqueue(name, position)
+        calls = iter(range(3))
+        monkeypatch.setattr(lq.time, "sleep", waits[name].append)
+        assert queue.acquire(ticket, stop=lambda: next(calls, None) is None, poll=0.1) is None
+        for other in ahead:
+            other.unlink()
+    assert waits["next"] == [0.01] * 3 and waits["behind"] == [0.1] * 3
+    for fd in held:
+        os.close(fd)
