@@ -1,10 +1,10 @@
-"""The metadata store's everyday calls — reading experiments, runs and their metrics, and ``log_batch`` — as SQL
-text, written once.
+"""The metadata store's everyday calls — experiments, runs and their statuses and heartbeats, ``log_batch``, metrics,
+the artifact index — as SQL text, written once.
 
 ``SqlMetadataStore`` runs them through SQLAlchemy on SQLite and PostgreSQL. A SQLite workspace is opened as a
 ``SqliteStore`` (sqlite_store.py): it runs them with the standard library's ``sqlite3`` and imports SQLAlchemy
 (~0.2 s of a 2-core machine, most of what a read command costs) only for any other call. So ``runyard runs list``,
-``runyard metrics`` and a training script that logs (``Run.get_context().log(…)``) start without it.
+``runyard submit``, a run's supervisor and a training script that logs start without it.
 
 Nothing here imports SQLAlchemy. The SQL is portable (SQLite and PostgreSQL) with named parameters (``:name``),
 which ``sqlite3`` and SQLAlchemy's ``text()`` both take.
@@ -174,7 +174,7 @@ def run_info(row, extra: dict[str, dict[str, str]]) -> RunInfo:
 class CoreQueries:
     """The calls, for any executor: a subclass provides ``_reading(what)``, a context manager that yields a
     ``Query`` run inside one read transaction, ``_writing(what)``, one that yields a ``Writer`` inside one write
-    transaction (raising ``Conflict`` for an integrity error), and ``_reap_stale_runs()``."""
+    transaction (raising ``Conflict`` for an integrity error), and ``_last_reap`` (``float("-inf")`` at first)."""
 
     def _reading(self, what: str) -> "contextmanager[Query]":  # pragma: no cover - abstract
         raise NotImplementedError
@@ -182,8 +182,28 @@ class CoreQueries:
     def _writing(self, what: str) -> "contextmanager[Writer]":  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _reap_stale_runs(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _reap_stale_runs(self) -> None:
+        """The next reader fails runs whose driver died (no server does it); at most every few seconds. Providers of
+        ``plugins.STALE_RUNS`` (the local target's) say which of the candidates still have a live driver on this
+        machine (an outage, not a death, kept it from heartbeating: spared) and clean up after those failed."""
+        now = time.monotonic()
+        if now - self._last_reap < REAP_EVERY:
+            return
+        self._last_reap = now
+        try:
+            candidates = self._stale_run_ids(heartbeat_timeout())
+            if not candidates:
+                return
+            handlers = plugins.each(plugins.STALE_RUNS)
+            spare = {run_id for handler in handlers for run_id in handler.alive(candidates)}
+            failed = self.fail_stale_runs(heartbeat_timeout(), spare=spare)
+        except StoreError:
+            return  # a read must not fail because housekeeping could not write (e.g. a read-only replica)
+        for handler in handlers:  # what the dead drivers left on this machine: processes to stop, files to upload
+            try:
+                handler.clean_up(failed)
+            except Exception as exc:  # noqa: BLE001 - housekeeping must not fail the read that triggered it
+                print(f"runyard: cleaning up after runs {', '.join(failed)} failed: {exc}", file=sys.stderr)
 
     # -- experiments ---------------------------------------------------------------------------
     def get_experiment(self, name_or_id: str | int) -> ExperimentInfo:
@@ -505,27 +525,3 @@ def _key_values(query: Query, table: str, run_ids: list[str]) -> dict[str, dict[
         for run_id, key, value in query(sql, params):
             out.setdefault(run_id, {})[key] = value
     return out
-
-
-def reap_stale_runs(store) -> None:
-    """The next reader fails runs whose driver died (no server does it); at most every few seconds. Providers of
-    ``plugins.STALE_RUNS`` (the local target's) say which of the candidates still have a live driver on this
-    machine (an outage, not a death, kept it from heartbeating: spared) and clean up after those failed."""
-    now = time.monotonic()
-    if now - store._last_reap < REAP_EVERY:
-        return
-    store._last_reap = now
-    try:
-        candidates = store._stale_run_ids(heartbeat_timeout())
-        if not candidates:
-            return
-        handlers = plugins.each(plugins.STALE_RUNS)
-        spare = {run_id for handler in handlers for run_id in handler.alive(candidates)}
-        failed = store.fail_stale_runs(heartbeat_timeout(), spare=spare)
-    except StoreError:
-        return  # a read must not fail because housekeeping could not write (e.g. a read-only replica)
-    for handler in handlers:  # what the dead drivers left on this machine: processes to stop, files to upload
-        try:
-            handler.clean_up(failed)
-        except Exception as exc:  # noqa: BLE001 - housekeeping must not fail the read that triggered it
-            print(f"runyard: cleaning up after runs {', '.join(failed)} failed: {exc}", file=sys.stderr)

@@ -31,7 +31,7 @@ from runyard.store.metadata.entities import (
     MetricSeries,
 )
 from runyard.store.metadata.migrations_runner import upgrade_to_head
-from runyard.store.metadata.queries import INSERT_METRICS_QMARK, Conflict, CoreQueries, reap_stale_runs
+from runyard.store.metadata.queries import INSERT_METRICS_QMARK, Conflict, CoreQueries
 from runyard.store.metadata.values import METRIC_COLUMNS
 
 
@@ -193,7 +193,6 @@ class SqlMetadataStore(CoreQueries, MetadataStore):
         except IntegrityError as exc:
             raise Conflict(str(exc.orig)) from exc
 
-    _reap_stale_runs = reap_stale_runs
 
     def _insert(self, table):
         if self.dialect == "sqlite":

@@ -1,8 +1,8 @@
 """A SQLite metadata store that imports SQLAlchemy only when it needs it (see ``queries``).
 
-Read commands (``runyard runs list``, ``runyard metrics``) and a training script that reads its run and logs
-values go through the standard library's ``sqlite3``; the first call not in ``CoreQueries`` opens the full
-``SqlMetadataStore`` (SQLAlchemy, migrations), which then serves everything.
+Read commands (``runyard runs list``, ``runyard metrics``), ``runyard submit``, a run's supervisor and a training
+script that logs go through the standard library's ``sqlite3``; the first call not in ``CoreQueries`` opens the
+full ``SqlMetadataStore`` (SQLAlchemy, migrations), which then serves everything.
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from runyard.store.metadata.queries import (
     CoreQueries,
     Query,
     Writer,
-    reap_stale_runs,
 )
 
 _row_types: dict[tuple[str, ...], type] = {}
@@ -72,10 +71,10 @@ _OWN = frozenset({"url", "_path", "_lock", "_conn", "_full", "_last_reap"})
 class SqliteStore(CoreQueries):
     """A SQLite metadata store that opens its SQLAlchemy side (``SqlMetadataStore``) only when it needs it.
 
-    The calls of ``CoreQueries`` (the everyday reads, ``log_batch``, ``add_properties``) go through one ``sqlite3``
-    connection until then; every other call (run status, the registry, the engine) opens the full store, which
-    migrates the database if needed, and from then on serves everything. A database that is missing or not at the schema this runyard writes (``HEAD``)
-    is opened by the full store at once, so a read never sees an old schema.
+    The calls of ``CoreQueries`` (experiments, runs and their statuses, heartbeats, metrics, the artifact index) go
+    through one ``sqlite3`` connection until then; any other call (the registry, the engine) opens the full store,
+    which from then on serves everything. A database that is missing or not at the schema this runyard writes
+    (``HEAD``) is opened by the full store at once, which creates or migrates it.
     """
 
     def __init__(self, url: str, path: str) -> None:
@@ -101,14 +100,14 @@ class SqliteStore(CoreQueries):
     iter_runs, log_metric, log_param, set_tag = (TrackingStore.iter_runs, TrackingStore.log_metric,
                                                  TrackingStore.log_param, TrackingStore.set_tag)
 
-    def __getattr__(self, name: str) -> Any:  # everything not read here: the full store's
+    def __getattr__(self, name: str) -> Any:  # everything CoreQueries does not have: the full store's
         if name.startswith("__") or name in _OWN:  # not set yet (a half-built or unpickled object)
             raise AttributeError(name)
         return getattr(self.full, name)
 
     def _connection(self) -> sqlite3.Connection | None:
-        """The sqlite3 connection, or None when the database is not one this reader may read (missing, or another
-        schema revision): the full store then serves."""
+        """The sqlite3 connection, or None when the database is not one sqlite3 may use (missing, or another schema
+        revision): the full store then serves."""
         if self._conn is not None:
             return self._conn
         if not os.path.isfile(self._path):
@@ -173,7 +172,6 @@ class SqliteStore(CoreQueries):
         except sqlite3.Error as exc:
             raise StoreError(f"metadata store {self.url} failed to {what}: {exc}") from exc
 
-    _reap_stale_runs = reap_stale_runs  # through _reading/_writing: sqlite3, or the full store once it is open
 
     def after_fork(self) -> None:
         """A forked child must not use the parent's connection (SQLite's locks are per process): forget it."""
