@@ -282,15 +282,16 @@ def logs(
     rank: int = typer.Option(0, "--rank", "-r", min=0, help="Which process of a distributed run."),
 ) -> None:
     """Print a run's output (captured stdout and stderr of one rank)."""
-    from runyard.compute.api import stored_log
+    from runyard.runtime.logfiles import stored_log
 
     run = current_workspace().get_run(run_id)
-    definition = run._refresh().definition  # the stored job spec (get_details would list the log files too)
-    processes = JobSpec.from_definition(definition).world_size if definition else 1
+    info = run._refresh()
+    processes = JobSpec.from_definition(info.definition).world_size if info.definition else 1
     if rank >= processes:
         raise ValidationError(f"run {run.id} has {processes} process(es): --rank is 0" +
                               (f"–{processes - 1}" if processes > 1 else ""))
-    target = run._target()
+    # A finished run's log is in the artifact store on every target: no need to load the targets to read it.
+    target = None if info.status.is_terminal() and not follow else run._target()
     chunks = target.log_iter(run.id, rank=rank, follow=follow) if target else stored_log(run.workspace, run.id, rank)
     try:
         for text in chunks:

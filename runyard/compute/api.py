@@ -17,7 +17,7 @@ from runyard import env_vars, environments
 from runyard.config.job import JobSpec
 from runyard.environments import EnvironmentPlan
 from runyard.errors import ComputeError, ConfigError
-from runyard.runtime.logfiles import BUILD_LOG_NAME, decode_chunks, ordered_log_names
+from runyard.runtime.logfiles import BUILD_LOG_NAME, stored_log, stored_text
 from runyard.runtime.request import RunRef, RunRequest
 from runyard.store.workspace_context import WorkspaceContext
 
@@ -246,21 +246,6 @@ class ComputeTarget(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
-
-
-def stored_log(workspace: "WorkspaceContext", run_id: str, rank: int) -> Iterator[str]:
-    """A finished run's log of one rank, read from the artifact store."""
-    names = ordered_log_names([a.path for a in workspace.metadata.list_artifacts(run_id, "logs")], rank)
-    for name in names:
-        yield from stored_text(workspace, run_id, name)
-
-
-def stored_text(workspace: "WorkspaceContext", run_id: str, name: str) -> Iterator[str]:
-    """One stored file of a run as text chunks; nothing when the run has no such file."""
-    if not any(a.path == name for a in workspace.metadata.list_artifacts(run_id, name.rsplit("/", 1)[0])):
-        return
-    with workspace.artifacts.open(run_id, name) as f:
-        yield from decode_chunks(iter(lambda f=f: f.read(1 << 16), b""))
 
 
 def local_status() -> ComputeStatus:

@@ -22,7 +22,6 @@ from runyard.compute.api import (
     RunRef,
     REQUIRE_GPU,
     TargetOption,
-    stored_log,
 )
 from runyard.config.job import JobSpec
 from runyard.errors import ComputeError, InvalidStatusTransition, NotFound, RunyardError
@@ -30,7 +29,14 @@ from runyard.launchers import launcher_for
 from runyard.runtime import orphans
 from runyard.runtime.launch import run_environment
 from runyard.runtime.local_queue import LocalQueue
-from runyard.runtime.logfiles import BUILD_LOG_NAME, decode_chunks, follow as follow_file, ordered_log_names, user_log_name
+from runyard.runtime.logfiles import (
+    BUILD_LOG_NAME,
+    decode_chunks,
+    follow as follow_file,
+    ordered_log_names,
+    stored_log,
+    user_log_name,
+)
 from runyard.runtime.request import LocalRequest, read_request, write_request
 from runyard.runtime.resources import gpu_ids
 from runyard.runtime.supervisor_start import start_supervisor

@@ -7,6 +7,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runyard.store.workspace_context import WorkspaceContext
 
 # Where a run's files live, in the run's folder and in the artifact store alike.
 BUILD_LOG_NAME = "logs/runyard/environment_build.txt"
@@ -138,3 +142,18 @@ def _replaced(handle, path: Path) -> bool:
         return os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino
     except FileNotFoundError:
         return False
+
+
+def stored_log(workspace: "WorkspaceContext", run_id: str, rank: int) -> Iterator[str]:
+    """A finished run's log of one rank, read from the artifact store."""
+    names = ordered_log_names([a.path for a in workspace.metadata.list_artifacts(run_id, "logs")], rank)
+    for name in names:
+        yield from stored_text(workspace, run_id, name)
+
+
+def stored_text(workspace: "WorkspaceContext", run_id: str, name: str) -> Iterator[str]:
+    """One stored file of a run as text chunks; nothing when the run has no such file."""
+    if not any(a.path == name for a in workspace.metadata.list_artifacts(run_id, name.rsplit("/", 1)[0])):
+        return
+    with workspace.artifacts.open(run_id, name) as f:
+        yield from decode_chunks(iter(lambda f=f: f.read(1 << 16), b""))

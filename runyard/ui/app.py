@@ -301,7 +301,7 @@ def create_app(workspace: "Workspace", *, token: str | None = None, host: str = 
         run = _run(run_id)
         live = LiveMetrics(ws, run.id, _known(metrics)) if metrics is not None else None
         target = run._target()
-        from runyard.compute.api import stored_log
+        from runyard.runtime.logfiles import stored_log
 
         source = target.log_iter(run.id, rank=rank, follow=True) if target else stored_log(ws, run.id, rank)
         queue: asyncio.Queue = asyncio.Queue()

@@ -353,7 +353,7 @@ def test_max_run_retries_restarts_the_job_after_a_lost_node(cluster, tmp_path):
     assert "rank 0 starting fresh" in out[0] and "rank 0 resumed from step 7" in out[0]
     assert "rank 1 resumed from step 7" in out[1]
     assert run.get_tags()["runyard.attempt"] == "2"
-    from runyard.compute.api import stored_text
+    from runyard.runtime.logfiles import stored_text
 
     supervisor = "".join(stored_text(ws, run.id, "logs/runyard/supervisor.txt"))
     assert "attempt 1 of 2 failed (node 1 (127.0.0.1, Ray node" in supervisor
@@ -404,7 +404,7 @@ def test_more_nodes_than_the_cluster_has_waits_in_queued_then_fails(cluster, tmp
     assert details["status"] == "Failed" and details["error"]["code"] == "QueueTimeout"
     assert "could not give 3 node(s) with 1 CPU each" in details["error"]["message"]
     # use_gpu=True on a cluster without any GPU: the job runs on its CPUs (said at submit and in the run's log)...
-    from runyard.compute.api import stored_text
+    from runyard.runtime.logfiles import stored_text
     from runyard.errors import RunyardWarning
     from runyard.train.estimator import Estimator
 
