@@ -38,6 +38,7 @@ from runyard.runtime.request import RunRequest
 from runyard.runtime.supervisor import Supervisor
 from runyard.status import RunStatus
 from runyard.store import snapshots
+from runyard.store.metadata.queries import IN_CHUNK
 from runyard.submission import submit
 from runyard.workspace import Workspace
 
@@ -166,8 +167,8 @@ class SweepDriver(Supervisor):
         if not self._running:
             return best
         running = list(self._running)  # only these are read: the ended trials stay out of every tick
-        infos = {i.run_id: i for first in range(0, len(running), 500)
-                 for i in self.store.list_runs(run_ids=running[first:first + 500], limit=500)}
+        infos = {i.run_id: i for first in range(0, len(running), IN_CHUNK)
+                 for i in self.store.list_runs(run_ids=running[first:first + IN_CHUNK], limit=IN_CHUNK)}
         ended = [r for r in self._running if infos[r].status.is_terminal()]
         if not ended:
             return best

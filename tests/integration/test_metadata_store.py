@@ -426,6 +426,9 @@ def test_a_read_command_does_not_import_sqlalchemy(tmp_path):
             "print(sorted(m for m in sys.modules if m.startswith('sqlalchemy')))")
     out = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_only_plain_sqlite_file_urls_go_through_sqlite3():
     assert sqlite_path("sqlite:////abs/x.db") == "/abs/x.db" and sqlite_path("sqlite:///rel.db") == "rel.db"
     assert sqlite_path("sqlite://") is None and sqlite_path("sqlite:///:memory:") is None
     assert sqlite_path("sqlite:///x.db?mode=ro") is None and sqlite_path("postgresql+psycopg://h/db") is None

@@ -19,7 +19,7 @@ def open_metadata_store(url: str) -> MetadataStore:
         store = _stores.get(url)
         if store is None:
             path = sqlite_path(url)
-            if path is not None:  # reads through sqlite3; SQLAlchemy only when needed (see reads.py)
+            if path is not None:  # sqlite3 for the everyday calls; SQLAlchemy when needed (sqlite_store.py)
                 store = _stores[url] = SqliteStore(url, path)
             else:
                 from runyard.store.metadata.sql_store import SqlMetadataStore

@@ -10,7 +10,7 @@ import os
 import sqlite3
 import threading
 from collections import namedtuple
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -131,47 +131,39 @@ class SqliteStore(CoreQueries):
             self._conn.close()
             self._conn = None
 
+    def _reading(self, what: str) -> "contextmanager[Query]":
+        return self._executor(what, "BEGIN", lambda full: full._reading(what),
+                              lambda conn: lambda sql, params: conn.execute(sql, params).fetchall())
+
+    def _writing(self, what: str) -> "contextmanager[Writer]":
+        # IMMEDIATE takes the write lock up front (waiting for it): a deferred transaction that upgrades later
+        # can fail at once with "database is locked" when another process holds it.
+        return self._executor(what, "BEGIN IMMEDIATE", lambda full: full._writing(what), _Writer)
+
     @contextmanager
-    def _reading(self, what: str) -> Iterator[Query]:
+    def _executor(self, what: str, begin: str, of_full: Callable[[MetadataStore], Any],
+                  on_sqlite3: Callable[[sqlite3.Connection], Any]) -> Iterator[Any]:
+        """The full store's executor (``of_full``) once it is open or when sqlite3 may not serve, else
+        ``on_sqlite3(conn)`` inside one transaction: committed, or rolled back when the block raises; an integrity
+        error becomes ``Conflict``, any other SQLite error a ``StoreError`` that names what failed."""
         with self._lock:
             conn = None if self._full is not None else self._connection()
             if conn is None:
-                with self.full._reading(what) as query:
-                    yield query
+                with of_full(self.full) as executor:
+                    yield executor
                 return
-            with self._transaction(conn, "BEGIN", what):
-                yield lambda sql, params: conn.execute(sql, params).fetchall()
-
-    @contextmanager
-    def _writing(self, what: str) -> Iterator[Writer]:
-        with self._lock:
-            conn = None if self._full is not None else self._connection()
-            if conn is None:
-                with self.full._writing(what) as writer:
-                    yield writer
-                return
-            # IMMEDIATE takes the write lock up front (waiting for it): a deferred transaction that upgrades later
-            # can fail at once with "database is locked" when another process holds it.
-            with self._transaction(conn, "BEGIN IMMEDIATE", what):
-                yield _Writer(conn)
-
-    @contextmanager
-    def _transaction(self, conn: sqlite3.Connection, begin: str, what: str) -> Iterator[None]:
-        """One transaction: committed, or rolled back when the block raises; an integrity error becomes
-        ``Conflict``, any other SQLite error a ``StoreError`` that names what failed."""
-        try:
-            conn.execute(begin)
             try:
-                yield
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(str(exc)) from exc
-        except sqlite3.Error as exc:
-            raise StoreError(f"metadata store {self.url} failed to {what}: {exc}") from exc
-
+                conn.execute(begin)
+                try:
+                    yield on_sqlite3(conn)
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(str(exc)) from exc
+            except sqlite3.Error as exc:
+                raise StoreError(f"metadata store {self.url} failed to {what}: {exc}") from exc
 
     def after_fork(self) -> None:
         """A forked child must not use the parent's connection (SQLite's locks are per process): forget it."""
